@@ -1,0 +1,334 @@
+//! The commit protocol and latest-version discovery (`ARCHITECTURE.md` §2).
+//!
+//! Every writer (ingest, compaction, epoch bumps) commits through [`Table::commit`]:
+//! 1. load the latest manifest; if it already records the transaction id, return that version
+//!    (an earlier attempt landed: idempotency and lost-response resolution in one rule);
+//! 2. apply the mutation to a draft of version N+1;
+//! 3. put-if-absent `{N+1:020}.json`; the store's put-if-absent is the only mutual exclusion;
+//! 4. on `AlreadyExists` or an unknown outcome (timeout, 5xx) back off and go to 1.
+//!
+//! A write is acknowledged only when step 3 succeeded or step 1 found its id, so an
+//! acknowledged write is in the manifest. Nothing here depends on a process-local lock.
+//!
+//! Latest-version discovery never trusts listing order: it starts from the advisory
+//! `_latest` hint (or, without one, the largest version a listing shows) and then probes
+//! `HEAD {v+1}`, `{v+2}`, `{v+4}`, … followed by a binary search. That is valid because the
+//! versions that exist always form a contiguous range `[oldest retained, latest]`: commits
+//! only ever add `latest + 1`, and manifest expiry removes the oldest first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::layout::{self, DatasetName};
+use crate::manifest::{Manifest, Operation};
+use crate::{Error, Result};
+
+/// How hard a committer retries before it reports contention.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 30,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with full jitter, so racing committers spread out.
+    fn delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max_delay);
+        let jitter = rand::rng().random_range(0..=exp.as_micros() as u64);
+        Duration::from_micros(jitter)
+    }
+}
+
+/// The result of a commit.
+#[derive(Clone, Debug)]
+pub struct CommitOutcome {
+    /// The manifest that holds the transaction.
+    pub manifest: Manifest,
+    /// False when the transaction had already been committed by an earlier attempt or request.
+    pub newly_committed: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LatestHint {
+    version: u64,
+}
+
+/// One dataset's manifests in one object store.
+#[derive(Clone, Debug)]
+pub struct Table {
+    store: Arc<dyn ObjectStore>,
+    name: DatasetName,
+    retry: RetryPolicy,
+}
+
+impl Table {
+    pub fn new(store: Arc<dyn ObjectStore>, name: DatasetName) -> Self {
+        Self {
+            store,
+            name,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn name(&self) -> &DatasetName {
+        &self.name
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Writes version 0. Fails with [`Error::DatasetExists`] if any version 0 is there.
+    pub async fn create(&self, manifest: &Manifest) -> Result<()> {
+        debug_assert_eq!(manifest.version, 0);
+        let path = layout::manifest_path(&self.name, 0);
+        let body = PutPayload::from(manifest.to_json_bytes()?);
+        match self
+            .store
+            .put_opts(&path, body, PutOptions::from(PutMode::Create))
+            .await
+        {
+            Ok(_) => {
+                self.write_hint(0).await;
+                Ok(())
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                Err(Error::DatasetExists(self.name.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn read_manifest(&self, version: u64) -> Result<Manifest> {
+        let path = layout::manifest_path(&self.name, version);
+        match self.store.get(&path).await {
+            Ok(got) => {
+                let bytes = got.bytes().await?;
+                Manifest::from_json_bytes(path.as_ref(), &bytes)
+            }
+            Err(object_store::Error::NotFound { .. }) => Err(Error::ManifestNotFound {
+                dataset: self.name.clone(),
+                version,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn version_exists(&self, version: u64) -> Result<bool> {
+        match self
+            .store
+            .head(&layout::manifest_path(&self.name, version))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read_hint(&self) -> Option<u64> {
+        let got = self
+            .store
+            .get(&layout::latest_hint_path(&self.name))
+            .await
+            .ok()?;
+        let bytes = got.bytes().await.ok()?;
+        serde_json::from_slice::<LatestHint>(&bytes)
+            .ok()
+            .map(|h| h.version)
+    }
+
+    /// Best effort: the hint only shortens discovery, so a failure is logged and ignored.
+    async fn write_hint(&self, version: u64) {
+        let Ok(body) = serde_json::to_vec(&LatestHint { version }) else {
+            return;
+        };
+        let path = layout::latest_hint_path(&self.name);
+        if let Err(e) = self.store.put(&path, Bytes::from(body).into()).await {
+            tracing::debug!(dataset = %self.name, version, error = %e, "could not write _latest hint");
+        }
+    }
+
+    /// The largest version present in a listing: only a starting point for probing.
+    async fn listed_max_version(&self) -> Result<Option<u64>> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&layout::manifest_dir(&self.name)))
+            .await?;
+        Ok(listing
+            .objects
+            .iter()
+            .filter_map(|o| o.location.filename())
+            .filter_map(layout::parse_manifest_file_name)
+            .max())
+    }
+
+    /// The newest committed version. [`Error::DatasetNotFound`] if the dataset has none.
+    pub async fn latest_version(&self) -> Result<u64> {
+        let start = match self.read_hint().await {
+            Some(v) if self.version_exists(v).await? => v,
+            _ => match self.listed_max_version().await? {
+                Some(v) if self.version_exists(v).await? => v,
+                _ => return Err(Error::DatasetNotFound(self.name.clone())),
+            },
+        };
+        // Gallop: lo exists; find a hi that does not.
+        let mut lo = start;
+        let mut step = 1u64;
+        let mut hi = loop {
+            let probe = lo.saturating_add(step);
+            if probe == lo || !self.version_exists(probe).await? {
+                break probe;
+            }
+            lo = probe;
+            step = step.saturating_mul(2);
+        };
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.version_exists(mid).await? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    pub async fn load_latest(&self) -> Result<Manifest> {
+        // A version found by discovery can vanish only through manifest expiry racing with a
+        // very stale reader; retry discovery once in that case.
+        for _ in 0..2 {
+            let version = self.latest_version().await?;
+            match self.read_manifest(version).await {
+                Err(Error::ManifestNotFound { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(Error::DatasetNotFound(self.name.clone()))
+    }
+
+    /// Commits a new version produced by `mutate` from a draft of the next version (see the
+    /// module docs). `mutate` may run several times (once per attempt) and must be a pure
+    /// function of the draft it is given; an `Err` from it aborts the commit with nothing written.
+    pub async fn commit<F>(
+        &self,
+        txn_id: &str,
+        operation: Operation,
+        mut mutate: F,
+    ) -> Result<CommitOutcome>
+    where
+        F: FnMut(&mut Manifest) -> Result<()>,
+    {
+        let mut last_error = String::from("no attempt made");
+        for attempt in 0..self.retry.max_attempts {
+            if attempt > 0 {
+                tokio::time::sleep(self.retry.delay(attempt)).await;
+            }
+            let current = match self.load_latest().await {
+                Ok(m) => m,
+                Err(e @ (Error::DatasetNotFound(_) | Error::InvalidManifest { .. })) => {
+                    return Err(e);
+                }
+                Err(e) => {
+                    last_error = e.to_string();
+                    continue;
+                }
+            };
+            if let Some(found) = self.resolve_txn(&current, txn_id).await? {
+                return Ok(found);
+            }
+            let mut next = current.successor(txn_id, operation.clone());
+            mutate(&mut next)?;
+            let path = layout::manifest_path(&self.name, next.version);
+            let body = PutPayload::from(next.to_json_bytes()?);
+            match self
+                .store
+                .put_opts(&path, body, PutOptions::from(PutMode::Create))
+                .await
+            {
+                Ok(_) => {
+                    self.write_hint(next.version).await;
+                    return Ok(CommitOutcome {
+                        manifest: next,
+                        newly_committed: true,
+                    });
+                }
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    last_error = format!("version {} was taken by another commit", next.version);
+                }
+                // Unknown outcome: the manifest may or may not have landed. The next attempt
+                // resolves it by transaction id.
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        // One last resolution, so a final attempt whose response was lost is still acknowledged.
+        if let Ok(current) = self.load_latest().await
+            && let Some(found) = self.resolve_txn(&current, txn_id).await?
+        {
+            return Ok(found);
+        }
+        Err(Error::CommitContention {
+            dataset: self.name.clone(),
+            attempts: self.retry.max_attempts,
+            last: last_error,
+        })
+    }
+
+    async fn resolve_txn(&self, current: &Manifest, txn_id: &str) -> Result<Option<CommitOutcome>> {
+        let Some(version) = current.find_txn(txn_id) else {
+            return Ok(None);
+        };
+        let manifest = if version == current.version {
+            current.clone()
+        } else {
+            self.read_manifest(version).await?
+        };
+        Ok(Some(CommitOutcome {
+            manifest,
+            newly_committed: false,
+        }))
+    }
+}
+
+/// Names of all datasets in the store (those with a `_manifest` directory).
+pub async fn list_datasets(store: &dyn ObjectStore) -> Result<Vec<DatasetName>> {
+    let listing = store
+        .list_with_delimiter(Some(&layout::datasets_root()))
+        .await?;
+    let mut names: Vec<DatasetName> = listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename())
+        .filter_map(|n| DatasetName::new(n).ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+#[cfg(test)]
+#[path = "commit_tests.rs"]
+mod tests;

@@ -1,0 +1,27 @@
+//! The Strata table format, shared by every daemon.
+//!
+//! A dataset is a sequence of immutable manifest versions over immutable data files in an
+//! object store (see `ARCHITECTURE.md` §2). This crate owns:
+//! - [`layout`]: where every object lives,
+//! - [`manifest`]: the versioned full-snapshot manifest,
+//! - [`commit`]: the put-if-absent commit protocol and latest-version discovery,
+//! - [`delta`]: the delta file schema (`_op`),
+//! - [`merge`]: the one merge rule readers and compaction share, and the reference
+//!   materialisation of `state(V)`,
+//! - [`selftest`]: the startup proof that the store enforces put-if-absent,
+//! - [`keys`]: primary-key helpers (sorting, uniqueness, key ranges).
+
+pub mod commit;
+pub mod delta;
+pub mod error;
+pub mod keys;
+pub mod layout;
+pub mod manifest;
+pub mod merge;
+pub mod parquet_io;
+pub mod selftest;
+
+pub use error::{Error, Result};
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

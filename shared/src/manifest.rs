@@ -1,0 +1,240 @@
+//! The manifest: one immutable JSON document per dataset version, a full snapshot of the
+//! table (`ARCHITECTURE.md` §2, invariant 3). Readers need nothing but the manifest they read:
+//! a data file is part of version V iff manifest V lists it.
+
+use std::sync::Arc;
+
+use arrow_schema::{Schema, SchemaRef};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::layout::DatasetName;
+use crate::{Error, Result};
+
+/// Bumped when the manifest layout changes incompatibly; readers refuse newer formats.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How many transaction ids a manifest remembers for idempotent retries. A retry of a
+/// transaction older than this many commits is no longer recognised.
+pub const MAX_RECENT_TXNS: usize = 1024;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub dataset: DatasetName,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    /// What produced this version.
+    pub operation: Operation,
+    /// The table schema (without the delta `_op` column).
+    pub schema: Schema,
+    /// Primary-key columns, in key order. Empty: the dataset has no key (and takes no deltas).
+    pub primary_key: Vec<String>,
+    /// Base files, each sorted by primary key; key ranges do not overlap and ascend.
+    pub base_files: Vec<DataFile>,
+    /// Deltas not yet compacted, in ascending `seq`; every `seq` > `base_watermark_seq`.
+    pub deltas: Vec<DeltaFile>,
+    /// Every delta with `seq <= base_watermark_seq` is already merged into the base files.
+    pub base_watermark_seq: u64,
+    /// Fencing token of the compactor allowed to commit compactions.
+    pub compactor_epoch: u64,
+    /// The newest transaction ids and the version each one produced (idempotency).
+    pub recent_txns: Vec<TxnRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Create,
+    Ingest,
+    Compact,
+    BumpEpoch,
+}
+
+/// A base Parquet file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// Object path relative to the store root.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Smallest and largest primary key in the file (one JSON value per key column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_min: Option<Vec<serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_max: Option<Vec<serde_json::Value>>,
+}
+
+/// A delta Parquet file: table columns plus `_op`, sorted by key, each key at most once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeltaFile {
+    pub path: String,
+    /// The manifest version that added this delta; last writer wins by `seq`.
+    pub seq: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub upserts: u64,
+    pub deletes: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnRecord {
+    pub id: String,
+    pub version: u64,
+}
+
+impl Manifest {
+    /// Version 0 of a new dataset.
+    pub fn initial(
+        dataset: DatasetName,
+        schema: Schema,
+        primary_key: Vec<String>,
+        base_files: Vec<DataFile>,
+        txn_id: &str,
+    ) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            dataset,
+            version: 0,
+            created_at: Utc::now(),
+            operation: Operation::Create,
+            schema,
+            primary_key,
+            base_files,
+            deltas: Vec::new(),
+            base_watermark_seq: 0,
+            compactor_epoch: 0,
+            recent_txns: vec![TxnRecord {
+                id: txn_id.to_owned(),
+                version: 0,
+            }],
+        }
+    }
+
+    /// The draft of the next version: the same snapshot, one version up, recording `txn_id`.
+    /// The commit protocol hands this to a mutation, which changes what it changes.
+    pub fn successor(&self, txn_id: &str, operation: Operation) -> Self {
+        let mut next = self.clone();
+        next.version = self.version + 1;
+        next.created_at = Utc::now();
+        next.operation = operation;
+        next.recent_txns.push(TxnRecord {
+            id: txn_id.to_owned(),
+            version: next.version,
+        });
+        if next.recent_txns.len() > MAX_RECENT_TXNS {
+            let excess = next.recent_txns.len() - MAX_RECENT_TXNS;
+            next.recent_txns.drain(..excess);
+        }
+        next
+    }
+
+    /// The version that committed `txn_id`, if it is among the recent transactions.
+    pub fn find_txn(&self, txn_id: &str) -> Option<u64> {
+        self.recent_txns
+            .iter()
+            .rev()
+            .find(|t| t.id == txn_id)
+            .map(|t| t.version)
+    }
+
+    pub fn arrow_schema(&self) -> SchemaRef {
+        Arc::new(self.schema.clone())
+    }
+
+    pub fn base_rows(&self) -> u64 {
+        self.base_files.iter().map(|f| f.rows).sum()
+    }
+
+    pub fn delta_rows(&self) -> u64 {
+        self.deltas.iter().map(|d| d.rows).sum()
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.base_files.iter().map(|f| f.bytes).sum::<u64>()
+            + self.deltas.iter().map(|d| d.bytes).sum::<u64>()
+    }
+
+    /// Every data file this version references.
+    pub fn referenced_paths(&self) -> impl Iterator<Item = &str> {
+        self.base_files
+            .iter()
+            .map(|f| f.path.as_str())
+            .chain(self.deltas.iter().map(|d| d.path.as_str()))
+    }
+
+    pub fn to_json_bytes(&self) -> Result<Vec<u8>> {
+        Ok(serde_json::to_vec_pretty(self)?)
+    }
+
+    pub fn from_json_bytes(path: &str, bytes: &[u8]) -> Result<Self> {
+        let manifest: Self =
+            serde_json::from_slice(bytes).map_err(|source| Error::InvalidManifest {
+                path: path.to_owned(),
+                source,
+            })?;
+        if manifest.format_version > FORMAT_VERSION {
+            return Err(Error::InvalidInput(format!(
+                "manifest {path} has format version {} but this build reads up to {FORMAT_VERSION}",
+                manifest.format_version
+            )));
+        }
+        Ok(manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::{DataType, Field};
+
+    use super::*;
+
+    fn sample() -> Manifest {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8View, true),
+        ]);
+        Manifest::initial(
+            DatasetName::new("t").unwrap(),
+            schema,
+            vec!["id".into()],
+            vec![DataFile {
+                path: "datasets/t/base/c/part-00000.parquet".into(),
+                rows: 3,
+                bytes: 100,
+                key_min: Some(vec![1.into()]),
+                key_max: Some(vec![3.into()]),
+            }],
+            "create-1",
+        )
+    }
+
+    #[test]
+    fn json_round_trip_keeps_everything() {
+        let m = sample();
+        let bytes = m.to_json_bytes().unwrap();
+        assert_eq!(Manifest::from_json_bytes("x", &bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn successor_records_txn_and_bounds_history() {
+        let mut m = sample();
+        for i in 0..(MAX_RECENT_TXNS + 10) {
+            m = m.successor(&format!("t{i}"), Operation::Ingest);
+        }
+        assert_eq!(m.version, (MAX_RECENT_TXNS + 10) as u64);
+        assert_eq!(m.recent_txns.len(), MAX_RECENT_TXNS);
+        assert_eq!(m.find_txn("create-1"), None, "oldest ids fall out");
+        let last = format!("t{}", MAX_RECENT_TXNS + 9);
+        assert_eq!(m.find_txn(&last), Some(m.version));
+    }
+
+    #[test]
+    fn newer_format_is_refused() {
+        let mut m = sample();
+        m.format_version = FORMAT_VERSION + 1;
+        let bytes = m.to_json_bytes().unwrap();
+        assert!(Manifest::from_json_bytes("x", &bytes).is_err());
+    }
+}

@@ -1,0 +1,67 @@
+//! Reading and writing whole Parquet objects. Base and delta files are written here so every
+//! writer uses the same properties.
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::Result;
+
+/// Row groups small enough to decode in parallel and to prune, large enough to compress well.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
+}
+
+/// Encodes batches (all of `schema`) as one Parquet file in memory.
+pub fn encode(schema: SchemaRef, batches: &[RecordBatch]) -> Result<Bytes> {
+    let mut buffer = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(writer_properties()))?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.close()?;
+    Ok(Bytes::from(buffer))
+}
+
+/// Decodes a whole Parquet file held in memory.
+pub fn decode(bytes: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let schema = builder.schema().clone();
+    let reader = builder.with_batch_size(64 * 1024).build()?;
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    Ok((schema, batches))
+}
+
+/// Reads a whole Parquet object. Decoding runs on the blocking pool: it is CPU work.
+pub async fn read(store: &dyn ObjectStore, path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let bytes = store.get(path).await?.bytes().await?;
+    match tokio::task::spawn_blocking(move || decode(bytes)).await {
+        Ok(result) => result,
+        Err(join) => Err(crate::Error::InvalidInput(format!(
+            "decoding {path} failed: {join}"
+        ))),
+    }
+}
+
+/// Writes an immutable object: put-if-absent, so nothing is ever overwritten (invariant 1).
+pub async fn put_new(store: &dyn ObjectStore, path: &Path, bytes: Bytes) -> Result<()> {
+    store
+        .put_opts(
+            path,
+            PutPayload::from(bytes),
+            PutOptions::from(PutMode::Create),
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! Test support: a store wrapper that injects the failures a network store produces, so the
+//! commit protocol can be proven against them without a network.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+use rand::Rng;
+
+/// Wraps a store; each put fails before it reaches the store with probability `fail_before`,
+/// or lands and then loses its response with probability `lose_response` (an unknown outcome).
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    fail_before: f64,
+    lose_response: f64,
+    pub injected: AtomicU64,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, fail_before: f64, lose_response: f64) -> Self {
+        Self {
+            inner,
+            fail_before,
+            lose_response,
+            injected: AtomicU64::new(0),
+        }
+    }
+
+    fn injected_error(&self, what: &str) -> object_store::Error {
+        self.injected.fetch_add(1, Ordering::Relaxed);
+        object_store::Error::Generic {
+            store: "FaultyStore",
+            source: format!("injected fault: {what}").into(),
+        }
+    }
+}
+
+impl fmt::Display for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        let roll: f64 = rand::rng().random();
+        if roll < self.fail_before {
+            return Err(self.injected_error("request failed"));
+        }
+        let result = self.inner.put_opts(location, payload, opts).await;
+        if result.is_ok() && roll < self.fail_before + self.lose_response {
+            return Err(self.injected_error("response lost"));
+        }
+        result
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
