@@ -1,0 +1,68 @@
+//! storaged: owns the backing object store, the dataset catalog and every manifest commit for
+//! ingest. The other daemons reach objects only through its internal object API
+//! ([`strata_storaged_api::RemoteStore`]), so only storaged holds store credentials.
+//!
+//! Start-up: open the store, prove it enforces put-if-absent (writers refuse to run
+//! otherwise), create the datasets the config declares that are missing, then serve.
+
+mod catalog;
+mod catalog_api;
+mod error;
+mod import;
+mod objects;
+mod routes;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use strata_daemon::config::Config;
+use tokio::net::TcpListener;
+
+pub use catalog::Catalog;
+pub use error::StoragedError;
+pub use routes::router;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn ObjectStore>,
+    pub catalog: Catalog,
+}
+
+/// Opens the store named by the config and serves on `listener` until `shutdown`.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StoragedError> {
+    let store = store::open(&config)?;
+    serve_with_store(config, store, listener, shutdown).await
+}
+
+/// As [`serve`], on a store the caller opened (the all-in-one binary shares one store).
+pub async fn serve_with_store(
+    config: Config,
+    store: Arc<dyn ObjectStore>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StoragedError> {
+    let state = prepare(&config, store).await?;
+    let router = router(state, &config);
+    tracing::info!(addr = %listener.local_addr()?, store = %config.store.url, "storaged serving");
+    strata_daemon::serve::serve(listener, router, shutdown).await?;
+    Ok(())
+}
+
+/// The start-up checks and catalog bootstrap, without serving.
+pub async fn prepare(
+    config: &Config,
+    store: Arc<dyn ObjectStore>,
+) -> Result<AppState, StoragedError> {
+    strata_shared::selftest::verify_put_if_absent(store.clone()).await?;
+    tracing::info!("store enforces put-if-absent");
+    let catalog = Catalog::new(store.clone(), config.clone());
+    catalog.create_declared().await?;
+    Ok(AppState { store, catalog })
+}

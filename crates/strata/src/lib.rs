@@ -1,0 +1,197 @@
+//! The `strata` command. `strata up` runs storaged, queryd and compactord in one process on
+//! one store (the embedded default); `strata storaged|queryd|compactord` run one daemon each
+//! with the same code, for a deployment of separate processes.
+
+pub mod demo;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use strata_daemon::config::{Config, DatasetConfig, EnvOverrides, IndexPolicy, SourceFormat};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Serve changing Parquet datasets over HTTP"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run storaged, queryd and compactord in one process.
+    Up(UpArgs),
+    /// Run storaged: the object store, catalog and commits.
+    Storaged(DaemonArgs),
+    /// Run queryd: the public HTTP API.
+    Queryd(DaemonArgs),
+    /// Run compactord: compaction and garbage collection.
+    Compactord(DaemonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Cluster config file (TOML).
+    #[arg(long, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory: the store becomes `file://DIR` (default ./strata-data).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Address queryd listens on (default 127.0.0.1:8080).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Generate and serve a demo dataset named `demo`.
+    #[arg(long)]
+    pub demo: bool,
+    /// Rows in the demo dataset.
+    #[arg(long, default_value_t = 100_000)]
+    pub demo_rows: usize,
+    #[command(flatten)]
+    pub env: EnvOverrides,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Cluster config file (TOML).
+    #[arg(long, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub env: EnvOverrides,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => up(args).await,
+        Command::Storaged(args) => {
+            let config = Config::load(args.config.as_deref(), &args.env)?;
+            let listener = bind("storaged", config.storaged.listen).await?;
+            let shutdown = strata_daemon::serve::shutdown_signal();
+            Ok(strata_storaged::serve(config, listener, shutdown).await?)
+        }
+        Command::Queryd(args) => {
+            let config = Config::load(args.config.as_deref(), &args.env)?;
+            let listener = bind("queryd", config.queryd.listen).await?;
+            let shutdown = strata_daemon::serve::shutdown_signal();
+            Ok(strata_queryd::serve(config, listener, shutdown).await?)
+        }
+        Command::Compactord(args) => {
+            let config = Config::load(args.config.as_deref(), &args.env)?;
+            let listener = bind("compactord", config.compactord.listen).await?;
+            let shutdown = strata_daemon::serve::shutdown_signal();
+            Ok(strata_compactord::serve(config, listener, shutdown).await?)
+        }
+    }
+}
+
+async fn bind(daemon: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{daemon} cannot listen on {addr}"))
+}
+
+/// Applies `up`'s flags over the config file.
+fn up_config(args: &UpArgs) -> anyhow::Result<Config> {
+    let mut config = Config::load(args.config.as_deref(), &args.env)?;
+    if let Some(data) = &args.data {
+        let dir = std::path::absolute(data)?;
+        config.store.url = format!("file://{}", dir.display());
+    }
+    if let Some(listen) = args.listen {
+        config.queryd.listen = listen;
+    }
+    if args.demo && !config.datasets.iter().any(|d| d.name == demo::NAME) {
+        let dir = match config.store.url.strip_prefix("file://") {
+            Some(rest) => config.resolve_path(rest).join("sources"),
+            None => std::env::temp_dir().join("strata-demo"),
+        };
+        let source = demo::ensure_file(&dir, args.demo_rows)?;
+        config.datasets.push(DatasetConfig {
+            name: demo::NAME.into(),
+            source: source.display().to_string(),
+            format: SourceFormat::Parquet,
+            primary_key: vec!["id".into()],
+            index: IndexPolicy::Auto,
+            index_columns: vec![],
+            pin: true,
+        });
+    }
+    Ok(config)
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let config = up_config(&args)?;
+    let store = strata_storaged::store::open(&config)?;
+    let storaged_listener = bind("storaged", config.storaged.listen).await?;
+    let queryd_listener = bind("queryd", config.queryd.listen).await?;
+    let compactord_listener = bind("compactord", config.compactord.listen).await?;
+
+    // One shutdown for all three: a signal, or any daemon stopping, stops the others.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut daemons = tokio::task::JoinSet::new();
+    {
+        let (config, store, shutdown) = (config.clone(), store.clone(), stopped());
+        daemons.spawn(async move {
+            strata_storaged::serve_with_store(config, store, storaged_listener, shutdown)
+                .await
+                .context("storaged")
+        });
+    }
+    {
+        let (config, store, shutdown) = (config.clone(), store.clone(), stopped());
+        daemons.spawn(async move {
+            strata_queryd::serve_with_store(config, store, queryd_listener, shutdown)
+                .await
+                .context("queryd")
+        });
+    }
+    {
+        let (config, store, shutdown) = (config.clone(), store, stopped());
+        daemons.spawn(async move {
+            strata_compactord::serve_with_store(config, store, compactord_listener, shutdown)
+                .await
+                .context("compactord")
+        });
+    }
+    tracing::info!(
+        queryd = %format!("http://{}", config.queryd.listen),
+        storaged = %format!("http://{}", config.storaged.listen),
+        compactord = %format!("http://{}", config.compactord.listen),
+        store = %config.store.url,
+        "strata is up"
+    );
+
+    let mut first_error = None;
+    tokio::select! {
+        _ = strata_daemon::serve::shutdown_signal() => {}
+        Some(done) = daemons.join_next() => {
+            first_error = flatten(done).err();
+        }
+    }
+    let _ = stop_tx.send(true);
+    while let Some(done) = daemons.join_next().await {
+        if let Err(e) = flatten(done) {
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn flatten(done: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    done.context("daemon task panicked")?
+}

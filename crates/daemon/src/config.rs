@@ -1,0 +1,363 @@
+//! The cluster config: one TOML file describes the whole cluster, so every daemon knows where
+//! the others are. Parsed once, at start-up, into these typed structs; environment variables
+//! enter only through [`EnvOverrides`] (clap), never deeper in the code.
+//!
+//! Relative paths (a `file://` store URL without a leading `/`, dataset sources) are resolved
+//! against the directory of the config file, or the working directory without one.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use strata_shared::layout::DatasetName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub storaged: StoragedConfig,
+    pub queryd: QuerydConfig,
+    pub compactord: CompactordConfig,
+    pub auth: AuthConfig,
+    pub datasets: Vec<DatasetConfig>,
+    /// Directory relative paths are resolved against.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `file:///abs/dir`, `file://rel/dir`, `memory://`, or `s3://bucket/prefix`.
+    pub url: String,
+    pub s3: S3Config,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: "file://strata-data".into(),
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// S3 settings; each falls back to the standard `AWS_*` variable (see [`EnvOverrides`]).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Allow plain-HTTP endpoints (local S3-compatible servers).
+    pub allow_http: Option<bool>,
+    /// Virtual-hosted-style requests; the default is path-style, which S3-compatible servers take.
+    pub virtual_hosted_style: bool,
+}
+
+macro_rules! daemon_section {
+    ($(#[$doc:meta])* $name:ident, $port:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct $name {
+            /// Address the daemon binds.
+            pub listen: SocketAddr,
+            /// URL the other daemons use to reach it; default `http://{listen}`.
+            pub url: Option<String>,
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self {
+                    listen: SocketAddr::from(([127, 0, 0, 1], $port)),
+                    url: None,
+                }
+            }
+        }
+
+        impl $name {
+            pub fn url(&self) -> String {
+                self.url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", self.listen))
+            }
+        }
+    };
+}
+
+daemon_section!(
+    /// storaged: the object store, catalog and commits.
+    StoragedConfig,
+    7001
+);
+daemon_section!(
+    /// queryd: the public API.
+    QuerydConfig,
+    8080
+);
+daemon_section!(
+    /// compactord: compaction and GC.
+    CompactordConfig,
+    7002
+);
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Token for admin and write calls (`X-Admin-Token`). None: such calls are refused.
+    pub admin_token: Option<String>,
+    /// Token daemons present to each other (`X-Internal-Token`). None: internal APIs are closed.
+    pub internal_token: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    pub name: String,
+    /// A Parquet file, directory or glob; a local path or an `s3://` URL.
+    pub source: String,
+    #[serde(default)]
+    pub format: SourceFormat,
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+    #[serde(default)]
+    pub index: IndexPolicy,
+    #[serde(default)]
+    pub index_columns: Vec<String>,
+    #[serde(default)]
+    pub pin: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceFormat {
+    #[default]
+    Parquet,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexPolicy {
+    /// Index low-cardinality columns.
+    #[default]
+    Auto,
+    None,
+    /// Index exactly `index_columns`.
+    List,
+}
+
+/// Settings that may come from the environment (or flags); applied over the file.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct EnvOverrides {
+    #[arg(long, env = "STRATA_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    #[arg(long, env = "STRATA_INTERNAL_TOKEN", hide_env_values = true)]
+    pub internal_token: Option<String>,
+    #[arg(long, env = "AWS_ENDPOINT_URL", hide = true)]
+    pub aws_endpoint: Option<String>,
+    #[arg(long, env = "AWS_REGION", hide = true)]
+    pub aws_region: Option<String>,
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide = true, hide_env_values = true)]
+    pub aws_access_key_id: Option<String>,
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub aws_secret_access_key: Option<String>,
+    #[arg(long, env = "AWS_ALLOW_HTTP", hide = true)]
+    pub aws_allow_http: Option<bool>,
+}
+
+impl Config {
+    /// Reads the file (if any), applies the overrides and validates.
+    pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let mut config = Self::parse(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source: Box::new(source),
+                })?;
+                config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                config
+            }
+            None => Config::default(),
+        };
+        if config.base_dir.as_os_str().is_empty() {
+            config.base_dir = PathBuf::from(".");
+        }
+        config.apply(env);
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    fn apply(&mut self, env: &EnvOverrides) {
+        // A setting in the file wins over the environment, except tokens: an operator sets
+        // those in the environment precisely to keep them out of files.
+        if env.admin_token.is_some() {
+            self.auth.admin_token = env.admin_token.clone();
+        }
+        if env.internal_token.is_some() {
+            self.auth.internal_token = env.internal_token.clone();
+        }
+        let s3 = &mut self.store.s3;
+        s3.endpoint = s3.endpoint.take().or_else(|| env.aws_endpoint.clone());
+        s3.region = s3.region.take().or_else(|| env.aws_region.clone());
+        s3.access_key_id = s3
+            .access_key_id
+            .take()
+            .or_else(|| env.aws_access_key_id.clone());
+        s3.secret_access_key = s3
+            .secret_access_key
+            .take()
+            .or_else(|| env.aws_secret_access_key.clone());
+        s3.allow_http = s3.allow_http.or(env.aws_allow_http);
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for d in &self.datasets {
+            DatasetName::new(d.name.as_str()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if !seen.insert(d.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "dataset {:?} declared twice",
+                    d.name
+                )));
+            }
+            if d.index == IndexPolicy::List && d.index_columns.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "dataset {:?}: index = \"list\" needs index_columns",
+                    d.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a path from the config against [`Config::base_dir`].
+    pub fn resolve_path(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+        [store]
+        url = "s3://bucket/prefix"
+        [store.s3]
+        endpoint = "http://127.0.0.1:9000"
+        [storaged]
+        listen = "127.0.0.1:7101"
+        url = "http://storaged:7101"
+        [queryd]
+        listen = "0.0.0.0:8080"
+        [compactord]
+        listen = "127.0.0.1:7102"
+        [auth]
+        admin_token = "file-token"
+        [[datasets]]
+        name = "events"
+        source = "data/events.parquet"
+        format = "parquet"
+        primary_key = ["id"]
+        index = "list"
+        index_columns = ["kind"]
+        pin = true
+    "#;
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let c = Config::parse(FULL).unwrap();
+        assert_eq!(c.store.url, "s3://bucket/prefix");
+        assert_eq!(c.storaged.url(), "http://storaged:7101");
+        assert_eq!(c.compactord.url(), "http://127.0.0.1:7102");
+        assert_eq!(c.datasets[0].primary_key, vec!["id"]);
+        assert_eq!(c.datasets[0].index, IndexPolicy::List);
+        assert!(c.datasets[0].pin);
+    }
+
+    #[test]
+    fn defaults_and_env() {
+        let env = EnvOverrides {
+            admin_token: Some("env-token".into()),
+            aws_endpoint: Some("http://env:1".into()),
+            ..Default::default()
+        };
+        let c = Config::load(None, &env).unwrap();
+        assert_eq!(c.storaged.listen.to_string(), "127.0.0.1:7001");
+        assert_eq!(c.queryd.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.compactord.listen.to_string(), "127.0.0.1:7002");
+        assert_eq!(c.auth.admin_token.as_deref(), Some("env-token"));
+        assert_eq!(c.store.s3.endpoint.as_deref(), Some("http://env:1"));
+    }
+
+    #[test]
+    fn file_settings_beat_env_except_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strata.toml");
+        std::fs::write(&path, FULL).unwrap();
+        let env = EnvOverrides {
+            admin_token: Some("env-token".into()),
+            aws_endpoint: Some("http://env:1".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&path), &env).unwrap();
+        assert_eq!(c.auth.admin_token.as_deref(), Some("env-token"));
+        assert_eq!(
+            c.store.s3.endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(c.resolve_path("data/x"), dir.path().join("data/x"));
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        assert!(
+            Config::parse("[store]\nurll = \"x\"").is_err(),
+            "unknown keys are errors"
+        );
+        let dup = "[[datasets]]\nname='a'\nsource='x'\n[[datasets]]\nname='a'\nsource='y'";
+        let mut c = Config::parse(dup).unwrap();
+        c.base_dir = ".".into();
+        assert!(c.validate().is_err());
+        let bad = Config::parse("[[datasets]]\nname='a/b'\nsource='x'").unwrap();
+        assert!(bad.validate().is_err());
+    }
+}

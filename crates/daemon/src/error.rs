@@ -1,0 +1,216 @@
+//! The one place where error kinds become HTTP statuses, and the JSON error envelope
+//! `{"error": "…", "kind": "…"}` every daemon answers with — including for body-parsing
+//! failures, unknown routes and wrong methods.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+/// The JSON error body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    /// A stable machine-readable kind (`not_found`, `already_exists`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// An error on its way to becoming a response.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    pub fn unavailable(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self {
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // 304 carries no body by definition.
+        if self.status == StatusCode::NOT_MODIFIED {
+            return self.status.into_response();
+        }
+        if self.status.is_server_error() {
+            tracing::error!(status = %self.status, kind = self.kind, error = %self.message, "request failed");
+        } else {
+            tracing::debug!(status = %self.status, kind = self.kind, error = %self.message, "request refused");
+        }
+        let body = ErrorBody {
+            error: self.message,
+            kind: Some(self.kind.to_owned()),
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<strata_shared::Error> for ApiError {
+    fn from(e: strata_shared::Error) -> Self {
+        use strata_shared::Error as E;
+        let (status, kind) = match &e {
+            E::InvalidName { .. }
+            | E::InvalidInput(_)
+            | E::UnknownKeyColumn { .. }
+            | E::NullKey { .. }
+            | E::DuplicateKey { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            E::DatasetNotFound(_) | E::ManifestNotFound { .. } => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            E::DatasetExists(_) => (StatusCode::CONFLICT, "already_exists"),
+            E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            E::CommitContention { .. } => (StatusCode::SERVICE_UNAVAILABLE, "contention"),
+            E::PutIfAbsentUnsupported(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unsafe"),
+            E::ObjectStore(os) => return object_store_error(os, e.to_string()),
+            E::InvalidManifest { .. } | E::Path(_) | E::Arrow(_) | E::Parquet(_) | E::Json(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        let mut error = ApiError::new(status, kind, e.to_string());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            error.retry_after_secs = Some(1);
+        }
+        error
+    }
+}
+
+impl From<object_store::Error> for ApiError {
+    fn from(e: object_store::Error) -> Self {
+        let message = e.to_string();
+        object_store_error(&e, message)
+    }
+}
+
+/// Object-store error kinds keep their meaning across the wire, so the typed client on the
+/// other side can rebuild the same `object_store::Error` variant.
+fn object_store_error(e: &object_store::Error, message: String) -> ApiError {
+    use object_store::Error as O;
+    let (status, kind) = match e {
+        O::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        O::AlreadyExists { .. } => (StatusCode::CONFLICT, "already_exists"),
+        O::Precondition { .. } => (StatusCode::PRECONDITION_FAILED, "precondition"),
+        O::NotModified { .. } => (StatusCode::NOT_MODIFIED, "not_modified"),
+        O::NotImplemented { .. } | O::NotSupported { .. } => {
+            (StatusCode::NOT_IMPLEMENTED, "not_implemented")
+        }
+        O::InvalidPath { .. } => (StatusCode::BAD_REQUEST, "invalid_path"),
+        O::PermissionDenied { .. } | O::Unauthenticated { .. } => {
+            (StatusCode::BAD_GATEWAY, "store_denied")
+        }
+        _ => (StatusCode::BAD_GATEWAY, "store"),
+    };
+    ApiError::new(status, kind, message)
+}
+
+/// `Json<T>` whose rejections (wrong content type, malformed JSON, wrong types, body too large)
+/// answer with the JSON envelope instead of axum's plain-text default.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let kind = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    _ => "bad_request",
+                };
+                // 422 (valid JSON, wrong shape) is a bad request like any other here.
+                let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    status
+                };
+                Err(ApiError::new(status, kind, rejection.body_text()))
+            }
+        }
+    }
+}
+
+/// Fallback for unknown routes.
+pub async fn route_not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// Turns axum's bare 405 (and other empty-bodied errors from layers) into the JSON envelope.
+pub async fn json_errors(request: Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let is_bare = response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && response.headers().get(header::CONTENT_TYPE).is_none();
+    if is_bare {
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+        )
+        .into_response();
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_errors_map_to_statuses() {
+        let name = strata_shared::layout::DatasetName::new("x").unwrap();
+        let cases = [
+            (strata_shared::Error::DatasetNotFound(name.clone()), 404),
+            (strata_shared::Error::DatasetExists(name), 409),
+            (
+                strata_shared::Error::DuplicateKey { key: "id=1".into() },
+                400,
+            ),
+            (strata_shared::Error::Conflict("x".into()), 409),
+        ];
+        for (e, status) in cases {
+            assert_eq!(ApiError::from(e).status.as_u16(), status);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The catalog API on storaged (admin token, `X-Admin-Token`):
+//!
+//! | method | route | answer |
+//! |---|---|---|
+//! | GET | `/api/v1/datasets` | [`DatasetList`] |
+//! | POST | `/api/v1/datasets` | [`CreateDatasetRequest`] → 201 [`DatasetInfo`] (409 if it exists) |
+//! | GET | `/api/v1/datasets/{name}` | [`DatasetInfo`] of the latest version |
+//! | GET | `/api/v1/datasets/{name}/manifests` | [`ManifestVersions`] |
+//! | GET | `/api/v1/datasets/{name}/manifests/{version\|latest}` | the manifest JSON |
+
+use serde::{Deserialize, Serialize};
+use strata_daemon::auth::ADMIN_TOKEN_HEADER;
+use strata_daemon::config::SourceFormat;
+use strata_shared::manifest::Manifest;
+
+use crate::{ClientError, check};
+
+pub const DATASETS_ROUTE: &str = "/api/v1/datasets";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDatasetRequest {
+    pub name: String,
+    /// A Parquet file, directory or glob: a path on storaged's machine or an `s3://` URL.
+    pub source: String,
+    #[serde(default)]
+    pub format: SourceFormat,
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+/// A summary of one dataset's latest version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    pub name: String,
+    pub version: u64,
+    pub base_rows: u64,
+    /// Rows held in delta files (upserts and deletes), not yet compacted.
+    pub delta_rows: u64,
+    pub base_files: usize,
+    pub deltas: usize,
+    pub bytes: u64,
+    pub primary_key: Vec<String>,
+    pub columns: Vec<ColumnInfo>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<&Manifest> for DatasetInfo {
+    fn from(m: &Manifest) -> Self {
+        Self {
+            name: m.dataset.to_string(),
+            version: m.version,
+            base_rows: m.base_rows(),
+            delta_rows: m.delta_rows(),
+            base_files: m.base_files.len(),
+            deltas: m.deltas.len(),
+            bytes: m.total_bytes(),
+            primary_key: m.primary_key.clone(),
+            columns: m
+                .schema
+                .fields()
+                .iter()
+                .map(|f| ColumnInfo {
+                    name: f.name().clone(),
+                    data_type: f.data_type().to_string(),
+                    nullable: f.is_nullable(),
+                })
+                .collect(),
+            updated_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DatasetList {
+    pub datasets: Vec<DatasetInfo>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ManifestVersions {
+    pub dataset: String,
+    /// Retained versions, ascending.
+    pub versions: Vec<u64>,
+    pub latest: u64,
+}
+
+/// Typed client of storaged's catalog API.
+#[derive(Clone, Debug)]
+pub struct StoragedClient {
+    base_url: String,
+    admin_token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl StoragedClient {
+    pub fn new(base_url: &str, admin_token: Option<&str>) -> Self {
+        Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            admin_token: admin_token.map(str::to_owned),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, route: &str) -> reqwest::RequestBuilder {
+        let builder = self
+            .http
+            .request(method, format!("{}{route}", self.base_url));
+        match &self.admin_token {
+            Some(token) => builder.header(ADMIN_TOKEN_HEADER, token),
+            None => builder,
+        }
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let response = builder
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: self.base_url.clone(),
+                source,
+            })?;
+        let response = check(response).await?;
+        let url = response.url().to_string();
+        response
+            .json()
+            .await
+            .map_err(|e| ClientError::InvalidResponse {
+                url,
+                message: e.to_string(),
+            })
+    }
+
+    pub async fn create_dataset(
+        &self,
+        request: &CreateDatasetRequest,
+    ) -> Result<DatasetInfo, ClientError> {
+        self.call(
+            self.request(reqwest::Method::POST, DATASETS_ROUTE)
+                .json(request),
+        )
+        .await
+    }
+
+    pub async fn list_datasets(&self) -> Result<DatasetList, ClientError> {
+        self.call(self.request(reqwest::Method::GET, DATASETS_ROUTE))
+            .await
+    }
+
+    pub async fn dataset(&self, name: &str) -> Result<DatasetInfo, ClientError> {
+        self.call(self.request(reqwest::Method::GET, &format!("{DATASETS_ROUTE}/{name}")))
+            .await
+    }
+
+    pub async fn manifest_versions(&self, name: &str) -> Result<ManifestVersions, ClientError> {
+        let route = format!("{DATASETS_ROUTE}/{name}/manifests");
+        self.call(self.request(reqwest::Method::GET, &route)).await
+    }
+
+    /// A manifest by version, or the latest with `None`.
+    pub async fn manifest(
+        &self,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Manifest, ClientError> {
+        let which = version.map_or_else(|| "latest".to_owned(), |v| v.to_string());
+        let route = format!("{DATASETS_ROUTE}/{name}/manifests/{which}");
+        self.call(self.request(reqwest::Method::GET, &route)).await
+    }
+}

@@ -1,0 +1,132 @@
+//! The dataset catalog: create datasets from Parquet sources as manifest version 0, list them
+//! and read their manifests. A dataset exists iff its version 0 (or a later one) does.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use strata_daemon::config::Config;
+use strata_shared::commit::{self, Table};
+use strata_shared::layout::{self, DatasetName};
+use strata_shared::manifest::Manifest;
+use strata_shared::{Error, Result};
+use strata_storaged_api::catalog::{CreateDatasetRequest, ManifestVersions};
+
+use crate::StoragedError;
+use crate::import::{self, Source};
+
+#[derive(Clone)]
+pub struct Catalog {
+    store: Arc<dyn ObjectStore>,
+    config: Arc<Config>,
+}
+
+impl Catalog {
+    pub fn new(store: Arc<dyn ObjectStore>, config: Config) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+        }
+    }
+
+    fn table(&self, name: &DatasetName) -> Table {
+        Table::new(self.store.clone(), name.clone())
+    }
+
+    /// Creates a dataset from its source. [`Error::DatasetExists`] if it is already there:
+    /// the check before reading saves the work, the put-if-absent of version 0 decides.
+    pub async fn create(&self, request: &CreateDatasetRequest) -> Result<Manifest> {
+        let name = DatasetName::new(request.name.as_str())?;
+        let table = self.table(&name);
+        match table.latest_version().await {
+            Ok(_) => return Err(Error::DatasetExists(name)),
+            Err(Error::DatasetNotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let started = std::time::Instant::now();
+        let (schema, batches) = Source::parse(&request.source, &self.config)?.read().await?;
+        let (schema, files) =
+            import::write_base(&self.store, &name, schema, batches, &request.primary_key).await?;
+        let txn = format!("create-{}", uuid::Uuid::now_v7());
+        let manifest = Manifest::initial(name, schema, request.primary_key.clone(), files, &txn);
+        table.create(&manifest).await?;
+        tracing::info!(
+            dataset = %manifest.dataset,
+            rows = manifest.base_rows(),
+            files = manifest.base_files.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "dataset created"
+        );
+        Ok(manifest)
+    }
+
+    /// Creates the datasets the config declares that do not exist yet; existing ones are left
+    /// alone (their data may have changed since the source was read).
+    pub async fn create_declared(&self) -> Result<(), StoragedError> {
+        for declared in &self.config.datasets {
+            let request = CreateDatasetRequest {
+                name: declared.name.clone(),
+                source: declared.source.clone(),
+                format: declared.format,
+                primary_key: declared.primary_key.clone(),
+            };
+            match self.create(&request).await {
+                Ok(_) => {}
+                Err(Error::DatasetExists(_)) => {
+                    tracing::info!(dataset = %declared.name, "declared dataset exists; left alone");
+                }
+                Err(source) => {
+                    return Err(StoragedError::Declared {
+                        name: declared.name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest manifest of every dataset, by name.
+    pub async fn list(&self) -> Result<Vec<Manifest>> {
+        let mut out = Vec::new();
+        for name in commit::list_datasets(self.store.as_ref()).await? {
+            match self.table(&name).load_latest().await {
+                Ok(m) => out.push(m),
+                // A directory without a committed version: a creation that never finished.
+                Err(Error::DatasetNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn manifest(&self, name: &str, version: Option<u64>) -> Result<Manifest> {
+        let table = self.table(&DatasetName::new(name)?);
+        match version {
+            Some(v) => table.read_manifest(v).await,
+            None => table.load_latest().await,
+        }
+    }
+
+    pub async fn versions(&self, name: &str) -> Result<ManifestVersions> {
+        let name = DatasetName::new(name)?;
+        let latest = self.table(&name).latest_version().await?;
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&layout::manifest_dir(&name)))
+            .try_collect()
+            .await?;
+        let mut versions: Vec<u64> = listed
+            .iter()
+            .filter_map(|m| m.location.filename())
+            .filter_map(layout::parse_manifest_file_name)
+            .filter(|v| *v <= latest)
+            .collect();
+        versions.sort_unstable();
+        Ok(ManifestVersions {
+            dataset: name.to_string(),
+            versions,
+            latest,
+        })
+    }
+}

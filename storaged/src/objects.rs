@@ -1,0 +1,246 @@
+//! Handlers of the internal object API (protocol in `strata_storaged_api::objects`): each
+//! translates HTTP into one `ObjectStore` call and back.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{
+    CopyMode, CopyOptions, GetOptions, GetRange, ObjectMeta, PutMode, PutOptions, PutPayload,
+    UpdateVersion,
+};
+use strata_daemon::{ApiError, ApiJson};
+use strata_storaged_api::objects::{
+    self, CopyRequest, ListQuery, ListResponse, ObjectMetaWire, ObjectQuery, PutResponse, WriteMode,
+};
+
+use crate::AppState;
+
+fn parse_path(path: &str) -> Result<Path, ApiError> {
+    Path::parse(path).map_err(|e| ApiError::bad_request(format!("invalid path {path:?}: {e}")))
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::bad_request(format!("header {name} is not text")))
+        })
+        .transpose()
+}
+
+fn header_time(headers: &HeaderMap, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    header_text(headers, name)?
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| ApiError::bad_request(format!("header {name} is not RFC 3339")))
+        })
+        .transpose()
+}
+
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` (one range only).
+fn parse_range(value: &str) -> Result<GetRange, ApiError> {
+    let bad = || {
+        ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "invalid_range",
+            format!("unsupported range {value:?}"),
+        )
+    };
+    let spec = value.strip_prefix("bytes=").ok_or_else(bad)?;
+    let (start, end) = spec.split_once('-').ok_or_else(bad)?;
+    let num = |s: &str| s.parse::<u64>().map_err(|_| bad());
+    match (start.is_empty(), end.is_empty()) {
+        (false, false) => {
+            let (a, b) = (num(start)?, num(end)?);
+            if b < a {
+                return Err(bad());
+            }
+            Ok(GetRange::Bounded(a..b + 1))
+        }
+        (false, true) => Ok(GetRange::Offset(num(start)?)),
+        (true, false) => Ok(GetRange::Suffix(num(end)?)),
+        (true, true) => Err(bad()),
+    }
+}
+
+fn insert(headers: &mut HeaderMap, name: &'static str, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+fn meta_headers(headers: &mut HeaderMap, meta: &ObjectMeta) {
+    insert(headers, objects::SIZE, meta.size.to_string());
+    insert(
+        headers,
+        objects::LAST_MODIFIED,
+        meta.last_modified
+            .to_rfc3339_opts(SecondsFormat::Nanos, true),
+    );
+    if let Some(e_tag) = &meta.e_tag {
+        insert(headers, "etag", e_tag.clone());
+    }
+    if let Some(version) = &meta.version {
+        insert(headers, objects::VERSION, version.clone());
+    }
+}
+
+async fn read(
+    state: &AppState,
+    query: &ObjectQuery,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let path = parse_path(&query.path)?;
+    let options = GetOptions {
+        if_match: header_text(headers, header::IF_MATCH.as_str())?.map(str::to_owned),
+        if_none_match: header_text(headers, header::IF_NONE_MATCH.as_str())?.map(str::to_owned),
+        if_modified_since: header_time(headers, objects::IF_MODIFIED_SINCE)?,
+        if_unmodified_since: header_time(headers, objects::IF_UNMODIFIED_SINCE)?,
+        range: header_text(headers, header::RANGE.as_str())?
+            .map(parse_range)
+            .transpose()?,
+        version: header_text(headers, objects::VERSION)?.map(str::to_owned),
+        head,
+        ..Default::default()
+    };
+    let result = state.store.get_opts(&path, options).await?;
+    let meta = result.meta.clone();
+    let mut response = if head {
+        Response::new(Body::empty())
+    } else {
+        let range = result.range.clone();
+        let mut r = Response::new(Body::from_stream(result.into_stream()));
+        insert(
+            r.headers_mut(),
+            objects::RANGE_START,
+            range.start.to_string(),
+        );
+        insert(r.headers_mut(), objects::RANGE_END, range.end.to_string());
+        r
+    };
+    meta_headers(response.headers_mut(), &meta);
+    Ok(response)
+}
+
+pub async fn get_object(
+    State(state): State<AppState>,
+    Query(query): Query<ObjectQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    read(&state, &query, &headers, false).await
+}
+
+pub async fn head_object(
+    State(state): State<AppState>,
+    Query(query): Query<ObjectQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    read(&state, &query, &headers, true).await
+}
+
+pub async fn put_object(
+    State(state): State<AppState>,
+    Query(query): Query<ObjectQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<PutResponse>, ApiError> {
+    let path = parse_path(&query.path)?;
+    let mode = match query.mode.unwrap_or(WriteMode::Overwrite) {
+        WriteMode::Overwrite => PutMode::Overwrite,
+        WriteMode::Create => PutMode::Create,
+        WriteMode::Update => PutMode::Update(UpdateVersion {
+            e_tag: header_text(&headers, header::IF_MATCH.as_str())?.map(str::to_owned),
+            version: header_text(&headers, objects::VERSION)?.map(str::to_owned),
+        }),
+    };
+    let result = state
+        .store
+        .put_opts(&path, PutPayload::from(body), PutOptions::from(mode))
+        .await?;
+    Ok(axum::Json(PutResponse {
+        e_tag: result.e_tag,
+        version: result.version,
+    }))
+}
+
+pub async fn delete_object(
+    State(state): State<AppState>,
+    Query(query): Query<ObjectQuery>,
+) -> Result<StatusCode, ApiError> {
+    let path = parse_path(&query.path)?;
+    object_store::ObjectStoreExt::delete(state.store.as_ref(), &path).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<axum::Json<ListResponse>, ApiError> {
+    let prefix = query.prefix.as_deref().map(parse_path).transpose()?;
+    let response = if query.delimiter {
+        let listed = state.store.list_with_delimiter(prefix.as_ref()).await?;
+        ListResponse {
+            objects: listed
+                .objects
+                .into_iter()
+                .map(ObjectMetaWire::from)
+                .collect(),
+            common_prefixes: listed
+                .common_prefixes
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+        }
+    } else {
+        let stream = match query.offset.as_deref().map(parse_path).transpose()? {
+            Some(offset) => state.store.list_with_offset(prefix.as_ref(), &offset),
+            None => state.store.list(prefix.as_ref()),
+        };
+        let objects: Vec<ObjectMeta> = stream.try_collect().await?;
+        ListResponse {
+            objects: objects.into_iter().map(ObjectMetaWire::from).collect(),
+            common_prefixes: Vec::new(),
+        }
+    };
+    Ok(axum::Json(response))
+}
+
+pub async fn copy(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CopyRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let from = parse_path(&request.from)?;
+    let to = parse_path(&request.to)?;
+    let mode = match request.mode {
+        WriteMode::Overwrite => CopyMode::Overwrite,
+        WriteMode::Create => CopyMode::Create,
+        WriteMode::Update => return Err(ApiError::bad_request("copy takes overwrite or create")),
+    };
+    state
+        .store
+        .copy_opts(&from, &to, CopyOptions::new().with_mode(mode))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=2-4").unwrap(), GetRange::Bounded(2..5));
+        assert_eq!(parse_range("bytes=3-").unwrap(), GetRange::Offset(3));
+        assert_eq!(parse_range("bytes=-2").unwrap(), GetRange::Suffix(2));
+        for bad in ["2-4", "bytes=4-2", "bytes=-", "bytes=a-b"] {
+            assert!(parse_range(bad).is_err(), "{bad}");
+        }
+    }
+}
