@@ -20,8 +20,10 @@ use crate::{Error, Result};
 
 /// Root prefix of all datasets.
 pub const DATASETS: &str = "datasets";
-/// Prefix for scratch objects written by the store self-test.
-pub const SELFTEST: &str = "_strata/selftest";
+/// Name prefix of the scratch objects the store self-test writes and deletes. They sit at the
+/// root, not in a directory, because stores with real directories (a local disk, SeaweedFS's
+/// filer) keep an emptied directory around.
+pub const SELFTEST: &str = "_strata_selftest";
 
 /// A validated dataset name: 1–64 characters of `[A-Za-z0-9_-]`, not starting with `_` or `-`.
 ///

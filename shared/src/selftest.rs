@@ -19,7 +19,7 @@ const RACERS: usize = 8;
 /// first body in place, and of [`RACERS`] concurrent creates exactly one succeeds.
 pub async fn verify_put_if_absent(store: Arc<dyn ObjectStore>) -> Result<()> {
     let run = Uuid::now_v7();
-    let first_path = Path::from(format!("{SELFTEST}/{run}-a"));
+    let first_path = Path::from(format!("{SELFTEST}-{run}-a"));
     let create = PutOptions::from(PutMode::Create);
 
     match store
@@ -67,7 +67,7 @@ pub async fn verify_put_if_absent(store: Arc<dyn ObjectStore>) -> Result<()> {
     let _ = store.delete(&first_path).await;
     verdict?;
 
-    let race_path = Path::from(format!("{SELFTEST}/{run}-race"));
+    let race_path = Path::from(format!("{SELFTEST}-{run}-race"));
     let attempts = (0..RACERS).map(|i| {
         let store = store.clone();
         let path = race_path.clone();

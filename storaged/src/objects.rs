@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use object_store::{
     CopyMode, CopyOptions, GetOptions, GetRange, ObjectMeta, PutMode, PutOptions, PutPayload,
@@ -175,7 +176,7 @@ pub async fn delete_object(
     Query(query): Query<ObjectQuery>,
 ) -> Result<StatusCode, ApiError> {
     let path = parse_path(&query.path)?;
-    object_store::ObjectStoreExt::delete(state.store.as_ref(), &path).await?;
+    state.store.delete(&path).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -199,11 +200,18 @@ pub async fn list(
                 .collect(),
         }
     } else {
-        let stream = match query.offset.as_deref().map(parse_path).transpose()? {
-            Some(offset) => state.store.list_with_offset(prefix.as_ref(), &offset),
-            None => state.store.list(prefix.as_ref()),
-        };
-        let objects: Vec<ObjectMeta> = stream.try_collect().await?;
+        // The offset is applied here rather than pushed down as S3 `start-after`: SeaweedFS
+        // skips whole directories that sort after the offset's prefix (e.g. `a/…` for offset
+        // `a`), and correctness beats saving one listing.
+        let offset = query.offset.as_deref().map(parse_path).transpose()?;
+        let objects: Vec<ObjectMeta> = state
+            .store
+            .list(prefix.as_ref())
+            .try_filter(|meta| {
+                std::future::ready(offset.as_ref().is_none_or(|o| meta.location > *o))
+            })
+            .try_collect()
+            .await?;
         ListResponse {
             objects: objects.into_iter().map(ObjectMetaWire::from).collect(),
             common_prefixes: Vec::new(),
@@ -218,15 +226,23 @@ pub async fn copy(
 ) -> Result<impl IntoResponse, ApiError> {
     let from = parse_path(&request.from)?;
     let to = parse_path(&request.to)?;
-    let mode = match request.mode {
-        WriteMode::Overwrite => CopyMode::Overwrite,
-        WriteMode::Create => CopyMode::Create,
+    match request.mode {
+        WriteMode::Overwrite => {
+            let options = CopyOptions::new().with_mode(CopyMode::Overwrite);
+            state.store.copy_opts(&from, &to, options).await?;
+        }
+        // Copy-if-not-exists is a read and a put-if-absent: every store storaged accepts
+        // enforces put-if-absent, while native conditional copy needs per-store S3 settings.
+        WriteMode::Create => {
+            let body = state.store.get(&from).await?.bytes().await?;
+            let create = PutOptions::from(PutMode::Create);
+            state
+                .store
+                .put_opts(&to, PutPayload::from(body), create)
+                .await?;
+        }
         WriteMode::Update => return Err(ApiError::bad_request("copy takes overwrite or create")),
-    };
-    state
-        .store
-        .copy_opts(&from, &to, CopyOptions::new().with_mode(mode))
-        .await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,0 +1,9 @@
+//! End-to-end tests: daemons on real sockets on 127.0.0.1, in-process and as the real `strata`
+//! binary, against every kind of store (memory, local directory, SeaweedFS S3).
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
+
+mod binary;
+mod catalog;
+mod common;
+mod object_api;
