@@ -94,7 +94,40 @@ async fn up_on_seaweedfs() {
     let store = strata_storaged::store::open(&config).unwrap();
     let envs = seaweed.env();
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    declared_dataset_round_trip(dir.path(), &url, &envs, store).await;
+    declared_dataset_round_trip(dir.path(), &url, &envs, store.clone()).await;
+
+    // A dataset from an s3:// glob source, read with the store's S3 settings.
+    let bucket = seaweed.store().unwrap();
+    for (key, ids) in [
+        ("src/a.parquet", &[3i64, 1][..]),
+        ("src/b.parquet", &[2][..]),
+    ] {
+        let bytes =
+            strata_shared::parquet_io::encode(people(ids).schema(), &[people(ids)]).unwrap();
+        object_store::ObjectStoreExt::put(bucket.as_ref(), &key.into(), bytes.into())
+            .await
+            .unwrap();
+    }
+    let strata = StrataProcess::up(dir.path(), &url, "", &envs, &[])
+        .await
+        .unwrap();
+    let client = StoragedClient::new(&strata.storaged, Some(&strata.admin_token));
+    let request = strata_storaged_api::catalog::CreateDatasetRequest {
+        name: "from_s3".into(),
+        source: format!("s3://{}/src/*.parquet", seaweed.bucket),
+        format: Default::default(),
+        primary_key: vec!["id".into()],
+    };
+    let info = client.create_dataset(&request).await.unwrap();
+    assert_eq!(info.base_rows, 3);
+    let manifest = client.manifest("from_s3", None).await.unwrap();
+    let state = strata_shared::merge::load_state(store.as_ref(), &manifest)
+        .await
+        .unwrap();
+    assert_eq!(
+        state.column(0).as_primitive::<Int64Type>().values(),
+        &[1, 2, 3]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
