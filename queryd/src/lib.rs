@@ -1,16 +1,38 @@
-//! queryd: the public HTTP API. It reaches objects only through storaged (a
-//! [`RemoteStore`](strata_storaged_api::RemoteStore)) or, in the all-in-one binary, the store
-//! storaged opened.
+//! queryd: the public, datap-rs-compatible dataset API over an LRU memcache.
 //!
-//! Built so far: the daemon shell (health, version, JSON errors, graceful shutdown). The
-//! dataset read API, cache and read-time merge are the next issue.
+//! It reaches objects only through storaged (a
+//! [`RemoteStore`](strata_storaged_api::RemoteStore)) or, in the all-in-one binary, the store
+//! storaged opened. Reads never write: queryd discovers datasets and versions from manifests.
+//!
+//! Request path: `routes` → `api::*` handlers → [`query::QueryService`] → [`cache::Memcache`]
+//! picks the source (in-memory [`state::DatasetState`] or, cold, Parquet) → [`plan`]
+//! validates → [`fast`] hot paths or the DataFusion [`engine`] on the query runtime
+//! ([`executor`]) → [`encode`].
 
+pub mod api;
+pub mod cache;
+pub mod encode;
+pub mod engine;
+pub mod error;
+pub mod executor;
+pub mod fast;
+pub mod index;
+pub mod metrics;
+pub mod plan;
+pub mod query;
+pub mod routes;
+pub mod state;
+
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::ObjectStore;
 use strata_daemon::config::Config;
 use tokio::net::TcpListener;
+
+pub use error::QueryError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuerydError {
@@ -18,12 +40,15 @@ pub enum QuerydError {
     NoInternalToken(#[from] strata_storaged_api::NoInternalToken),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Query(#[from] QueryError),
 }
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn ObjectStore>,
+    pub service: Arc<query::QueryService>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// Serves on `listener`, reaching objects through storaged's internal API.
@@ -37,17 +62,48 @@ pub async fn serve(
 }
 
 pub async fn serve_with_store(
-    _config: Config,
+    config: Config,
     store: Arc<dyn ObjectStore>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), QuerydError> {
-    let router = router(AppState { store });
+    let state = app_state(&config, store)?;
+    // Datasets load in the background; until then requests are answered from Parquet.
+    if let Err(e) = state.service.cache.warm_up().await {
+        tracing::warn!(error = %e, "could not list datasets at start-up; they load on first use");
+    }
+    let router = routes::router(state, &config);
     tracing::info!(addr = %listener.local_addr()?, "queryd serving");
     strata_daemon::serve::serve(listener, router, shutdown).await?;
     Ok(())
 }
 
-pub fn router(state: AppState) -> axum::Router {
-    strata_daemon::serve::finish("queryd", axum::Router::new().with_state(state))
+/// The shared state for `config` over `store` (no background work started).
+pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppState, QuerydError> {
+    let q = &config.queryd;
+    let threads = q
+        .query_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let metrics = Arc::new(metrics::Metrics::default());
+    let configured: HashMap<String, (state::IndexSpec, bool)> = config
+        .datasets
+        .iter()
+        .map(|d| {
+            let spec = state::IndexSpec {
+                policy: d.index,
+                columns: d.index_columns.clone(),
+            };
+            (d.name.clone(), (spec, d.pin))
+        })
+        .collect();
+    let cache = cache::Memcache::new(store.clone(), q.cache_bytes, configured, metrics.clone());
+    let executor =
+        executor::Executor::new(threads, q.max_concurrent_queries.unwrap_or(threads * 4))?;
+    let limits = query::Limits {
+        max_page_size: q.max_page_size,
+        timeout: Duration::from_millis(q.request_timeout_ms),
+        partitions: threads,
+    };
+    let service = Arc::new(query::QueryService::new(cache, store, executor, limits));
+    Ok(AppState { service, metrics })
 }

@@ -110,11 +110,50 @@ daemon_section!(
     StoragedConfig,
     7001
 );
-daemon_section!(
-    /// queryd: the public API.
-    QuerydConfig,
-    8080
-);
+/// queryd: the public API, its memcache and its limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuerydConfig {
+    /// Address the daemon binds.
+    pub listen: SocketAddr,
+    /// URL the other daemons use to reach it; default `http://{listen}`.
+    pub url: Option<String>,
+    /// Memcache capacity in bytes (default 4 GiB).
+    pub cache_bytes: u64,
+    /// Largest accepted request body (default 1 MiB; larger is 413).
+    pub max_body_bytes: usize,
+    /// Largest page (default 100 000; larger requests are clamped and the clamp is echoed).
+    pub max_page_size: u64,
+    /// Per-request time limit in milliseconds (default 30 000; then 504).
+    pub request_timeout_ms: u64,
+    /// Query worker threads (default: the number of cores).
+    pub query_threads: Option<usize>,
+    /// Requests executing at once; more wait their turn (default: 4 × query threads).
+    pub max_concurrent_queries: Option<usize>,
+}
+
+impl Default for QuerydConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            url: None,
+            cache_bytes: 4 << 30,
+            max_body_bytes: 1 << 20,
+            max_page_size: 100_000,
+            request_timeout_ms: 30_000,
+            query_threads: None,
+            max_concurrent_queries: None,
+        }
+    }
+}
+
+impl QuerydConfig {
+    pub fn url(&self) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
 daemon_section!(
     /// compactord: compaction and GC.
     CompactordConfig,

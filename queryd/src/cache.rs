@@ -1,0 +1,491 @@
+//! The memcache: which dataset versions are in memory, within a byte budget.
+//!
+//! Invariants:
+//! - A dataset is *resident* when its slot holds a [`DatasetState`]; `used_bytes` is the sum
+//!   of the resident states' `bytes`, and the LRU list holds exactly the resident datasets.
+//! - Pinned datasets are never evicted (they may push `used_bytes` over the capacity;
+//!   unpinned datasets then make room or stay cold). Evicting a pinned dataset unpins it.
+//! - Requests take an `Arc` of the state they start on; eviction and reload only swap the
+//!   slot, so a request in flight always finishes on a whole, consistent version.
+//! - Loads and reloads of one dataset are serialized by its `reload` lock; different
+//!   datasets load in parallel, off the request path.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use lru::LruCache;
+use object_store::ObjectStore;
+use strata_queryd_api::{CacheEntry, CacheStats};
+use strata_shared::commit::{Table, list_datasets};
+use strata_shared::layout::DatasetName;
+use strata_shared::manifest::Manifest;
+
+use crate::error::QueryError;
+use crate::metrics::Metrics;
+use crate::state::{DatasetState, IndexSpec};
+
+/// What a request reads: the in-memory state, or (cold path) the manifest's files.
+#[derive(Clone)]
+pub enum Source {
+    Memory(Arc<DatasetState>),
+    Cold(Arc<Manifest>),
+}
+
+impl Source {
+    pub fn version(&self) -> u64 {
+        match self {
+            Source::Memory(s) => s.version,
+            Source::Cold(m) => m.version,
+        }
+    }
+}
+
+/// Where a dataset lives right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Residency {
+    /// In memory.
+    Memory,
+    /// Being loaded; requests meanwhile read Parquet.
+    Loading,
+    /// Not in memory (never loaded, evicted, or too big for the cache): requests read Parquet.
+    Cold,
+}
+
+impl Residency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Residency::Memory => "memory",
+            Residency::Loading => "loading",
+            Residency::Cold => "cold",
+        }
+    }
+}
+
+/// One dataset.
+pub struct Slot {
+    pub name: DatasetName,
+    spec: IndexSpec,
+    resident: ArcSwapOption<DatasetState>,
+    /// The newest manifest this queryd knows (what the cold path reads).
+    manifest: ArcSwap<Manifest>,
+    reload: tokio::sync::Mutex<()>,
+    loading: AtomicBool,
+    pinned: AtomicBool,
+    /// Version found too big for the cache (not retried until a newer version).
+    too_big_version: AtomicI64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    last_access_ms: AtomicI64,
+    /// When the last load finished (ms since the epoch, -1 never) and how long it took.
+    last_load_ms: AtomicI64,
+    last_load_duration_ms: AtomicU64,
+    consecutive_failures: AtomicU64,
+}
+
+impl Slot {
+    fn new(manifest: Manifest, spec: IndexSpec, pinned: bool) -> Self {
+        Self {
+            name: manifest.dataset.clone(),
+            spec,
+            resident: ArcSwapOption::empty(),
+            manifest: ArcSwap::from_pointee(manifest),
+            reload: tokio::sync::Mutex::new(()),
+            loading: AtomicBool::new(false),
+            pinned: AtomicBool::new(pinned),
+            too_big_version: AtomicI64::new(-1),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            last_access_ms: AtomicI64::new(-1),
+            last_load_ms: AtomicI64::new(-1),
+            last_load_duration_ms: AtomicU64::new(0),
+            consecutive_failures: AtomicU64::new(0),
+        }
+    }
+
+    pub fn manifest(&self) -> Arc<Manifest> {
+        self.manifest.load_full()
+    }
+
+    pub fn resident(&self) -> Option<Arc<DatasetState>> {
+        self.resident.load_full()
+    }
+
+    /// (finished at, duration in ms) of the last successful load.
+    pub fn last_load(&self) -> Option<(chrono::DateTime<chrono::Utc>, u64)> {
+        let at = self.last_load_ms.load(Ordering::Relaxed);
+        let at = chrono::DateTime::from_timestamp_millis(at).filter(|_| at >= 0)?;
+        Some((at, self.last_load_duration_ms.load(Ordering::Relaxed)))
+    }
+
+    pub fn consecutive_failures(&self) -> u64 {
+        self.consecutive_failures.load(Ordering::Relaxed)
+    }
+
+    pub fn pinned(&self) -> bool {
+        self.pinned.load(Ordering::Relaxed)
+    }
+
+    pub fn residency(&self) -> Residency {
+        if self.resident.load().is_some() {
+            Residency::Memory
+        } else if self.loading.load(Ordering::Relaxed) {
+            Residency::Loading
+        } else {
+            Residency::Cold
+        }
+    }
+
+    pub fn stats(&self) -> CacheEntry {
+        let resident = self.resident();
+        let manifest = self.manifest();
+        let (version, rows, bytes) = match &resident {
+            Some(s) => (s.version, s.rows() as u64, s.bytes as u64),
+            None => (
+                manifest.version,
+                manifest.base_rows() + manifest.delta_rows(),
+                0,
+            ),
+        };
+        let last = self.last_access_ms.load(Ordering::Relaxed);
+        CacheEntry {
+            dataset: self.name.to_string(),
+            version,
+            rows,
+            bytes,
+            residency: self.residency().as_str().to_owned(),
+            pinned: self.pinned(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            last_access: (last >= 0)
+                .then(|| chrono::DateTime::from_timestamp_millis(last))
+                .flatten()
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        }
+    }
+}
+
+/// The result of a reload.
+#[derive(Clone, Debug)]
+pub struct Reloaded {
+    pub rows: u64,
+    pub version: u64,
+    pub elapsed_ms: u64,
+}
+
+struct Lru {
+    /// Resident datasets, least recently used first; the value is the state's bytes.
+    order: LruCache<DatasetName, u64>,
+    used: u64,
+}
+
+pub struct Memcache {
+    store: Arc<dyn ObjectStore>,
+    capacity: u64,
+    /// Per-dataset settings from the config (index policy, pin at start).
+    configured: HashMap<String, (IndexSpec, bool)>,
+    slots: RwLock<HashMap<DatasetName, Arc<Slot>>>,
+    lru: Mutex<Lru>,
+    evictions: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl Memcache {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        capacity: u64,
+        configured: HashMap<String, (IndexSpec, bool)>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            capacity,
+            configured,
+            slots: RwLock::new(HashMap::new()),
+            lru: Mutex::new(Lru {
+                order: LruCache::unbounded(),
+                used: 0,
+            }),
+            evictions: AtomicU64::new(0),
+            metrics,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Discovers the datasets in the store and loads them in the background: pinned ones
+    /// first, then the rest while they fit.
+    pub async fn warm_up(self: &Arc<Self>) -> Result<(), QueryError> {
+        let slots = self.refresh().await?;
+        let (pinned, rest): (Vec<_>, Vec<_>) = slots.into_iter().partition(|s| s.pinned());
+        let cache = self.clone();
+        tokio::spawn(async move {
+            for slot in pinned.into_iter().chain(rest) {
+                if let Err(e) = cache.load(&slot).await {
+                    tracing::warn!(dataset = %slot.name, error = %e, "warm-up load failed");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Lists the store and adds slots for datasets not seen before. Returns every slot,
+    /// sorted by name.
+    pub async fn refresh(&self) -> Result<Vec<Arc<Slot>>, QueryError> {
+        let names = list_datasets(self.store.as_ref()).await?;
+        for name in names {
+            if !self.read_slots().contains_key(&name) {
+                // A dataset being created may have no manifest yet: skip it this time.
+                match self.discover(&name).await {
+                    Ok(_) | Err(QueryError::DatasetNotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let mut slots: Vec<Arc<Slot>> = self.read_slots().values().cloned().collect();
+        slots.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(slots)
+    }
+
+    fn read_slots(&self) -> std::sync::RwLockReadGuard<'_, HashMap<DatasetName, Arc<Slot>>> {
+        // A panic while holding the lock cannot leave the map half-updated (inserts are
+        // single operations), so a poisoned lock is still consistent.
+        self.slots.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The slot of `name`, reading its manifest from the store the first time.
+    pub async fn slot(&self, name: &str) -> Result<Arc<Slot>, QueryError> {
+        let name =
+            DatasetName::new(name).map_err(|_| QueryError::DatasetNotFound(name.to_owned()))?;
+        if let Some(slot) = self.read_slots().get(&name) {
+            return Ok(slot.clone());
+        }
+        self.discover(&name).await
+    }
+
+    async fn discover(&self, name: &DatasetName) -> Result<Arc<Slot>, QueryError> {
+        let manifest = match Table::new(self.store.clone(), name.clone())
+            .load_latest()
+            .await
+        {
+            Ok(m) => m,
+            Err(strata_shared::Error::DatasetNotFound(_)) => {
+                return Err(QueryError::DatasetNotFound(name.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (spec, pinned) = self
+            .configured
+            .get(name.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        let slot = slots
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(Slot::new(manifest, spec, pinned)));
+        Ok(slot.clone())
+    }
+
+    /// What a request on `name` reads. A dataset not in memory is answered cold while it
+    /// loads in the background.
+    pub async fn source(self: &Arc<Self>, name: &str) -> Result<Source, QueryError> {
+        let slot = self.slot(name).await?;
+        slot.last_access_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        if let Some(state) = slot.resident() {
+            slot.hits.fetch_add(1, Ordering::Relaxed);
+            self.metrics.cache_hit();
+            self.touch(&slot.name);
+            return Ok(Source::Memory(state));
+        }
+        slot.misses.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cache_miss();
+        let manifest = slot.manifest();
+        let too_big = slot.too_big_version.load(Ordering::Relaxed) == manifest.version as i64;
+        if !too_big && !slot.loading.swap(true, Ordering::AcqRel) {
+            let cache = self.clone();
+            let slot = slot.clone();
+            tokio::spawn(async move {
+                if let Err(e) = cache.load_locked(&slot, false).await {
+                    tracing::warn!(dataset = %slot.name, error = %e, "background load failed");
+                }
+            });
+        }
+        Ok(Source::Cold(manifest))
+    }
+
+    fn touch(&self, name: &DatasetName) {
+        let mut lru = self.lru.lock().unwrap_or_else(|p| p.into_inner());
+        lru.order.promote(name);
+    }
+
+    /// Loads (or reloads) the newest version of `slot`'s dataset and publishes it.
+    pub async fn load(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<Reloaded, QueryError> {
+        slot.loading.store(true, Ordering::Release);
+        self.load_locked(slot, true).await
+    }
+
+    /// `force`: rebuild even if a state is resident (a reload); otherwise a resident state
+    /// makes this a no-op (a background load raced with another).
+    async fn load_locked(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        force: bool,
+    ) -> Result<Reloaded, QueryError> {
+        let _serial = slot.reload.lock().await;
+        let started = Instant::now();
+        let result = async {
+            let manifest = Table::new(self.store.clone(), slot.name.clone())
+                .load_latest()
+                .await?;
+            if let Some(current) = slot.resident()
+                && (current.version == manifest.version || !force)
+            {
+                return Ok::<_, QueryError>((current.version, current.rows() as u64));
+            }
+            let state = DatasetState::load(self.store.as_ref(), &manifest, &slot.spec).await?;
+            let (version, rows) = (state.version, state.rows() as u64);
+            slot.manifest.store(Arc::new(manifest));
+            self.admit(slot, Arc::new(state));
+            Ok((version, rows))
+        }
+        .await;
+        slot.loading.store(false, Ordering::Release);
+        let elapsed = started.elapsed();
+        self.metrics.reload(elapsed, result.is_ok());
+        if result.is_ok() {
+            slot.consecutive_failures.store(0, Ordering::Relaxed);
+            slot.last_load_ms
+                .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+            slot.last_load_duration_ms
+                .store(elapsed.as_millis() as u64, Ordering::Relaxed);
+        } else {
+            slot.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let (version, rows) = result?;
+        Ok(Reloaded {
+            rows,
+            version,
+            elapsed_ms: elapsed.as_millis() as u64,
+        })
+    }
+
+    /// Publishes `state` and evicts least recently used unpinned datasets while over
+    /// capacity. A state bigger than the whole cache is not kept unless pinned.
+    fn admit(&self, slot: &Arc<Slot>, state: Arc<DatasetState>) {
+        let bytes = state.bytes as u64;
+        let mut lru = self.lru.lock().unwrap_or_else(|p| p.into_inner());
+        if bytes > self.capacity && !slot.pinned() {
+            tracing::info!(dataset = %slot.name, bytes, capacity = self.capacity,
+                "dataset is bigger than the cache: served from Parquet");
+            slot.too_big_version
+                .store(state.version as i64, Ordering::Relaxed);
+            if let Some(old) = lru.order.pop(&slot.name) {
+                lru.used -= old;
+            }
+            slot.resident.store(None);
+            return;
+        }
+        if let Some(old) = lru.order.put(slot.name.clone(), bytes) {
+            lru.used -= old;
+        }
+        lru.used += bytes;
+        slot.resident.store(Some(state));
+        self.evict_over_capacity(&mut lru, &slot.name);
+        self.metrics.set_cache_bytes(lru.used);
+    }
+
+    /// Evicts unpinned datasets, least recently used first, until within capacity; `keep`
+    /// (the dataset just admitted) goes last.
+    fn evict_over_capacity(&self, lru: &mut Lru, keep: &DatasetName) {
+        if lru.used <= self.capacity {
+            return;
+        }
+        let slots = self.read_slots();
+        let victims: Vec<DatasetName> = lru
+            .order
+            .iter()
+            .rev() // least recently used first
+            .map(|(name, _)| name.clone())
+            .filter(|name| name != keep)
+            .chain(std::iter::once(keep.clone()))
+            .collect();
+        for name in victims {
+            if lru.used <= self.capacity {
+                break;
+            }
+            let Some(slot) = slots.get(&name) else {
+                continue;
+            };
+            if slot.pinned() {
+                continue;
+            }
+            if let Some(bytes) = lru.order.pop(&name) {
+                lru.used -= bytes;
+                slot.resident.store(None);
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+                self.metrics.eviction();
+                tracing::info!(dataset = %name, bytes, "evicted");
+            }
+        }
+    }
+
+    /// Pins a dataset: loads it if needed and keeps it in memory until unpinned or evicted.
+    pub async fn pin(self: &Arc<Self>, name: &str) -> Result<CacheEntry, QueryError> {
+        let slot = self.slot(name).await?;
+        slot.pinned.store(true, Ordering::Relaxed);
+        if slot.resident().is_none() {
+            self.load(&slot).await?;
+        }
+        Ok(slot.stats())
+    }
+
+    pub async fn unpin(&self, name: &str) -> Result<CacheEntry, QueryError> {
+        let slot = self.slot(name).await?;
+        slot.pinned.store(false, Ordering::Relaxed);
+        let mut lru = self.lru.lock().unwrap_or_else(|p| p.into_inner());
+        self.evict_over_capacity(&mut lru, &slot.name);
+        self.metrics.set_cache_bytes(lru.used);
+        Ok(slot.stats())
+    }
+
+    /// Drops a dataset from memory (and unpins it). Requests in flight keep their state.
+    pub async fn evict(&self, name: &str) -> Result<CacheEntry, QueryError> {
+        let slot = self.slot(name).await?;
+        slot.pinned.store(false, Ordering::Relaxed);
+        let mut lru = self.lru.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(bytes) = lru.order.pop(&slot.name) {
+            lru.used -= bytes;
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+            self.metrics.eviction();
+        }
+        slot.resident.store(None);
+        self.metrics.set_cache_bytes(lru.used);
+        drop(lru);
+        Ok(slot.stats())
+    }
+
+    /// Publishes the newest manifest version of `name`.
+    pub async fn reload(self: &Arc<Self>, name: &str) -> Result<Reloaded, QueryError> {
+        let slot = self.slot(name).await?;
+        self.load(&slot).await
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let used = self.lru.lock().unwrap_or_else(|p| p.into_inner()).used;
+        let mut datasets: Vec<CacheEntry> = self.read_slots().values().map(|s| s.stats()).collect();
+        datasets.sort_by(|a, b| a.dataset.cmp(&b.dataset));
+        CacheStats {
+            capacity_bytes: self.capacity,
+            used_bytes: used,
+            hits: datasets.iter().map(|d| d.hits).sum(),
+            misses: datasets.iter().map(|d| d.misses).sum(),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            datasets,
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! Result encodings: the JSON page envelope and Arrow IPC streams.
+//!
+//! JSON values follow datap-rs: integers exact (even beyond 2^53), floats with a decimal
+//! point (`1.0`) and `null` for NaN/±inf, booleans, strings; every other type (temporal,
+//! decimal, binary, nested) as its Arrow display string, e.g. `"2024-01-01T13:00:00.000123"`.
+//! Column names are JSON-escaped like any string.
+//!
+//! Arrow results carry the dataset's logical types: columns dictionary-encoded in memory are
+//! decoded back, so the memory and cold paths produce identical streams, and an empty result
+//! still carries its schema.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{self as t, DataType, Field, Schema, SchemaRef};
+use arrow::ipc::writer::StreamWriter;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use bytes::Bytes;
+
+use crate::error::QueryError;
+
+/// `{"data":[…],"page":p,"page_size":n}`.
+pub fn json_page(
+    batches: &[RecordBatch],
+    page: u64,
+    page_size: u64,
+) -> Result<Vec<u8>, QueryError> {
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let mut out = Vec::with_capacity(64 + rows * 64);
+    out.extend_from_slice(b"{\"data\":");
+    json_rows(batches, &mut out)?;
+    write!(out, ",\"page\":{page},\"page_size\":{page_size}}}")
+        .map_err(|e| QueryError::Internal(e.to_string()))?;
+    Ok(out)
+}
+
+/// The rows as a JSON array of objects.
+pub fn json_rows(batches: &[RecordBatch], out: &mut Vec<u8>) -> Result<(), QueryError> {
+    out.push(b'[');
+    let mut first_row = true;
+    for batch in batches {
+        let schema = batch.schema();
+        // Keys are escaped once per batch: `"name":`.
+        let keys: Vec<Vec<u8>> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let mut k = serde_json::to_vec(f.name()).unwrap_or_else(|_| b"\"\"".to_vec());
+                k.push(b':');
+                k
+            })
+            .collect();
+        let writers = batch
+            .columns()
+            .iter()
+            .map(|c| value_writer(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            if !first_row {
+                out.push(b',');
+            }
+            first_row = false;
+            out.push(b'{');
+            for (i, write) in writers.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&keys[i]);
+                write(row, out);
+            }
+            out.push(b'}');
+        }
+    }
+    out.push(b']');
+    Ok(())
+}
+
+type ValueWriter<'a> = Box<dyn Fn(usize, &mut Vec<u8>) + 'a>;
+
+fn value_writer(array: &ArrayRef) -> Result<ValueWriter<'_>, QueryError> {
+    macro_rules! int {
+        ($t:ty) => {{
+            let a = array.as_primitive::<$t>();
+            Box::new(move |i, out: &mut Vec<u8>| {
+                if a.is_null(i) {
+                    out.extend_from_slice(b"null");
+                } else {
+                    out.extend_from_slice(itoa::Buffer::new().format(a.value(i)).as_bytes());
+                }
+            })
+        }};
+    }
+    macro_rules! float {
+        ($t:ty) => {{
+            let a = array.as_primitive::<$t>();
+            Box::new(move |i, out: &mut Vec<u8>| {
+                let v = a.value(i);
+                if a.is_null(i) || !v.is_finite() {
+                    out.extend_from_slice(b"null");
+                } else {
+                    out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+                }
+            })
+        }};
+    }
+    macro_rules! string {
+        ($a:expr) => {{
+            let a = $a;
+            Box::new(move |i, out: &mut Vec<u8>| {
+                if a.is_null(i) {
+                    out.extend_from_slice(b"null");
+                } else {
+                    write_json_str(a.value(i), out);
+                }
+            })
+        }};
+    }
+    let writer: ValueWriter<'_> = match array.data_type() {
+        DataType::Int8 => int!(t::Int8Type),
+        DataType::Int16 => int!(t::Int16Type),
+        DataType::Int32 => int!(t::Int32Type),
+        DataType::Int64 => int!(t::Int64Type),
+        DataType::UInt8 => int!(t::UInt8Type),
+        DataType::UInt16 => int!(t::UInt16Type),
+        DataType::UInt32 => int!(t::UInt32Type),
+        DataType::UInt64 => int!(t::UInt64Type),
+        DataType::Float32 => float!(t::Float32Type),
+        DataType::Float64 => float!(t::Float64Type),
+        DataType::Boolean => {
+            let a = array.as_boolean();
+            Box::new(move |i, out: &mut Vec<u8>| {
+                out.extend_from_slice(match (a.is_null(i), a.is_valid(i) && a.value(i)) {
+                    (true, _) => b"null",
+                    (false, true) => b"true",
+                    (false, false) => b"false",
+                });
+            })
+        }
+        DataType::Utf8 => string!(array.as_string::<i32>()),
+        DataType::LargeUtf8 => string!(array.as_string::<i64>()),
+        DataType::Utf8View => string!(array.as_string_view()),
+        DataType::Dictionary(key, value) if matches!(**value, DataType::Utf8) => {
+            // Decode through the dictionary without materialising the column.
+            let values = array
+                .as_any_dictionary()
+                .values()
+                .as_string::<i32>()
+                .clone();
+            let keys = dictionary_keys(array.as_ref(), key)?;
+            Box::new(move |i, out: &mut Vec<u8>| match keys(i) {
+                Some(k) if values.is_valid(k) => write_json_str(values.value(k), out),
+                _ => out.extend_from_slice(b"null"),
+            })
+        }
+        _ => {
+            let formatter = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())?;
+            Box::new(move |i, out: &mut Vec<u8>| {
+                if array.is_null(i) {
+                    out.extend_from_slice(b"null");
+                } else {
+                    write_json_str(&formatter.value(i).to_string(), out);
+                }
+            })
+        }
+    };
+    Ok(writer)
+}
+
+type KeyFn<'a> = Box<dyn Fn(usize) -> Option<usize> + 'a>;
+
+fn dictionary_keys<'a>(array: &'a dyn Array, key: &DataType) -> Result<KeyFn<'a>, QueryError> {
+    macro_rules! keys {
+        ($t:ty) => {{
+            let keys = array.as_dictionary::<$t>().keys();
+            Box::new(move |i| keys.is_valid(i).then(|| keys.value(i) as usize))
+        }};
+    }
+    Ok(match key {
+        DataType::Int8 => keys!(t::Int8Type),
+        DataType::Int16 => keys!(t::Int16Type),
+        DataType::Int32 => keys!(t::Int32Type),
+        DataType::Int64 => keys!(t::Int64Type),
+        DataType::UInt8 => keys!(t::UInt8Type),
+        DataType::UInt16 => keys!(t::UInt16Type),
+        DataType::UInt32 => keys!(t::UInt32Type),
+        DataType::UInt64 => keys!(t::UInt64Type),
+        other => {
+            return Err(QueryError::Internal(format!(
+                "unsupported dictionary key type {other}"
+            )));
+        }
+    })
+}
+
+fn write_json_str(s: &str, out: &mut Vec<u8>) {
+    // serde_json escapes exactly as JSON requires; writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// The schema results are answered with: `names` of output columns, each with its logical
+/// type (the dataset column's type when the name is a dataset column, else the value type
+/// of a dictionary).
+pub fn logical_schema(batch_schema: &Schema, dataset: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = batch_schema
+        .fields()
+        .iter()
+        .map(|f| match dataset.field_with_name(f.name()) {
+            Ok(d) if is_dictionary(f.data_type()) && !is_dictionary(d.data_type()) => {
+                f.as_ref().clone().with_data_type(d.data_type().clone())
+            }
+            _ => match f.data_type() {
+                DataType::Dictionary(_, value) => {
+                    f.as_ref().clone().with_data_type((**value).clone())
+                }
+                _ => f.as_ref().clone(),
+            },
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+fn is_dictionary(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Dictionary(..))
+}
+
+/// Casts `batch` to `schema` (same column count; only dictionary decoding differs).
+pub fn to_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, QueryError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                cast(c, f.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// Writes an Arrow IPC stream batch by batch; each call returns the bytes produced so far.
+pub struct IpcEncoder {
+    writer: StreamWriter<Vec<u8>>,
+    schema: SchemaRef,
+}
+
+impl IpcEncoder {
+    pub fn new(schema: SchemaRef) -> Result<Self, QueryError> {
+        Ok(Self {
+            writer: StreamWriter::try_new(Vec::new(), &schema)?,
+            schema,
+        })
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Encodes one batch (cast to the stream's schema) and takes the pending bytes.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<Bytes, QueryError> {
+        let batch = to_schema(batch, &self.schema)?;
+        self.writer.write(&batch)?;
+        Ok(self.take())
+    }
+
+    /// Ends the stream and takes the remaining bytes.
+    pub fn finish(mut self) -> Result<Bytes, QueryError> {
+        self.writer.finish()?;
+        Ok(self.take())
+    }
+
+    /// Takes the bytes written so far (after `new`: the schema message).
+    pub fn take(&mut self) -> Bytes {
+        Bytes::from(std::mem::take(self.writer.get_mut()))
+    }
+}
+
+/// A whole Arrow IPC stream of `batches` with `schema`.
+pub fn arrow_stream(batches: &[RecordBatch], schema: SchemaRef) -> Result<Vec<u8>, QueryError> {
+    let mut encoder = IpcEncoder::new(schema)?;
+    let mut out = encoder.take().to_vec();
+    for batch in batches {
+        out.extend_from_slice(&encoder.write(batch)?);
+    }
+    out.extend_from_slice(&encoder.finish()?);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{
+        BooleanArray, Date32Array, DictionaryArray, Float64Array, Int64Array, StringArray,
+        TimestampMicrosecondArray,
+    };
+    use arrow::datatypes::{Int32Type, TimeUnit};
+
+    use super::*;
+
+    #[test]
+    fn json_values_are_encoded_like_datap_rs() {
+        let dict: DictionaryArray<Int32Type> = vec![Some("x"), None].into_iter().collect();
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "id\"q",
+                Arc::new(Int64Array::from(vec![Some(9_007_199_254_740_993), None])) as ArrayRef,
+            ),
+            (
+                "f",
+                Arc::new(Float64Array::from(vec![Some(1.0), Some(f64::NAN)])) as ArrayRef,
+            ),
+            (
+                "b",
+                Arc::new(BooleanArray::from(vec![Some(true), None])) as ArrayRef,
+            ),
+            (
+                "s",
+                Arc::new(StringArray::from(vec![Some("h\u{e9}llo \"q\""), None])) as ArrayRef,
+            ),
+            ("d", Arc::new(dict) as ArrayRef),
+            (
+                "ts",
+                Arc::new(TimestampMicrosecondArray::from(vec![
+                    Some(1_704_114_000_000_123),
+                    Some(1_704_067_200_000_000),
+                ])) as ArrayRef,
+            ),
+            (
+                "day",
+                Arc::new(Date32Array::from(vec![Some(19_782), None])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let json = String::from_utf8(json_page(&[batch], 2, 5).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"data":[{"id\"q":9007199254740993,"f":1.0,"b":true,"s":"héllo \"q\"","d":"x","ts":"2024-01-01T13:00:00.000123","day":"2024-02-29"},"#,
+                r#"{"id\"q":null,"f":null,"b":null,"s":null,"d":null,"ts":"2024-01-01T00:00:00","day":null}],"page":2,"page_size":5}"#
+            )
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed["data"][0]["id\"q"], 9_007_199_254_740_993u64);
+    }
+
+    #[test]
+    fn empty_arrow_results_keep_their_logical_schema() {
+        let dataset = Schema::new(vec![
+            Field::new("c", DataType::Utf8, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        ]);
+        let in_memory = Schema::new(vec![Field::new(
+            "c",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            true,
+        )]);
+        let schema = logical_schema(&in_memory, &dataset);
+        assert_eq!(schema.field(0).data_type(), &DataType::Utf8);
+        let bytes = arrow_stream(&[], schema.clone()).unwrap();
+        let reader =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+        assert_eq!(reader.schema(), schema);
+        assert_eq!(reader.count(), 0);
+    }
+}

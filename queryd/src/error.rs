@@ -1,0 +1,64 @@
+//! queryd's error kinds and their one mapping onto HTTP statuses.
+
+use axum::http::StatusCode;
+use strata_daemon::error::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The request is malformed or names unknown columns, operators or wrongly typed values.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("dataset {0:?} not found")]
+    DatasetNotFound(String),
+    /// The result or the dataset exceeds a limit.
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("request timed out after {0} ms")]
+    Timeout(u64),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Shared(#[from] strata_shared::Error),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("datafusion: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        let message = e.to_string();
+        match e {
+            QueryError::BadRequest(_) => ApiError::bad_request(message),
+            QueryError::DatasetNotFound(_) => ApiError::not_found(message),
+            QueryError::TooLarge(_) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+            }
+            QueryError::Timeout(_) => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message)
+            }
+            QueryError::Unavailable(_) => ApiError::unavailable(message, 1),
+            QueryError::Shared(e) => ApiError::from(e),
+            QueryError::DataFusion(e) => datafusion_error(e),
+            QueryError::Arrow(_) | QueryError::Internal(_) => ApiError::internal(message),
+        }
+    }
+}
+
+/// DataFusion reports plan errors (type mismatches it found while planning) as well as
+/// execution failures; only the first kind is the caller's fault. Requests are validated
+/// before planning, so a plan error here is unexpected but still the request's doing.
+fn datafusion_error(e: datafusion::error::DataFusionError) -> ApiError {
+    use datafusion::error::DataFusionError as D;
+    match e.find_root() {
+        D::Plan(_) | D::SchemaError(..) => ApiError::bad_request(e.to_string()),
+        D::ResourcesExhausted(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "resources_exhausted",
+            e.to_string(),
+        ),
+        _ => ApiError::internal(e.to_string()),
+    }
+}

@@ -1,0 +1,467 @@
+//! Point indexes over a dataset's in-memory chunks: the primary-key index (key → row) and
+//! equality indexes (value → ascending row ids).
+//!
+//! Rows are addressed by their global row id (`u32`, see [`Chunks`]). Indexes store only row ids, never values: a hash table of row ids
+//! whose entries are verified against the rows themselves, so an index costs ~5 bytes per
+//! row (primary key) or ~4 bytes per row plus a few bytes per distinct value (equality).
+//!
+//! Values are compared as [`KeyRef`]s: every integer-like type (ints, dates, times,
+//! timestamps, booleans) by its raw integer, strings by their bytes whatever the encoding
+//! (Utf8, LargeUtf8, Utf8View, dictionary). Probe literals go through the same accessor
+//! after being cast to the column's type, so a probe and a row compare alike by
+//! construction. Floats, decimals and nested types are not indexed (queries on them run in
+//! DataFusion).
+
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{self as t, DataType};
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+use crate::state::Chunks;
+
+/// One cell's value as an index compares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyRef<'a> {
+    Null,
+    Int(i64),
+    UInt(u64),
+    Str(&'a str),
+}
+
+/// Reads cells of one array as [`KeyRef`]s.
+pub type Accessor<'a> = Box<dyn Fn(usize) -> KeyRef<'a> + 'a>;
+
+/// Whether values of this type can be indexed.
+pub fn indexable(data_type: &DataType) -> bool {
+    use DataType as D;
+    match data_type {
+        D::Boolean
+        | D::Int8
+        | D::Int16
+        | D::Int32
+        | D::Int64
+        | D::UInt8
+        | D::UInt16
+        | D::UInt32
+        | D::UInt64
+        | D::Date32
+        | D::Date64
+        | D::Time32(_)
+        | D::Time64(_)
+        | D::Timestamp(_, _)
+        | D::Utf8
+        | D::LargeUtf8
+        | D::Utf8View => true,
+        D::Dictionary(_, value) => matches!(**value, D::Utf8 | D::LargeUtf8 | D::Utf8View),
+        _ => false,
+    }
+}
+
+/// An accessor for `array`, or `None` if its type is not [`indexable`].
+pub fn accessor(array: &dyn Array) -> Option<Accessor<'_>> {
+    use DataType as D;
+    macro_rules! int {
+        ($t:ty) => {{
+            let a = array.as_primitive::<$t>();
+            Box::new(move |i| {
+                if a.is_null(i) {
+                    KeyRef::Null
+                } else {
+                    KeyRef::Int(a.value(i) as i64)
+                }
+            })
+        }};
+    }
+    macro_rules! string {
+        ($a:expr) => {{
+            let a = $a;
+            Box::new(move |i| {
+                if a.is_null(i) {
+                    KeyRef::Null
+                } else {
+                    KeyRef::Str(a.value(i))
+                }
+            })
+        }};
+    }
+    let accessor: Accessor<'_> = match array.data_type() {
+        D::Boolean => {
+            let a = array.as_boolean();
+            Box::new(move |i| {
+                if a.is_null(i) {
+                    KeyRef::Null
+                } else {
+                    KeyRef::Int(a.value(i) as i64)
+                }
+            })
+        }
+        D::Int8 => int!(t::Int8Type),
+        D::Int16 => int!(t::Int16Type),
+        D::Int32 => int!(t::Int32Type),
+        D::Int64 => int!(t::Int64Type),
+        D::UInt8 => int!(t::UInt8Type),
+        D::UInt16 => int!(t::UInt16Type),
+        D::UInt32 => int!(t::UInt32Type),
+        D::UInt64 => {
+            let a = array.as_primitive::<t::UInt64Type>();
+            Box::new(move |i| {
+                if a.is_null(i) {
+                    KeyRef::Null
+                } else {
+                    KeyRef::UInt(a.value(i))
+                }
+            })
+        }
+        D::Date32 => int!(t::Date32Type),
+        D::Date64 => int!(t::Date64Type),
+        D::Time32(t::TimeUnit::Second) => int!(t::Time32SecondType),
+        D::Time32(_) => int!(t::Time32MillisecondType),
+        D::Time64(t::TimeUnit::Microsecond) => int!(t::Time64MicrosecondType),
+        D::Time64(_) => int!(t::Time64NanosecondType),
+        D::Timestamp(t::TimeUnit::Second, _) => int!(t::TimestampSecondType),
+        D::Timestamp(t::TimeUnit::Millisecond, _) => int!(t::TimestampMillisecondType),
+        D::Timestamp(t::TimeUnit::Microsecond, _) => int!(t::TimestampMicrosecondType),
+        D::Timestamp(t::TimeUnit::Nanosecond, _) => int!(t::TimestampNanosecondType),
+        D::Utf8 => string!(array.as_string::<i32>()),
+        D::LargeUtf8 => string!(array.as_string::<i64>()),
+        D::Utf8View => string!(array.as_string_view()),
+        D::Dictionary(key_type, value_type) if indexable(value_type) => {
+            let (keys, values) = dictionary_parts(array, key_type)?;
+            let values = accessor_owned(values)?;
+            Box::new(move |i| match keys(i) {
+                Some(k) => values(k),
+                None => KeyRef::Null,
+            })
+        }
+        _ => return None,
+    };
+    Some(accessor)
+}
+
+/// `accessor` over a dictionary's values array (borrowed from the dictionary).
+fn accessor_owned(values: &dyn Array) -> Option<Accessor<'_>> {
+    accessor(values)
+}
+
+type KeyFn<'a> = Box<dyn Fn(usize) -> Option<usize> + 'a>;
+
+fn dictionary_parts<'a>(
+    array: &'a dyn Array,
+    key_type: &DataType,
+) -> Option<(KeyFn<'a>, &'a dyn Array)> {
+    macro_rules! dict {
+        ($t:ty) => {{
+            let d = array.as_dictionary::<$t>();
+            let keys = d.keys();
+            let f: KeyFn<'a> = Box::new(move |i| keys.is_valid(i).then(|| keys.value(i) as usize));
+            Some((f, d.values().as_ref()))
+        }};
+    }
+    match key_type {
+        DataType::Int8 => dict!(t::Int8Type),
+        DataType::Int16 => dict!(t::Int16Type),
+        DataType::Int32 => dict!(t::Int32Type),
+        DataType::Int64 => dict!(t::Int64Type),
+        DataType::UInt8 => dict!(t::UInt8Type),
+        DataType::UInt16 => dict!(t::UInt16Type),
+        DataType::UInt32 => dict!(t::UInt32Type),
+        DataType::UInt64 => dict!(t::UInt64Type),
+        _ => None,
+    }
+}
+
+/// Hashes a (possibly multi-column) key.
+fn hash_key<'a>(hasher: &DefaultHashBuilder, key: impl IntoIterator<Item = KeyRef<'a>>) -> u64 {
+    let mut h = hasher.build_hasher();
+    for part in key {
+        part.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Accessors for `columns` of every chunk (`None` if a column is not indexable).
+fn chunk_accessors<'a>(chunks: &'a Chunks, columns: &[usize]) -> Option<Vec<Vec<Accessor<'a>>>> {
+    chunks
+        .batches()
+        .iter()
+        .map(|chunk| {
+            columns
+                .iter()
+                .map(|&c| accessor(chunk.column(c).as_ref()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Primary key → row id. Keys are unique (the table format guarantees it).
+pub struct KeyIndex {
+    columns: Vec<usize>,
+    hasher: DefaultHashBuilder,
+    table: HashTable<u32>,
+}
+
+impl KeyIndex {
+    /// Builds the index over `chunks`, or `None` if a key column is not indexable.
+    pub fn build(chunks: &Chunks, columns: &[usize]) -> Option<Self> {
+        let accessors = chunk_accessors(chunks, columns)?;
+        let hasher = DefaultHashBuilder::default();
+        let rows = chunks.rows();
+        // Hashes are kept while building so that growing the table never re-reads rows.
+        // Row ids are assigned in order, so a row's hash sits at `hashes[id]`.
+        let mut hashes: Vec<u64> = Vec::with_capacity(rows);
+        let mut table = HashTable::with_capacity(rows);
+        for (c, chunk_accessors) in accessors.iter().enumerate() {
+            for r in 0..chunks.batches()[c].num_rows() {
+                let hash = hash_key(&hasher, chunk_accessors.iter().map(|a| a(r)));
+                hashes.push(hash);
+                table.insert_unique(hash, chunks.row_id(c, r), |&id: &u32| hashes[id as usize]);
+            }
+        }
+        Some(Self {
+            columns: columns.to_vec(),
+            hasher,
+            table,
+        })
+    }
+
+    /// The row holding `key` (one value per key column), if any.
+    pub fn get(&self, chunks: &Chunks, key: &[KeyRef<'_>]) -> Option<u32> {
+        let hash = hash_key(&self.hasher, key.iter().copied());
+        self.table
+            .find(hash, |&id| row_equals(chunks, &self.columns, id, key))
+            .copied()
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        // One u32 slot plus one control byte per bucket.
+        self.table.capacity() * (size_of::<u32>() + 1)
+    }
+}
+
+fn row_equals(chunks: &Chunks, columns: &[usize], id: u32, key: &[KeyRef<'_>]) -> bool {
+    let (c, r) = chunks.locate(id);
+    let chunk = &chunks.batches()[c];
+    columns
+        .iter()
+        .zip(key)
+        .all(|(&col, probe)| accessor(chunk.column(col).as_ref()).is_some_and(|a| a(r) == *probe))
+}
+
+/// Value → ascending row ids, for one column (nulls included, as [`KeyRef::Null`]).
+pub struct EqIndex {
+    column: usize,
+    hasher: DefaultHashBuilder,
+    /// Group ids, hashed by value; verified against the group's first row.
+    table: HashTable<u32>,
+    first_row: Vec<u32>,
+    /// `rows[offsets[g]..offsets[g + 1]]` are group `g`'s row ids, ascending.
+    offsets: Vec<u32>,
+    rows: Vec<u32>,
+}
+
+impl EqIndex {
+    /// Builds the index, or `None` if the column is not indexable or has more than
+    /// `max_distinct` distinct values.
+    pub fn build(chunks: &Chunks, column: usize, max_distinct: usize) -> Option<Self> {
+        let accessors = chunk_accessors(chunks, &[column])?;
+        let hasher = DefaultHashBuilder::default();
+        let total = chunks.rows();
+        let mut table: HashTable<u32> = HashTable::new();
+        let mut group_hash: Vec<u64> = Vec::new();
+        let mut first_row: Vec<u32> = Vec::new();
+        let mut counts: Vec<u32> = Vec::new();
+        let mut group_of_row: Vec<u32> = Vec::with_capacity(total);
+        for (c, acc) in accessors.iter().enumerate() {
+            let acc = &acc[0];
+            for r in 0..chunks.batches()[c].num_rows() {
+                let value = acc(r);
+                let hash = hash_key(&hasher, [value]);
+                let group = match table.find(hash, |&g| {
+                    let (gc, gr) = chunks.locate(first_row[g as usize]);
+                    accessors[gc][0](gr) == value
+                }) {
+                    Some(&g) => g,
+                    None => {
+                        if first_row.len() >= max_distinct {
+                            return None;
+                        }
+                        let g = first_row.len() as u32;
+                        first_row.push(chunks.row_id(c, r));
+                        group_hash.push(hash);
+                        counts.push(0);
+                        table.insert_unique(hash, g, |&g| group_hash[g as usize]);
+                        g
+                    }
+                };
+                counts[group as usize] += 1;
+                group_of_row.push(group);
+            }
+        }
+        // Counting sort of row ids by group; iterating rows in order keeps each group ascending.
+        let mut offsets = Vec::with_capacity(counts.len() + 1);
+        let mut acc = 0u32;
+        offsets.push(0);
+        for &n in &counts {
+            acc += n;
+            offsets.push(acc);
+        }
+        let mut next: Vec<u32> = offsets[..counts.len()].to_vec();
+        let mut rows = vec![0u32; total];
+        for (id, &g) in group_of_row.iter().enumerate() {
+            let g = g as usize;
+            rows[next[g] as usize] = id as u32;
+            next[g] += 1;
+        }
+        drop(accessors);
+        Some(Self {
+            column,
+            hasher,
+            table,
+            first_row,
+            offsets,
+            rows,
+        })
+    }
+
+    pub fn column(&self) -> usize {
+        self.column
+    }
+
+    pub fn distinct(&self) -> usize {
+        self.first_row.len()
+    }
+
+    /// Ascending row ids holding `value` (empty if none).
+    pub fn rows<'s>(&'s self, chunks: &Chunks, value: KeyRef<'_>) -> &'s [u32] {
+        let hash = hash_key(&self.hasher, [value]);
+        let group = self.table.find(hash, |&g| {
+            row_equals(chunks, &[self.column], self.first_row[g as usize], &[value])
+        });
+        match group {
+            Some(&g) => {
+                let g = g as usize;
+                &self.rows[self.offsets[g] as usize..self.offsets[g + 1] as usize]
+            }
+            None => &[],
+        }
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.table.capacity() * (size_of::<u32>() + 1)
+            + (self.first_row.capacity() + self.offsets.capacity() + self.rows.capacity())
+                * size_of::<u32>()
+    }
+}
+
+/// Sorted union of ascending row-id lists (for `in`).
+pub fn union_sorted(lists: &[&[u32]]) -> Vec<u32> {
+    let mut out: Vec<u32> = lists.iter().flat_map(|l| l.iter().copied()).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Intersection of two ascending row-id lists.
+pub fn intersect_sorted(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    let mut out = Vec::with_capacity(small.len());
+    // Galloping would be faster for very skewed sizes; a binary search per element of the
+    // small side is simple and good enough for index candidate lists.
+    if small.len() * 16 < large.len() {
+        for &x in small {
+            if large.binary_search(&x).is_ok() {
+                out.push(x);
+            }
+        }
+        return out;
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < small.len() && j < large.len() {
+        match small[i].cmp(&large[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(small[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{DictionaryArray, Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{Field, Int32Type, Schema};
+
+    use super::*;
+
+    fn chunks() -> Chunks {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("c", DataType::Utf8, true),
+            Field::new(
+                "d",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                true,
+            ),
+        ]));
+        let batch = |ids: Vec<i64>, c: Vec<Option<&str>>| {
+            let d: DictionaryArray<Int32Type> = c.iter().copied().collect();
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(ids)),
+                    Arc::new(StringArray::from(c)),
+                    Arc::new(d),
+                ],
+            )
+            .unwrap()
+        };
+        Chunks::new(vec![
+            batch(vec![10, 5, 7], vec![Some("a"), None, Some("b")]),
+            batch(vec![1, 99], vec![Some("b"), Some("a")]),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn key_index_finds_every_row_and_nothing_else() {
+        let chunks = chunks();
+        let index = KeyIndex::build(&chunks, &[0]).unwrap();
+        for (key, expected) in [(10, 0), (7, 2), (99, 4)] {
+            assert_eq!(index.get(&chunks, &[KeyRef::Int(key)]), Some(expected));
+        }
+        assert_eq!(index.get(&chunks, &[KeyRef::Int(2)]), None);
+        assert_eq!(index.get(&chunks, &[KeyRef::Str("10")]), None);
+    }
+
+    #[test]
+    fn eq_index_groups_rows_ascending_for_plain_and_dictionary_strings() {
+        let chunks = chunks();
+        for column in [1, 2] {
+            let index = EqIndex::build(&chunks, column, 100).unwrap();
+            assert_eq!(index.distinct(), 3);
+            assert_eq!(index.rows(&chunks, KeyRef::Str("a")), &[0, 4]);
+            assert_eq!(index.rows(&chunks, KeyRef::Str("b")), &[2, 3]);
+            assert_eq!(index.rows(&chunks, KeyRef::Null), &[1]);
+            assert!(index.rows(&chunks, KeyRef::Str("z")).is_empty());
+        }
+        assert!(EqIndex::build(&chunks, 0, 4).is_none(), "5 distinct > 4");
+    }
+
+    #[test]
+    fn sorted_list_operations() {
+        assert_eq!(
+            union_sorted(&[&[1, 5, 9], &[2, 5, 10]]),
+            vec![1, 2, 5, 9, 10]
+        );
+        assert_eq!(intersect_sorted(&[1, 5, 9], &[2, 5, 9, 10]), vec![5, 9]);
+        let large: Vec<u32> = (0..1000).collect();
+        assert_eq!(intersect_sorted(&[3, 2000], &large), vec![3]);
+    }
+}

@@ -1,0 +1,283 @@
+//! Prometheus metrics, kept by hand: a few counters and histograms do not need a registry
+//! crate. Rendered in the text exposition format at `GET /metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+/// Upper bounds (seconds) of the reload histogram buckets.
+const RELOAD_BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], value: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; bounds.len()];
+        }
+        for (i, bound) in bounds.iter().enumerate() {
+            if value <= *bound {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += value;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str, bounds: &[f64]) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, bound) in bounds.iter().enumerate() {
+            let n = self.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    /// (route template, method, status) → count.
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// route template → latency histogram.
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    reloads: Mutex<Histogram>,
+    reload_failures: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    cache_evictions: AtomicU64,
+    cache_bytes: AtomicU64,
+}
+
+impl Metrics {
+    pub fn request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        {
+            let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            *requests
+                .entry((route.to_owned(), method.to_owned(), status))
+                .or_default() += 1;
+        }
+        let mut latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        latency
+            .entry(route.to_owned())
+            .or_default()
+            .observe(&LATENCY_BUCKETS, elapsed.as_secs_f64());
+    }
+
+    pub fn reload(&self, elapsed: Duration, ok: bool) {
+        if !ok {
+            self.reload_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut reloads = self.reloads.lock().unwrap_or_else(|p| p.into_inner());
+        reloads.observe(&RELOAD_BUCKETS, elapsed.as_secs_f64());
+    }
+
+    pub fn cache_hit(&self) {
+        self.cache_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn cache_miss(&self) {
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn eviction(&self) {
+        self.cache_evictions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_cache_bytes(&self, bytes: u64) {
+        self.cache_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self, capacity_bytes: u64) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP strata_http_requests_total HTTP requests by route template, method and status.\n");
+        out.push_str("# TYPE strata_http_requests_total counter\n");
+        for ((route, method, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "strata_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                escape(route)
+            );
+        }
+        out.push_str(
+            "# HELP strata_http_request_duration_seconds HTTP request latency by route template.\n",
+        );
+        out.push_str("# TYPE strata_http_request_duration_seconds histogram\n");
+        for (route, h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let labels = format!("route=\"{}\"", escape(route));
+            h.render(
+                &mut out,
+                "strata_http_request_duration_seconds",
+                &labels,
+                &LATENCY_BUCKETS,
+            );
+        }
+        let counters = [
+            (
+                "strata_cache_hits_total",
+                "Requests answered from memory.",
+                &self.cache_hits,
+            ),
+            (
+                "strata_cache_misses_total",
+                "Requests on datasets not in memory (answered from Parquet).",
+                &self.cache_misses,
+            ),
+            (
+                "strata_cache_evictions_total",
+                "Datasets evicted from memory.",
+                &self.cache_evictions,
+            ),
+            (
+                "strata_reload_failures_total",
+                "Loads and reloads that failed.",
+                &self.reload_failures,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        let gauges = [
+            (
+                "strata_cache_used_bytes",
+                "Accounted bytes of datasets in memory.",
+                self.cache_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "strata_cache_capacity_bytes",
+                "Memcache capacity.",
+                capacity_bytes,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        out.push_str("# HELP strata_reload_duration_seconds Dataset load and reload durations.\n");
+        out.push_str("# TYPE strata_reload_duration_seconds histogram\n");
+        self.reloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .render(
+                &mut out,
+                "strata_reload_duration_seconds",
+                "",
+                &RELOAD_BUCKETS,
+            );
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Middleware recording every request under its route template (never the raw path, so
+/// the label set stays bounded).
+pub async fn track(
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    metrics.request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_histograms() {
+        let m = Metrics::default();
+        m.request(
+            "/api/v1/datasets/{name}/query",
+            "POST",
+            200,
+            Duration::from_micros(300),
+        );
+        m.request(
+            "/api/v1/datasets/{name}/query",
+            "POST",
+            200,
+            Duration::from_millis(20),
+        );
+        m.request(
+            "/api/v1/datasets/{name}/query",
+            "POST",
+            400,
+            Duration::from_micros(50),
+        );
+        m.cache_hit();
+        m.reload(Duration::from_millis(70), true);
+        let text = m.render(1024);
+        assert!(text.contains(
+            "strata_http_requests_total{route=\"/api/v1/datasets/{name}/query\",method=\"POST\",status=\"200\"} 2"
+        ));
+        assert!(text.contains(
+            "strata_http_request_duration_seconds_bucket{route=\"/api/v1/datasets/{name}/query\",le=\"0.0005\"} 2"
+        ));
+        assert!(text.contains(
+            "strata_http_request_duration_seconds_bucket{route=\"/api/v1/datasets/{name}/query\",le=\"+Inf\"} 3"
+        ));
+        assert!(text.contains("strata_cache_hits_total 1"));
+        assert!(text.contains("strata_cache_capacity_bytes 1024"));
+        assert!(text.contains("strata_reload_duration_seconds_bucket{le=\"0.1\"} 1"));
+        assert!(text.contains("strata_reload_duration_seconds_count 1"));
+    }
+}

@@ -1,0 +1,330 @@
+//! The query service: picks the source (memory or cold), validates the request into a plan,
+//! runs it on the query runtime — through a hot path when indexes answer it, DataFusion
+//! otherwise — and encodes the result. Handlers only extract, call and map.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::ObjectStore;
+use strata_queryd_api::QueryRequest;
+
+use crate::cache::{Memcache, Source};
+use crate::encode::{self, IpcEncoder};
+use crate::engine::{self, Engine};
+use crate::error::QueryError;
+use crate::executor::Executor;
+use crate::fast;
+use crate::plan::{self, Plan, Shape};
+
+/// Response encodings of a query page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Arrow,
+}
+
+/// Limits from the config.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_page_size: u64,
+    pub timeout: Duration,
+    /// DataFusion partitions for grouped and sorted queries (the core count).
+    pub partitions: usize,
+}
+
+/// An encoded page.
+pub struct Page {
+    pub version: u64,
+    pub body: Vec<u8>,
+    pub page: u64,
+    pub page_size: u64,
+}
+
+/// A streamed answer: the version and the body chunks (the first one is already produced,
+/// so errors found while planning are reported with a status, not mid-stream).
+pub struct Streamed {
+    pub version: u64,
+    pub chunks: futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
+}
+
+pub struct QueryService {
+    pub cache: Arc<Memcache>,
+    store: Arc<dyn ObjectStore>,
+    executor: Executor,
+    limits: Limits,
+}
+
+/// What a plan runs on: the source and the dataset's logical schema and key.
+#[derive(Clone)]
+struct Target {
+    source: Source,
+    schema: SchemaRef,
+    primary_key: Vec<String>,
+}
+
+impl Target {
+    fn new(source: Source) -> Self {
+        let (schema, primary_key) = match &source {
+            Source::Memory(s) => (
+                s.schema.clone(),
+                s.primary_key
+                    .iter()
+                    .map(|&c| s.schema.field(c).name().clone())
+                    .collect(),
+            ),
+            Source::Cold(m) => (m.arrow_schema(), m.primary_key.clone()),
+        };
+        Self {
+            source,
+            schema,
+            primary_key,
+        }
+    }
+}
+
+impl QueryService {
+    pub fn new(
+        cache: Arc<Memcache>,
+        store: Arc<dyn ObjectStore>,
+        executor: Executor,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            cache,
+            store,
+            executor,
+            limits,
+        }
+    }
+
+    /// The source of `name` at `min_version` or newer: a dataset behind the requested
+    /// version is reloaded once; if it is still behind, the caller should retry (503).
+    async fn target(&self, name: &str, min_version: Option<u64>) -> Result<Target, QueryError> {
+        let mut source = self.cache.source(name).await?;
+        if let Some(min) = min_version
+            && source.version() < min
+        {
+            self.cache.reload(name).await?;
+            source = self.cache.source(name).await?;
+            if source.version() < min {
+                return Err(QueryError::Unavailable(format!(
+                    "dataset {name} is at version {}, not yet {min}",
+                    source.version()
+                )));
+            }
+        }
+        Ok(Target::new(source))
+    }
+
+    /// Bounds `work` by the request timeout.
+    async fn timed<T>(
+        &self,
+        work: impl Future<Output = Result<T, QueryError>>,
+    ) -> Result<T, QueryError> {
+        match tokio::time::timeout(self.limits.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(QueryError::Timeout(self.limits.timeout.as_millis() as u64)),
+        }
+    }
+
+    /// One page of a query, encoded.
+    pub async fn query(
+        &self,
+        name: &str,
+        request: &QueryRequest,
+        format: Format,
+    ) -> Result<Page, QueryError> {
+        self.timed(async {
+            let target = self.target(name, request.min_version).await?;
+            let plan = plan::plan(request, &target.schema, self.limits.max_page_size)?;
+            let store = self.store.clone();
+            let partitions = self.limits.partitions;
+            self.executor
+                .run(async move {
+                    let (schema, batches) = run_page(&target, &plan, store, partitions).await?;
+                    let body = match format {
+                        Format::Json => encode::json_page(&batches, plan.page, plan.page_size)?,
+                        Format::Arrow => encode::arrow_stream(
+                            &batches,
+                            encode::logical_schema(&schema, &target.schema),
+                        )?,
+                    };
+                    Ok(Page {
+                        version: target.source.version(),
+                        body,
+                        page: plan.page,
+                        page_size: plan.page_size,
+                    })
+                })
+                .await
+        })
+        .await
+    }
+
+    /// The number of rows the query returns without paging (`limit` applies).
+    pub async fn count(
+        &self,
+        name: &str,
+        request: &QueryRequest,
+    ) -> Result<(u64, u64), QueryError> {
+        self.timed(async {
+            let target = self.target(name, request.min_version).await?;
+            let plan = plan::plan(request, &target.schema, self.limits.max_page_size)?;
+            let store = self.store.clone();
+            let partitions = self.limits.partitions;
+            self.executor
+                .run(async move {
+                    if let Source::Memory(state) = &target.source
+                        && let Some(n) = fast::count(state, &plan)
+                    {
+                        return Ok((n, state.version));
+                    }
+                    let engine = Engine::new(store, partitions_for(&plan, partitions))?;
+                    let frame = engine.frame(&target.source).await?;
+                    let frame = engine::apply(frame, &plan, &target.schema, &target.primary_key)?;
+                    Ok((engine::count_rows(frame).await?, target.source.version()))
+                })
+                .await
+        })
+        .await
+    }
+
+    /// Every row of the query (paging ignored, `limit` honoured) as one Arrow IPC stream.
+    pub async fn stream(&self, name: &str, request: &QueryRequest) -> Result<Streamed, QueryError> {
+        let target = self.timed(self.target(name, request.min_version)).await?;
+        let plan = plan::plan(request, &target.schema, self.limits.max_page_size)?;
+        let version = target.source.version();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, QueryError>>(4);
+        let store = self.store.clone();
+        let partitions = self.limits.partitions;
+        self.executor
+            .spawn(async move {
+                if let Err(e) = produce_stream(&target, &plan, store, partitions, &tx).await {
+                    let _ = tx.send(Err(e)).await;
+                }
+            })
+            .await?;
+        // The first chunk (the schema) or the planning error.
+        let first = match self.timed(async { Ok(rx.recv().await) }).await? {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) => return Err(e),
+            None => {
+                return Err(QueryError::Internal(
+                    "stream ended before its schema".into(),
+                ));
+            }
+        };
+        let rest = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| {
+                let item = item.map_err(|e| std::io::Error::other(e.to_string()));
+                (item, rx)
+            })
+        });
+        Ok(Streamed {
+            version,
+            chunks: futures::stream::once(async { Ok(first) })
+                .chain(rest)
+                .boxed(),
+        })
+    }
+
+    /// The first row of a dataset as a JSON object (the schema endpoint's sample).
+    pub async fn sample(
+        &self,
+        name: &str,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, QueryError> {
+        let request = QueryRequest {
+            page_size: Some(1),
+            ..Default::default()
+        };
+        let page = self.query(name, &request, Format::Json).await?;
+        let parsed: strata_queryd_api::QueryResponse =
+            serde_json::from_slice(&page.body).map_err(|e| QueryError::Internal(e.to_string()))?;
+        Ok(parsed.data.into_iter().next())
+    }
+}
+
+/// Grouped, distinct and sorted queries use every core; row scans stay in one partition so
+/// storage order is kept.
+fn partitions_for(plan: &Plan, cores: usize) -> usize {
+    match plan.shape {
+        Shape::Rows { .. } if plan.order_by.is_empty() => 1,
+        _ => cores,
+    }
+}
+
+/// One page of `plan` with its schema (as produced, possibly dictionary-encoded).
+async fn run_page(
+    target: &Target,
+    plan: &Plan,
+    store: Arc<dyn ObjectStore>,
+    partitions: usize,
+) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    if let Source::Memory(state) = &target.source
+        && let Some(candidates) = fast::candidates(state, plan)
+    {
+        let batches = fast::page(state, plan, &candidates)?;
+        return Ok((projected_schema(&state.mem_schema, plan), batches));
+    }
+    let engine = Engine::new(store, partitions_for(plan, partitions))?;
+    let frame = engine.frame(&target.source).await?;
+    let frame = engine::apply(frame, plan, &target.schema, &target.primary_key)?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let (skip, fetch) = plan.window();
+    Ok((schema, engine::collect_window(frame, skip, fetch).await?))
+}
+
+fn projected_schema(schema: &Schema, plan: &Plan) -> SchemaRef {
+    match &plan.shape {
+        Shape::Rows { columns } => {
+            Arc::new(schema.project(columns).unwrap_or_else(|_| Schema::empty()))
+        }
+        _ => Arc::new(Schema::empty()),
+    }
+}
+
+async fn produce_stream(
+    target: &Target,
+    plan: &Plan,
+    store: Arc<dyn ObjectStore>,
+    partitions: usize,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, QueryError>>,
+) -> Result<(), QueryError> {
+    let send = |bytes: Bytes| async move { tx.send(Ok(bytes)).await.is_ok() };
+    if let Source::Memory(state) = &target.source
+        && let Some(candidates) = fast::candidates(state, plan)
+    {
+        let schema =
+            encode::logical_schema(&projected_schema(&state.mem_schema, plan), &target.schema);
+        let mut encoder = IpcEncoder::new(schema)?;
+        if !send(encoder.take()).await {
+            return Ok(());
+        }
+        for batch in fast::all(state, plan, &candidates)? {
+            if !send(encoder.write(&batch)?).await {
+                return Ok(());
+            }
+        }
+        send(encoder.finish()?).await;
+        return Ok(());
+    }
+    let engine = Engine::new(store, partitions_for(plan, partitions))?;
+    let frame = engine.frame(&target.source).await?;
+    let frame = engine::apply(frame, plan, &target.schema, &target.primary_key)?;
+    let (schema, mut batches) = engine::stream(frame).await?;
+    let mut encoder = IpcEncoder::new(encode::logical_schema(&schema, &target.schema))?;
+    if !send(encoder.take()).await {
+        return Ok(());
+    }
+    while let Some(batch) = batches.next().await {
+        if !send(encoder.write(&batch?)?).await {
+            return Ok(()); // the client went away
+        }
+    }
+    send(encoder.finish()?).await;
+    Ok(())
+}

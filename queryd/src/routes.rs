@@ -1,0 +1,61 @@
+//! queryd's route table.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use strata_daemon::auth::{TokenGuard, require_token};
+use strata_daemon::config::Config;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
+
+use crate::api::{cache, datasets, query};
+use crate::{AppState, metrics};
+
+pub fn router(state: AppState, config: &Config) -> Router {
+    let public = Router::new()
+        .route("/api/v1/datasets", get(datasets::list))
+        .route("/api/v1/datasets/{name}/schema", get(datasets::schema))
+        .route("/api/v1/datasets/{name}/status", get(datasets::status))
+        .route("/api/v1/datasets/{name}/query", post(query::query))
+        .route("/api/v1/datasets/{name}/query/stream", post(query::stream))
+        .route("/api/v1/datasets/{name}/count", post(query::count))
+        .route("/api/v1/cache/stats", get(cache::stats))
+        .route("/metrics", get(metrics_text));
+
+    let admin = Router::new()
+        .route("/api/v1/datasets/{name}/reload", post(cache::reload))
+        .route("/api/v1/cache/pin", post(cache::pin))
+        .route("/api/v1/cache/unpin", post(cache::unpin))
+        .route("/api/v1/cache/evict", post(cache::evict))
+        .route_layer(from_fn_with_state(
+            TokenGuard::admin(config.auth.admin_token.as_deref()),
+            require_token,
+        ));
+
+    // JSON is compressed when the client asks (gzip, br, zstd); Arrow never is: clients
+    // read it as a raw IPC stream.
+    let compression = CompressionLayer::new().compress_when(DefaultPredicate::new().and(
+        NotForContentType::const_new(strata_queryd_api::ARROW_STREAM),
+    ));
+    let metrics = state.metrics.clone();
+    let routes = public
+        .merge(admin)
+        .layer(DefaultBodyLimit::max(config.queryd.max_body_bytes))
+        .with_state(state);
+    strata_daemon::serve::finish("queryd", routes)
+        .layer(compression)
+        .route_layer(from_fn_with_state(metrics, metrics::track))
+}
+
+async fn metrics_text(
+    axum::extract::State(app): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        app.metrics.render(app.service.cache.stats().capacity_bytes),
+    )
+}

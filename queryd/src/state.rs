@@ -1,0 +1,436 @@
+//! `DatasetState`: one dataset version in memory — Arrow chunks, a primary-key index,
+//! equality indexes — immutable once built and shared behind an `Arc`, so a request that
+//! holds it finishes on it whatever reloads or evictions happen meanwhile.
+//!
+//! Rows are addressed by a global row id (`u32`, the row's position in storage order);
+//! [`Chunks`] maps it to (chunk, row). Storage order is the order of the manifest's state
+//! (base files in manifest order, then surviving delta rows in key order: see
+//! `strata_shared::merge`), and every query path returns rows in it when no `order_by` is
+//! given.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use object_store::ObjectStore;
+use object_store::path::Path;
+use strata_daemon::config::IndexPolicy;
+use strata_shared::manifest::Manifest;
+
+use crate::error::QueryError;
+use crate::index::{EqIndex, KeyIndex, indexable};
+
+/// Rows per chunk read from Parquet (the last chunk of each file may be shorter).
+pub const CHUNK_ROWS: usize = 64 * 1024;
+
+/// A string column is dictionary-encoded in memory when it has at most this many distinct
+/// values and at most half as many as rows. Its logical type (schema, Arrow output) is
+/// unchanged.
+pub const DICTIONARY_MAX_DISTINCT: usize = 1 << 16;
+
+/// Under `index = "auto"`, a column gets an equality index when it has at most this many
+/// distinct values and at most a quarter as many as rows (low cardinality: the index then
+/// answers `eq`/`in` with long row lists, which is where it beats a scan).
+pub const AUTO_INDEX_MAX_DISTINCT: usize = 1 << 16;
+
+/// How a dataset is indexed (from the `[[datasets]]` config entry; `Auto` otherwise).
+#[derive(Clone, Debug, Default)]
+pub struct IndexSpec {
+    pub policy: IndexPolicy,
+    pub columns: Vec<String>,
+}
+
+/// Record batches with a row-id → (chunk, row) map.
+pub struct Chunks {
+    batches: Vec<RecordBatch>,
+    /// `offsets[c]` is the row id of chunk `c`'s first row; one extra entry holds the total.
+    offsets: Vec<u32>,
+}
+
+impl Chunks {
+    pub fn new(batches: Vec<RecordBatch>) -> Result<Self, QueryError> {
+        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let mut offsets = Vec::with_capacity(batches.len() + 1);
+        let mut total: u64 = 0;
+        offsets.push(0);
+        for b in &batches {
+            total += b.num_rows() as u64;
+            let end = u32::try_from(total)
+                .map_err(|_| QueryError::TooLarge("a dataset holds at most 2^32-1 rows".into()))?;
+            offsets.push(end);
+        }
+        Ok(Self { batches, offsets })
+    }
+
+    pub fn batches(&self) -> &[RecordBatch] {
+        &self.batches
+    }
+
+    pub fn rows(&self) -> usize {
+        self.offsets.last().copied().unwrap_or(0) as usize
+    }
+
+    /// (chunk, row in chunk) of a row id; the id must be < `rows()`.
+    pub fn locate(&self, id: u32) -> (usize, usize) {
+        let chunk = self.offsets.partition_point(|&start| start <= id) - 1;
+        (chunk, (id - self.offsets[chunk]) as usize)
+    }
+
+    /// Row id of `row` in `chunk`.
+    pub fn row_id(&self, chunk: usize, row: usize) -> u32 {
+        self.offsets[chunk] + row as u32
+    }
+
+    /// The rows `[start, end)` as slices of the chunks (zero-copy).
+    pub fn slice(&self, start: usize, end: usize) -> Vec<RecordBatch> {
+        let mut out = Vec::new();
+        if start >= end {
+            return out;
+        }
+        let (first, _) = self.locate(start as u32);
+        for c in first..self.batches.len() {
+            let chunk_start = self.offsets[c] as usize;
+            if chunk_start >= end {
+                break;
+            }
+            let from = start.saturating_sub(chunk_start);
+            let to = (end - chunk_start).min(self.batches[c].num_rows());
+            out.push(self.batches[c].slice(from, to - from));
+        }
+        out
+    }
+}
+
+/// One dataset version in memory.
+pub struct DatasetState {
+    pub version: u64,
+    /// The dataset's schema as stored (and as answered).
+    pub schema: SchemaRef,
+    /// The chunks' schema: like `schema` with low-cardinality strings dictionary-encoded.
+    pub mem_schema: SchemaRef,
+    pub chunks: Chunks,
+    /// Column indices of the primary key (empty without one).
+    pub primary_key: Vec<usize>,
+    pub key_index: Option<KeyIndex>,
+    /// Column index → equality index.
+    pub eq_indexes: HashMap<usize, EqIndex>,
+    /// Accounted memory: distinct Arrow buffers plus index structures.
+    pub bytes: usize,
+}
+
+impl DatasetState {
+    /// Reads every file of `manifest` and builds the state. Async for the reads; the CPU
+    /// work runs on the blocking pool.
+    pub async fn load(
+        store: &dyn ObjectStore,
+        manifest: &Manifest,
+        spec: &IndexSpec,
+    ) -> Result<Self, QueryError> {
+        let schema = manifest.arrow_schema();
+        let batches = if manifest.deltas.is_empty() {
+            let mut batches = Vec::new();
+            for file in &manifest.base_files {
+                let path = Path::parse(&file.path).map_err(strata_shared::Error::from)?;
+                let (_, file_batches) = strata_shared::parquet_io::read(store, &path).await?;
+                for b in file_batches {
+                    batches.push(RecordBatch::try_new(schema.clone(), b.columns().to_vec())?);
+                }
+            }
+            batches
+        } else {
+            let state = strata_shared::merge::load_state(store, manifest).await?;
+            (0..state.num_rows())
+                .step_by(CHUNK_ROWS)
+                .map(|start| state.slice(start, CHUNK_ROWS.min(state.num_rows() - start)))
+                .collect()
+        };
+        let version = manifest.version;
+        let primary_key = strata_shared::keys::key_indices(&schema, &manifest.primary_key)?;
+        let spec = spec.clone();
+        tokio::task::spawn_blocking(move || {
+            Self::build(version, schema, primary_key, batches, &spec)
+        })
+        .await
+        .map_err(|e| QueryError::Internal(format!("building state: {e}")))?
+    }
+
+    /// Builds the in-memory structures over `batches` (all of `schema`, storage order).
+    pub fn build(
+        version: u64,
+        schema: SchemaRef,
+        primary_key: Vec<usize>,
+        batches: Vec<RecordBatch>,
+        spec: &IndexSpec,
+    ) -> Result<Self, QueryError> {
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let (mem_schema, batches) = dictionary_encode(&schema, &primary_key, batches, rows)?;
+        let chunks = Chunks::new(batches)?;
+        let key_index = if primary_key.is_empty() {
+            None
+        } else {
+            KeyIndex::build(&chunks, &primary_key)
+        };
+        let mut eq_indexes = HashMap::new();
+        for (column, max_distinct) in index_columns(&schema, &primary_key, spec, rows)? {
+            if let Some(index) = EqIndex::build(&chunks, column, max_distinct) {
+                eq_indexes.insert(column, index);
+            }
+        }
+        let bytes = buffer_bytes(chunks.batches())
+            + key_index.as_ref().map_or(0, KeyIndex::memory_bytes)
+            + eq_indexes
+                .values()
+                .map(EqIndex::memory_bytes)
+                .sum::<usize>();
+        Ok(Self {
+            version,
+            schema,
+            mem_schema,
+            chunks,
+            primary_key,
+            key_index,
+            eq_indexes,
+            bytes,
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.chunks.rows()
+    }
+
+    /// Names of the columns with an equality index, in schema order.
+    pub fn indexed_columns(&self) -> Vec<String> {
+        let mut columns: Vec<usize> = self.eq_indexes.keys().copied().collect();
+        columns.sort_unstable();
+        columns
+            .into_iter()
+            .map(|c| self.schema.field(c).name().clone())
+            .collect()
+    }
+}
+
+/// Which columns to index and with what distinct-value cap.
+fn index_columns(
+    schema: &Schema,
+    primary_key: &[usize],
+    spec: &IndexSpec,
+    rows: usize,
+) -> Result<Vec<(usize, usize)>, QueryError> {
+    match spec.policy {
+        IndexPolicy::None => Ok(Vec::new()),
+        IndexPolicy::List => spec
+            .columns
+            .iter()
+            .map(|name| {
+                let i = schema.index_of(name).map_err(|_| {
+                    QueryError::BadRequest(format!("index column {name:?} is not in the schema"))
+                })?;
+                Ok((i, usize::MAX))
+            })
+            .collect(),
+        IndexPolicy::Auto => {
+            let cap = AUTO_INDEX_MAX_DISTINCT.min(rows / 4).max(1);
+            Ok((0..schema.fields().len())
+                .filter(|i| !(primary_key.len() == 1 && primary_key[0] == *i))
+                .filter(|&i| indexable(schema.field(i).data_type()))
+                .map(|i| (i, cap))
+                .collect())
+        }
+    }
+}
+
+/// Dictionary-encodes low-cardinality string columns (not key columns).
+fn dictionary_encode(
+    schema: &SchemaRef,
+    primary_key: &[usize],
+    batches: Vec<RecordBatch>,
+    rows: usize,
+) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    let cap = DICTIONARY_MAX_DISTINCT.min(rows / 2);
+    let mut encode = Vec::new();
+    for (i, field) in schema.fields().iter().enumerate() {
+        if field.data_type() == &DataType::Utf8
+            && !primary_key.contains(&i)
+            && distinct_at_most(batches.iter().map(|b| b.column(i)), cap)
+        {
+            encode.push(i);
+        }
+    }
+    if encode.is_empty() {
+        return Ok((schema.clone(), batches));
+    }
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if encode.contains(&i) {
+                f.as_ref().clone().with_data_type(dictionary.clone())
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    let mem_schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    let batches = batches
+        .into_iter()
+        .map(|b| {
+            let columns = b
+                .columns()
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if encode.contains(&i) {
+                        cast(c, &dictionary)
+                    } else {
+                        Ok(c.clone())
+                    }
+                })
+                .collect::<Result<Vec<ArrayRef>, _>>()?;
+            Ok(RecordBatch::try_new(mem_schema.clone(), columns)?)
+        })
+        .collect::<Result<Vec<_>, QueryError>>()?;
+    Ok((mem_schema, batches))
+}
+
+/// Whether the string arrays hold at most `cap` distinct values (stops counting past it).
+fn distinct_at_most<'a>(arrays: impl Iterator<Item = &'a ArrayRef>, cap: usize) -> bool {
+    let mut seen: HashSet<&str> = HashSet::new();
+    for array in arrays {
+        let values: Box<dyn Iterator<Item = Option<&str>>> = match array.data_type() {
+            DataType::Utf8 => Box::new(array.as_string::<i32>().iter()),
+            DataType::LargeUtf8 => Box::new(array.as_string::<i64>().iter()),
+            DataType::Utf8View => Box::new(array.as_string_view().iter()),
+            _ => return false,
+        };
+        for v in values.flatten() {
+            if seen.insert(v) && seen.len() > cap {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Bytes of the distinct buffers behind `batches`: slices of one buffer count once.
+pub fn buffer_bytes(batches: &[RecordBatch]) -> usize {
+    fn visit(data: &arrow::array::ArrayData, seen: &mut HashSet<usize>, total: &mut usize) {
+        for buffer in data.buffers() {
+            if seen.insert(buffer.data_ptr().as_ptr() as usize) {
+                *total += buffer.capacity();
+            }
+        }
+        if let Some(nulls) = data.nulls() {
+            let buffer = nulls.buffer();
+            if seen.insert(buffer.data_ptr().as_ptr() as usize) {
+                *total += buffer.capacity();
+            }
+        }
+        for child in data.child_data() {
+            visit(child, seen, total);
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for batch in batches {
+        for column in batch.columns() {
+            visit(&column.to_data(), &mut seen, &mut total);
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, StringArray};
+
+    use super::*;
+
+    fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("color", DataType::Utf8, true),
+            Field::new("note", DataType::Utf8, true),
+        ]));
+        let colors = ["red", "green", "blue"];
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(ids.clone())),
+                Arc::new(StringArray::from_iter_values(
+                    ids.clone().map(|i| colors[i as usize % 3]),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    ids.map(|i| format!("note {i}")),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn chunks_locate_and_slice_across_uneven_chunks() {
+        let chunks = Chunks::new(vec![batch(0..3), batch(3..3), batch(3..8)]).unwrap();
+        assert_eq!(chunks.rows(), 8);
+        assert_eq!(chunks.batches().len(), 2, "empty batches are dropped");
+        assert_eq!(chunks.locate(0), (0, 0));
+        assert_eq!(chunks.locate(2), (0, 2));
+        assert_eq!(chunks.locate(3), (1, 0));
+        assert_eq!(chunks.locate(7), (1, 4));
+        let ids: Vec<i64> = chunks
+            .slice(2, 6)
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(ids, vec![2, 3, 4, 5]);
+        assert!(chunks.slice(5, 5).is_empty());
+    }
+
+    #[test]
+    fn low_cardinality_strings_are_dictionary_encoded_and_indexed() {
+        let b = batch(0..100);
+        let schema = b.schema();
+        let state = DatasetState::build(3, schema.clone(), vec![0], vec![b], &IndexSpec::default())
+            .unwrap();
+        assert_eq!(state.rows(), 100);
+        assert!(matches!(
+            state.mem_schema.field(1).data_type(),
+            DataType::Dictionary(_, _)
+        ));
+        assert_eq!(state.mem_schema.field(2).data_type(), &DataType::Utf8);
+        assert_eq!(state.schema, schema, "the logical schema is unchanged");
+        assert_eq!(state.indexed_columns(), vec!["color".to_string()]);
+        let key_index = state.key_index.as_ref().unwrap();
+        assert_eq!(
+            key_index.get(&state.chunks, &[crate::index::KeyRef::Int(42)]),
+            Some(42)
+        );
+        assert!(state.bytes > 100 * 8);
+    }
+
+    #[test]
+    fn listed_index_columns_must_exist() {
+        let b = batch(0..10);
+        let spec = IndexSpec {
+            policy: IndexPolicy::List,
+            columns: vec!["nope".into()],
+        };
+        assert!(DatasetState::build(0, b.schema(), vec![0], vec![b], &spec).is_err());
+    }
+
+    #[test]
+    fn slices_of_one_buffer_count_once() {
+        let b = batch(0..1000);
+        let whole = buffer_bytes(std::slice::from_ref(&b));
+        let sliced = buffer_bytes(&[b.slice(0, 500), b.slice(500, 500)]);
+        assert_eq!(whole, sliced);
+    }
+}
