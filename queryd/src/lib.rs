@@ -103,6 +103,7 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
         max_page_size: q.max_page_size,
         timeout: Duration::from_millis(q.request_timeout_ms),
         partitions: threads,
+        hot_paths: q.hot_paths,
     };
     let service = Arc::new(query::QueryService::new(cache, store, executor, limits));
     Ok(AppState { service, metrics })

@@ -34,6 +34,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// DataFusion partitions for grouped and sorted queries (the core count).
     pub partitions: usize,
+    /// Use the index hot paths where they apply.
+    pub hot_paths: bool,
 }
 
 /// An encoded page.
@@ -142,10 +144,10 @@ impl QueryService {
             let target = self.target(name, request.min_version).await?;
             let plan = plan::plan(request, &target.schema, self.limits.max_page_size)?;
             let store = self.store.clone();
-            let partitions = self.limits.partitions;
+            let limits = self.limits.clone();
             self.executor
                 .run(async move {
-                    let (schema, batches) = run_page(&target, &plan, store, partitions).await?;
+                    let (schema, batches) = run_page(&target, &plan, store, &limits).await?;
                     let body = match format {
                         Format::Json => encode::json_page(&batches, plan.page, plan.page_size)?,
                         Format::Arrow => encode::arrow_stream(
@@ -175,15 +177,15 @@ impl QueryService {
             let target = self.target(name, request.min_version).await?;
             let plan = plan::plan(request, &target.schema, self.limits.max_page_size)?;
             let store = self.store.clone();
-            let partitions = self.limits.partitions;
+            let limits = self.limits.clone();
             self.executor
                 .run(async move {
-                    if let Source::Memory(state) = &target.source
+                    if let Some(state) = hot(&target, &limits)
                         && let Some(n) = fast::count(state, &plan)
                     {
                         return Ok((n, state.version));
                     }
-                    let engine = Engine::new(store, partitions_for(&plan, partitions))?;
+                    let engine = Engine::new(store, partitions_for(&plan, limits.partitions))?;
                     let frame = engine.frame(&target.source).await?;
                     let frame = engine::apply(frame, &plan, &target.schema, &target.primary_key)?;
                     Ok((engine::count_rows(frame).await?, target.source.version()))
@@ -200,10 +202,10 @@ impl QueryService {
         let version = target.source.version();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, QueryError>>(4);
         let store = self.store.clone();
-        let partitions = self.limits.partitions;
+        let limits = self.limits.clone();
         self.executor
             .spawn(async move {
-                if let Err(e) = produce_stream(&target, &plan, store, partitions, &tx).await {
+                if let Err(e) = produce_stream(&target, &plan, store, &limits, &tx).await {
                     let _ = tx.send(Err(e)).await;
                 }
             })
@@ -248,6 +250,14 @@ impl QueryService {
     }
 }
 
+/// The in-memory state, when hot paths may be tried on it.
+fn hot<'t>(target: &'t Target, limits: &Limits) -> Option<&'t Arc<crate::state::DatasetState>> {
+    match &target.source {
+        Source::Memory(state) if limits.hot_paths => Some(state),
+        _ => None,
+    }
+}
+
 /// Grouped, distinct and sorted queries use every core; row scans stay in one partition so
 /// storage order is kept.
 fn partitions_for(plan: &Plan, cores: usize) -> usize {
@@ -262,15 +272,15 @@ async fn run_page(
     target: &Target,
     plan: &Plan,
     store: Arc<dyn ObjectStore>,
-    partitions: usize,
+    limits: &Limits,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
-    if let Source::Memory(state) = &target.source
+    if let Some(state) = hot(target, limits)
         && let Some(candidates) = fast::candidates(state, plan)
     {
         let batches = fast::page(state, plan, &candidates)?;
         return Ok((projected_schema(&state.mem_schema, plan), batches));
     }
-    let engine = Engine::new(store, partitions_for(plan, partitions))?;
+    let engine = Engine::new(store, partitions_for(plan, limits.partitions))?;
     let frame = engine.frame(&target.source).await?;
     let frame = engine::apply(frame, plan, &target.schema, &target.primary_key)?;
     let schema = Arc::new(frame.schema().as_arrow().clone());
@@ -291,11 +301,11 @@ async fn produce_stream(
     target: &Target,
     plan: &Plan,
     store: Arc<dyn ObjectStore>,
-    partitions: usize,
+    limits: &Limits,
     tx: &tokio::sync::mpsc::Sender<Result<Bytes, QueryError>>,
 ) -> Result<(), QueryError> {
     let send = |bytes: Bytes| async move { tx.send(Ok(bytes)).await.is_ok() };
-    if let Source::Memory(state) = &target.source
+    if let Some(state) = hot(target, limits)
         && let Some(candidates) = fast::candidates(state, plan)
     {
         let schema =
@@ -312,7 +322,7 @@ async fn produce_stream(
         send(encoder.finish()?).await;
         return Ok(());
     }
-    let engine = Engine::new(store, partitions_for(plan, partitions))?;
+    let engine = Engine::new(store, partitions_for(plan, limits.partitions))?;
     let frame = engine.frame(&target.source).await?;
     let frame = engine::apply(frame, plan, &target.schema, &target.primary_key)?;
     let (schema, mut batches) = engine::stream(frame).await?;

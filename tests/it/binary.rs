@@ -157,8 +157,13 @@ async fn separate_daemons() {
     let dir = tempfile::tempdir().unwrap();
     let (s, q) = (free_port(), free_port());
     let config = format!(
-        "[store]\nurl = \"file://data\"\n[storaged]\nlisten = \"127.0.0.1:{s}\"\n[queryd]\nlisten = \"127.0.0.1:{q}\"\n"
+        "[store]\nurl = \"file://data\"\n[storaged]\nlisten = \"127.0.0.1:{s}\"\n[queryd]\nlisten = \"127.0.0.1:{q}\"\n{DECLARED}"
     );
+    write_parquet(
+        &dir.path().join("src/people.parquet"),
+        &[people(&[30, 10, 20])],
+    )
+    .unwrap();
     let path = dir.path().join("strata.toml");
     std::fs::write(&path, config).unwrap();
 
@@ -196,4 +201,21 @@ async fn separate_daemons() {
     let remote = strata_storaged_api::RemoteStore::new(&format!("http://127.0.0.1:{s}"), "tok");
     let listed = remote.list_with_delimiter(None).await.unwrap();
     assert!(listed.objects.is_empty());
+
+    // queryd reads the dataset storaged created through that API.
+    let body: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{q}/api/v1/datasets/people/query"))
+        .json(&serde_json::json!({"columns": ["id"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["data"],
+        serde_json::json!([{"id": 10}, {"id": 20}, {"id": 30}]),
+        "{}",
+        queryd.log()
+    );
 }

@@ -71,3 +71,116 @@ pub fn people(ids: &[i64]) -> RecordBatch {
     )
     .unwrap()
 }
+
+/// Creates dataset `name` directly in `store`: each of `parts` (already in key order) becomes
+/// one base file of version 0, as storaged's import would write them.
+pub async fn create_dataset(
+    store: &Arc<dyn ObjectStore>,
+    name: &str,
+    parts: &[RecordBatch],
+    primary_key: &[&str],
+) -> strata_shared::manifest::Manifest {
+    use strata_shared::{
+        commit::Table, layout, manifest::DataFile, manifest::Manifest, parquet_io,
+    };
+    let name = layout::DatasetName::new(name).unwrap();
+    let compaction = layout::new_compaction_id();
+    let mut files = Vec::new();
+    for (n, part) in parts.iter().enumerate() {
+        let path = layout::base_file_path(&name, &compaction, n);
+        let bytes = parquet_io::encode(part.schema(), std::slice::from_ref(part)).unwrap();
+        let size = bytes.len() as u64;
+        parquet_io::put_new(store.as_ref(), &path, bytes)
+            .await
+            .unwrap();
+        files.push(DataFile {
+            path: path.to_string(),
+            rows: part.num_rows() as u64,
+            bytes: size,
+            key_min: None,
+            key_max: None,
+        });
+    }
+    let schema = parts[0].schema().as_ref().clone();
+    let pk = primary_key.iter().map(|s| s.to_string()).collect();
+    let manifest = Manifest::initial(name.clone(), schema, pk, files, "test-create");
+    Table::new(store.clone(), name)
+        .create(&manifest)
+        .await
+        .unwrap();
+    manifest
+}
+
+/// queryd's router over `store` in this process, driven without sockets.
+pub struct Queryd {
+    pub router: axum::Router,
+}
+
+impl Queryd {
+    pub fn new(store: Arc<dyn ObjectStore>, mut config: Config) -> Self {
+        config.auth.admin_token = Some(ADMIN.into());
+        let state = strata_queryd::app_state(&config, store).unwrap();
+        Self {
+            router: strata_queryd::routes::router(state, &config),
+        }
+    }
+
+    /// Sends a request; returns status, headers and body.
+    pub async fn send(
+        &self,
+        request: axum::http::Request<axum::body::Body>,
+    ) -> (u16, axum::http::HeaderMap, bytes::Bytes) {
+        use tower::ServiceExt;
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, headers, body)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let request = axum::http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let (status, _, body) = self.send(request).await;
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// POSTs JSON (with the admin token when `admin`).
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        admin: bool,
+    ) -> (u16, serde_json::Value) {
+        let (status, _, body) = self.post_raw(path, body.to_string(), &[], admin).await;
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: String,
+        headers: &[(&str, &str)],
+        admin: bool,
+    ) -> (u16, axum::http::HeaderMap, bytes::Bytes) {
+        let mut request =
+            axum::http::Request::post(path).header("content-type", "application/json");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        if admin {
+            request = request.header("x-admin-token", ADMIN);
+        }
+        self.send(request.body(axum::body::Body::from(body)).unwrap())
+            .await
+    }
+}

@@ -7,3 +7,6 @@ mod binary;
 mod catalog;
 mod common;
 mod object_api;
+mod query_conformance;
+mod queryd_api;
+mod queryd_binary;

@@ -40,13 +40,15 @@ check(
 )
 
 # A page of an indexed equality filter, in storage order.
-got = client.query(
+page = client.query(
     name,
     columns=["id", "category", "amount"],
     predicates=[{"col": "category", "op": "eq", "val": "books"}],
     page=2,
     page_size=50,
 )
+check("page echoed", (page["page"], page["page_size"]), (2, 50))
+got = page["data"]
 want = [
     {"id": r["id"], "category": r["category"], "amount": r["amount"]}
     for r in rows
@@ -56,7 +58,7 @@ check("indexed eq page 2", got, want)
 
 # Key lookup (every column but the timestamp, whose text form is checked through Arrow).
 columns = [c for c in table.column_names if c != "ts"]
-got = client.query(name, columns=columns, predicates=[{"col": "id", "op": "eq", "val": rows[123]["id"]}])
+got = client.query(name, columns=columns, predicates=[{"col": "id", "op": "eq", "val": rows[123]["id"]}])["data"]
 check("key lookup", got, [{c: rows[123][c] for c in columns}])
 
 # Ordered page with a range predicate.
@@ -66,7 +68,7 @@ got = client.query(
     predicates=[{"col": "amount", "op": "gt", "val": 100.0}],
     order_by=[{"col": "amount", "dir": "desc"}],
     page_size=20,
-)
+)["data"]
 filtered = table.filter(pc.greater(table["amount"], 100.0)).sort_by(
     [("amount", "descending"), ("id", "ascending")]
 )
@@ -82,7 +84,7 @@ got = client.query(
         {"op": "max", "col": "amount", "alias": "top"},
     ],
     order_by=[{"col": "country"}],
-)
+)["data"]
 agg = (
     table.group_by("country")
     .aggregate([("id", "count"), ("quantity", "sum"), ("amount", "max")])

@@ -130,6 +130,9 @@ pub struct QuerydConfig {
     pub query_threads: Option<usize>,
     /// Requests executing at once; more wait their turn (default: 4 × query threads).
     pub max_concurrent_queries: Option<usize>,
+    /// Answer from indexes without planning where possible (default true). Off, every query
+    /// runs in DataFusion: for tests that compare paths, and to measure what the hot paths buy.
+    pub hot_paths: bool,
 }
 
 impl Default for QuerydConfig {
@@ -143,6 +146,7 @@ impl Default for QuerydConfig {
             request_timeout_ms: 30_000,
             query_threads: None,
             max_concurrent_queries: None,
+            hot_paths: true,
         }
     }
 }

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Turn one run directory of run.sh into the markdown report.
+
+Usage: report.py RUN_DIR > report.md
+
+RUN_DIR holds:
+  wrk_<server>_<query>.json   the BENCH_JSON line of each measured wrk run (or {"failed": "..."})
+  verify.json                 findings of verify.py
+  meta.json                   machine, versions, settings, memory, start-up times
+"""
+
+import json
+import os
+import sys
+
+QUERIES = [
+    ("pk_lookup", "POST query, `id eq <random 1..1M>`"),
+    ("indexed_page", "POST query, `category eq <random of 8>`, page_size 100, page 1..50"),
+    ("group_by", "POST query, group_by country, count + sum(amount), all 1M rows"),
+    ("plain_page", "POST query, no predicates, page_size 100, page 1..1000"),
+]
+SERVERS = [("strata", "Strata"), ("datap", "datap-rs")]
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def errors(r) -> int:
+    if not r or "failed" in r:
+        return 0
+    return sum(r[k] for k in ("non2xx", "connect_err", "read_err", "write_err", "timeout_err"))
+
+
+def err_text(r) -> str:
+    if r is None:
+        return "not run"
+    if "failed" in r:
+        return "FAILED"
+    if errors(r) == 0:
+        return "0"
+    parts = [f"{r['non2xx']} non-2xx"] if r["non2xx"] else []
+    for k in ("connect_err", "read_err", "write_err", "timeout_err"):
+        if r[k]:
+            parts.append(f"{r[k]} {k.replace('_err', '')}")
+    return f"**{', '.join(parts)}** of {r['requests']}"
+
+
+def num(r, key, fmt):
+    if not r or "failed" in r:
+        return "—"
+    return format(r[key], fmt)
+
+
+def mib(kb):
+    return "—" if kb is None else f"{kb / 1024:.0f} MiB"
+
+
+def main() -> None:
+    run_dir = sys.argv[1]
+    meta = load(os.path.join(run_dir, "meta.json")) or {}
+    verify = load(os.path.join(run_dir, "verify.json")) or []
+    runs = {
+        (s, q): load(os.path.join(run_dir, f"wrk_{s}_{q}.json"))
+        for s, _ in SERVERS
+        for q, _ in QUERIES + [("health", "")]
+    }
+    out = []
+    w = out.append
+
+    w(f"# Read benchmark: Strata vs datap-rs 0.8.6 — {meta.get('date', '?')}")
+    w("")
+    w(f"- Machine: {meta.get('nproc', '?')} cores (`nproc`), {meta.get('cpu', '?')}, "
+      f"{meta.get('mem', '?')} RAM, kernel `{meta.get('kernel', '?')}`")
+    w(f"- Strata: {meta.get('strata_version', '?')}")
+    w(f"- datap-rs: {meta.get('datap_version', '?')}")
+    w(f"- Load: `{meta.get('wrk_version', 'wrk')}`, `wrk -t2 -c8 -d{meta.get('duration', '?')}s` per "
+      f"query and server, after a {meta.get('warmup', '?')} s warm-up run; one server loaded at a time, "
+      "both servers and wrk on the same machine (numbers are relative)")
+    w(f"- Data: {meta.get('data', '?')}")
+    w("")
+    w("## Throughput and latency")
+    w("")
+    w("| query | Strata req/s | p50 ms | p99 ms | datap-rs req/s | p50 ms | p99 ms "
+      "| ratio (Strata / datap-rs) | errors Strata / datap-rs |")
+    w("|---|--:|--:|--:|--:|--:|--:|--:|---|")
+    ratios = {}
+    for q, _ in QUERIES:
+        s, d = runs[("strata", q)], runs[("datap", q)]
+        ratio = None
+        if s and d and "failed" not in s and "failed" not in d and d["rps"] > 0:
+            ratio = s["rps"] / d["rps"]
+        ratios[q] = ratio
+        w(f"| {q} | {num(s, 'rps', ',.0f')} | {num(s, 'p50_ms', '.2f')} | {num(s, 'p99_ms', '.2f')} "
+          f"| {num(d, 'rps', ',.0f')} | {num(d, 'p50_ms', '.2f')} | {num(d, 'p99_ms', '.2f')} "
+          f"| {'—' if ratio is None else f'{ratio:.2f}x'} | {err_text(s)} / {err_text(d)} |")
+    h = runs[("strata", "health")]
+    w(f"| health (Strata `GET /health`, the HTTP ceiling) | {num(h, 'rps', ',.0f')} "
+      f"| {num(h, 'p50_ms', '.2f')} | {num(h, 'p99_ms', '.2f')} | — | — | — | — | {err_text(h)} / — |")
+    w("")
+    pk = runs[("strata", "pk_lookup")]
+    pk_of_health = None
+    if pk and h and "failed" not in pk and "failed" not in h and h["rps"] > 0:
+        pk_of_health = pk["rps"] / h["rps"]
+        w(f"pk_lookup on Strata is **{pk_of_health:.0%}** of Strata's `/health` throughput.")
+        w("")
+    w("Queries (same request sequence for both servers: per-thread fixed seeds):")
+    w("")
+    for q, desc in QUERIES:
+        w(f"- `{q}`: {desc}")
+    w("- `health`: `GET /health` on Strata only")
+    w("")
+
+    w("## Resident memory after load")
+    w("")
+    w("| server | process | VmRSS when ready | VmRSS after all runs | VmHWM (peak) | ready after |")
+    w("|---|---|--:|--:|--:|--:|")
+    mem = meta.get("memory", {})
+    for s, label in SERVERS:
+        m = mem.get(s)
+        if not m:
+            continue
+        w(f"| {label} | {m.get('process', '?')} | {mib(m.get('rss_ready_kb'))} "
+          f"| {mib(m.get('rss_after_kb'))} | {mib(m.get('hwm_kb'))} "
+          f"| {m.get('ready_s', '?')} s |")
+    rss_ratio = None
+    if mem.get("strata", {}).get("rss_after_kb") and mem.get("datap", {}).get("rss_after_kb"):
+        rss_ratio = mem["strata"]["rss_after_kb"] / mem["datap"]["rss_after_kb"]
+        w("")
+        w(f"Strata / datap-rs resident memory after load: **{rss_ratio:.2f}x**.")
+    w("")
+    w("Strata's number is the single `strata up` process, which runs all three daemons "
+      "(queryd, storaged, compactord) in one process; datap-rs's is its Python process "
+      "(interpreter + the Rust extension). \"Ready\": datap-rs dataset `published`; Strata "
+      "dataset imported and `residency: memory` in `/api/v1/cache/stats`.")
+    w("")
+
+    w("## Targets (8 connections)")
+    w("")
+    w("| target | measured | result |")
+    w("|---|--:|---|")
+
+    def verdict(value, ok, involved):
+        if value is None:
+            return "MISS (not measured)"
+        v = "PASS" if ok else "MISS"
+        errs = sum(errors(runs.get(k)) for k in involved)
+        bad = [f["check"] for f in verify if not f["ok"] and f["kind"] in {k[1] for k in involved}]
+        flags = []
+        if errs:
+            flags.append(f"{errs} failed requests")
+        if bad:
+            flags.append("verification mismatch")
+        return v + (f" — **flagged: {'; '.join(flags)}**" if flags else "")
+
+    def fmt(v, f):
+        return "—" if v is None else f.format(v)
+
+    targets = [
+        ("pk_lookup ≥ 3x datap-rs", fmt(ratios["pk_lookup"], "{:.2f}x"),
+         verdict(ratios["pk_lookup"], (ratios["pk_lookup"] or 0) >= 3,
+                 [("strata", "pk_lookup"), ("datap", "pk_lookup")])),
+        ("pk_lookup ≥ 50% of Strata /health", fmt(pk_of_health, "{:.0%}"),
+         verdict(pk_of_health, (pk_of_health or 0) >= 0.5,
+                 [("strata", "pk_lookup"), ("strata", "health")])),
+        ("indexed_page ≥ 2x datap-rs", fmt(ratios["indexed_page"], "{:.2f}x"),
+         verdict(ratios["indexed_page"], (ratios["indexed_page"] or 0) >= 2,
+                 [("strata", "indexed_page"), ("datap", "indexed_page")])),
+        ("group_by ≥ 2x datap-rs", fmt(ratios["group_by"], "{:.2f}x"),
+         verdict(ratios["group_by"], (ratios["group_by"] or 0) >= 2,
+                 [("strata", "group_by"), ("datap", "group_by")])),
+        ("resident memory after load ≤ 0.6x datap-rs", fmt(rss_ratio, "{:.2f}x"),
+         verdict(rss_ratio, rss_ratio is not None and rss_ratio <= 0.6, [])),
+    ]
+    for name, measured, result in targets:
+        w(f"| {name} | {measured} | {result} |")
+    w("")
+    w("plain_page has no target; it is reported for context.")
+    w("")
+
+    w("## Correctness check (before timing)")
+    w("")
+    w("One fixed request per query, sent with curl to each server; each answer must be HTTP 200 "
+      "and match both the other server and the truth computed from the Parquet file with pyarrow "
+      "(group-by compared sorted by country, sums to a relative 1e-9).")
+    w("")
+    if not verify:
+        w("- not run")
+    for f in verify:
+        w(f"- `{f['kind']}` {f['check']}: {'ok' if f['ok'] else '**MISMATCH**'}")
+        for p in f["problems"]:
+            w(f"  - `{p[:1500]}`")
+    w("")
+
+    flagged = [(s, q, r) for (s, q), r in runs.items() if r and (errors(r) or "failed" in r)]
+    if flagged:
+        w("## Runs with errors")
+        w("")
+        for s, q, r in flagged:
+            if "failed" in r:
+                w(f"- {s} {q}: wrk failed: {r['failed']}")
+            else:
+                w(f"- {s} {q}: {err_text(r)} (req/s above counts them)")
+        samples = meta.get("error_samples", {})
+        for key, text in samples.items():
+            w(f"- sample answer for {key}: `{text[:1000]}`")
+        w("")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

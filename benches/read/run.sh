@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# Read benchmark: the same query mix against Strata and datap-rs 0.8.6 (DataFusion backend,
+# equality index on category and country) on a generated 1M-row table, with wrk as the HTTP
+# load generator. Prints a markdown report and writes it to benches/read/results/<UTC date>.md.
+#
+# Usage: bash benches/read/run.sh
+#
+# Environment:
+#   DURATION          seconds per measured wrk run (default 10)
+#   WARMUP            seconds of an unrecorded wrk run before each measured one (default 2)
+#   BENCH_TARGET_DIR  cargo target dir for the release build (default ~/.cache/strata-bench-target)
+#   BENCH_VENV        Python venv with datap-rs 0.8.6 and pyarrow (default ~/.cache/strata-bench-venv)
+#   WORKDIR           data, configs, logs and raw results (default /tmp/strata-bench)
+#   STRATA_BIN        use this strata binary instead of building one
+#   SERVERS           which servers to run (default "strata datap"; "datap" alone for harness work)
+#   READY_TIMEOUT     seconds to wait for each server's dataset to be ready (default 900)
+#
+# Needs: Debian (apt-get for wrk, run as root or with sudo), python3, curl, cargo.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+BENCH_TARGET_DIR=${BENCH_TARGET_DIR:-$HOME/.cache/strata-bench-target}
+BENCH_VENV=${BENCH_VENV:-$HOME/.cache/strata-bench-venv}
+WORKDIR=${WORKDIR:-/tmp/strata-bench}
+SERVERS=${SERVERS:-strata datap}
+READY_TIMEOUT=${READY_TIMEOUT:-900}
+STRATA_BIN=${STRATA_BIN:-}
+THREADS=2
+CONNECTIONS=8
+QUERIES=(pk_lookup indexed_page group_by plain_page)
+DATAP_VERSION=0.8.6
+
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+has() { [[ " $SERVERS " == *" $1 "* ]]; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# ---------------------------------------------------------------- 1. tools
+if ! command -v wrk >/dev/null 2>&1; then
+    log "installing wrk"
+    as_root apt-get install -y wrk || { as_root apt-get update && as_root apt-get install -y wrk; }
+fi
+for tool in curl python3; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "missing: $tool" >&2; exit 1; }
+done
+
+PY=$BENCH_VENV/bin/python
+venv_ok() {
+    "$PY" - <<EOF 2>/dev/null
+import importlib.metadata as m, pyarrow, datap_rs.datapress
+assert m.version("datap-rs") == "$DATAP_VERSION"
+EOF
+}
+if ! venv_ok; then
+    log "creating venv $BENCH_VENV (datap-rs==$DATAP_VERSION, pyarrow)"
+    if ! python3 -m venv "$BENCH_VENV"; then
+        as_root apt-get install -y python3-venv || { as_root apt-get update && as_root apt-get install -y python3-venv; }
+        python3 -m venv "$BENCH_VENV"
+    fi
+    "$PY" -m pip install -q "datap-rs==$DATAP_VERSION" pyarrow
+    venv_ok || { echo "venv $BENCH_VENV is not usable" >&2; exit 1; }
+fi
+
+# ---------------------------------------------------------------- 2. build Strata
+if has strata && [ -z "$STRATA_BIN" ]; then
+    log "building strata (release) into $BENCH_TARGET_DIR (the first build takes a long time)"
+    (cd "$REPO" && CARGO_TARGET_DIR="$BENCH_TARGET_DIR" nice -n 10 cargo build --release --locked -p strata)
+    STRATA_BIN=$BENCH_TARGET_DIR/release/strata
+fi
+
+# ---------------------------------------------------------------- 3. data
+mkdir -p "$WORKDIR"
+WORKDIR=$(cd "$WORKDIR" && pwd)
+DATA=$WORKDIR/orders.parquet
+STAMP=$(sha256sum "$HERE/gen_data.py" | cut -c1-16)
+if [ ! -f "$DATA" ] || [ "$(cat "$DATA.stamp" 2>/dev/null)" != "$STAMP" ]; then
+    log "generating $DATA"
+    "$PY" "$HERE/gen_data.py" "$DATA" 1000000 >&2
+    echo "$STAMP" >"$DATA.stamp"
+fi
+
+RUN_DIR=$WORKDIR/run-$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$RUN_DIR"
+log "raw results and logs in $RUN_DIR"
+
+# ---------------------------------------------------------------- servers
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_ports() { # N: prints N distinct free TCP ports on 127.0.0.1
+    "$PY" - "$1" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+EOF
+}
+read -r DATAP_PORT Q_PORT S_PORT C_PORT <<<"$(free_ports 4)"
+DATAP_URL=http://127.0.0.1:$DATAP_PORT
+STRATA_URL=http://127.0.0.1:$Q_PORT
+
+rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
+
+# wait_ready NAME PID LOG CHECK_FUNCTION: polls CHECK_FUNCTION every 0.5 s.
+wait_ready() {
+    local name=$1 pid=$2 logf=$3 check=$4 start
+    start=$(date +%s.%N)
+    while ! "$check"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "$name exited before it was ready; last log lines:" >&2
+            tail -n 40 "$logf" >&2
+            exit 1
+        fi
+        if (($(date +%s) - ${start%.*} > READY_TIMEOUT)); then
+            echo "$name not ready after ${READY_TIMEOUT}s; last log lines:" >&2
+            tail -n 40 "$logf" >&2
+            exit 1
+        fi
+        sleep 0.5
+    done
+    awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }'
+}
+
+datap_ready() {
+    curl -sf "$DATAP_URL/api/v1/datasets/orders/status" 2>/dev/null | grep -q '"state":"published"'
+}
+strata_ready() {
+    local stats
+    stats=$(curl -sf "$STRATA_URL/api/v1/cache/stats" 2>/dev/null) || return 1
+    if "$PY" -c '
+import json, sys
+d = json.loads(sys.argv[1])
+sys.exit(0 if any(x["dataset"] == "orders" and x["residency"] == "memory" for x in d["datasets"]) else 1)
+' "$stats"; then
+        return 0
+    fi
+    # A cold dataset loads in the background on its first request: ask for a count.
+    curl -s -o /dev/null -H 'Content-Type: application/json' -d '{}' \
+        "$STRATA_URL/api/v1/datasets/orders/count" || true
+    return 1
+}
+
+declare -A MEM_READY READY_S
+if has datap; then
+    log "starting datap-rs $DATAP_VERSION (DataFusion, workers=2) on $DATAP_URL"
+    "$PY" "$HERE/serve_datap.py" "$DATA" "$DATAP_PORT" 2 >"$RUN_DIR/datap.log" 2>&1 &
+    DATAP_PID=$!
+    PIDS+=("$DATAP_PID")
+    READY_S[datap]=$(wait_ready datap-rs "$DATAP_PID" "$RUN_DIR/datap.log" datap_ready)
+    MEM_READY[datap]=$(rss_kb "$DATAP_PID" VmRSS)
+    log "datap-rs ready after ${READY_S[datap]}s, VmRSS ${MEM_READY[datap]} kB"
+fi
+if has strata; then
+    rm -rf "$WORKDIR/strata-data"
+    cat >"$WORKDIR/strata.toml" <<EOF
+[queryd]
+listen = "127.0.0.1:$Q_PORT"
+
+[storaged]
+listen = "127.0.0.1:$S_PORT"
+
+[compactord]
+listen = "127.0.0.1:$C_PORT"
+
+[auth]
+admin_token = "bench"
+internal_token = "bench-internal"
+
+[[datasets]]
+name = "orders"
+source = "$DATA"
+primary_key = ["id"]
+index = "list"
+index_columns = ["category", "country"]
+EOF
+    log "starting strata ($STRATA_BIN) on $STRATA_URL"
+    "$STRATA_BIN" up --config "$WORKDIR/strata.toml" --data "$WORKDIR/strata-data" \
+        >"$RUN_DIR/strata.log" 2>&1 &
+    STRATA_PID=$!
+    PIDS+=("$STRATA_PID")
+    READY_S[strata]=$(wait_ready strata "$STRATA_PID" "$RUN_DIR/strata.log" strata_ready)
+    MEM_READY[strata]=$(rss_kb "$STRATA_PID" VmRSS)
+    log "strata ready after ${READY_S[strata]}s, VmRSS ${MEM_READY[strata]} kB"
+fi
+
+# ---------------------------------------------------------------- 6. verify, then load
+verify_args=()
+has strata && verify_args+=("strata=$STRATA_URL")
+has datap && verify_args+=("datap=$DATAP_URL")
+log "verifying answers"
+"$PY" "$HERE/verify.py" "$RUN_DIR/verify.json" "$DATA" "${verify_args[@]}" 2>&1 |
+    tee "$RUN_DIR/verify.txt" >&2 || log "WARNING: verify.py crashed (see $RUN_DIR/verify.txt)"
+
+declare -A ERROR_SAMPLES
+url_of() { if [ "$1" = strata ]; then echo "$STRATA_URL"; else echo "$DATAP_URL"; fi; }
+run_wrk() { # SERVER QUERY
+    local server=$1 query=$2 url out json
+    url=$(url_of "$server")
+    out=$RUN_DIR/wrk_${server}_${query}
+    if [ "$WARMUP" != 0 ]; then
+        wrk -t$THREADS -c$CONNECTIONS -d"${WARMUP}s" --timeout 30s -s "$HERE/wrk/query.lua" \
+            "$url" -- "$query" >/dev/null 2>&1 || true
+    fi
+    if wrk -t$THREADS -c$CONNECTIONS -d"${DURATION}s" --timeout 30s -s "$HERE/wrk/query.lua" \
+        "$url" -- "$query" >"$out.txt" 2>&1; then
+        json=$(sed -n 's/^BENCH_JSON //p' "$out.txt")
+    else
+        json=""
+    fi
+    if [ -z "$json" ]; then
+        json=$("$PY" -c 'import json,sys; print(json.dumps({"failed": sys.argv[1]}))' \
+            "wrk: $(tr '\n' ' ' <"$out.txt" | cut -c1-500)")
+    fi
+    echo "$json" >"$out.json"
+    "$PY" - "$server" "$query" "$out.json" <<'EOF' >&2
+import json, sys
+server, query, path = sys.argv[1:]
+r = json.load(open(path))
+if "failed" in r:
+    print(f"  {server:6s} {query:12s} FAILED: {r['failed']}")
+else:
+    errs = sum(r[k] for k in ("non2xx", "connect_err", "read_err", "write_err", "timeout_err"))
+    print(f"  {server:6s} {query:12s} {r['rps']:10.1f} req/s  p50 {r['p50_ms']:8.2f} ms  "
+          f"p99 {r['p99_ms']:8.2f} ms" + (f"  ERRORS: {errs}" if errs else ""))
+EOF
+    if grep -q '"non2xx":[1-9]\|"connect_err":[1-9]\|"read_err":[1-9]\|"write_err":[1-9]\|"timeout_err":[1-9]\|"failed"' "$out.json"; then
+        "$PY" "$HERE/verify.py" --sample "$query" "$url" "$out.sample.txt" >/dev/null || true
+        ERROR_SAMPLES["$server $query"]=$(cat "$out.sample.txt" 2>/dev/null || true)
+        log "WARNING: $server $query had failed requests; sample: ${ERROR_SAMPLES["$server $query"]}"
+    fi
+}
+
+log "load: wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s per run (+${WARMUP}s warm-up), one server at a time"
+for query in "${QUERIES[@]}"; do
+    for server in strata datap; do
+        has "$server" && run_wrk "$server" "$query"
+    done
+done
+has strata && run_wrk strata health
+
+# ---------------------------------------------------------------- 7. memory, meta, report
+declare -A MEM_AFTER MEM_HWM
+has datap && MEM_AFTER[datap]=$(rss_kb "$DATAP_PID" VmRSS) && MEM_HWM[datap]=$(rss_kb "$DATAP_PID" VmHWM)
+has strata && MEM_AFTER[strata]=$(rss_kb "$STRATA_PID" VmRSS) && MEM_HWM[strata]=$(rss_kb "$STRATA_PID" VmHWM)
+
+strata_version="not run"
+if has strata; then
+    commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "?")
+    dirty=$(git -C "$REPO" status --porcelain 2>/dev/null | grep -cv '^??' || true)
+    strata_version="\`$(curl -s "$STRATA_URL/version" || echo '?')\`, built from commit $commit"
+    [ "$dirty" != 0 ] && strata_version+=" + $dirty uncommitted changed files (working tree at build time)"
+fi
+datap_version="not run"
+has datap && datap_version="\`$(curl -s "$DATAP_URL/version" || echo '?')\` (pip datap-rs==$DATAP_VERSION, DataFusion backend, workers=2, equality index mode=list on category, country; pyarrow $("$PY" -c 'import pyarrow; print(pyarrow.__version__)'))"
+
+samples_json=$(for k in "${!ERROR_SAMPLES[@]}"; do printf '%s\0%s\0' "$k" "${ERROR_SAMPLES[$k]}"; done |
+    "$PY" -c 'import json,sys; p=sys.stdin.read().split("\0")[:-1]; print(json.dumps(dict(zip(p[::2], p[1::2]))))')
+
+"$PY" - "$RUN_DIR/meta.json" <<EOF
+import json, sys
+def kb(v):
+    return int(v) if v else None
+meta = {
+    "date": "$(date -u '+%Y-%m-%d %H:%M UTC')",
+    "nproc": "$(nproc)",
+    "cpu": """$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)""".strip() or "?",
+    "mem": "$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)",
+    "kernel": "$(uname -r)",
+    "wrk_version": """$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)""",
+    "duration": "$DURATION",
+    "warmup": "$WARMUP",
+    "data": "orders.parquet, 1,000,000 rows, $(stat -c %s "$DATA") bytes, 8 row groups (benches/read/gen_data.py, fixed seed)",
+    "strata_version": """$strata_version""",
+    "datap_version": """$datap_version""",
+    "memory": {},
+    "error_samples": json.loads(r'''$samples_json'''),
+}
+for s, proc, ready, after, hwm, secs in [
+    ("strata", "\`strata up\` (pid ${STRATA_PID:-})", "${MEM_READY[strata]:-}", "${MEM_AFTER[strata]:-}", "${MEM_HWM[strata]:-}", "${READY_S[strata]:-}"),
+    ("datap", "python serve_datap.py (pid ${DATAP_PID:-})", "${MEM_READY[datap]:-}", "${MEM_AFTER[datap]:-}", "${MEM_HWM[datap]:-}", "${READY_S[datap]:-}"),
+]:
+    if after:
+        meta["memory"][s] = {"process": proc, "rss_ready_kb": kb(ready), "rss_after_kb": kb(after),
+                             "hwm_kb": kb(hwm), "ready_s": secs}
+json.dump(meta, open(sys.argv[1], "w"), indent=1)
+EOF
+
+mkdir -p "$HERE/results"
+REPORT=$HERE/results/$(date -u +%Y-%m-%d).md
+"$PY" "$HERE/report.py" "$RUN_DIR" >"$REPORT"
+cp "$REPORT" "$RUN_DIR/report.md"
+cat "$REPORT"
+log "report written to $REPORT"
