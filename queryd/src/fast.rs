@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::take;
 use arrow::datatypes::{Field, Schema};
+use datafusion::common::ScalarValue;
 
 use crate::error::QueryError;
 use crate::index::{KeyRef, accessor, intersect_sorted, union_sorted};
@@ -38,95 +39,64 @@ pub fn candidates(state: &DatasetState, plan: &Plan) -> Option<Candidates> {
         return None;
     }
     let mut result: Option<Vec<u32>> = None;
-    let mut used = vec![false; plan.filters.len()];
-
-    // The primary key answers `eq` on every key column (or `in` on a one-column key).
-    if let Some(index) = &state.key_index {
-        let key = &state.primary_key;
-        let mut probes: Vec<Vec<&datafusion::common::ScalarValue>> = Vec::new();
-        let mut complete = true;
-        for &k in key {
-            let found = plan.filters.iter().enumerate().find(|(i, f)| {
-                !used[*i]
-                    && f.column == k
-                    && (matches!(f.op, FilterOp::Cmp(CmpOp::Eq, _))
-                        || (key.len() == 1 && matches!(f.op, FilterOp::In(_))))
-            });
-            match found {
-                Some((i, f)) => {
-                    used[i] = true;
-                    probes.push(match &f.op {
-                        FilterOp::Cmp(_, v) => vec![v],
-                        FilterOp::In(values) => values.iter().collect(),
-                        _ => unreachable_probe(),
-                    });
-                }
-                None => {
-                    complete = false;
-                    break;
-                }
-            }
-        }
-        if complete && !key.is_empty() {
-            let mut rows = Vec::new();
-            // One-column keys may probe several values; composite keys probe exactly one.
-            let n = probes.first().map_or(0, Vec::len);
-            for p in 0..n {
-                let arrays: Vec<ArrayRef> = probes
-                    .iter()
-                    .map(|values| values[p.min(values.len() - 1)].to_array())
-                    .collect::<Result<_, _>>()
-                    .ok()?;
-                let parts: Option<Vec<KeyRef<'_>>> = arrays
-                    .iter()
-                    .map(|a| accessor(a.as_ref()).map(|acc| acc(0)))
-                    .collect();
-                if let Some(row) = index.get(&state.chunks, &parts?) {
-                    rows.push(row);
-                }
-            }
-            rows.sort_unstable();
-            rows.dedup();
-            result = Some(rows);
-        } else {
-            used.iter_mut().for_each(|u| *u = false);
-        }
-    }
-
-    for (i, filter) in plan.filters.iter().enumerate() {
-        if used[i] {
-            continue;
-        }
-        let index = state.eq_indexes.get(&filter.column)?;
-        let values: Vec<&datafusion::common::ScalarValue> = match &filter.op {
-            FilterOp::Cmp(CmpOp::Eq, v) => vec![v],
-            FilterOp::In(values) => values.iter().collect(),
-            FilterOp::IsNull => Vec::new(),
-            _ => return None,
-        };
-        let rows = if values.is_empty() {
-            index.rows(&state.chunks, KeyRef::Null).to_vec()
-        } else {
-            let arrays: Vec<ArrayRef> = values
-                .iter()
-                .map(|v| v.to_array())
-                .collect::<Result<_, _>>()
-                .ok()?;
-            let mut lists: Vec<&[u32]> = Vec::with_capacity(arrays.len());
-            for a in &arrays {
-                let probe = accessor(a.as_ref())?(0);
-                lists.push(index.rows(&state.chunks, probe));
-            }
-            if lists.len() == 1 {
-                lists[0].to_vec()
-            } else {
-                union_sorted(&lists)
-            }
-        };
-        result = Some(match result {
+    let mut narrow = |rows: Vec<u32>| {
+        result = Some(match result.take() {
             None => rows,
             Some(previous) => intersect_sorted(&previous, &rows),
         });
+    };
+    // The primary key answers when every key column has an `eq` (or, for a one-column key,
+    // an `in`); those filters are then done.
+    let key_filters = state
+        .key_index
+        .as_ref()
+        .and_then(|_| key_filters(state, plan));
+    if let (Some(index), Some(filters)) = (&state.key_index, &key_filters) {
+        let probes: Vec<Vec<&ScalarValue>> = filters
+            .iter()
+            .map(|&i| probe_values(&plan.filters[i].op))
+            .collect::<Option<_>>()?;
+        let mut rows = Vec::new();
+        // A composite key has one value per column; a one-column key may have several.
+        for p in 0..probes[0].len() {
+            let arrays: Vec<ArrayRef> = probes
+                .iter()
+                .map(|values| values[p.min(values.len() - 1)].to_array().ok())
+                .collect::<Option<_>>()?;
+            let key: Vec<KeyRef<'_>> = arrays
+                .iter()
+                .map(|a| accessor(a.as_ref()).map(|read| read(0)))
+                .collect::<Option<_>>()?;
+            rows.extend(index.get(&state.chunks, &key));
+        }
+        rows.sort_unstable();
+        rows.dedup();
+        narrow(rows);
+    }
+    let done = key_filters.unwrap_or_default();
+    for (i, filter) in plan.filters.iter().enumerate() {
+        if done.contains(&i) {
+            continue;
+        }
+        let index = state.eq_indexes.get(&filter.column)?;
+        let rows = match &filter.op {
+            FilterOp::IsNull => index.rows(&state.chunks, KeyRef::Null).to_vec(),
+            op => {
+                let arrays: Vec<ArrayRef> = probe_values(op)?
+                    .iter()
+                    .map(|v| v.to_array().ok())
+                    .collect::<Option<_>>()?;
+                let lists: Vec<&[u32]> = arrays
+                    .iter()
+                    .map(|a| accessor(a.as_ref()).map(|read| index.rows(&state.chunks, read(0))))
+                    .collect::<Option<_>>()?;
+                match lists.as_slice() {
+                    [one] => one.to_vec(),
+                    many => union_sorted(many),
+                }
+            }
+        };
+        narrow(rows);
     }
     Some(match result {
         None => Candidates::All,
@@ -134,9 +104,34 @@ pub fn candidates(state: &DatasetState, plan: &Plan) -> Option<Candidates> {
     })
 }
 
-fn unreachable_probe() -> Vec<&'static datafusion::common::ScalarValue> {
-    // Only `eq` and `in` filters are selected above.
-    Vec::new()
+/// Indices of the filters that pin down the primary key, one per key column in key order,
+/// or `None` if the key is not fully pinned.
+fn key_filters(state: &DatasetState, plan: &Plan) -> Option<Vec<usize>> {
+    let key = &state.primary_key;
+    if key.is_empty() {
+        return None;
+    }
+    key.iter()
+        .map(|&column| {
+            plan.filters.iter().position(|f| {
+                f.column == column
+                    && match &f.op {
+                        FilterOp::Cmp(CmpOp::Eq, _) => true,
+                        FilterOp::In(_) => key.len() == 1,
+                        _ => false,
+                    }
+            })
+        })
+        .collect()
+}
+
+/// The values an `eq` or `in` filter looks up.
+fn probe_values(op: &FilterOp) -> Option<Vec<&ScalarValue>> {
+    match op {
+        FilterOp::Cmp(CmpOp::Eq, value) => Some(vec![value]),
+        FilterOp::In(values) => Some(values.iter().collect()),
+        _ => None,
+    }
 }
 
 /// The plan's page of `candidates` as record batches of the plan's columns.

@@ -128,7 +128,7 @@ pub fn accessor(array: &dyn Array) -> Option<Accessor<'_>> {
         D::Utf8View => string!(array.as_string_view()),
         D::Dictionary(key_type, value_type) if indexable(value_type) => {
             let (keys, values) = dictionary_parts(array, key_type)?;
-            let values = accessor_owned(values)?;
+            let values = accessor(values)?;
             Box::new(move |i| match keys(i) {
                 Some(k) => values(k),
                 None => KeyRef::Null,
@@ -137,11 +137,6 @@ pub fn accessor(array: &dyn Array) -> Option<Accessor<'_>> {
         _ => return None,
     };
     Some(accessor)
-}
-
-/// `accessor` over a dictionary's values array (borrowed from the dictionary).
-fn accessor_owned(values: &dyn Array) -> Option<Accessor<'_>> {
-    accessor(values)
 }
 
 type KeyFn<'a> = Box<dyn Fn(usize) -> Option<usize> + 'a>;
