@@ -211,8 +211,10 @@ pub fn count(state: &DatasetState, plan: &Plan) -> Option<u64> {
         [] if plan.order_by.is_empty() && matches!(plan.shape, Shape::Rows { .. }) => {
             Some(state.rows())
         }
-        [filter] if plan.order_by.is_empty() && matches!(plan.shape, Shape::Rows { .. }) => {
-            state.eq_indexes.get(&filter.column).and_then(|index| match &filter.op {
+        [filter] if plan.order_by.is_empty() && matches!(plan.shape, Shape::Rows { .. }) => state
+            .eq_indexes
+            .get(&filter.column)
+            .and_then(|index| match &filter.op {
                 FilterOp::IsNull => Some(index.rows(&state.chunks, KeyRef::Null).len()),
                 FilterOp::Cmp(CmpOp::Eq, value) => {
                     let array = value.to_array().ok()?;
@@ -220,8 +222,7 @@ pub fn count(state: &DatasetState, plan: &Plan) -> Option<u64> {
                     Some(index.rows(&state.chunks, read(0)).len())
                 }
                 _ => None,
-            })
-        }
+            }),
         _ => None,
     };
     let n = match single {

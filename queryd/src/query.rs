@@ -133,6 +133,37 @@ impl QueryService {
         }
     }
 
+    /// Validates `request` and runs `work` on it on the query runtime, within the time limit.
+    async fn execute<T, F, Fut>(
+        &self,
+        name: &str,
+        request: &QueryRequest,
+        work: F,
+    ) -> Result<T, QueryError>
+    where
+        F: FnOnce(Run) -> Fut,
+        Fut: Future<Output = Result<T, QueryError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.timed(async {
+            let run = self.prepare(name, request).await?;
+            self.executor.run(work(run)).await
+        })
+        .await
+    }
+
+    /// The source and the validated plan of `request`.
+    async fn prepare(&self, name: &str, request: &QueryRequest) -> Result<Run, QueryError> {
+        let target = self.target(name, request.min_version).await?;
+        let plan = plan::plan(request, &target.schema, self.limits.max_page_size)?;
+        Ok(Run {
+            target,
+            plan,
+            store: self.store.clone(),
+            limits: self.limits.clone(),
+        })
+    }
+
     /// One page of a query, encoded.
     pub async fn query(
         &self,
@@ -140,72 +171,53 @@ impl QueryService {
         request: &QueryRequest,
         format: Format,
     ) -> Result<Page, QueryError> {
-        self.timed(async {
-            let target = self.target(name, request.min_version).await?;
-            let plan = plan::plan(request, &target.schema, self.limits.max_page_size)?;
-            let store = self.store.clone();
-            let limits = self.limits.clone();
-            self.executor
-                .run(async move {
-                    let (schema, batches) = run_page(&target, &plan, store, &limits).await?;
-                    let body = match format {
-                        Format::Json => encode::json_page(&batches, plan.page, plan.page_size)?,
-                        Format::Arrow => encode::arrow_stream(
-                            &batches,
-                            encode::logical_schema(&schema, &target.schema),
-                        )?,
-                    };
-                    Ok(Page {
-                        version: target.source.version(),
-                        body,
-                        page: plan.page,
-                        page_size: plan.page_size,
-                    })
-                })
-                .await
+        self.execute(name, request, move |run| async move {
+            let (schema, batches) = run_page(&run).await?;
+            let Run { target, plan, .. } = run;
+            let body = match format {
+                Format::Json => encode::json_page(&batches, plan.page, plan.page_size)?,
+                Format::Arrow => {
+                    encode::arrow_stream(&batches, encode::logical_schema(&schema, &target.schema))?
+                }
+            };
+            Ok(Page {
+                version: target.source.version(),
+                body,
+                page: plan.page,
+                page_size: plan.page_size,
+            })
         })
         .await
     }
 
-    /// The number of rows the query returns without paging (`limit` applies).
+    /// The number of rows the query returns without paging (`limit` applies), and the
+    /// version counted.
     pub async fn count(
         &self,
         name: &str,
         request: &QueryRequest,
     ) -> Result<(u64, u64), QueryError> {
-        self.timed(async {
-            let target = self.target(name, request.min_version).await?;
-            let plan = plan::plan(request, &target.schema, self.limits.max_page_size)?;
-            let store = self.store.clone();
-            let limits = self.limits.clone();
-            self.executor
-                .run(async move {
-                    if let Some(state) = hot(&target, &limits)
-                        && let Some(n) = fast::count(state, &plan)
-                    {
-                        return Ok((n, state.version));
-                    }
-                    let engine = Engine::new(store, partitions_for(&plan, limits.partitions))?;
-                    let frame = engine.frame(&target.source).await?;
-                    let frame = engine::apply(frame, &plan, &target.schema, &target.primary_key)?;
-                    Ok((engine::count_rows(frame).await?, target.source.version()))
-                })
-                .await
+        self.execute(name, request, |run| async move {
+            let version = run.target.source.version();
+            if let Some(state) = run.hot()
+                && let Some(n) = fast::count(state, &run.plan)
+            {
+                return Ok((n, version));
+            }
+            let frame = run.frame().await?;
+            Ok((engine::count_rows(frame).await?, version))
         })
         .await
     }
 
     /// Every row of the query (paging ignored, `limit` honoured) as one Arrow IPC stream.
     pub async fn stream(&self, name: &str, request: &QueryRequest) -> Result<Streamed, QueryError> {
-        let target = self.timed(self.target(name, request.min_version)).await?;
-        let plan = plan::plan(request, &target.schema, self.limits.max_page_size)?;
-        let version = target.source.version();
+        let run = self.timed(self.prepare(name, request)).await?;
+        let version = run.target.source.version();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, QueryError>>(4);
-        let store = self.store.clone();
-        let limits = self.limits.clone();
         self.executor
             .spawn(async move {
-                if let Err(e) = produce_stream(&target, &plan, store, &limits, &tx).await {
+                if let Err(e) = produce_stream(&run, &tx).await {
                     let _ = tx.send(Err(e)).await;
                 }
             })
@@ -250,41 +262,53 @@ impl QueryService {
     }
 }
 
-/// The in-memory state, when hot paths may be tried on it.
-fn hot<'t>(target: &'t Target, limits: &Limits) -> Option<&'t Arc<crate::state::DatasetState>> {
-    match &target.source {
-        Source::Memory(state) if limits.hot_paths => Some(state),
-        _ => None,
-    }
-}
-
-/// Grouped, distinct and sorted queries use every core; row scans stay in one partition so
-/// storage order is kept.
-fn partitions_for(plan: &Plan, cores: usize) -> usize {
-    match plan.shape {
-        Shape::Rows { .. } if plan.order_by.is_empty() => 1,
-        _ => cores,
-    }
-}
-
-/// One page of `plan` with its schema (as produced, possibly dictionary-encoded).
-async fn run_page(
-    target: &Target,
-    plan: &Plan,
+/// Everything one execution needs, moved onto the query runtime.
+struct Run {
+    target: Target,
+    plan: Plan,
     store: Arc<dyn ObjectStore>,
-    limits: &Limits,
-) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
-    if let Some(state) = hot(target, limits)
-        && let Some(candidates) = fast::candidates(state, plan)
-    {
-        let batches = fast::page(state, plan, &candidates)?;
-        return Ok((projected_schema(&state.mem_schema, plan), batches));
+    limits: Limits,
+}
+
+impl Run {
+    /// The in-memory state, when hot paths may be tried on it.
+    fn hot(&self) -> Option<&Arc<crate::state::DatasetState>> {
+        match &self.target.source {
+            Source::Memory(state) if self.limits.hot_paths => Some(state),
+            _ => None,
+        }
     }
-    let engine = Engine::new(store, partitions_for(plan, limits.partitions))?;
-    let frame = engine.frame(&target.source).await?;
-    let frame = engine::apply(frame, plan, &target.schema, &target.primary_key)?;
+
+    /// The plan (without paging) as a DataFusion frame over the source.
+    async fn frame(&self) -> Result<datafusion::prelude::DataFrame, QueryError> {
+        // Grouped, distinct and sorted queries use every core; row scans stay in one
+        // partition so storage order is kept.
+        let partitions = match self.plan.shape {
+            Shape::Rows { .. } if self.plan.order_by.is_empty() => 1,
+            _ => self.limits.partitions,
+        };
+        let engine = Engine::new(self.store.clone(), partitions)?;
+        let frame = engine.frame(&self.target.source).await?;
+        engine::apply(
+            frame,
+            &self.plan,
+            &self.target.schema,
+            &self.target.primary_key,
+        )
+    }
+}
+
+/// One page of the plan with its schema (as produced, possibly dictionary-encoded).
+async fn run_page(run: &Run) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    if let Some(state) = run.hot()
+        && let Some(candidates) = fast::candidates(state, &run.plan)
+    {
+        let batches = fast::page(state, &run.plan, &candidates)?;
+        return Ok((projected_schema(&state.mem_schema, &run.plan), batches));
+    }
+    let frame = run.frame().await?;
     let schema = Arc::new(frame.schema().as_arrow().clone());
-    let (skip, fetch) = plan.window();
+    let (skip, fetch) = run.plan.window();
     Ok((schema, engine::collect_window(frame, skip, fetch).await?))
 }
 
@@ -298,23 +322,23 @@ fn projected_schema(schema: &Schema, plan: &Plan) -> SchemaRef {
 }
 
 async fn produce_stream(
-    target: &Target,
-    plan: &Plan,
-    store: Arc<dyn ObjectStore>,
-    limits: &Limits,
+    run: &Run,
     tx: &tokio::sync::mpsc::Sender<Result<Bytes, QueryError>>,
 ) -> Result<(), QueryError> {
+    // `false`: the client went away; stop producing.
     let send = |bytes: Bytes| async move { tx.send(Ok(bytes)).await.is_ok() };
-    if let Some(state) = hot(target, limits)
-        && let Some(candidates) = fast::candidates(state, plan)
+    if let Some(state) = run.hot()
+        && let Some(candidates) = fast::candidates(state, &run.plan)
     {
-        let schema =
-            encode::logical_schema(&projected_schema(&state.mem_schema, plan), &target.schema);
+        let schema = encode::logical_schema(
+            &projected_schema(&state.mem_schema, &run.plan),
+            &run.target.schema,
+        );
         let mut encoder = IpcEncoder::new(schema)?;
         if !send(encoder.take()).await {
             return Ok(());
         }
-        for batch in fast::all(state, plan, &candidates)? {
+        for batch in fast::all(state, &run.plan, &candidates)? {
             if !send(encoder.write(&batch)?).await {
                 return Ok(());
             }
@@ -322,17 +346,14 @@ async fn produce_stream(
         send(encoder.finish()?).await;
         return Ok(());
     }
-    let engine = Engine::new(store, partitions_for(plan, limits.partitions))?;
-    let frame = engine.frame(&target.source).await?;
-    let frame = engine::apply(frame, plan, &target.schema, &target.primary_key)?;
-    let (schema, mut batches) = engine::stream(frame).await?;
-    let mut encoder = IpcEncoder::new(encode::logical_schema(&schema, &target.schema))?;
+    let (schema, mut batches) = engine::stream(run.frame().await?).await?;
+    let mut encoder = IpcEncoder::new(encode::logical_schema(&schema, &run.target.schema))?;
     if !send(encoder.take()).await {
         return Ok(());
     }
     while let Some(batch) = batches.next().await {
         if !send(encoder.write(&batch?)?).await {
-            return Ok(()); // the client went away
+            return Ok(());
         }
     }
     send(encoder.finish()?).await;

@@ -146,39 +146,21 @@ async fn the_read_api_over_the_real_binary() {
     assert_eq!(rows, 5);
 
     // Admin: reload answers with the shape datap-rs clients expect; pin, evict, stats.
-    let admin = |path: &str| {
-        client
+    let admin = |path: &str, body: Value| {
+        let request = client
             .post(format!("{q}{path}"))
             .header("x-admin-token", &strata.admin_token)
+            .json(&body);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
     };
-    let reload: Value = admin("/api/v1/datasets/orders/reload")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reload = admin("/api/v1/datasets/orders/reload", json!({})).await;
     assert_eq!(reload["rows"], ROWS);
     assert_eq!(reload["version"], 0);
-    let evicted: Value = admin("/api/v1/cache/evict")
-        .json(&json!({"dataset": "orders"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let evicted = admin("/api/v1/cache/evict", json!({"dataset": "orders"})).await;
     assert_eq!(evicted["residency"], "cold");
     let (status, body) = post(&client, &format!("{api}/count"), json!({})).await;
     assert_eq!((status, body["count"].as_u64()), (200, Some(ROWS as u64)));
-    let pinned: Value = admin("/api/v1/cache/pin")
-        .json(&json!({"dataset": "orders"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pinned = admin("/api/v1/cache/pin", json!({"dataset": "orders"})).await;
     assert_eq!(
         (pinned["pinned"].clone(), pinned["residency"].clone()),
         (json!(true), json!("memory"))
