@@ -82,6 +82,7 @@ def main() -> None:
       f"query and server, after a {meta.get('warmup', '?')} s warm-up run; one server loaded at a time, "
       "both servers and wrk on the same machine (numbers are relative)")
     w(f"- Data: {meta.get('data', '?')}")
+    w(f"- Load average: {meta.get('loadavg', '?')}")
     w("")
     w("## Throughput and latency")
     w("")
@@ -133,6 +134,14 @@ def main() -> None:
         w("")
         w(f"Strata / datap-rs resident memory after load: **{rss_ratio:.2f}x**.")
     w("")
+    stats = load(os.path.join(run_dir, "strata_cache_stats.json"))
+    try:
+        entry = next(d for d in stats["datasets"] if d["dataset"] == "orders")
+        w(f"Strata's own accounting of the resident dataset (`/api/v1/cache/stats`): "
+          f"{entry['bytes'] / 2**20:.0f} MiB for `orders` ({entry['residency']}).")
+        w("")
+    except Exception:
+        pass
     w("Strata's number is the single `strata up` process, which runs all three daemons "
       "(queryd, storaged, compactord) in one process; datap-rs's is its Python process "
       "(interpreter + the Rust extension). \"Ready\": datap-rs dataset `published`; Strata "

@@ -245,6 +245,7 @@ EOF
     fi
 }
 
+LOADAVG_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load: wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s per run (+${WARMUP}s warm-up), one server at a time"
 for query in "${QUERIES[@]}"; do
     for server in strata datap; do
@@ -257,11 +258,12 @@ has strata && run_wrk strata health
 declare -A MEM_AFTER MEM_HWM
 has datap && MEM_AFTER[datap]=$(rss_kb "$DATAP_PID" VmRSS) && MEM_HWM[datap]=$(rss_kb "$DATAP_PID" VmHWM)
 has strata && MEM_AFTER[strata]=$(rss_kb "$STRATA_PID" VmRSS) && MEM_HWM[strata]=$(rss_kb "$STRATA_PID" VmHWM)
+has strata && { curl -s "$STRATA_URL/api/v1/cache/stats" >"$RUN_DIR/strata_cache_stats.json" || true; }
 
 strata_version="not run"
 if has strata; then
     commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "?")
-    dirty=$(git -C "$REPO" status --porcelain 2>/dev/null | grep -cv '^??' || true)
+    dirty=$(git -C "$REPO" status --porcelain -- . ':!benches' 2>/dev/null | grep -cv '^??' || true)
     strata_version="\`$(curl -s "$STRATA_URL/version" || echo '?')\`, built from commit $commit"
     [ "$dirty" != 0 ] && strata_version+=" + $dirty uncommitted changed files (working tree at build time)"
 fi
@@ -283,6 +285,7 @@ meta = {
     "kernel": "$(uname -r)",
     "wrk_version": """$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)""",
     "duration": "$DURATION",
+    "loadavg": "$LOADAVG_BEFORE (1/5/15 min, before the wrk runs) → $(cut -d' ' -f1-3 /proc/loadavg) (after)",
     "warmup": "$WARMUP",
     "data": "orders.parquet, 1,000,000 rows, $(stat -c %s "$DATA") bytes, 8 row groups (benches/read/gen_data.py, fixed seed)",
     "strata_version": """$strata_version""",
