@@ -154,6 +154,20 @@ fn value_writer(array: &ArrayRef) -> Result<ValueWriter<'_>, QueryError> {
                 _ => out.extend_from_slice(b"null"),
             })
         }
+        // Dates, times, timestamps and decimals display as digits and `-:.TZ+`: nothing to
+        // escape, so they are written straight into the output.
+        t if t.is_temporal() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => {
+            let formatter = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())?;
+            Box::new(move |i, out: &mut Vec<u8>| {
+                if array.is_null(i) {
+                    out.extend_from_slice(b"null");
+                } else {
+                    out.push(b'"');
+                    let _ = write!(out, "{}", formatter.value(i));
+                    out.push(b'"');
+                }
+            })
+        }
         _ => {
             let formatter = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())?;
             Box::new(move |i, out: &mut Vec<u8>| {

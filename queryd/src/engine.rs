@@ -131,7 +131,7 @@ pub fn apply(
         Shape::Grouped {
             group_by,
             aggregates,
-            having,
+            ..
         } => {
             let groups: Vec<String> = group_by.iter().map(name).collect();
             let aggs: Vec<Expr> = aggregates
@@ -153,18 +153,55 @@ pub fn apply(
                 })
                 .collect::<Result<_, QueryError>>()?;
             frame = frame.aggregate(groups.iter().map(ident).collect(), aggs)?;
-            for h in having {
-                frame = frame.filter(filter_expr(ident(&h.output), &h.op))?;
-            }
-            let mut keys = plan.order_by.clone();
-            add_tiebreak(&mut keys, groups);
-            frame = frame.sort(sort_exprs(&keys))?;
+            return finish_groups(frame, plan, schema);
         }
     }
-    if let Some(limit) = plan.limit {
-        frame = frame.limit(0, Some(usize::try_from(limit).unwrap_or(usize::MAX)))?;
+    limit(frame, plan)
+}
+
+/// The part of a grouped plan after aggregation: `having`, the order (group columns break
+/// ties), `limit`. `frame` holds one row per group: group columns, then aggregates.
+pub fn finish_groups(
+    mut frame: DataFrame,
+    plan: &Plan,
+    schema: &Schema,
+) -> Result<DataFrame, QueryError> {
+    let Shape::Grouped {
+        group_by, having, ..
+    } = &plan.shape
+    else {
+        return Err(QueryError::Internal("not a grouped plan".into()));
+    };
+    for h in having {
+        frame = frame.filter(filter_expr(ident(&h.output), &h.op))?;
     }
-    Ok(frame)
+    let mut keys = plan.order_by.clone();
+    add_tiebreak(
+        &mut keys,
+        group_by
+            .iter()
+            .map(|&c| schema.field(c).name().clone())
+            .collect(),
+    );
+    frame = frame.sort(sort_exprs(&keys))?;
+    limit(frame, plan)
+}
+
+fn limit(frame: DataFrame, plan: &Plan) -> Result<DataFrame, QueryError> {
+    Ok(match plan.limit {
+        Some(limit) => frame.limit(0, Some(usize::try_from(limit).unwrap_or(usize::MAX)))?,
+        None => frame,
+    })
+}
+
+/// A DataFrame over batches already in memory (one partition, order kept).
+pub fn frame_of(
+    engine: &Engine,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<DataFrame, QueryError> {
+    let table = MemTable::try_new(schema, vec![batches])?;
+    Ok(engine.ctx.read_table(Arc::new(table))?)
 }
 
 /// Appends `columns` not already sorted on, ascending, so the order is total.

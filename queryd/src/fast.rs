@@ -3,6 +3,7 @@
 //! with row ids in storage order, so its rows and their order are exactly what the
 //! DataFusion path returns for the same plan (the engine conformance tests check this).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
@@ -16,14 +17,15 @@ use crate::plan::{CmpOp, FilterOp, Plan, Shape};
 use crate::state::DatasetState;
 
 /// The rows matching a plan's filters, found without a scan.
-pub enum Candidates {
+pub enum Candidates<'a> {
     /// Every row (no filters).
     All,
-    /// These row ids, ascending.
-    Rows(Vec<u32>),
+    /// These row ids, ascending: borrowed from an index when one filter decides, so a page
+    /// of a long list copies only the page.
+    Rows(Cow<'a, [u32]>),
 }
 
-impl Candidates {
+impl Candidates<'_> {
     pub fn len(&self, state: &DatasetState) -> usize {
         match self {
             Candidates::All => state.rows(),
@@ -34,15 +36,15 @@ impl Candidates {
 
 /// Index answers for `plan` on `state`, or `None` if the plan needs the general path
 /// (ordering, grouping, distinct, or a filter no index answers).
-pub fn candidates(state: &DatasetState, plan: &Plan) -> Option<Candidates> {
+pub fn candidates<'s>(state: &'s DatasetState, plan: &Plan) -> Option<Candidates<'s>> {
     if !matches!(plan.shape, Shape::Rows { .. }) || !plan.order_by.is_empty() {
         return None;
     }
-    let mut result: Option<Vec<u32>> = None;
-    let mut narrow = |rows: Vec<u32>| {
+    let mut result: Option<Cow<'s, [u32]>> = None;
+    let mut narrow = |rows: Cow<'s, [u32]>| {
         result = Some(match result.take() {
             None => rows,
-            Some(previous) => intersect_sorted(&previous, &rows),
+            Some(previous) => Cow::Owned(intersect_sorted(&previous, &rows)),
         });
     };
     // The primary key answers when every key column has an `eq` (or, for a one-column key,
@@ -71,7 +73,7 @@ pub fn candidates(state: &DatasetState, plan: &Plan) -> Option<Candidates> {
         }
         rows.sort_unstable();
         rows.dedup();
-        narrow(rows);
+        narrow(Cow::Owned(rows));
     }
     let done = key_filters.unwrap_or_default();
     for (i, filter) in plan.filters.iter().enumerate() {
@@ -80,7 +82,7 @@ pub fn candidates(state: &DatasetState, plan: &Plan) -> Option<Candidates> {
         }
         let index = state.eq_indexes.get(&filter.column)?;
         let rows = match &filter.op {
-            FilterOp::IsNull => index.rows(&state.chunks, KeyRef::Null).to_vec(),
+            FilterOp::IsNull => Cow::Borrowed(index.rows(&state.chunks, KeyRef::Null)),
             op => {
                 let arrays: Vec<ArrayRef> = probe_values(op)?
                     .iter()
@@ -91,8 +93,8 @@ pub fn candidates(state: &DatasetState, plan: &Plan) -> Option<Candidates> {
                     .map(|a| accessor(a.as_ref()).map(|read| index.rows(&state.chunks, read(0))))
                     .collect::<Option<_>>()?;
                 match lists.as_slice() {
-                    [one] => one.to_vec(),
-                    many => union_sorted(many),
+                    [one] => Cow::Borrowed(*one),
+                    many => Cow::Owned(union_sorted(many)),
                 }
             }
         };
@@ -102,6 +104,39 @@ pub fn candidates(state: &DatasetState, plan: &Plan) -> Option<Candidates> {
         None => Candidates::All,
         Some(rows) => Candidates::Rows(rows),
     })
+}
+
+/// Largest page answered on the HTTP worker itself (see [`is_bounded`]).
+pub const INLINE_PAGE_ROWS: u64 = 10_000;
+
+/// Whether answering `plan` costs at most about a page of copying: no filters, only
+/// primary-key filters, or one `eq`/`is_null` on an indexed column (no list merging), with
+/// a page of at most [`INLINE_PAGE_ROWS`]. Such requests run where the request was parsed:
+/// the hop to the query runtime would cost more than the work.
+pub fn is_bounded(state: &DatasetState, plan: &Plan) -> bool {
+    if !matches!(plan.shape, Shape::Rows { .. })
+        || !plan.order_by.is_empty()
+        || plan.page_size > INLINE_PAGE_ROWS
+    {
+        return false;
+    }
+    match plan.filters.as_slice() {
+        [] => true,
+        [filter]
+            if state.eq_indexes.contains_key(&filter.column)
+                && matches!(filter.op, FilterOp::Cmp(CmpOp::Eq, _) | FilterOp::IsNull) =>
+        {
+            true
+        }
+        filters => {
+            state.key_index.is_some()
+                && key_filters(state, plan).is_some_and(|k| k.len() == filters.len())
+                && filters.iter().all(|f| match &f.op {
+                    FilterOp::In(values) => values.len() as u64 <= INLINE_PAGE_ROWS,
+                    _ => true,
+                })
+        }
+    }
 }
 
 /// Indices of the filters that pin down the primary key, one per key column in key order,

@@ -21,7 +21,8 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use crate::state::Chunks;
 
 /// One cell's value as an index compares it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Ordered like Arrow sorts: integers numerically, strings by their bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum KeyRef<'a> {
     Null,
     Int(i64),
@@ -190,16 +191,27 @@ fn chunk_accessors<'a>(chunks: &'a Chunks, columns: &[usize]) -> Option<Vec<Vec<
 }
 
 /// Primary key → row id. Keys are unique (the table format guarantees it).
-pub struct KeyIndex {
-    columns: Vec<usize>,
-    hasher: DefaultHashBuilder,
-    table: HashTable<u32>,
+pub enum KeyIndex {
+    /// A one-column key whose rows are in strictly ascending key order — the usual case:
+    /// base files are sorted by key. Binary search over the rows themselves; no memory.
+    Sorted { column: usize },
+    /// Any other key: a hash table of row ids.
+    Hashed {
+        columns: Vec<usize>,
+        hasher: DefaultHashBuilder,
+        table: HashTable<u32>,
+    },
 }
 
 impl KeyIndex {
     /// Builds the index over `chunks`, or `None` if a key column is not indexable.
     pub fn build(chunks: &Chunks, columns: &[usize]) -> Option<Self> {
         let accessors = chunk_accessors(chunks, columns)?;
+        if let [column] = columns
+            && is_ascending(chunks, &accessors)
+        {
+            return Some(Self::Sorted { column: *column });
+        }
         let hasher = DefaultHashBuilder::default();
         let rows = chunks.rows();
         // Hashes are kept while building so that growing the table never re-reads rows.
@@ -213,7 +225,7 @@ impl KeyIndex {
                 table.insert_unique(hash, chunks.row_id(c, r), |&id: &u32| hashes[id as usize]);
             }
         }
-        Some(Self {
+        Some(Self::Hashed {
             columns: columns.to_vec(),
             hasher,
             table,
@@ -222,16 +234,74 @@ impl KeyIndex {
 
     /// The row holding `key` (one value per key column), if any.
     pub fn get(&self, chunks: &Chunks, key: &[KeyRef<'_>]) -> Option<u32> {
-        let hash = hash_key(&self.hasher, key.iter().copied());
-        self.table
-            .find(hash, |&id| row_equals(chunks, &self.columns, id, key))
-            .copied()
+        match self {
+            Self::Sorted { column } => {
+                let [probe] = key else { return None };
+                sorted_get(chunks, *column, *probe)
+            }
+            Self::Hashed {
+                columns,
+                hasher,
+                table,
+            } => {
+                let hash = hash_key(hasher, key.iter().copied());
+                table
+                    .find(hash, |&id| row_equals(chunks, columns, id, key))
+                    .copied()
+            }
+        }
     }
 
     pub fn memory_bytes(&self) -> usize {
-        // One u32 slot plus one control byte per bucket.
-        self.table.capacity() * (size_of::<u32>() + 1)
+        match self {
+            Self::Sorted { .. } => 0,
+            // One u32 slot plus one control byte per bucket.
+            Self::Hashed { table, .. } => table.capacity() * (size_of::<u32>() + 1),
+        }
     }
+}
+
+/// Whether the (one-column) key strictly ascends over all rows.
+fn is_ascending(chunks: &Chunks, accessors: &[Vec<Accessor<'_>>]) -> bool {
+    let mut previous: Option<KeyRef<'_>> = None;
+    for (c, acc) in accessors.iter().enumerate() {
+        for r in 0..chunks.batches()[c].num_rows() {
+            let key = acc[0](r);
+            if key == KeyRef::Null || previous.is_some_and(|p| p >= key) {
+                return false;
+            }
+            previous = Some(key);
+        }
+    }
+    true
+}
+
+/// Binary search in key-ordered chunks: first the chunk, then the row.
+fn sorted_get(chunks: &Chunks, column: usize, probe: KeyRef<'_>) -> Option<u32> {
+    let batches = chunks.batches();
+    let first_key = |c: usize| accessor(batches[c].column(column).as_ref()).map(|a| a(0));
+    // The last chunk whose first key is <= probe.
+    let (mut lo, mut hi) = (0usize, batches.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if first_key(mid)? <= probe {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let chunk = lo.checked_sub(1)?;
+    let read = accessor(batches[chunk].column(column).as_ref())?;
+    let (mut lo, mut hi) = (0usize, batches[chunk].num_rows());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match read(mid).cmp(&probe) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Some(chunks.row_id(chunk, mid)),
+        }
+    }
+    None
 }
 
 fn row_equals(chunks: &Chunks, columns: &[usize], id: u32, key: &[KeyRef<'_>]) -> bool {
@@ -342,6 +412,16 @@ impl EqIndex {
         }
     }
 
+    /// Every group as (its first row, all its rows ascending); the null group included.
+    pub fn groups(&self) -> impl Iterator<Item = (u32, &[u32])> {
+        self.first_row.iter().enumerate().map(|(g, &first)| {
+            (
+                first,
+                &self.rows[self.offsets[g] as usize..self.offsets[g + 1] as usize],
+            )
+        })
+    }
+
     pub fn memory_bytes(&self) -> usize {
         self.table.capacity() * (size_of::<u32>() + 1)
             + (self.first_row.capacity() + self.offsets.capacity() + self.rows.capacity())
@@ -425,9 +505,35 @@ mod tests {
     }
 
     #[test]
+    fn sorted_keys_need_no_table() {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let batch = |ids: Vec<i64>| {
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(ids))]).unwrap()
+        };
+        let chunks = Chunks::new(vec![batch(vec![1, 3, 5]), batch(vec![8, 13])]).unwrap();
+        let index = KeyIndex::build(&chunks, &[0]).unwrap();
+        assert!(matches!(index, KeyIndex::Sorted { .. }));
+        assert_eq!(index.memory_bytes(), 0);
+        for (key, row) in [(1, Some(0)), (5, Some(2)), (8, Some(3)), (13, Some(4))] {
+            assert_eq!(index.get(&chunks, &[KeyRef::Int(key)]), row, "{key}");
+        }
+        for missing in [0, 2, 6, 9, 14] {
+            assert_eq!(
+                index.get(&chunks, &[KeyRef::Int(missing)]),
+                None,
+                "{missing}"
+            );
+        }
+    }
+
+    #[test]
     fn key_index_finds_every_row_and_nothing_else() {
         let chunks = chunks();
         let index = KeyIndex::build(&chunks, &[0]).unwrap();
+        assert!(
+            matches!(index, KeyIndex::Hashed { .. }),
+            "ids are not sorted"
+        );
         for (key, expected) in [(10, 0), (7, 2), (99, 4)] {
             assert_eq!(index.get(&chunks, &[KeyRef::Int(key)]), Some(expected));
         }

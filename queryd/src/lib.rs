@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod executor;
 pub mod fast;
+pub mod group;
 pub mod index;
 pub mod metrics;
 pub mod plan;

@@ -17,8 +17,8 @@ use crate::encode::{self, IpcEncoder};
 use crate::engine::{self, Engine};
 use crate::error::QueryError;
 use crate::executor::Executor;
-use crate::fast;
 use crate::plan::{self, Plan, Shape};
+use crate::{fast, group};
 
 /// Response encodings of a query page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,7 +133,8 @@ impl QueryService {
         }
     }
 
-    /// Validates `request` and runs `work` on it on the query runtime, within the time limit.
+    /// Validates `request` and runs `work` on it within the time limit: on the query runtime,
+    /// or right here when a hot path bounds the work by a small page (`fast::is_bounded`).
     async fn execute<T, F, Fut>(
         &self,
         name: &str,
@@ -147,6 +148,12 @@ impl QueryService {
     {
         self.timed(async {
             let run = self.prepare(name, request).await?;
+            if run
+                .hot()
+                .is_some_and(|state| fast::is_bounded(state, &run.plan))
+            {
+                return work(run).await;
+            }
             self.executor.run(work(run)).await
         })
         .await
@@ -288,6 +295,13 @@ impl Run {
             _ => self.limits.partitions,
         };
         let engine = Engine::new(self.store.clone(), partitions)?;
+        if let Some(state) = self.hot()
+            && let Some(groups) = group::grouped(state, &self.plan)
+        {
+            let (schema, batch) = groups?;
+            let frame = engine::frame_of(&engine, schema, vec![batch])?;
+            return engine::finish_groups(frame, &self.plan, &self.target.schema);
+        }
         let frame = engine.frame(&self.target.source).await?;
         engine::apply(
             frame,

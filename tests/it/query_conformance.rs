@@ -426,6 +426,47 @@ fn cases() -> Vec<Case> {
             },
         ),
         case(
+            "group by one indexed column, every integer aggregate, having, order",
+            json!({
+                "group_by": ["severity"],
+                "aggregations": [
+                    {"op": "count", "alias": "n"},
+                    {"op": "count", "col": "score"},
+                    {"op": "sum", "col": "id"},
+                    {"op": "avg", "col": "severity"},
+                    {"op": "min", "col": "id"},
+                    {"op": "max", "col": "id", "alias": "top"}],
+                "having": [{"col": "n", "op": "gte", "val": 750}],
+                "order_by": [{"col": "sum_id", "dir": "desc"}]}),
+            |rows| {
+                let mut out = Vec::new();
+                for severity in 1..=4 {
+                    let g = filtered(rows, |r| r.severity == severity);
+                    if g.len() < 750 {
+                        continue;
+                    }
+                    let sum: i64 = g.iter().map(|r| r.id).sum();
+                    out.push((
+                        sum,
+                        object(vec![
+                            ("severity", json!(severity)),
+                            ("n", json!(g.len())),
+                            (
+                                "count_score",
+                                json!(g.iter().filter(|r| r.score.is_some()).count()),
+                            ),
+                            ("sum_id", json!(sum)),
+                            ("avg_severity", json!(severity as f64)),
+                            ("min_id", json!(g.iter().map(|r| r.id).min().unwrap())),
+                            ("top", json!(g.iter().map(|r| r.id).max().unwrap())),
+                        ]),
+                    ));
+                }
+                out.sort_by_key(|o| std::cmp::Reverse(o.0));
+                out.into_iter().map(|(_, o)| o).collect()
+            },
+        ),
+        case(
             "distinct, sorted by its columns",
             json!({"columns": ["category"], "distinct": true}),
             |_| {

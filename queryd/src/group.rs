@@ -1,0 +1,266 @@
+//! Grouped queries on one indexed column, answered from its equality index: the index
+//! already holds every group's rows, so counts are list lengths and other aggregates read
+//! only the aggregated column. The result (one row per group) then goes through the same
+//! `having`/order/limit tail as DataFusion's (`engine::finish_groups`), so both paths order
+//! and filter groups identically.
+//!
+//! Taken only with no row filters and aggregates this module computes exactly like
+//! DataFusion: counts, integer sums/min/max, and averages of integers (exact sums divided
+//! once). Float sums and averages are taken too; floating-point addition is not associative,
+//! so they may differ from DataFusion's in the last bits — as DataFusion's own parallel
+//! aggregation differs from run to run.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, UInt64Array};
+use arrow::compute::interleave;
+use arrow::datatypes::{self as t, DataType, Field, Schema, SchemaRef};
+
+use crate::error::QueryError;
+use crate::plan::{AggOp, Aggregate, Plan, Shape};
+use crate::state::{Chunks, DatasetState};
+
+/// One row per group (group column, then aggregates), or `None` if this plan is not one
+/// this module answers.
+pub fn grouped(
+    state: &DatasetState,
+    plan: &Plan,
+) -> Option<Result<(SchemaRef, RecordBatch), QueryError>> {
+    let Shape::Grouped {
+        group_by,
+        aggregates,
+        ..
+    } = &plan.shape
+    else {
+        return None;
+    };
+    let ([column], true) = (group_by.as_slice(), plan.filters.is_empty()) else {
+        return None;
+    };
+    let index = state.eq_indexes.get(column)?;
+    let kinds: Vec<Kind> = aggregates
+        .iter()
+        .map(|a| Kind::of(a, &state.mem_schema))
+        .collect::<Option<_>>()?;
+    Some(compute(state, *column, index, aggregates, &kinds))
+}
+
+/// How an aggregate reads its column.
+#[derive(Clone, Copy)]
+enum Kind {
+    CountRows,
+    CountValues,
+    /// Sum/avg/min/max over integers (read as i128); `unsigned` for a UInt64 sum.
+    Int {
+        unsigned: bool,
+    },
+    /// Sum/avg over floats.
+    Float,
+}
+
+impl Kind {
+    fn of(a: &Aggregate, schema: &Schema) -> Option<Self> {
+        let data_type = a.column.map(|c| schema.field(c).data_type());
+        Some(match (a.op, data_type) {
+            (AggOp::Count, None) => Kind::CountRows,
+            (AggOp::Count, Some(_)) => Kind::CountValues,
+            (_, Some(t)) if t.is_integer() => Kind::Int {
+                unsigned: matches!(
+                    t,
+                    DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64
+                ),
+            },
+            (AggOp::Sum | AggOp::Avg, Some(t)) if t.is_floating() => Kind::Float,
+            _ => return None,
+        })
+    }
+}
+
+fn compute(
+    state: &DatasetState,
+    column: usize,
+    index: &crate::index::EqIndex,
+    aggregates: &[Aggregate],
+    kinds: &[Kind],
+) -> Result<(SchemaRef, RecordBatch), QueryError> {
+    let chunks = &state.chunks;
+    let groups: Vec<(u32, &[u32])> = index.groups().collect();
+
+    // The group column: each group's first row, gathered across chunks.
+    let sources: Vec<&dyn Array> = chunks
+        .batches()
+        .iter()
+        .map(|b| b.column(column).as_ref())
+        .collect();
+    let picks: Vec<(usize, usize)> = groups
+        .iter()
+        .map(|(first, _)| chunks.locate(*first))
+        .collect();
+    let mut columns: Vec<ArrayRef> = vec![interleave(&sources, &picks)?];
+    let mut fields = vec![state.mem_schema.field(column).clone()];
+
+    for (a, kind) in aggregates.iter().zip(kinds) {
+        let values = a.column.map(|c| Values::new(chunks, c));
+        let array: ArrayRef = match (kind, a.op, &values) {
+            (Kind::CountRows, _, _) => Arc::new(Int64Array::from_iter_values(
+                groups.iter().map(|(_, rows)| rows.len() as i64),
+            )),
+            (Kind::CountValues, _, Some(v)) => Arc::new(Int64Array::from_iter_values(
+                groups.iter().map(|(_, rows)| v.count(rows) as i64),
+            )),
+            (Kind::Int { unsigned }, op, Some(v)) => {
+                match op {
+                    AggOp::Avg => Arc::new(Float64Array::from_iter(
+                        groups.iter().map(|(_, rows)| v.int_avg(rows)),
+                    )),
+                    AggOp::Sum if *unsigned => Arc::new(UInt64Array::from_iter(
+                        groups
+                            .iter()
+                            .map(|(_, rows)| v.int_sum(rows).map(|s| s as u64)),
+                    )),
+                    AggOp::Sum => Arc::new(Int64Array::from_iter(
+                        groups
+                            .iter()
+                            .map(|(_, rows)| v.int_sum(rows).map(|s| s as i64)),
+                    )),
+                    // min/max keep the column's type.
+                    _ => {
+                        let as_i64 = Int64Array::from_iter(
+                            groups.iter().map(|(_, rows)| v.int_extreme(rows, op)),
+                        );
+                        arrow::compute::cast(&as_i64, &a.data_type)?
+                    }
+                }
+            }
+            (Kind::Float, op, Some(v)) => Arc::new(Float64Array::from_iter(
+                groups.iter().map(|(_, rows)| v.float_fold(rows, op)),
+            )),
+            _ => return Err(QueryError::Internal("aggregate without its column".into())),
+        };
+        fields.push(Field::new(&a.alias, array.data_type().clone(), true));
+        columns.push(array);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    Ok((schema.clone(), RecordBatch::try_new(schema, columns)?))
+}
+
+/// One column's values by row id. Row ids come ascending, so chunks are walked in order.
+struct Values<'a> {
+    chunks: &'a Chunks,
+    arrays: Vec<&'a ArrayRef>,
+}
+
+impl<'a> Values<'a> {
+    fn new(chunks: &'a Chunks, column: usize) -> Self {
+        Self {
+            chunks,
+            arrays: chunks.batches().iter().map(|b| b.column(column)).collect(),
+        }
+    }
+
+    /// Calls `f(array, row)` for each row id.
+    fn each(&self, rows: &[u32], mut f: impl FnMut(&ArrayRef, usize)) {
+        let mut chunk = 0;
+        let mut end = self.chunk_end(0);
+        for &id in rows {
+            while id >= end {
+                chunk += 1;
+                end = self.chunk_end(chunk);
+            }
+            f(
+                self.arrays[chunk],
+                (id - self.chunks.row_id(chunk, 0)) as usize,
+            );
+        }
+    }
+
+    fn chunk_end(&self, chunk: usize) -> u32 {
+        if chunk + 1 < self.arrays.len() {
+            self.chunks.row_id(chunk + 1, 0)
+        } else {
+            u32::MAX
+        }
+    }
+
+    fn count(&self, rows: &[u32]) -> usize {
+        let mut n = 0;
+        self.each(rows, |a, r| n += a.is_valid(r) as usize);
+        n
+    }
+
+    fn ints(&self, rows: &[u32], mut f: impl FnMut(i128)) {
+        self.each(rows, |a, r| {
+            if a.is_valid(r)
+                && let Some(v) = int_at(a.as_ref(), r)
+            {
+                f(v);
+            }
+        });
+    }
+
+    fn int_sum(&self, rows: &[u32]) -> Option<i128> {
+        let mut sum: Option<i128> = None;
+        self.ints(rows, |v| *sum.get_or_insert(0) += v);
+        sum
+    }
+
+    /// Avg of an integer column (exact sum, one division, as DataFusion).
+    fn int_avg(&self, rows: &[u32]) -> Option<f64> {
+        let (mut sum, mut n) = (0i128, 0u64);
+        self.ints(rows, |v| {
+            sum += v;
+            n += 1;
+        });
+        (n > 0).then(|| sum as f64 / n as f64)
+    }
+
+    fn int_extreme(&self, rows: &[u32], op: AggOp) -> Option<i64> {
+        let mut best: Option<i128> = None;
+        self.ints(rows, |v| {
+            best = Some(match (best, op) {
+                (None, _) => v,
+                (Some(b), AggOp::Min) => b.min(v),
+                (Some(b), _) => b.max(v),
+            })
+        });
+        best.map(|b| b as i64)
+    }
+
+    fn float_fold(&self, rows: &[u32], op: AggOp) -> Option<f64> {
+        let (mut sum, mut n) = (0f64, 0u64);
+        self.each(rows, |a, r| {
+            if a.is_valid(r) {
+                sum += match a.data_type() {
+                    DataType::Float32 => a.as_primitive::<t::Float32Type>().value(r) as f64,
+                    DataType::Float16 => a.as_primitive::<t::Float16Type>().value(r).to_f64(),
+                    _ => a.as_primitive::<t::Float64Type>().value(r),
+                };
+                n += 1;
+            }
+        });
+        match op {
+            _ if n == 0 => None,
+            AggOp::Avg => Some(sum / n as f64),
+            _ => Some(sum),
+        }
+    }
+}
+
+fn int_at(a: &dyn Array, r: usize) -> Option<i128> {
+    macro_rules! v {
+        ($t:ty) => {
+            a.as_primitive::<$t>().value(r) as i128
+        };
+    }
+    Some(match a.data_type() {
+        DataType::Int8 => v!(t::Int8Type),
+        DataType::Int16 => v!(t::Int16Type),
+        DataType::Int32 => v!(t::Int32Type),
+        DataType::Int64 => v!(t::Int64Type),
+        DataType::UInt8 => v!(t::UInt8Type),
+        DataType::UInt16 => v!(t::UInt16Type),
+        DataType::UInt32 => v!(t::UInt32Type),
+        DataType::UInt64 => v!(t::UInt64Type),
+        _ => return None,
+    })
+}
