@@ -154,9 +154,36 @@ fn value_writer(array: &ArrayRef) -> Result<ValueWriter<'_>, QueryError> {
                 _ => out.extend_from_slice(b"null"),
             })
         }
+        DataType::Timestamp(unit, tz) if tz.as_deref().is_none_or(is_utc) => {
+            let (unit, utc) = (*unit, tz.is_some());
+            let values: &[i64] = match unit {
+                t::TimeUnit::Second => array.as_primitive::<t::TimestampSecondType>().values(),
+                t::TimeUnit::Millisecond => {
+                    array.as_primitive::<t::TimestampMillisecondType>().values()
+                }
+                t::TimeUnit::Microsecond => {
+                    array.as_primitive::<t::TimestampMicrosecondType>().values()
+                }
+                t::TimeUnit::Nanosecond => {
+                    array.as_primitive::<t::TimestampNanosecondType>().values()
+                }
+            };
+            let fallback = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())?;
+            Box::new(move |i, out: &mut Vec<u8>| {
+                if array.is_null(i) {
+                    out.extend_from_slice(b"null");
+                } else if !write_timestamp(out, values[i], unit, utc) {
+                    out.push(b'"');
+                    let _ = write!(out, "{}", fallback.value(i));
+                    out.push(b'"');
+                }
+            })
+        }
         // Dates, times, timestamps and decimals display as digits and `-:.TZ+`: nothing to
         // escape, so they are written straight into the output.
-        t if t.is_temporal() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => {
+        t if t.is_temporal()
+            || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) =>
+        {
             let formatter = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())?;
             Box::new(move |i, out: &mut Vec<u8>| {
                 if array.is_null(i) {
@@ -206,6 +233,59 @@ fn dictionary_keys<'a>(array: &'a dyn Array, key: &DataType) -> Result<KeyFn<'a>
             )));
         }
     })
+}
+
+fn is_utc(tz: &str) -> bool {
+    matches!(tz, "UTC" | "+00:00")
+}
+
+/// Writes a timestamp as Arrow displays it (`2024-01-01T13:00:00.000123`, then `Z` for UTC),
+/// quoted, without allocating: the fraction has 0, 3, 6 or 9 digits, as many as needed.
+/// Returns false (writing nothing) for years outside 0..=9999, which Arrow shows otherwise.
+fn write_timestamp(out: &mut Vec<u8>, value: i64, unit: t::TimeUnit, utc: bool) -> bool {
+    let (per_second, nanos_per_tick) = match unit {
+        t::TimeUnit::Second => (1, 0),
+        t::TimeUnit::Millisecond => (1_000, 1_000_000),
+        t::TimeUnit::Microsecond => (1_000_000, 1_000),
+        t::TimeUnit::Nanosecond => (1_000_000_000, 1),
+    };
+    let seconds = value.div_euclid(per_second);
+    let nanos = value.rem_euclid(per_second) * nanos_per_tick;
+    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) {
+        return false;
+    }
+    let (h, m, s) = (
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60,
+    );
+    let _ = write!(out, "\"{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}");
+    if nanos == 0 {
+    } else if nanos % 1_000_000 == 0 {
+        let _ = write!(out, ".{:03}", nanos / 1_000_000);
+    } else if nanos % 1_000 == 0 {
+        let _ = write!(out, ".{:06}", nanos / 1_000);
+    } else {
+        let _ = write!(out, ".{nanos:09}");
+    }
+    out.extend_from_slice(if utc { b"Z\"" } else { b"\"" });
+    true
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 fn write_json_str(s: &str, out: &mut Vec<u8>) {
@@ -358,6 +438,56 @@ mod tests {
         );
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed["data"][0]["id\"q"], 9_007_199_254_740_993u64);
+    }
+
+    #[test]
+    fn fast_timestamps_match_arrows_display() {
+        use arrow::array::{
+            TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
+        };
+        let mut values: Vec<i64> = vec![0, 1, -1, 999, 1_000, 86_399_999, 951_782_400_123];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push((x % 500_000_000_000_000_000) as i64 - 100_000_000_000_000_000);
+            values.push((x % 10) as i64 * 1_000_000_000_000 + (x % 3) as i64 * 1_000);
+        }
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(TimestampSecondArray::from(
+                values.iter().map(|v| v / 1_000_000_000).collect::<Vec<_>>(),
+            )),
+            Arc::new(TimestampMillisecondArray::from(
+                values.iter().map(|v| v / 1_000_000).collect::<Vec<_>>(),
+            )),
+            Arc::new(TimestampMicrosecondArray::from(
+                values.iter().map(|v| v / 1_000).collect::<Vec<_>>(),
+            )),
+            Arc::new(TimestampNanosecondArray::from(values.clone())),
+            Arc::new(
+                TimestampMicrosecondArray::from(
+                    values.iter().map(|v| v / 1_000).collect::<Vec<_>>(),
+                )
+                .with_timezone("UTC"),
+            ),
+        ];
+        for array in arrays {
+            let formatter =
+                ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default()).unwrap();
+            let fast = value_writer(&array).unwrap();
+            for i in 0..array.len() {
+                let mut out = Vec::new();
+                fast(i, &mut out);
+                let want = serde_json::to_string(&formatter.value(i).to_string()).unwrap();
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    want,
+                    "{:?} #{i}",
+                    array.data_type()
+                );
+            }
+        }
     }
 
     #[test]

@@ -144,7 +144,11 @@ fn compute(
     Ok((schema.clone(), RecordBatch::try_new(schema, columns)?))
 }
 
-/// One column's values by row id. Row ids come ascending, so chunks are walked in order.
+/// Reads one value of one chunk's column (`None` for null).
+type Reader<'a, T> = Box<dyn Fn(usize) -> Option<T> + 'a>;
+
+/// One column's values by row id. Row ids come ascending, so chunks are walked in order;
+/// each chunk's array is downcast once, not per value.
 struct Values<'a> {
     chunks: &'a Chunks,
     arrays: Vec<&'a ArrayRef>,
@@ -158,19 +162,18 @@ impl<'a> Values<'a> {
         }
     }
 
-    /// Calls `f(array, row)` for each row id.
-    fn each(&self, rows: &[u32], mut f: impl FnMut(&ArrayRef, usize)) {
+    /// Calls `f(value)` for each row id, reading through per-chunk `readers`.
+    fn each<T>(&self, readers: &[Reader<'a, T>], rows: &[u32], mut f: impl FnMut(Option<T>)) {
         let mut chunk = 0;
+        let mut start = 0u32;
         let mut end = self.chunk_end(0);
         for &id in rows {
             while id >= end {
                 chunk += 1;
+                start = end;
                 end = self.chunk_end(chunk);
             }
-            f(
-                self.arrays[chunk],
-                (id - self.chunks.row_id(chunk, 0)) as usize,
-            );
+            f(readers[chunk]((id - start) as usize));
         }
     }
 
@@ -183,58 +186,69 @@ impl<'a> Values<'a> {
     }
 
     fn count(&self, rows: &[u32]) -> usize {
+        let readers: Vec<Reader<'a, ()>> = self
+            .arrays
+            .iter()
+            .map(|&a| -> Reader<'a, ()> { Box::new(move |r| a.is_valid(r).then_some(())) })
+            .collect();
         let mut n = 0;
-        self.each(rows, |a, r| n += a.is_valid(r) as usize);
+        self.each(&readers, rows, |v| n += v.is_some() as usize);
         n
     }
 
-    fn ints(&self, rows: &[u32], mut f: impl FnMut(i128)) {
-        self.each(rows, |a, r| {
-            if a.is_valid(r)
-                && let Some(v) = int_at(a.as_ref(), r)
-            {
-                f(v);
-            }
-        });
+    fn int_readers(&self) -> Vec<Reader<'a, i128>> {
+        self.arrays
+            .iter()
+            .map(|&a| int_reader(a.as_ref()))
+            .collect()
     }
 
     fn int_sum(&self, rows: &[u32]) -> Option<i128> {
         let mut sum: Option<i128> = None;
-        self.ints(rows, |v| *sum.get_or_insert(0) += v);
+        self.each(&self.int_readers(), rows, |v| {
+            if let Some(v) = v {
+                *sum.get_or_insert(0) += v;
+            }
+        });
         sum
     }
 
     /// Avg of an integer column (exact sum, one division, as DataFusion).
     fn int_avg(&self, rows: &[u32]) -> Option<f64> {
         let (mut sum, mut n) = (0i128, 0u64);
-        self.ints(rows, |v| {
-            sum += v;
-            n += 1;
+        self.each(&self.int_readers(), rows, |v| {
+            if let Some(v) = v {
+                sum += v;
+                n += 1;
+            }
         });
         (n > 0).then(|| sum as f64 / n as f64)
     }
 
     fn int_extreme(&self, rows: &[u32], op: AggOp) -> Option<i64> {
         let mut best: Option<i128> = None;
-        self.ints(rows, |v| {
-            best = Some(match (best, op) {
-                (None, _) => v,
-                (Some(b), AggOp::Min) => b.min(v),
-                (Some(b), _) => b.max(v),
-            })
+        self.each(&self.int_readers(), rows, |v| {
+            if let Some(v) = v {
+                best = Some(match (best, op) {
+                    (None, _) => v,
+                    (Some(b), AggOp::Min) => b.min(v),
+                    (Some(b), _) => b.max(v),
+                });
+            }
         });
         best.map(|b| b as i64)
     }
 
     fn float_fold(&self, rows: &[u32], op: AggOp) -> Option<f64> {
+        let readers: Vec<Reader<'a, f64>> = self
+            .arrays
+            .iter()
+            .map(|&a| float_reader(a.as_ref()))
+            .collect();
         let (mut sum, mut n) = (0f64, 0u64);
-        self.each(rows, |a, r| {
-            if a.is_valid(r) {
-                sum += match a.data_type() {
-                    DataType::Float32 => a.as_primitive::<t::Float32Type>().value(r) as f64,
-                    DataType::Float16 => a.as_primitive::<t::Float16Type>().value(r).to_f64(),
-                    _ => a.as_primitive::<t::Float64Type>().value(r),
-                };
+        self.each(&readers, rows, |v| {
+            if let Some(v) = v {
+                sum += v;
                 n += 1;
             }
         });
@@ -246,21 +260,39 @@ impl<'a> Values<'a> {
     }
 }
 
-fn int_at(a: &dyn Array, r: usize) -> Option<i128> {
-    macro_rules! v {
-        ($t:ty) => {
-            a.as_primitive::<$t>().value(r) as i128
-        };
+fn float_reader(a: &dyn Array) -> Reader<'_, f64> {
+    match a.data_type() {
+        DataType::Float32 => {
+            let a = a.as_primitive::<t::Float32Type>();
+            Box::new(move |r| a.is_valid(r).then(|| a.value(r) as f64))
+        }
+        DataType::Float16 => {
+            let a = a.as_primitive::<t::Float16Type>();
+            Box::new(move |r| a.is_valid(r).then(|| a.value(r).to_f64()))
+        }
+        _ => {
+            let a = a.as_primitive::<t::Float64Type>();
+            Box::new(move |r| a.is_valid(r).then(|| a.value(r)))
+        }
     }
-    Some(match a.data_type() {
-        DataType::Int8 => v!(t::Int8Type),
-        DataType::Int16 => v!(t::Int16Type),
-        DataType::Int32 => v!(t::Int32Type),
-        DataType::Int64 => v!(t::Int64Type),
-        DataType::UInt8 => v!(t::UInt8Type),
-        DataType::UInt16 => v!(t::UInt16Type),
-        DataType::UInt32 => v!(t::UInt32Type),
-        DataType::UInt64 => v!(t::UInt64Type),
-        _ => return None,
-    })
+}
+
+fn int_reader(a: &dyn Array) -> Reader<'_, i128> {
+    macro_rules! ints {
+        ($t:ty) => {{
+            let a = a.as_primitive::<$t>();
+            Box::new(move |r| a.is_valid(r).then(|| a.value(r) as i128))
+        }};
+    }
+    match a.data_type() {
+        DataType::Int8 => ints!(t::Int8Type),
+        DataType::Int16 => ints!(t::Int16Type),
+        DataType::Int32 => ints!(t::Int32Type),
+        DataType::UInt8 => ints!(t::UInt8Type),
+        DataType::UInt16 => ints!(t::UInt16Type),
+        DataType::UInt32 => ints!(t::UInt32Type),
+        DataType::UInt64 => ints!(t::UInt64Type),
+        // `Kind::of` admits only integer columns.
+        _ => ints!(t::Int64Type),
+    }
 }

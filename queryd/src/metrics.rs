@@ -60,12 +60,19 @@ impl Histogram {
     }
 }
 
+/// Requests of one route template.
+#[derive(Default)]
+struct RouteStats {
+    /// (method, status, count): a handful per route, scanned linearly.
+    counts: Vec<(String, u16, u64)>,
+    latency: Histogram,
+}
+
 #[derive(Default)]
 pub struct Metrics {
-    /// (route template, method, status) → count.
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    /// route template → latency histogram.
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    /// Route template → its counts and latencies. One lock, and no allocation once a route,
+    /// method and status have been seen.
+    routes: Mutex<BTreeMap<String, RouteStats>>,
     reloads: Mutex<Histogram>,
     reload_failures: AtomicU64,
     cache_hits: AtomicU64,
@@ -76,16 +83,23 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        {
-            let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-            *requests
-                .entry((route.to_owned(), method.to_owned(), status))
-                .or_default() += 1;
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if !routes.contains_key(route) {
+            routes.insert(route.to_owned(), RouteStats::default());
         }
-        let mut latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        latency
-            .entry(route.to_owned())
-            .or_default()
+        let Some(stats) = routes.get_mut(route) else {
+            return;
+        };
+        match stats
+            .counts
+            .iter_mut()
+            .find(|(m, s, _)| m == method && *s == status)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => stats.counts.push((method.to_owned(), status, 1)),
+        }
+        stats
+            .latency
             .observe(&LATENCY_BUCKETS, elapsed.as_secs_f64());
     }
 
@@ -118,36 +132,32 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP strata_http_requests_total HTTP requests by route template, method and status.\n");
         out.push_str("# TYPE strata_http_requests_total counter\n");
-        for ((route, method, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "strata_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
-                escape(route)
-            );
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        for (route, stats) in routes.iter() {
+            let mut counts = stats.counts.clone();
+            counts.sort();
+            for (method, status, n) in counts {
+                let _ = writeln!(
+                    out,
+                    "strata_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                    escape(route)
+                );
+            }
         }
         out.push_str(
             "# HELP strata_http_request_duration_seconds HTTP request latency by route template.\n",
         );
         out.push_str("# TYPE strata_http_request_duration_seconds histogram\n");
-        for (route, h) in self
-            .latency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        for (route, stats) in routes.iter() {
             let labels = format!("route=\"{}\"", escape(route));
-            h.render(
+            stats.latency.render(
                 &mut out,
                 "strata_http_request_duration_seconds",
                 &labels,
                 &LATENCY_BUCKETS,
             );
         }
+        drop(routes);
         let counters = [
             (
                 "strata_cache_hits_total",
@@ -222,16 +232,14 @@ pub async fn track(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+    // Both are cheap clones (shared strings), taken before the request moves on.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let response = next.run(request).await;
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     metrics.request(
-        &route,
-        &method,
+        route,
+        method.as_str(),
         response.status().as_u16(),
         started.elapsed(),
     );
