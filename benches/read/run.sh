@@ -188,6 +188,19 @@ primary_key = ["id"]
 index = "list"
 index_columns = ["category", "country"]
 EOF
+    # First start: storaged imports orders.parquet into Strata's store (a one-time step, in
+    # the same process). The measured process is the next start, which serves the stored
+    # dataset as every later restart does; the import's peak is reported on its own.
+    log "first start of strata: importing the dataset"
+    "$STRATA_BIN" up --config "$WORKDIR/strata.toml" --data "$WORKDIR/strata-data" \
+        >"$RUN_DIR/strata-import.log" 2>&1 &
+    IMPORT_PID=$!
+    PIDS+=("$IMPORT_PID")
+    wait_ready strata "$IMPORT_PID" "$RUN_DIR/strata-import.log" strata_ready >/dev/null
+    IMPORT_HWM=$(rss_kb "$IMPORT_PID" VmHWM)
+    kill -TERM "$IMPORT_PID"
+    wait "$IMPORT_PID" || true
+    log "import done (peak VmHWM ${IMPORT_HWM} kB); restarting strata to serve"
     log "starting strata ($STRATA_BIN) on $STRATA_URL"
     "$STRATA_BIN" up --config "$WORKDIR/strata.toml" --data "$WORKDIR/strata-data" \
         >"$RUN_DIR/strata.log" 2>&1 &
@@ -291,6 +304,7 @@ meta = {
     "strata_version": """$strata_version""",
     "datap_version": """$datap_version""",
     "memory": {},
+    "strata_import_hwm_kb": kb("${IMPORT_HWM:-}"),
     "error_samples": json.loads(r'''$samples_json'''),
 }
 for s, proc, ready, after, hwm, secs in [
