@@ -249,29 +249,37 @@ fn dictionary_encode(
     rows: usize,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
     let cap = DICTIONARY_MAX_DISTINCT.min(rows / 2);
-    let mut encode = Vec::new();
+    // Column → its in-memory dictionary type, keys as narrow as the distinct count allows
+    // (each chunk's dictionary holds at most that many values).
+    let mut encode: HashMap<usize, DataType> = HashMap::new();
     for (i, field) in schema.fields().iter().enumerate() {
-        if field.data_type() == &DataType::Utf8
-            && !primary_key.contains(&i)
-            && distinct_at_most(batches.iter().map(|b| b.column(i)), cap)
-        {
-            encode.push(i);
+        if field.data_type() != &DataType::Utf8 || primary_key.contains(&i) {
+            continue;
+        }
+        if let Some(distinct) = distinct_up_to(batches.iter().map(|b| b.column(i)), cap) {
+            let key = if distinct <= i8::MAX as usize {
+                DataType::Int8
+            } else if distinct <= i16::MAX as usize {
+                DataType::Int16
+            } else {
+                DataType::Int32
+            };
+            encode.insert(
+                i,
+                DataType::Dictionary(Box::new(key), Box::new(DataType::Utf8)),
+            );
         }
     }
     if encode.is_empty() {
         return Ok((schema.clone(), batches));
     }
-    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .enumerate()
-        .map(|(i, f)| {
-            if encode.contains(&i) {
-                f.as_ref().clone().with_data_type(dictionary.clone())
-            } else {
-                f.as_ref().clone()
-            }
+        .map(|(i, f)| match encode.get(&i) {
+            Some(dictionary) => f.as_ref().clone().with_data_type(dictionary.clone()),
+            None => f.as_ref().clone(),
         })
         .collect();
     let mem_schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
@@ -282,12 +290,9 @@ fn dictionary_encode(
                 .columns()
                 .iter()
                 .enumerate()
-                .map(|(i, c)| {
-                    if encode.contains(&i) {
-                        cast(c, &dictionary)
-                    } else {
-                        Ok(c.clone())
-                    }
+                .map(|(i, c)| match encode.get(&i) {
+                    Some(dictionary) => cast(c, dictionary),
+                    None => Ok(c.clone()),
                 })
                 .collect::<Result<Vec<ArrayRef>, _>>()?;
             Ok(RecordBatch::try_new(mem_schema.clone(), columns)?)
@@ -296,23 +301,24 @@ fn dictionary_encode(
     Ok((mem_schema, batches))
 }
 
-/// Whether the string arrays hold at most `cap` distinct values (stops counting past it).
-fn distinct_at_most<'a>(arrays: impl Iterator<Item = &'a ArrayRef>, cap: usize) -> bool {
+/// The number of distinct values in the string arrays if it is at most `cap` (stops
+/// counting past it).
+fn distinct_up_to<'a>(arrays: impl Iterator<Item = &'a ArrayRef>, cap: usize) -> Option<usize> {
     let mut seen: HashSet<&str> = HashSet::new();
     for array in arrays {
         let values: Box<dyn Iterator<Item = Option<&str>>> = match array.data_type() {
             DataType::Utf8 => Box::new(array.as_string::<i32>().iter()),
             DataType::LargeUtf8 => Box::new(array.as_string::<i64>().iter()),
             DataType::Utf8View => Box::new(array.as_string_view().iter()),
-            _ => return false,
+            _ => return None,
         };
         for v in values.flatten() {
             if seen.insert(v) && seen.len() > cap {
-                return false;
+                return None;
             }
         }
     }
-    true
+    Some(seen.len())
 }
 
 /// Bytes of the distinct buffers behind `batches`: slices of one buffer count once.
