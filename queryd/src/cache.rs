@@ -218,19 +218,53 @@ impl Memcache {
     }
 
     /// Discovers the datasets in the store and loads them in the background: pinned ones
-    /// first, then the rest while they fit.
+    /// first, then the rest while they fit. Datasets the config declares that do not exist
+    /// yet (storaged creates them at its start, possibly after ours) are watched for and
+    /// loaded when they appear.
     pub async fn warm_up(self: &Arc<Self>) -> Result<(), QueryError> {
         let slots = self.refresh().await?;
         let (pinned, rest): (Vec<_>, Vec<_>) = slots.into_iter().partition(|s| s.pinned());
         let cache = self.clone();
         tokio::spawn(async move {
             for slot in pinned.into_iter().chain(rest) {
-                if let Err(e) = cache.load(&slot).await {
-                    tracing::warn!(dataset = %slot.name, error = %e, "warm-up load failed");
-                }
+                cache.load_logged(&slot).await;
             }
+            cache.await_declared().await;
         });
         Ok(())
+    }
+
+    /// Loads declared datasets as they appear, checking every second for up to ten minutes.
+    async fn await_declared(self: &Arc<Self>) {
+        let mut missing: Vec<String> = self
+            .configured
+            .keys()
+            .filter(|name| {
+                DatasetName::new(name.as_str())
+                    .is_ok_and(|n| !self.read_slots().contains_key(&n))
+            })
+            .cloned()
+            .collect();
+        for _ in 0..600 {
+            if missing.is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let mut still_missing = Vec::new();
+            for name in missing {
+                match self.slot(&name).await {
+                    Ok(slot) => self.load_logged(&slot).await,
+                    Err(_) => still_missing.push(name),
+                }
+            }
+            missing = still_missing;
+        }
+    }
+
+    async fn load_logged(self: &Arc<Self>, slot: &Arc<Slot>) {
+        if let Err(e) = self.load(slot).await {
+            tracing::warn!(dataset = %slot.name, error = %e, "background load failed");
+        }
     }
 
     /// Lists the store and adds slots for datasets not seen before. Returns every slot,
