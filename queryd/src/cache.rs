@@ -240,8 +240,7 @@ impl Memcache {
             .configured
             .keys()
             .filter(|name| {
-                DatasetName::new(name.as_str())
-                    .is_ok_and(|n| !self.read_slots().contains_key(&n))
+                DatasetName::new(name.as_str()).is_ok_and(|n| !self.read_slots().contains_key(&n))
             })
             .cloned()
             .collect();
