@@ -6,13 +6,12 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::take;
-use arrow::datatypes::{Field, Schema};
 use datafusion::common::ScalarValue;
 
 use crate::error::QueryError;
-use crate::index::{KeyRef, accessor, intersect_sorted, union_sorted};
+use crate::index::{KeyRef, intersect_sorted, key_of, union_sorted};
 use crate::plan::{CmpOp, FilterOp, Plan, Shape};
 use crate::state::DatasetState;
 
@@ -61,13 +60,9 @@ pub fn candidates<'s>(state: &'s DatasetState, plan: &Plan) -> Option<Candidates
         let mut rows = Vec::new();
         // A composite key has one value per column; a one-column key may have several.
         for p in 0..probes[0].len() {
-            let arrays: Vec<ArrayRef> = probes
+            let key: Vec<KeyRef<'_>> = probes
                 .iter()
-                .map(|values| values[p.min(values.len() - 1)].to_array().ok())
-                .collect::<Option<_>>()?;
-            let key: Vec<KeyRef<'_>> = arrays
-                .iter()
-                .map(|a| accessor(a.as_ref()).map(|read| read(0)))
+                .map(|values| key_of(values[p.min(values.len() - 1)]))
                 .collect::<Option<_>>()?;
             rows.extend(index.get(&state.chunks, &key));
         }
@@ -84,13 +79,9 @@ pub fn candidates<'s>(state: &'s DatasetState, plan: &Plan) -> Option<Candidates
         let rows = match &filter.op {
             FilterOp::IsNull => Cow::Borrowed(index.rows(&state.chunks, KeyRef::Null)),
             op => {
-                let arrays: Vec<ArrayRef> = probe_values(op)?
-                    .iter()
-                    .map(|v| v.to_array().ok())
-                    .collect::<Option<_>>()?;
-                let lists: Vec<&[u32]> = arrays
-                    .iter()
-                    .map(|a| accessor(a.as_ref()).map(|read| index.rows(&state.chunks, read(0))))
+                let lists: Vec<&[u32]> = probe_values(op)?
+                    .into_iter()
+                    .map(|v| key_of(v).map(|key| index.rows(&state.chunks, key)))
                     .collect::<Option<_>>()?;
                 match lists.as_slice() {
                     [one] => Cow::Borrowed(*one),
@@ -203,12 +194,13 @@ fn rows(
     let Shape::Rows { columns } = &plan.shape else {
         return Err(QueryError::Internal("fast path on a non-row plan".into()));
     };
-    let schema = Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|&c| state.mem_schema.field(c).clone())
-            .collect::<Vec<Field>>(),
-    ));
+    let schema = if columns.len() == state.mem_schema.fields().len()
+        && columns.iter().enumerate().all(|(i, &c)| i == c)
+    {
+        state.mem_schema.clone()
+    } else {
+        Arc::new(state.mem_schema.project(columns)?)
+    };
     let project =
         |batch: &RecordBatch| -> Result<RecordBatch, QueryError> { Ok(batch.project(columns)?) };
     match candidates {
@@ -252,9 +244,7 @@ pub fn count(state: &DatasetState, plan: &Plan) -> Option<u64> {
             .and_then(|index| match &filter.op {
                 FilterOp::IsNull => Some(index.rows(&state.chunks, KeyRef::Null).len()),
                 FilterOp::Cmp(CmpOp::Eq, value) => {
-                    let array = value.to_array().ok()?;
-                    let read = accessor(array.as_ref())?;
-                    Some(index.rows(&state.chunks, read(0)).len())
+                    Some(index.rows(&state.chunks, key_of(value)?).len())
                 }
                 _ => None,
             }),

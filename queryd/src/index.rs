@@ -16,6 +16,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{self as t, DataType};
+use datafusion::common::ScalarValue;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::state::Chunks;
@@ -32,6 +33,38 @@ pub enum KeyRef<'a> {
 
 /// Reads cells of one array as [`KeyRef`]s.
 pub type Accessor<'a> = Box<dyn Fn(usize) -> KeyRef<'a> + 'a>;
+
+/// A literal as an index compares it (`None` for types that are not [`indexable`]).
+/// Literals are already cast to their column's type, so this agrees with [`accessor`] on
+/// that column by construction.
+pub fn key_of(value: &ScalarValue) -> Option<KeyRef<'_>> {
+    use ScalarValue as S;
+    let int = |v: Option<i64>| Some(v.map_or(KeyRef::Null, KeyRef::Int));
+    match value {
+        S::Boolean(v) => int(v.map(i64::from)),
+        S::Int8(v) => int(v.map(i64::from)),
+        S::Int16(v) => int(v.map(i64::from)),
+        S::Int32(v) | S::Date32(v) | S::Time32Second(v) | S::Time32Millisecond(v) => {
+            int(v.map(i64::from))
+        }
+        S::Int64(v)
+        | S::Date64(v)
+        | S::Time64Microsecond(v)
+        | S::Time64Nanosecond(v)
+        | S::TimestampSecond(v, _)
+        | S::TimestampMillisecond(v, _)
+        | S::TimestampMicrosecond(v, _)
+        | S::TimestampNanosecond(v, _) => int(*v),
+        S::UInt8(v) => int(v.map(i64::from)),
+        S::UInt16(v) => int(v.map(i64::from)),
+        S::UInt32(v) => int(v.map(i64::from)),
+        S::UInt64(v) => Some(v.map_or(KeyRef::Null, KeyRef::UInt)),
+        S::Utf8(v) | S::LargeUtf8(v) | S::Utf8View(v) => {
+            Some(v.as_deref().map_or(KeyRef::Null, KeyRef::Str))
+        }
+        _ => None,
+    }
+}
 
 /// Whether values of this type can be indexed.
 pub fn indexable(data_type: &DataType) -> bool {
@@ -553,6 +586,42 @@ mod tests {
             assert!(index.rows(&chunks, KeyRef::Str("z")).is_empty());
         }
         assert!(EqIndex::build(&chunks, 0, 4).is_none(), "5 distinct > 4");
+    }
+
+    #[test]
+    fn literals_compare_like_the_cells_of_their_type() {
+        use arrow::array::{ArrayRef, Date32Array, TimestampMicrosecondArray, UInt64Array};
+        let cases: Vec<(ScalarValue, ArrayRef)> = vec![
+            (
+                ScalarValue::Int64(Some(-7)),
+                Arc::new(Int64Array::from(vec![-7])),
+            ),
+            (
+                ScalarValue::Utf8(Some("x".into())),
+                Arc::new(StringArray::from(vec!["x"])),
+            ),
+            (
+                ScalarValue::Date32(Some(19_782)),
+                Arc::new(Date32Array::from(vec![19_782])),
+            ),
+            (
+                ScalarValue::TimestampMicrosecond(Some(5), Some("UTC".into())),
+                Arc::new(TimestampMicrosecondArray::from(vec![5]).with_timezone("UTC")),
+            ),
+            (
+                ScalarValue::UInt64(Some(u64::MAX)),
+                Arc::new(UInt64Array::from(vec![u64::MAX])),
+            ),
+            (
+                ScalarValue::Boolean(Some(true)),
+                Arc::new(arrow::array::BooleanArray::from(vec![true])),
+            ),
+        ];
+        for (literal, array) in cases {
+            let cell = accessor(array.as_ref()).unwrap()(0);
+            assert_eq!(key_of(&literal), Some(cell), "{literal:?}");
+        }
+        assert_eq!(key_of(&ScalarValue::Float64(Some(1.0))), None);
     }
 
     #[test]

@@ -494,6 +494,10 @@ pub fn literal(
         ))
     };
     let array: ArrayRef = match value {
+        // The common case needs no conversion.
+        Value::Number(n) if target == DataType::Int64 && n.is_i64() => {
+            return Ok(ScalarValue::Int64(n.as_i64()));
+        }
         Value::Bool(b) if target == DataType::Boolean => {
             return Ok(ScalarValue::Boolean(Some(*b)));
         }
