@@ -28,7 +28,9 @@ pub fn json_page(
     page_size: u64,
 ) -> Result<Vec<u8>, QueryError> {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let mut out = Vec::with_capacity(64 + rows * 64);
+    let columns = batches.first().map_or(0, |b| b.num_columns());
+    // About 24 bytes per value (key, quotes, value): one allocation for most pages.
+    let mut out = Vec::with_capacity(64 + rows * columns * 24);
     out.extend_from_slice(b"{\"data\":");
     json_rows(batches, &mut out)?;
     write!(out, ",\"page\":{page},\"page_size\":{page_size}}}")
@@ -261,17 +263,43 @@ fn write_timestamp(out: &mut Vec<u8>, value: i64, unit: t::TimeUnit, utc: bool) 
         second_of_day / 60 % 60,
         second_of_day % 60,
     );
-    let _ = write!(out, "\"{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}");
+    // Written digit by digit: this runs for every timestamp of every page.
+    out.push(b'"');
+    digits(out, year as u64, 4);
+    out.push(b'-');
+    digits(out, u64::from(month), 2);
+    out.push(b'-');
+    digits(out, u64::from(day), 2);
+    out.push(b'T');
+    digits(out, h as u64, 2);
+    out.push(b':');
+    digits(out, m as u64, 2);
+    out.push(b':');
+    digits(out, s as u64, 2);
+    let nanos = nanos as u64;
     if nanos == 0 {
-    } else if nanos % 1_000_000 == 0 {
-        let _ = write!(out, ".{:03}", nanos / 1_000_000);
-    } else if nanos % 1_000 == 0 {
-        let _ = write!(out, ".{:06}", nanos / 1_000);
+    } else if nanos.is_multiple_of(1_000_000) {
+        out.push(b'.');
+        digits(out, nanos / 1_000_000, 3);
+    } else if nanos.is_multiple_of(1_000) {
+        out.push(b'.');
+        digits(out, nanos / 1_000, 6);
     } else {
-        let _ = write!(out, ".{nanos:09}");
+        out.push(b'.');
+        digits(out, nanos, 9);
     }
     out.extend_from_slice(if utc { b"Z\"" } else { b"\"" });
     true
+}
+
+/// Writes the last `width` decimal digits of `value`, zero-padded.
+fn digits(out: &mut Vec<u8>, mut value: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
