@@ -138,17 +138,24 @@ impl Slot {
         }
     }
 
+    /// The version and row count answered now: the resident state's, else the newest
+    /// manifest's (base plus delta rows: an upper bound until the state is built).
+    pub fn version_rows(&self) -> (u64, u64) {
+        match self.resident() {
+            Some(s) => (s.version, s.rows() as u64),
+            None => {
+                let manifest = self.manifest();
+                (
+                    manifest.version,
+                    manifest.base_rows() + manifest.delta_rows(),
+                )
+            }
+        }
+    }
+
     pub fn stats(&self) -> CacheEntry {
-        let resident = self.resident();
-        let manifest = self.manifest();
-        let (version, rows, bytes) = match &resident {
-            Some(s) => (s.version, s.rows() as u64, s.bytes as u64),
-            None => (
-                manifest.version,
-                manifest.base_rows() + manifest.delta_rows(),
-                0,
-            ),
-        };
+        let (version, rows) = self.version_rows();
+        let bytes = self.resident().map_or(0, |s| s.bytes as u64);
         let last = self.last_access_ms.load(Ordering::Relaxed);
         CacheEntry {
             dataset: self.name.to_string(),

@@ -20,6 +20,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bytes::Bytes;
 
 use crate::error::QueryError;
+use crate::index::dictionary_parts;
 
 /// `{"data":[…],"page":p,"page_size":n}`.
 pub fn json_page(
@@ -145,12 +146,10 @@ fn value_writer(array: &ArrayRef) -> Result<ValueWriter<'_>, QueryError> {
         DataType::Utf8View => string!(array.as_string_view()),
         DataType::Dictionary(key, value) if matches!(**value, DataType::Utf8) => {
             // Decode through the dictionary without materialising the column.
-            let values = array
-                .as_any_dictionary()
-                .values()
-                .as_string::<i32>()
-                .clone();
-            let keys = dictionary_keys(array.as_ref(), key)?;
+            let (keys, values) = dictionary_parts(array.as_ref(), key).ok_or_else(|| {
+                QueryError::Internal(format!("unsupported dictionary key type {key}"))
+            })?;
+            let values = values.as_string::<i32>();
             Box::new(move |i, out: &mut Vec<u8>| match keys(i) {
                 Some(k) if values.is_valid(k) => write_json_str(values.value(k), out),
                 _ => out.extend_from_slice(b"null"),
@@ -209,32 +208,6 @@ fn value_writer(array: &ArrayRef) -> Result<ValueWriter<'_>, QueryError> {
         }
     };
     Ok(writer)
-}
-
-type KeyFn<'a> = Box<dyn Fn(usize) -> Option<usize> + 'a>;
-
-fn dictionary_keys<'a>(array: &'a dyn Array, key: &DataType) -> Result<KeyFn<'a>, QueryError> {
-    macro_rules! keys {
-        ($t:ty) => {{
-            let keys = array.as_dictionary::<$t>().keys();
-            Box::new(move |i| keys.is_valid(i).then(|| keys.value(i) as usize))
-        }};
-    }
-    Ok(match key {
-        DataType::Int8 => keys!(t::Int8Type),
-        DataType::Int16 => keys!(t::Int16Type),
-        DataType::Int32 => keys!(t::Int32Type),
-        DataType::Int64 => keys!(t::Int64Type),
-        DataType::UInt8 => keys!(t::UInt8Type),
-        DataType::UInt16 => keys!(t::UInt16Type),
-        DataType::UInt32 => keys!(t::UInt32Type),
-        DataType::UInt64 => keys!(t::UInt64Type),
-        other => {
-            return Err(QueryError::Internal(format!(
-                "unsupported dictionary key type {other}"
-            )));
-        }
-    })
 }
 
 fn is_utc(tz: &str) -> bool {

@@ -83,15 +83,6 @@ impl Executor {
         });
         Ok(())
     }
-
-    /// Runs synchronous CPU work on the query runtime once admitted.
-    pub async fn run_sync<T, F>(&self, work: F) -> Result<T, QueryError>
-    where
-        F: FnOnce() -> Result<T, QueryError> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.run(async move { work() }).await
-    }
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);

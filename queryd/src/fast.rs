@@ -232,27 +232,9 @@ fn rows(
 }
 
 /// The count of matching rows (after `limit`) if indexes answer it: O(1) without filters or
-/// with one `eq`/`is_null` on an indexed column, else the size of the candidate list.
+/// with one `eq`/`is_null` on an indexed column (its list is borrowed, not copied), else the
+/// size of the merged candidate list.
 pub fn count(state: &DatasetState, plan: &Plan) -> Option<u64> {
-    let single = match plan.filters.as_slice() {
-        [] if plan.order_by.is_empty() && matches!(plan.shape, Shape::Rows { .. }) => {
-            Some(state.rows())
-        }
-        [filter] if plan.order_by.is_empty() && matches!(plan.shape, Shape::Rows { .. }) => state
-            .eq_indexes
-            .get(&filter.column)
-            .and_then(|index| match &filter.op {
-                FilterOp::IsNull => Some(index.rows(&state.chunks, KeyRef::Null).len()),
-                FilterOp::Cmp(CmpOp::Eq, value) => {
-                    Some(index.rows(&state.chunks, key_of(value)?).len())
-                }
-                _ => None,
-            }),
-        _ => None,
-    };
-    let n = match single {
-        Some(n) => n,
-        None => candidates(state, plan)?.len(state),
-    } as u64;
+    let n = candidates(state, plan)?.len(state) as u64;
     Some(plan.limit.map_or(n, |l| l.min(n)))
 }

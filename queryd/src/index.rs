@@ -173,9 +173,12 @@ pub fn accessor(array: &dyn Array) -> Option<Accessor<'_>> {
     Some(accessor)
 }
 
-type KeyFn<'a> = Box<dyn Fn(usize) -> Option<usize> + 'a>;
+/// Reads a dictionary's key at a row (`None` for null).
+pub type KeyFn<'a> = Box<dyn Fn(usize) -> Option<usize> + 'a>;
 
-fn dictionary_parts<'a>(
+/// A dictionary array's keys (as a reader) and its values array, or `None` for a key type
+/// that is not an integer.
+pub fn dictionary_parts<'a>(
     array: &'a dyn Array,
     key_type: &DataType,
 ) -> Option<(KeyFn<'a>, &'a dyn Array)> {

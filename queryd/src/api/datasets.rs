@@ -40,13 +40,7 @@ pub async fn schema(
     // stored one.
     let memory_schema = resident.as_ref().map(|s| s.mem_schema.clone());
     let schema = memory_schema.unwrap_or_else(|| manifest.arrow_schema());
-    let (version, rows) = match &resident {
-        Some(s) => (s.version, s.rows() as u64),
-        None => (
-            manifest.version,
-            manifest.base_rows() + manifest.delta_rows(),
-        ),
-    };
+    let (version, rows) = slot.version_rows();
     let body = SchemaResponse {
         name: slot.name.to_string(),
         rows,
@@ -88,14 +82,7 @@ fn logical_kind(data_type: &DataType) -> &'static str {
 
 fn summary(slot: &Slot) -> DatasetSummary {
     let manifest = slot.manifest();
-    let resident = slot.resident();
-    let (version, rows) = match &resident {
-        Some(s) => (s.version, s.rows() as u64),
-        None => (
-            manifest.version,
-            manifest.base_rows() + manifest.delta_rows(),
-        ),
-    };
+    let (version, rows) = slot.version_rows();
     let last_load = slot.last_load();
     DatasetSummary {
         name: slot.name.to_string(),
