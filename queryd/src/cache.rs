@@ -25,6 +25,7 @@ use strata_shared::manifest::Manifest;
 
 use crate::error::QueryError;
 use crate::metrics::Metrics;
+use crate::overlay;
 use crate::state::{DatasetState, IndexSpec};
 
 /// What a request reads: the in-memory state, or (cold path) the manifest's files.
@@ -382,12 +383,26 @@ impl Memcache {
             let manifest = Table::new(self.store.clone(), slot.name.clone())
                 .load_latest()
                 .await?;
-            if let Some(current) = slot.resident()
-                && (current.version == manifest.version || !force)
+            let current = slot.resident();
+            if let Some(current) = &current
+                && (current.version >= manifest.version || !force)
             {
                 return Ok::<_, QueryError>((current.version, current.rows() as u64));
             }
-            let state = DatasetState::load(self.store.as_ref(), &manifest, &slot.spec).await?;
+            let state = match current
+                .as_ref()
+                .and_then(|c| Some((c, overlay::pending(c, &manifest)?)))
+            {
+                // Same base: apply only the new deltas.
+                Some((current, pending)) => {
+                    let deltas = overlay::read_deltas(self.store.as_ref(), pending).await?;
+                    let (current, version) = (current.clone(), manifest.version);
+                    tokio::task::spawn_blocking(move || overlay::apply(&current, version, deltas))
+                        .await
+                        .map_err(|e| QueryError::Internal(format!("applying deltas: {e}")))??
+                }
+                None => DatasetState::load(self.store.as_ref(), &manifest, &slot.spec).await?,
+            };
             let (version, rows) = (state.version, state.rows() as u64);
             slot.manifest.store(Arc::new(manifest));
             self.admit(slot, Arc::new(state));
@@ -507,6 +522,48 @@ impl Memcache {
         self.metrics.set_cache_bytes(lru.used);
         drop(lru);
         Ok(slot.stats())
+    }
+
+    /// Brings `name` to its newest manifest version and returns the version now served: a
+    /// resident state applies the new deltas (or rebuilds, after a compaction); a dataset
+    /// not in memory just reads the newer manifest on its cold path.
+    pub async fn catch_up(self: &Arc<Self>, name: &str) -> Result<u64, QueryError> {
+        let slot = self.slot(name).await?;
+        if slot.resident().is_some() {
+            return Ok(self.load_locked(&slot, true).await?.version);
+        }
+        let latest = Table::new(self.store.clone(), slot.name.clone())
+            .load_latest()
+            .await?;
+        let _serial = slot.reload.lock().await;
+        if let Some(state) = slot.resident() {
+            return Ok(state.version);
+        }
+        if latest.version > slot.manifest().version {
+            slot.manifest.store(Arc::new(latest));
+        }
+        Ok(slot.manifest().version)
+    }
+
+    /// The newest version of each known dataset, caught up where the store has a newer one
+    /// (the poll that makes queryd converge without notifications).
+    pub async fn poll(self: &Arc<Self>) {
+        let slots: Vec<Arc<Slot>> = self.read_slots().values().cloned().collect();
+        for slot in slots {
+            let known = slot
+                .resident()
+                .map_or(slot.manifest().version, |s| s.version);
+            let table = Table::new(self.store.clone(), slot.name.clone());
+            match table.latest_version().await {
+                Ok(latest) if latest > known => {
+                    if let Err(e) = self.catch_up(slot.name.as_str()).await {
+                        tracing::warn!(dataset = %slot.name, error = %e, "catching up failed");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(dataset = %slot.name, error = %e, "poll failed"),
+            }
+        }
     }
 
     /// Publishes the newest manifest version of `name`.

@@ -14,16 +14,18 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::MemTable;
 use datafusion::common::ScalarValue;
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::functions_aggregate::expr_fn::{avg, count, max, min, sum};
-use datafusion::logical_expr::{Expr, SortExpr, ident, lit};
+use datafusion::logical_expr::{Expr, JoinType, SortExpr, ident, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use object_store::ObjectStore;
 use strata_shared::manifest::Manifest;
 use url::Url;
 
 use crate::cache::Source;
 use crate::error::QueryError;
+use crate::overlay;
 use crate::plan::{AggOp, CmpOp, FilterOp, Plan, Shape, SortKey};
 
 /// The URL under which the dataset store is registered with DataFusion.
@@ -32,6 +34,7 @@ const STORE_URL: &str = "strata://store";
 /// A DataFusion session over one source.
 pub struct Engine {
     ctx: SessionContext,
+    store: Arc<dyn ObjectStore>,
 }
 
 impl Engine {
@@ -43,18 +46,16 @@ impl Engine {
             .with_information_schema(false);
         let ctx = SessionContext::new_with_config(config);
         let url = Url::parse(STORE_URL).map_err(|e| QueryError::Internal(e.to_string()))?;
-        ctx.register_object_store(&url, store);
-        Ok(Self { ctx })
+        ctx.register_object_store(&url, store.clone());
+        Ok(Self { ctx, store })
     }
 
     /// The dataset as a DataFrame: its in-memory chunks, or the manifest's Parquet files.
     pub async fn frame(&self, source: &Source) -> Result<DataFrame, QueryError> {
         match source {
             Source::Memory(state) => {
-                let table = MemTable::try_new(
-                    state.mem_schema.clone(),
-                    vec![state.chunks.batches().to_vec()],
-                )?;
+                let (schema, batches) = state.live_batches()?;
+                let table = MemTable::try_new(schema, vec![batches])?;
                 Ok(self.ctx.read_table(Arc::new(table))?)
             }
             Source::Cold(manifest) => self.parquet_frame(manifest).await,
@@ -63,29 +64,71 @@ impl Engine {
 
     /// The cold path. DataFusion reads files in path order, which is manifest order: base
     /// files of one manifest are parts `part-00000…` of one compaction (see `layout`).
+    /// Deltas merge by an anti-join: base rows whose key a delta names drop out, and the
+    /// surviving upserts (the deltas' newest entry per key) follow in key order — storage
+    /// order, as in memory. Only the small delta side is deduplicated.
     async fn parquet_frame(&self, manifest: &Manifest) -> Result<DataFrame, QueryError> {
         let schema = manifest.arrow_schema();
-        if !manifest.deltas.is_empty() {
-            // Merging deltas into the cold path arrives with read-time merge.
-            return Err(QueryError::Unavailable(format!(
-                "dataset {} is loading",
-                manifest.dataset
-            )));
-        }
-        if manifest.base_files.is_empty() {
+        let base = if manifest.base_files.is_empty() {
             let table = MemTable::try_new(schema.clone(), vec![vec![]])?;
-            return Ok(self.ctx.read_table(Arc::new(table))?);
-        }
-        let paths: Vec<String> = manifest
-            .base_files
-            .iter()
-            .map(|f| format!("{STORE_URL}/{}", f.path))
-            .collect();
-        let options = ParquetReadOptions {
-            schema: Some(schema.as_ref()),
-            ..Default::default()
+            self.ctx.read_table(Arc::new(table))?
+        } else {
+            let paths: Vec<String> = manifest
+                .base_files
+                .iter()
+                .map(|f| format!("{STORE_URL}/{}", f.path))
+                .collect();
+            let options = ParquetReadOptions {
+                schema: Some(schema.as_ref()),
+                ..Default::default()
+            };
+            self.ctx.read_parquet(paths, options).await?
         };
-        Ok(self.ctx.read_parquet(paths, options).await?)
+        if manifest.deltas.is_empty() {
+            return Ok(base);
+        }
+        let key = strata_shared::keys::key_indices(&schema, &manifest.primary_key)?;
+        let deltas = overlay::read_deltas(self.store.as_ref(), &manifest.deltas).await?;
+        let (combined, ops) = overlay::combine(&schema, &key, &deltas)?;
+        // The deltas' keys, renamed so the join's two sides share no column name.
+        let key_names: Vec<String> = (0..key.len())
+            .map(|i| format!("__strata_key_{i}"))
+            .collect();
+        let key_schema = Arc::new(Schema::new(
+            key.iter()
+                .zip(&key_names)
+                .map(|(&c, n)| schema.field(c).as_ref().clone().with_name(n))
+                .collect::<Vec<_>>(),
+        ));
+        let keys = RecordBatch::try_new(
+            key_schema.clone(),
+            key.iter().map(|&c| combined.column(c).clone()).collect(),
+        )?;
+        let keys = self
+            .ctx
+            .read_table(Arc::new(MemTable::try_new(key_schema, vec![vec![keys]])?))?;
+        let base = base.join(
+            keys,
+            JoinType::LeftAnti,
+            &manifest
+                .primary_key
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            &key_names.iter().map(String::as_str).collect::<Vec<_>>(),
+            None,
+        )?;
+        let upserts: arrow::array::BooleanArray = ops
+            .values()
+            .iter()
+            .map(|&op| Some(op == strata_shared::delta::Op::Upsert as u8))
+            .collect();
+        let upserts = arrow::compute::filter_record_batch(&combined, &upserts)?;
+        let upserts = RecordBatch::try_new(schema.clone(), upserts.columns().to_vec())?;
+        let overlay = self
+            .ctx
+            .read_table(Arc::new(MemTable::try_new(schema, vec![vec![upserts]])?))?;
+        Ok(base.union(overlay)?)
     }
 }
 
@@ -118,6 +161,9 @@ pub fn apply(
                 frame = frame.sort(sort_exprs(&keys))?;
             }
             frame = frame.select(columns.iter().map(|c| ident(name(c))).collect::<Vec<_>>())?;
+            // `limit` is left to the reader (`collect_window`, `stream`, the count): a limit
+            // node would merge the partitions of a cold read with deltas out of order.
+            return Ok(frame);
         }
         Shape::Distinct { columns } => {
             let names: Vec<String> = columns.iter().map(name).collect();
@@ -262,17 +308,50 @@ pub async fn collect_window(
     if fetch == 0 {
         return Ok(Vec::new());
     }
-    let skip = usize::try_from(skip).unwrap_or(usize::MAX);
-    let fetch = usize::try_from(fetch).unwrap_or(usize::MAX);
-    Ok(frame.limit(skip, Some(fetch))?.collect().await?)
+    let (_, mut batches) = stream(frame, Some(skip.saturating_add(fetch))).await?;
+    let mut skip = usize::try_from(skip).unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    while let Some(batch) = batches.next().await {
+        let batch = batch?;
+        if skip >= batch.num_rows() {
+            skip -= batch.num_rows();
+            continue;
+        }
+        out.push(batch.slice(skip, batch.num_rows() - skip));
+        skip = 0;
+    }
+    Ok(out)
 }
 
-/// Runs `frame` to a stream of every result row.
+/// Runs `frame` to a stream of its first `limit` rows (all without one), in order: the
+/// partitions one after the other. A frame has several partitions only as a cold read
+/// with deltas (base rows, then the overlay's); sorted and grouped plans end in one.
 pub async fn stream(
     frame: DataFrame,
-) -> Result<(SchemaRef, SendableRecordBatchStream), QueryError> {
+    limit: Option<u64>,
+) -> Result<
+    (
+        SchemaRef,
+        BoxStream<'static, Result<RecordBatch, QueryError>>,
+    ),
+    QueryError,
+> {
     let schema = Arc::new(frame.schema().as_arrow().clone());
-    Ok((schema, frame.execute_stream().await?))
+    let partitions = frame.execute_stream_partitioned().await?;
+    let mut left = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    let batches = futures::stream::iter(partitions)
+        .flatten()
+        .map(|b| b.map_err(QueryError::from))
+        .take_while(move |_| futures::future::ready(left > 0))
+        .map(move |b| {
+            b.map(|batch| {
+                let n = batch.num_rows().min(left);
+                left -= n;
+                batch.slice(0, n)
+            })
+        })
+        .boxed();
+    Ok((schema, batches))
 }
 
 /// Counts the rows of `frame`.

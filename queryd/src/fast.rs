@@ -13,15 +13,16 @@ use datafusion::common::ScalarValue;
 use crate::error::QueryError;
 use crate::index::{KeyRef, intersect_sorted, key_of, union_sorted};
 use crate::plan::{CmpOp, FilterOp, Plan, Shape};
-use crate::state::DatasetState;
+use crate::state::{DatasetState, RowList};
 
 /// The rows matching a plan's filters, found without a scan.
 pub enum Candidates<'a> {
-    /// Every row (no filters).
+    /// Every live row (no filters).
     All,
-    /// These row ids, ascending: borrowed from an index when one filter decides, so a page
-    /// of a long list copies only the page.
-    Rows(Cow<'a, [u32]>),
+    /// These live row ids, ascending.
+    Rows(Vec<u32>),
+    /// One index list, borrowed, so a page of a long list copies only the page.
+    List(RowList<'a>),
 }
 
 impl Candidates<'_> {
@@ -29,6 +30,16 @@ impl Candidates<'_> {
         match self {
             Candidates::All => state.rows(),
             Candidates::Rows(rows) => rows.len(),
+            Candidates::List(list) => list.live_len(state),
+        }
+    }
+
+    /// Live row ids, ascending.
+    fn into_rows(self, state: &DatasetState) -> Vec<u32> {
+        match self {
+            Candidates::All => state.live_ids().collect(),
+            Candidates::Rows(rows) => rows,
+            Candidates::List(list) => list.live(state).collect(),
         }
     }
 }
@@ -39,20 +50,20 @@ pub fn candidates<'s>(state: &'s DatasetState, plan: &Plan) -> Option<Candidates
     if !matches!(plan.shape, Shape::Rows { .. }) || !plan.order_by.is_empty() {
         return None;
     }
-    let mut result: Option<Cow<'s, [u32]>> = None;
-    let mut narrow = |rows: Cow<'s, [u32]>| {
+    let mut result: Option<Candidates<'s>> = None;
+    let mut narrow = |rows: Candidates<'s>| {
         result = Some(match result.take() {
             None => rows,
-            Some(previous) => Cow::Owned(intersect_sorted(&previous, &rows)),
+            Some(previous) => Candidates::Rows(intersect_sorted(
+                &previous.into_rows(state),
+                &rows.into_rows(state),
+            )),
         });
     };
     // The primary key answers when every key column has an `eq` (or, for a one-column key,
     // an `in`); those filters are then done.
-    let key_filters = state
-        .key_index
-        .as_ref()
-        .and_then(|_| key_filters(state, plan));
-    if let (Some(index), Some(filters)) = (&state.key_index, &key_filters) {
+    let key_filters = key_filters(state, plan).filter(|_| state.has_key_index());
+    if let Some(filters) = &key_filters {
         let probes: Vec<Vec<&ScalarValue>> = filters
             .iter()
             .map(|&i| probe_values(&plan.filters[i].op))
@@ -64,37 +75,41 @@ pub fn candidates<'s>(state: &'s DatasetState, plan: &Plan) -> Option<Candidates
                 .iter()
                 .map(|values| key_of(values[p.min(values.len() - 1)]))
                 .collect::<Option<_>>()?;
-            rows.extend(index.get(&state.chunks, &key));
+            rows.extend(state.lookup(&key));
         }
         rows.sort_unstable();
         rows.dedup();
-        narrow(Cow::Owned(rows));
+        narrow(Candidates::Rows(rows));
     }
     let done = key_filters.unwrap_or_default();
     for (i, filter) in plan.filters.iter().enumerate() {
         if done.contains(&i) {
             continue;
         }
-        let index = state.eq_indexes.get(&filter.column)?;
+        if !state.has_eq_index(filter.column) {
+            return None;
+        }
         let rows = match &filter.op {
-            FilterOp::IsNull => Cow::Borrowed(index.rows(&state.chunks, KeyRef::Null)),
+            FilterOp::IsNull => Candidates::List(state.eq_rows(filter.column, KeyRef::Null)),
             op => {
-                let lists: Vec<&[u32]> = probe_values(op)?
+                let lists: Vec<RowList<'_>> = probe_values(op)?
                     .into_iter()
-                    .map(|v| key_of(v).map(|key| index.rows(&state.chunks, key)))
+                    .map(|v| key_of(v).map(|key| state.eq_rows(filter.column, key)))
                     .collect::<Option<_>>()?;
                 match lists.as_slice() {
-                    [one] => Cow::Borrowed(*one),
-                    many => Cow::Owned(union_sorted(many)),
+                    [one] => Candidates::List(*one),
+                    many => {
+                        let live: Vec<Vec<u32>> =
+                            many.iter().map(|l| l.live(state).collect()).collect();
+                        let refs: Vec<&[u32]> = live.iter().map(Vec::as_slice).collect();
+                        Candidates::Rows(union_sorted(&refs))
+                    }
                 }
             }
         };
         narrow(rows);
     }
-    Some(match result {
-        None => Candidates::All,
-        Some(rows) => Candidates::Rows(rows),
-    })
+    Some(result.unwrap_or(Candidates::All))
 }
 
 /// Largest page answered on the HTTP worker itself (see [`is_bounded`]).
@@ -114,13 +129,13 @@ pub fn is_bounded(state: &DatasetState, plan: &Plan) -> bool {
     match plan.filters.as_slice() {
         [] => true,
         [filter]
-            if state.eq_indexes.contains_key(&filter.column)
+            if state.has_eq_index(filter.column)
                 && matches!(filter.op, FilterOp::Cmp(CmpOp::Eq, _) | FilterOp::IsNull) =>
         {
             true
         }
         filters => {
-            state.key_index.is_some()
+            state.has_key_index()
                 && key_filters(state, plan).is_some_and(|k| k.len() == filters.len())
                 && filters.iter().all(|f| match &f.op {
                     FilterOp::In(values) => values.len() as u64 <= INLINE_PAGE_ROWS,
@@ -203,32 +218,39 @@ fn rows(
     };
     let project =
         |batch: &RecordBatch| -> Result<RecordBatch, QueryError> { Ok(batch.project(columns)?) };
-    match candidates {
-        Candidates::All => state.chunks.slice(start, end).iter().map(project).collect(),
-        Candidates::Rows(ids) => {
-            let ids = &ids[start.min(ids.len())..end.min(ids.len())];
-            let mut out = Vec::new();
-            let mut i = 0;
-            while i < ids.len() {
-                // Ids are ascending: gather each chunk's run with one `take` per column.
-                let (chunk, _) = state.chunks.locate(ids[i]);
-                let chunk_start = state.chunks.row_id(chunk, 0);
-                let mut local = Vec::new();
-                while i < ids.len() && state.chunks.locate(ids[i]).0 == chunk {
-                    local.push(ids[i] - chunk_start);
-                    i += 1;
-                }
-                let indices = UInt32Array::from(local);
-                let batch = &state.chunks.batches()[chunk];
-                let arrays = columns
-                    .iter()
-                    .map(|&c| take(batch.column(c).as_ref(), &indices, None))
-                    .collect::<Result<Vec<_>, _>>()?;
-                out.push(RecordBatch::try_new(schema.clone(), arrays)?);
-            }
-            Ok(out)
+    let ids: Cow<'_, [u32]> = match candidates {
+        Candidates::All if state.deleted().is_none() => {
+            return state.chunks.slice(start, end).iter().map(project).collect();
         }
+        Candidates::All => Cow::Owned(state.live_ids().skip(start).take(end - start).collect()),
+        Candidates::Rows(ids) => Cow::Borrowed(&ids[start.min(ids.len())..end.min(ids.len())]),
+        Candidates::List(list) if list.overlay.is_empty() && state.deleted().is_none() => {
+            Cow::Borrowed(&list.base[start.min(list.base.len())..end.min(list.base.len())])
+        }
+        Candidates::List(list) => {
+            Cow::Owned(list.live(state).skip(start).take(end - start).collect())
+        }
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        // Ids are ascending: gather each chunk's run with one `take` per column.
+        let (chunk, _) = state.chunks.locate(ids[i]);
+        let chunk_start = state.chunks.row_id(chunk, 0);
+        let mut local = Vec::new();
+        while i < ids.len() && state.chunks.locate(ids[i]).0 == chunk {
+            local.push(ids[i] - chunk_start);
+            i += 1;
+        }
+        let indices = UInt32Array::from(local);
+        let batch = &state.chunks.batches()[chunk];
+        let arrays = columns
+            .iter()
+            .map(|&c| take(batch.column(c).as_ref(), &indices, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(RecordBatch::try_new(schema.clone(), arrays)?);
     }
+    Ok(out)
 }
 
 /// The count of matching rows (after `limit`) if indexes answer it: O(1) without filters or

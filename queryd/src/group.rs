@@ -37,7 +37,12 @@ pub fn grouped(
     let ([column], true) = (group_by.as_slice(), plan.filters.is_empty()) else {
         return None;
     };
-    let index = state.eq_indexes.get(column)?;
+    // With deltas the index lists hold replaced rows and miss the overlay's: DataFusion
+    // aggregates the merged rows instead.
+    if state.overlay.is_some() {
+        return None;
+    }
+    let index = state.base.eq_indexes.get(column)?;
     let kinds: Vec<Kind> = aggregates
         .iter()
         .map(|a| Kind::of(a, &state.mem_schema))

@@ -19,6 +19,7 @@ pub mod fast;
 pub mod group;
 pub mod index;
 pub mod metrics;
+pub mod overlay;
 pub mod plan;
 pub mod query;
 pub mod routes;

@@ -212,7 +212,8 @@ impl QueryService {
                 return Ok((n, version));
             }
             let frame = run.frame().await?;
-            Ok((engine::count_rows(frame).await?, version))
+            let n = engine::count_rows(frame).await?;
+            Ok((run.plan.limit.map_or(n, |l| l.min(n)), version))
         })
         .await
     }
@@ -360,7 +361,7 @@ async fn produce_stream(
         send(encoder.finish()?).await;
         return Ok(());
     }
-    let (schema, mut batches) = engine::stream(run.frame().await?).await?;
+    let (schema, mut batches) = engine::stream(run.frame().await?, run.plan.limit).await?;
     let mut encoder = IpcEncoder::new(encode::logical_schema(&schema, &run.target.schema))?;
     if !send(encoder.take()).await {
         return Ok(());

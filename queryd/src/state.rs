@@ -20,7 +20,8 @@ use strata_daemon::config::IndexPolicy;
 use strata_shared::manifest::Manifest;
 
 use crate::error::QueryError;
-use crate::index::{EqIndex, KeyIndex, indexable};
+use crate::index::{EqIndex, KeyIndex, KeyRef, indexable};
+use crate::overlay::{self, Deleted, Overlay};
 
 /// Rows per chunk read from Parquet (the last chunk of each file may be shorter).
 pub const CHUNK_ROWS: usize = 64 * 1024;
@@ -43,6 +44,7 @@ pub struct IndexSpec {
 }
 
 /// Record batches with a row-id → (chunk, row) map.
+#[derive(Clone)]
 pub struct Chunks {
     batches: Vec<RecordBatch>,
     /// `offsets[c]` is the row id of chunk `c`'s first row; one extra entry holds the total.
@@ -103,20 +105,84 @@ impl Chunks {
     }
 }
 
-/// One dataset version in memory.
+/// Rows with their indexes: the base files of a version, or the overlay of its deltas.
+pub struct Layer {
+    pub chunks: Chunks,
+    pub key_index: Option<KeyIndex>,
+    /// Column index → equality index.
+    pub eq_indexes: HashMap<usize, EqIndex>,
+    /// Accounted memory: distinct Arrow buffers plus index structures.
+    pub bytes: usize,
+}
+
+impl Layer {
+    /// Indexes `chunks`: the key (if any) and `eq_columns` with their distinct-value caps.
+    pub fn build(chunks: Chunks, primary_key: &[usize], eq_columns: &[(usize, usize)]) -> Self {
+        let key_index = if primary_key.is_empty() {
+            None
+        } else {
+            KeyIndex::build(&chunks, primary_key)
+        };
+        let mut eq_indexes = HashMap::new();
+        for &(column, max_distinct) in eq_columns {
+            if let Some(index) = EqIndex::build(&chunks, column, max_distinct) {
+                eq_indexes.insert(column, index);
+            }
+        }
+        let bytes = buffer_bytes(chunks.batches())
+            + key_index.as_ref().map_or(0, KeyIndex::memory_bytes)
+            + eq_indexes
+                .values()
+                .map(EqIndex::memory_bytes)
+                .sum::<usize>();
+        Self {
+            chunks,
+            key_index,
+            eq_indexes,
+            bytes,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.chunks.rows()
+    }
+
+    /// The row holding `key`, in this layer's own row ids.
+    pub fn get(&self, key: &[KeyRef<'_>]) -> Option<u32> {
+        self.key_index.as_ref()?.get(&self.chunks, key)
+    }
+
+    /// Ascending row ids (this layer's own) holding `value` in `column`.
+    pub fn eq_rows(&self, column: usize, value: KeyRef<'_>) -> &[u32] {
+        self.eq_indexes
+            .get(&column)
+            .map_or(&[], |index| index.rows(&self.chunks, value))
+    }
+}
+
+/// One dataset version in memory: the base layer, and the overlay of the version's deltas.
+///
+/// Row ids: the base's rows keep their ids; the overlay's rows follow (`overlay.offset +
+/// own id`). A base row is live unless a delta replaced or deleted it (`overlay.deleted`);
+/// overlay rows are always live. Storage order is row-id order over live rows — the order
+/// `strata_shared::merge::materialize` defines.
 pub struct DatasetState {
     pub version: u64,
     /// The dataset's schema as stored (and as answered).
     pub schema: SchemaRef,
     /// The chunks' schema: like `schema` with low-cardinality strings dictionary-encoded.
     pub mem_schema: SchemaRef,
-    pub chunks: Chunks,
     /// Column indices of the primary key (empty without one).
     pub primary_key: Vec<usize>,
-    pub key_index: Option<KeyIndex>,
-    /// Column index → equality index.
-    pub eq_indexes: HashMap<usize, EqIndex>,
-    /// Accounted memory: distinct Arrow buffers plus index structures.
+    /// The base files' rows and indexes, shared by every version over the same base files.
+    pub base: Arc<Layer>,
+    /// The base files' paths: a version with other base files (a compaction) is rebuilt.
+    pub base_files: Arc<[String]>,
+    /// What the version's deltas changed; `None` when it has none.
+    pub overlay: Option<Overlay>,
+    /// The base's chunks, then the overlay's: every row id, live or not.
+    pub chunks: Chunks,
+    /// Accounted memory (the base's is shared between versions but counted in each).
     pub bytes: usize,
 }
 
@@ -129,34 +195,34 @@ impl DatasetState {
         spec: &IndexSpec,
     ) -> Result<Self, QueryError> {
         let schema = manifest.arrow_schema();
-        let batches = if manifest.deltas.is_empty() {
-            let mut batches = Vec::new();
-            for file in &manifest.base_files {
-                let path = Path::parse(&file.path).map_err(strata_shared::Error::from)?;
-                let (_, file_batches) = strata_shared::parquet_io::read(store, &path).await?;
-                for b in file_batches {
-                    batches.push(RecordBatch::try_new(schema.clone(), b.columns().to_vec())?);
-                }
+        let mut batches = Vec::new();
+        for file in &manifest.base_files {
+            let path = Path::parse(&file.path).map_err(strata_shared::Error::from)?;
+            let (_, file_batches) = strata_shared::parquet_io::read(store, &path).await?;
+            for b in file_batches {
+                batches.push(RecordBatch::try_new(schema.clone(), b.columns().to_vec())?);
             }
-            batches
-        } else {
-            let state = strata_shared::merge::load_state(store, manifest).await?;
-            (0..state.num_rows())
-                .step_by(CHUNK_ROWS)
-                .map(|start| state.slice(start, CHUNK_ROWS.min(state.num_rows() - start)))
-                .collect()
-        };
-        let version = manifest.version;
+        }
+        let deltas = overlay::read_deltas(store, &manifest.deltas).await?;
+        let base_version = manifest.base_watermark_seq;
         let primary_key = strata_shared::keys::key_indices(&schema, &manifest.primary_key)?;
-        let spec = spec.clone();
+        let base_files: Arc<[String]> =
+            manifest.base_files.iter().map(|f| f.path.clone()).collect();
+        let (version, spec) = (manifest.version, spec.clone());
         tokio::task::spawn_blocking(move || {
-            Self::build(version, schema, primary_key, batches, &spec)
+            let base = Self::build(base_version, schema, primary_key, batches, &spec)?;
+            let base = Self { base_files, ..base };
+            if deltas.is_empty() {
+                return Ok(Self { version, ..base });
+            }
+            overlay::apply(&base, version, deltas)
         })
         .await
         .map_err(|e| QueryError::Internal(format!("building state: {e}")))?
     }
 
-    /// Builds the in-memory structures over `batches` (all of `schema`, storage order).
+    /// Builds the in-memory structures over `batches` (all of `schema`, storage order), with
+    /// no deltas.
     pub fn build(
         version: u64,
         schema: SchemaRef,
@@ -167,42 +233,126 @@ impl DatasetState {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let (mem_schema, batches) = dictionary_encode(&schema, &primary_key, batches, rows)?;
         let chunks = Chunks::new(batches)?;
-        let key_index = if primary_key.is_empty() {
-            None
-        } else {
-            KeyIndex::build(&chunks, &primary_key)
-        };
-        let mut eq_indexes = HashMap::new();
-        for (column, max_distinct) in index_columns(&schema, &primary_key, spec, rows)? {
-            if let Some(index) = EqIndex::build(&chunks, column, max_distinct) {
-                eq_indexes.insert(column, index);
-            }
-        }
-        let bytes = buffer_bytes(chunks.batches())
-            + key_index.as_ref().map_or(0, KeyIndex::memory_bytes)
-            + eq_indexes
-                .values()
-                .map(EqIndex::memory_bytes)
-                .sum::<usize>();
+        let eq_columns = index_columns(&schema, &primary_key, spec, rows)?;
+        let base = Layer::build(chunks, &primary_key, &eq_columns);
         Ok(Self {
             version,
             schema,
             mem_schema,
-            chunks,
             primary_key,
-            key_index,
-            eq_indexes,
-            bytes,
+            chunks: Chunks::new(base.chunks.batches().to_vec())?,
+            bytes: base.bytes,
+            base: Arc::new(base),
+            base_files: Arc::from([]),
+            overlay: None,
         })
     }
 
+    /// Live rows.
     pub fn rows(&self) -> usize {
-        self.chunks.rows()
+        self.chunks.rows() - self.deleted().map_or(0, Deleted::len)
+    }
+
+    /// The base rows deltas replaced or deleted, if there are any.
+    pub fn deleted(&self) -> Option<&Deleted> {
+        self.overlay
+            .as_ref()
+            .map(|o| &o.deleted)
+            .filter(|d| d.len() > 0)
+    }
+
+    /// Every live row id, ascending.
+    pub fn live_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        let deleted = self.deleted();
+        (0..self.chunks.rows() as u32).filter(move |&id| deleted.is_none_or(|d| !d.contains(id)))
+    }
+
+    pub fn is_live(&self, id: u32) -> bool {
+        self.deleted().is_none_or(|d| !d.contains(id))
+    }
+
+    pub fn has_key_index(&self) -> bool {
+        self.base.key_index.is_some()
+    }
+
+    pub fn has_eq_index(&self, column: usize) -> bool {
+        self.base.eq_indexes.contains_key(&column)
+    }
+
+    /// The live row holding `key`. Only with a key index ([`Self::has_key_index`]).
+    pub fn lookup(&self, key: &[KeyRef<'_>]) -> Option<u32> {
+        if let Some(id) = self.base.get(key)
+            && self.is_live(id)
+        {
+            return Some(id);
+        }
+        let overlay = self.overlay.as_ref()?;
+        overlay.layer.get(key).map(|id| overlay.offset + id)
+    }
+
+    /// The rows holding `value` in an indexed column ([`Self::has_eq_index`]).
+    pub fn eq_rows(&self, column: usize, value: KeyRef<'_>) -> RowList<'_> {
+        RowList {
+            base: self.base.eq_rows(column, value),
+            overlay: self
+                .overlay
+                .as_ref()
+                .map_or(&[][..], |o| o.layer.eq_rows(column, value)),
+            offset: self.overlay.as_ref().map_or(0, |o| o.offset),
+        }
+    }
+
+    /// The live rows in storage order, for DataFusion, with their schema. With deltas,
+    /// dictionary columns get 32-bit keys: the overlay may bring values beyond what the
+    /// base's narrow keys number, and DataFusion merges the chunks' dictionaries.
+    pub fn live_batches(&self) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+        let Some(overlay) = &self.overlay else {
+            return Ok((self.mem_schema.clone(), self.chunks.batches().to_vec()));
+        };
+        let wide = |t: &DataType| match t {
+            DataType::Dictionary(_, value) => {
+                DataType::Dictionary(Box::new(DataType::Int32), value.clone())
+            }
+            other => other.clone(),
+        };
+        let schema = Arc::new(Schema::new_with_metadata(
+            self.mem_schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_data_type(wide(f.data_type())))
+                .collect::<Vec<_>>(),
+            self.mem_schema.metadata().clone(),
+        ));
+        let deleted = &overlay.deleted;
+        let base_chunks = self.base.chunks.batches().len();
+        let mut out = Vec::with_capacity(self.chunks.batches().len());
+        for (c, batch) in self.chunks.batches().iter().enumerate() {
+            let start = self.chunks.row_id(c, 0);
+            let batch = if c < base_chunks && deleted.any_in(start, batch.num_rows()) {
+                let keep: arrow::array::BooleanArray = (0..batch.num_rows())
+                    .map(|r| Some(!deleted.contains(start + r as u32)))
+                    .collect();
+                arrow::compute::filter_record_batch(batch, &keep)?
+            } else {
+                batch.clone()
+            };
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(column, f)| match column.data_type() == f.data_type() {
+                    true => Ok(column.clone()),
+                    false => cast(column, f.data_type()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push(RecordBatch::try_new(schema.clone(), columns)?);
+        }
+        Ok((schema, out))
     }
 
     /// Names of the columns with an equality index, in schema order.
     pub fn indexed_columns(&self) -> Vec<String> {
-        let mut columns: Vec<usize> = self.eq_indexes.keys().copied().collect();
+        let mut columns: Vec<usize> = self.base.eq_indexes.keys().copied().collect();
         columns.sort_unstable();
         columns
             .into_iter()
@@ -211,8 +361,37 @@ impl DatasetState {
     }
 }
 
+/// The rows of one equality-index value: base row ids (deleted ones included; readers skip
+/// them), then overlay row ids (`offset +` each). Both parts ascend, and every overlay id
+/// is above every base id.
+#[derive(Clone, Copy)]
+pub struct RowList<'a> {
+    pub base: &'a [u32],
+    pub overlay: &'a [u32],
+    pub offset: u32,
+}
+
+impl<'a> RowList<'a> {
+    /// The live row ids, ascending.
+    pub fn live(self, state: &'a DatasetState) -> impl Iterator<Item = u32> + 'a {
+        let deleted = state.deleted();
+        self.base
+            .iter()
+            .copied()
+            .filter(move |&id| deleted.is_none_or(|d| !d.contains(id)))
+            .chain(self.overlay.iter().map(move |&id| self.offset + id))
+    }
+
+    pub fn live_len(self, state: &DatasetState) -> usize {
+        match state.deleted() {
+            None => self.base.len() + self.overlay.len(),
+            Some(d) => self.base.iter().filter(|&&id| !d.contains(id)).count() + self.overlay.len(),
+        }
+    }
+}
+
 /// Which columns to index and with what distinct-value cap.
-fn index_columns(
+pub(crate) fn index_columns(
     schema: &Schema,
     primary_key: &[usize],
     spec: &IndexSpec,
@@ -242,7 +421,7 @@ fn index_columns(
 }
 
 /// Dictionary-encodes low-cardinality string columns (not key columns).
-fn dictionary_encode(
+pub(crate) fn dictionary_encode(
     schema: &SchemaRef,
     primary_key: &[usize],
     batches: Vec<RecordBatch>,
@@ -414,11 +593,7 @@ mod tests {
         assert_eq!(state.mem_schema.field(2).data_type(), &DataType::Utf8);
         assert_eq!(state.schema, schema, "the logical schema is unchanged");
         assert_eq!(state.indexed_columns(), vec!["color".to_string()]);
-        let key_index = state.key_index.as_ref().unwrap();
-        assert_eq!(
-            key_index.get(&state.chunks, &[crate::index::KeyRef::Int(42)]),
-            Some(42)
-        );
+        assert_eq!(state.lookup(&[KeyRef::Int(42)]), Some(42));
         assert!(state.bytes > 100 * 8);
     }
 

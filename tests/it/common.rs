@@ -111,6 +111,64 @@ pub async fn create_dataset(
     manifest
 }
 
+/// Commits one delta directly in `store`, as storaged's ingest writes it: `table` holds full
+/// rows for `upserts` (the table's columns) and `deletes` are keys (one column key). Returns
+/// the new version.
+pub async fn commit_delta(
+    store: &Arc<dyn ObjectStore>,
+    name: &str,
+    upserts: &RecordBatch,
+    deletes: &[i64],
+) -> u64 {
+    use arrow::array::{UInt8Array, new_null_array};
+    use strata_shared::manifest::{DeltaFile, Operation};
+    use strata_shared::{commit::Table, delta, layout, parquet_io};
+    let name = layout::DatasetName::new(name).unwrap();
+    let table = Table::new(store.clone(), name.clone());
+    let manifest = table.load_latest().await.unwrap();
+    let schema = manifest.arrow_schema();
+    let dschema = delta::delta_schema(&schema, &manifest.primary_key);
+    let n_up = upserts.num_rows();
+    let total = n_up + deletes.len();
+    let mut columns = Vec::new();
+    for (i, field) in schema.fields().iter().enumerate() {
+        let up = upserts.column(i).clone();
+        let del = if manifest.primary_key.contains(field.name()) {
+            Arc::new(Int64Array::from(deletes.to_vec())) as arrow::array::ArrayRef
+        } else {
+            new_null_array(field.data_type(), deletes.len())
+        };
+        columns.push(arrow::compute::concat(&[up.as_ref(), del.as_ref()]).unwrap());
+    }
+    let ops: Vec<u8> = (0..total).map(|r| u8::from(r >= n_up)).collect();
+    columns.push(Arc::new(UInt8Array::from(ops)));
+    let batch = RecordBatch::try_new(dschema.clone(), columns).unwrap();
+    let batch = delta::prepare(&batch, &manifest.primary_key).unwrap();
+    let path = layout::delta_file_path(&name, chrono::Utc::now(), uuid::Uuid::now_v7());
+    let bytes = parquet_io::encode(dschema, &[batch]).unwrap();
+    let size = bytes.len() as u64;
+    parquet_io::put_new(store.as_ref(), &path, bytes)
+        .await
+        .unwrap();
+    let txn = format!("test-{}", uuid::Uuid::now_v7());
+    let outcome = table
+        .commit(&txn, Operation::Ingest, |m| {
+            m.deltas.push(DeltaFile {
+                path: path.to_string(),
+                seq: m.version,
+                rows: total as u64,
+                bytes: size,
+                upserts: n_up as u64,
+                deletes: deletes.len() as u64,
+                created_at: chrono::Utc::now(),
+            });
+            Ok(())
+        })
+        .await
+        .unwrap();
+    outcome.manifest.version
+}
+
 /// queryd's router over `store` in this process, driven without sockets.
 pub struct Queryd {
     pub router: axum::Router,
