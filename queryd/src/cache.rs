@@ -524,6 +524,13 @@ impl Memcache {
         Ok(slot.stats())
     }
 
+    /// The version served now, if the dataset is known.
+    pub fn served_version(&self, name: &str) -> Option<u64> {
+        let name = DatasetName::new(name).ok()?;
+        let slot = self.read_slots().get(&name)?.clone();
+        Some(slot.version_rows().0)
+    }
+
     /// Brings `name` to its newest manifest version and returns the version now served: a
     /// resident state applies the new deltas (or rebuilds, after a compaction); a dataset
     /// not in memory just reads the newer manifest on its cold path.

@@ -17,6 +17,9 @@ pub enum QueryError {
     Timeout(u64),
     #[error("{0}")]
     Unavailable(String),
+    /// storaged refused a forwarded request: its status and message, passed on.
+    #[error("{message}")]
+    Upstream { status: u16, message: String },
     #[error(transparent)]
     Shared(#[from] strata_shared::Error),
     #[error("arrow: {0}")]
@@ -40,11 +43,29 @@ impl From<QueryError> for ApiError {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message)
             }
             QueryError::Unavailable(_) => ApiError::unavailable(message, 1),
+            QueryError::Upstream { status, .. } => upstream(status, message),
             QueryError::Shared(e) => ApiError::from(e),
             QueryError::DataFusion(e) => datafusion_error(e),
             QueryError::Arrow(_) | QueryError::Internal(_) => ApiError::internal(message),
         }
     }
+}
+
+/// A status storaged answered, with the kind the same status has here.
+fn upstream(status: u16, message: String) -> ApiError {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let kind = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::SERVICE_UNAVAILABLE => return ApiError::unavailable(message, 1),
+        _ => "upstream",
+    };
+    ApiError::new(status, kind, message)
 }
 
 /// DataFusion reports plan errors (type mismatches it found while planning) as well as

@@ -24,6 +24,7 @@ pub mod plan;
 pub mod query;
 pub mod routes;
 pub mod state;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -50,6 +51,7 @@ pub enum QuerydError {
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<query::QueryService>,
+    pub writer: writer::Writer,
     pub metrics: Arc<metrics::Metrics>,
 }
 
@@ -73,6 +75,20 @@ pub async fn serve_with_store(
     // Datasets load in the background; until then requests are answered from Parquet.
     if let Err(e) = state.service.cache.warm_up().await {
         tracing::warn!(error = %e, "could not list datasets at start-up; they load on first use");
+    }
+    if config.queryd.poll_interval_ms > 0 {
+        let (cache, every) = (
+            state.service.cache.clone(),
+            Duration::from_millis(config.queryd.poll_interval_ms),
+        );
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                cache.poll().await;
+            }
+        });
     }
     let router = routes::router(state, &config);
     tracing::info!(addr = %listener.local_addr()?, "queryd serving");
@@ -108,5 +124,9 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
         hot_paths: q.hot_paths,
     };
     let service = Arc::new(query::QueryService::new(cache, store, executor, limits));
-    Ok(AppState { service, metrics })
+    Ok(AppState {
+        service,
+        writer: writer::Writer::new(config),
+        metrics,
+    })
 }

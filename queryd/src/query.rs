@@ -103,23 +103,35 @@ impl QueryService {
         }
     }
 
-    /// The source of `name` at `min_version` or newer: a dataset behind the requested
-    /// version is reloaded once; if it is still behind, the caller should retry (503).
+    /// The source of `name` at `min_version` or newer.
     async fn target(&self, name: &str, min_version: Option<u64>) -> Result<Target, QueryError> {
-        let mut source = self.cache.source(name).await?;
-        if let Some(min) = min_version
-            && source.version() < min
-        {
-            self.cache.reload(name).await?;
-            source = self.cache.source(name).await?;
-            if source.version() < min {
+        if let Some(min) = min_version {
+            self.await_version(name, min).await?;
+        }
+        Ok(Target::new(self.cache.source(name).await?))
+    }
+
+    /// Waits until `name` is served at `version` or newer. A dataset behind it catches up
+    /// (a manifest may land a moment before this queryd hears of it); the request's time
+    /// limit bounds the wait, and then the caller should retry (503 with Retry-After).
+    pub async fn await_version(&self, name: &str, version: u64) -> Result<(), QueryError> {
+        // Leave a tenth of the time limit to answer 503 before the limit's 504.
+        let deadline = tokio::time::Instant::now() + self.limits.timeout.mul_f64(0.9);
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            if self.cache.source(name).await?.version() >= version
+                || self.cache.catch_up(name).await? >= version
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() + pause >= deadline {
                 return Err(QueryError::Unavailable(format!(
-                    "dataset {name} is at version {}, not yet {min}",
-                    source.version()
+                    "dataset {name} has not reached version {version} yet"
                 )));
             }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(200));
         }
-        Ok(Target::new(source))
     }
 
     /// Bounds `work` by the request timeout.

@@ -6,10 +6,11 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use strata_daemon::auth::{TokenGuard, require_token};
 use strata_daemon::config::Config;
+use strata_queryd_api::internal::NOTIFY_ROUTE;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 
-use crate::api::{cache, datasets, query};
+use crate::api::{cache, datasets, deltas, query};
 use crate::{AppState, metrics};
 
 pub fn router(state: AppState, config: &Config) -> Router {
@@ -33,6 +34,27 @@ pub fn router(state: AppState, config: &Config) -> Router {
             require_token,
         ));
 
+    // Delta bodies have their own (larger) limit; storaged checks it again.
+    let write = Router::new()
+        .route(
+            "/api/v1/datasets/{name}/deltas",
+            post(deltas::post).layer(DefaultBodyLimit::max(config.queryd.max_delta_bytes)),
+        )
+        .route_layer(from_fn_with_state(
+            TokenGuard::write(
+                config.auth.admin_token.as_deref(),
+                config.auth.write_token.as_deref(),
+            ),
+            require_token,
+        ));
+
+    let internal = Router::new()
+        .route(NOTIFY_ROUTE, post(deltas::notify))
+        .route_layer(from_fn_with_state(
+            TokenGuard::internal(config.auth.internal_token.as_deref()),
+            require_token,
+        ));
+
     // JSON is compressed when the client asks (gzip, br, zstd); Arrow never is: clients
     // read it as a raw IPC stream.
     let compression = CompressionLayer::new().compress_when(DefaultPredicate::new().and(
@@ -41,7 +63,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let metrics = state.metrics.clone();
     let routes = public
         .merge(admin)
+        .merge(internal)
         .layer(DefaultBodyLimit::max(config.queryd.max_body_bytes))
+        .merge(write)
         .with_state(state);
     strata_daemon::serve::finish("queryd", routes)
         .layer(compression)

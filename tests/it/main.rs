@@ -5,6 +5,7 @@
 
 mod binary;
 mod catalog;
+mod deltas_model;
 mod common;
 mod object_api;
 mod query_conformance;

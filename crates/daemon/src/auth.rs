@@ -17,12 +17,20 @@ pub const INTERNAL_TOKEN_HEADER: &str = "x-internal-token";
 #[derive(Clone, Debug)]
 pub struct TokenGuard {
     header: &'static str,
-    expected: Option<Arc<str>>,
+    /// Tokens that pass; empty: none is configured and every call is refused.
+    expected: Vec<Arc<str>>,
 }
 
 impl TokenGuard {
     pub fn admin(token: Option<&str>) -> Self {
         Self::new(ADMIN_TOKEN_HEADER, token)
+    }
+
+    /// Write calls: the admin token or the write token, in `X-Admin-Token`.
+    pub fn write(admin: Option<&str>, write: Option<&str>) -> Self {
+        let mut guard = Self::new(ADMIN_TOKEN_HEADER, admin);
+        guard.expected.extend(Self::new(ADMIN_TOKEN_HEADER, write).expected);
+        guard
     }
 
     pub fn internal(token: Option<&str>) -> Self {
@@ -32,12 +40,16 @@ impl TokenGuard {
     fn new(header: &'static str, token: Option<&str>) -> Self {
         Self {
             header,
-            expected: token.filter(|t| !t.is_empty()).map(Arc::from),
+            expected: token
+                .filter(|t| !t.is_empty())
+                .map(Arc::from)
+                .into_iter()
+                .collect(),
         }
     }
 
     pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(expected) = &self.expected else {
+        if self.expected.is_empty() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
@@ -46,7 +58,7 @@ impl TokenGuard {
                     self.header
                 ),
             ));
-        };
+        }
         let Some(sent) = headers.get(self.header) else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -54,7 +66,12 @@ impl TokenGuard {
                 format!("missing {} header", self.header),
             ));
         };
-        if constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
+        // Every token is compared, so the time taken does not tell which one matched.
+        let matched = self
+            .expected
+            .iter()
+            .fold(false, |m, t| m | constant_time_eq(sent.as_bytes(), t.as_bytes()));
+        if matched {
             Ok(())
         } else {
             Err(ApiError::new(
@@ -101,5 +118,10 @@ mod tests {
         assert_eq!(status(&guard, &headers), Some(403));
         headers.insert(ADMIN_TOKEN_HEADER, HeaderValue::from_static("s3cret"));
         assert_eq!(status(&guard, &headers), None);
+        let writer = TokenGuard::write(Some("s3cret"), Some("w"));
+        assert_eq!(status(&writer, &headers), None);
+        headers.insert(ADMIN_TOKEN_HEADER, HeaderValue::from_static("w"));
+        assert_eq!(status(&writer, &headers), None);
+        assert_eq!(status(&guard, &headers), Some(403), "a write token is no admin token");
     }
 }

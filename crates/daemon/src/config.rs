@@ -133,6 +133,12 @@ pub struct QuerydConfig {
     /// Answer from indexes without planning where possible (default true). Off, every query
     /// runs in DataFusion: for tests that compare paths, and to measure what the hot paths buy.
     pub hot_paths: bool,
+    /// How often to look for new manifest versions, in milliseconds (default 2 000; 0 never).
+    /// Notifications from storaged usually arrive first; the poll makes every queryd
+    /// converge even when one is lost.
+    pub poll_interval_ms: u64,
+    /// Largest accepted delta body, forwarded to storaged (default 64 MiB; larger is 413).
+    pub max_delta_bytes: usize,
 }
 
 impl Default for QuerydConfig {
@@ -147,6 +153,8 @@ impl Default for QuerydConfig {
             query_threads: None,
             max_concurrent_queries: None,
             hot_paths: true,
+            poll_interval_ms: 2_000,
+            max_delta_bytes: 64 << 20,
         }
     }
 }
@@ -169,6 +177,9 @@ daemon_section!(
 pub struct AuthConfig {
     /// Token for admin and write calls (`X-Admin-Token`). None: such calls are refused.
     pub admin_token: Option<String>,
+    /// Token for write calls only (posting deltas), sent as `X-Admin-Token` too: a writer
+    /// needs no admin rights. None: only the admin token writes.
+    pub write_token: Option<String>,
     /// Token daemons present to each other (`X-Internal-Token`). None: internal APIs are closed.
     pub internal_token: Option<String>,
 }
@@ -214,6 +225,8 @@ pub enum IndexPolicy {
 pub struct EnvOverrides {
     #[arg(long, env = "STRATA_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    #[arg(long, env = "STRATA_WRITE_TOKEN", hide_env_values = true)]
+    pub write_token: Option<String>,
     #[arg(long, env = "STRATA_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<String>,
     #[arg(long, env = "AWS_ENDPOINT_URL", hide = true)]
@@ -268,6 +281,9 @@ impl Config {
         // those in the environment precisely to keep them out of files.
         if env.admin_token.is_some() {
             self.auth.admin_token = env.admin_token.clone();
+        }
+        if env.write_token.is_some() {
+            self.auth.write_token = env.write_token.clone();
         }
         if env.internal_token.is_some() {
             self.auth.internal_token = env.internal_token.clone();

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod datasets;
+pub mod deltas;
 pub mod query;
 
 use axum::http::{HeaderName, HeaderValue};

@@ -1,0 +1,55 @@
+//! Writes: `POST /api/v1/datasets/{name}/deltas` (write or admin token), forwarded to
+//! storaged, which validates and commits; and storaged's notification of a new version
+//! (`POST /internal/v1/datasets/{name}/notify`, internal token).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use strata_daemon::error::{ApiError, ApiJson};
+use strata_queryd_api::internal::NotifyVersion;
+use strata_storaged_api::IDEMPOTENCY_KEY_HEADER;
+
+use super::version_header;
+use crate::AppState;
+
+/// Answers once this queryd serves the committed version (read your writes).
+pub async fn post(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let text = |h| headers.get(h).and_then(|v| v.to_str().ok());
+    let committed = app
+        .writer
+        .post(
+            &name,
+            text(header::CONTENT_TYPE.as_str()).unwrap_or_default(),
+            body,
+            text(IDEMPOTENCY_KEY_HEADER),
+        )
+        .await?;
+    app.service.await_version(&name, committed.version).await?;
+    Ok(([version_header(committed.version)], Json(committed)))
+}
+
+/// A new version was committed: catch up in the background (storaged does not wait).
+pub async fn notify(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(notice): ApiJson<NotifyVersion>,
+) -> StatusCode {
+    let cache = app.service.cache.clone();
+    tokio::spawn(async move {
+        let known = cache.served_version(&name);
+        if known.is_some_and(|v| v >= notice.version) {
+            return;
+        }
+        if let Err(e) = cache.catch_up(&name).await {
+            tracing::warn!(dataset = %name, error = %e, "catching up after a notification failed");
+        }
+    });
+    StatusCode::ACCEPTED
+}

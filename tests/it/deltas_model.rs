@@ -1,0 +1,514 @@
+//! Row-level updates against the real `strata up` binary, checked against a model.
+//!
+//! Thousands of random upserts and deletes — updates of one key many times, deletes of
+//! missing keys, delete then re-insert, concurrent writers — posted to queryd over HTTP.
+//! Every answer must be readable at once from the same queryd (read your writes), and at
+//! many versions every query path (count, key lookup, indexed `eq`, ordered scan, group-by,
+//! Arrow, the cold path after an evict) must equal an in-test model. Idempotent retries and
+//! every kind of bad input are checked too: a refused request never moves the version and
+//! never takes a daemon down.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Map, Value, json};
+use strata_testkit::{StrataProcess, write_parquet};
+
+const BASE_ROWS: i64 = 2_000;
+/// Keys are drawn from `0..KEY_SPACE`: about half exist in the base (even ids).
+const KEY_SPACE: i64 = 6_000;
+const GROUPS: [&str; 5] = ["north", "south", "east", "west", "centre"];
+
+#[derive(Clone, Debug, PartialEq)]
+struct Item {
+    id: i64,
+    grp: &'static str,
+    val: i64,
+    note: Option<String>,
+}
+
+impl Item {
+    fn json(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("id".into(), json!(self.id));
+        m.insert("grp".into(), json!(self.grp));
+        m.insert("val".into(), json!(self.val));
+        m.insert("note".into(), self.note.clone().map_or(Value::Null, Value::from));
+        m
+    }
+}
+
+fn base_items() -> Vec<Item> {
+    (0..BASE_ROWS)
+        .map(|i| Item {
+            id: i * 2,
+            grp: GROUPS[(i % 5) as usize],
+            val: (i * 7919) % 1000,
+            note: (i % 3 != 0).then(|| format!("base {i}")),
+        })
+        .collect()
+}
+
+fn batch(items: &[Item]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("grp", DataType::Utf8, false),
+        Field::new("val", DataType::Int64, false),
+        Field::new("note", DataType::Utf8, true),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(items.iter().map(|r| r.id))),
+            Arc::new(StringArray::from_iter_values(items.iter().map(|r| r.grp))),
+            Arc::new(Int64Array::from_iter_values(items.iter().map(|r| r.val))),
+            Arc::new(StringArray::from_iter(
+                items.iter().map(|r| r.note.as_deref()),
+            )),
+        ],
+    )
+    .unwrap()
+}
+
+/// The model: the base in storage order, the live rows, and the keys deltas touched.
+struct Model {
+    base: Vec<Item>,
+    rows: BTreeMap<i64, Item>,
+    touched: BTreeSet<i64>,
+}
+
+impl Model {
+    fn apply(&mut self, upserts: &[Item], deletes: &[i64]) {
+        for id in deletes {
+            self.rows.remove(id);
+            self.touched.insert(*id);
+        }
+        for item in upserts {
+            self.rows.insert(item.id, item.clone());
+            self.touched.insert(item.id);
+        }
+    }
+
+    /// Storage order: base rows no delta touched, in base order; then the surviving rows
+    /// deltas wrote, in key order.
+    fn storage_order(&self) -> Vec<&Item> {
+        self.base
+            .iter()
+            .filter(|r| !self.touched.contains(&r.id))
+            .chain(
+                self.rows
+                    .values()
+                    .filter(|r| self.touched.contains(&r.id)),
+            )
+            .collect()
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    queryd: String,
+    token: String,
+}
+
+impl Client {
+    async fn post(&self, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.send(path, body.to_string(), "application/json", &[])
+            .await
+    }
+
+    async fn send(
+        &self,
+        path: &str,
+        body: String,
+        content_type: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.queryd))
+            .header("content-type", content_type)
+            .header("x-admin-token", &self.token)
+            .body(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, headers, value)
+    }
+
+    /// Posts a delta; returns the committed version.
+    async fn delta(&self, upserts: &[Item], deletes: &[i64], key: Option<&str>) -> u64 {
+        let body = json!({
+            "upserts": upserts.iter().map(Item::json).collect::<Vec<_>>(),
+            "deletes": deletes.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
+        });
+        let headers: Vec<(&str, &str)> = key.map(|k| ("idempotency-key", k)).into_iter().collect();
+        let (status, h, answer) = self
+            .send(
+                "/api/v1/datasets/items/deltas",
+                body.to_string(),
+                "application/json",
+                &headers,
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["upserts"], upserts.len());
+        assert_eq!(answer["deletes"], deletes.len());
+        let version = answer["version"].as_u64().unwrap();
+        assert_eq!(h["x-dataset-version"], version.to_string().as_str());
+        version
+    }
+
+    async fn rows(&self, request: Value) -> (u64, Vec<Map<String, Value>>) {
+        let (status, headers, body) = self.post("/api/v1/datasets/items/query", &request).await;
+        assert_eq!(status, 200, "{request}: {body}");
+        let version = headers["x-dataset-version"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        (version, serde_json::from_value(body["data"].clone()).unwrap())
+    }
+
+    async fn version(&self) -> u64 {
+        let (status, headers, body) = self.post("/api/v1/datasets/items/count", &json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        headers["x-dataset-version"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+fn as_json(items: &[&Item]) -> Vec<Map<String, Value>> {
+    items.iter().map(|r| r.json()).collect()
+}
+
+/// Every query path against the model, at `version`.
+async fn check_all(client: &Client, model: &Model, version: u64, rng: &mut StdRng, label: &str) {
+    let order = model.storage_order();
+    let all = json!({"page_size": 100_000});
+    let (v, got) = client.rows(all.clone()).await;
+    assert!(v >= version, "{label}: served {v}, wrote {version}");
+    assert_eq!(got, as_json(&order), "{label}: storage-order scan");
+
+    let (_, _, count) = client.post("/api/v1/datasets/items/count", &json!({})).await;
+    assert_eq!(count["count"], model.rows.len(), "{label}: count");
+
+    let mut by_val: Vec<&Item> = model.rows.values().collect();
+    by_val.sort_by(|a, b| b.val.cmp(&a.val).then(a.id.cmp(&b.id)));
+    let (_, got) = client
+        .rows(json!({"order_by": [{"col": "val", "dir": "desc"}], "page": 2, "page_size": 50}))
+        .await;
+    let want: Vec<&Item> = by_val.iter().skip(50).take(50).copied().collect();
+    assert_eq!(got, as_json(&want), "{label}: ordered page");
+
+    for grp in GROUPS {
+        let request = json!({"predicates": [{"col": "grp", "op": "eq", "val": grp}], "page_size": 100_000});
+        let (_, got) = client.rows(request.clone()).await;
+        let want: Vec<&Item> = order.iter().filter(|r| r.grp == grp).copied().collect();
+        assert_eq!(got, as_json(&want), "{label}: indexed eq {grp}");
+        let (_, _, count) = client.post("/api/v1/datasets/items/count", &request).await;
+        assert_eq!(count["count"], want.len(), "{label}: indexed count {grp}");
+    }
+    let request = json!({"predicates": [{"col": "grp", "op": "in", "val": ["east", "west"]}, {"col": "val", "op": "lt", "val": 500}], "page": 2, "page_size": 40});
+    let (_, got) = client.rows(request).await;
+    let want: Vec<&Item> = order
+        .iter()
+        .filter(|r| matches!(r.grp, "east" | "west") && r.val < 500)
+        .skip(40)
+        .take(40)
+        .copied()
+        .collect();
+    assert_eq!(got, as_json(&want), "{label}: in + range page");
+
+    for _ in 0..25 {
+        let id = rng.random_range(0..KEY_SPACE);
+        let (_, got) = client
+            .rows(json!({"predicates": [{"col": "id", "op": "eq", "val": id}]}))
+            .await;
+        let want: Vec<&Item> = model.rows.get(&id).into_iter().collect();
+        assert_eq!(got, as_json(&want), "{label}: lookup {id}");
+    }
+
+    let (_, got) = client
+        .rows(json!({"group_by": ["grp"], "aggregations": [
+            {"col": "id", "op": "count", "alias": "count"},
+            {"col": "val", "op": "sum", "alias": "total"}
+        ]}))
+        .await;
+    let mut groups: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for r in model.rows.values() {
+        let g = groups.entry(r.grp).or_default();
+        g.0 += 1;
+        g.1 += r.val;
+    }
+    let want: Vec<Value> = groups
+        .iter()
+        .map(|(grp, (n, total))| json!({"grp": grp, "count": n, "total": total}))
+        .collect();
+    let got: Vec<Value> = got.into_iter().map(Value::Object).collect();
+    assert_eq!(got, want, "{label}: group-by");
+
+    // Arrow: the same rows, in the same order.
+    let response = client
+        .http
+        .post(format!("{}/api/v1/datasets/items/query?format=arrow", client.queryd))
+        .json(&all)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let bytes = response.bytes().await.unwrap();
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+    let ids: Vec<i64> = reader
+        .flat_map(|b| {
+            let b = b.unwrap();
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    let want: Vec<i64> = order.iter().map(|r| r.id).collect();
+    assert_eq!(ids, want, "{label}: Arrow");
+}
+
+async fn check_cold(client: &Client, model: &Model, label: &str) {
+    let (status, _, body) = client
+        .post("/api/v1/cache/evict", &json!({"dataset": "items"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let order = model.storage_order();
+    let (_, got) = client.rows(json!({"page_size": 100_000})).await;
+    assert_eq!(got, as_json(&order), "{label}: cold scan");
+    let request = json!({"predicates": [{"col": "grp", "op": "eq", "val": "south"}], "page": 3, "page_size": 25});
+    let (_, got) = client.rows(request).await;
+    let want: Vec<&Item> = order
+        .iter()
+        .filter(|r| r.grp == "south")
+        .skip(50)
+        .take(25)
+        .copied()
+        .collect();
+    assert_eq!(got, as_json(&want), "{label}: cold indexed page");
+    let (status, _, body) = client
+        .post("/api/v1/cache/pin", &json!({"dataset": "items"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+fn random_item(rng: &mut StdRng, id: i64, round: usize) -> Item {
+    Item {
+        id,
+        grp: GROUPS[rng.random_range(0..GROUPS.len())],
+        val: rng.random_range(0..1000),
+        note: rng.random_bool(0.7).then(|| format!("r{round} {id}")),
+    }
+}
+
+/// A random request: distinct keys, some upserts, some deletes (of present and missing keys).
+fn random_request(rng: &mut StdRng, round: usize, keys: impl Fn(i64) -> bool) -> (Vec<Item>, Vec<i64>) {
+    let n = if rng.random_bool(0.1) {
+        rng.random_range(50..200)
+    } else {
+        rng.random_range(1..12)
+    };
+    let mut ids = BTreeSet::new();
+    while ids.len() < n {
+        // A few hot keys are updated again and again.
+        let id = if rng.random_bool(0.15) {
+            rng.random_range(0..8) * 4
+        } else {
+            rng.random_range(0..KEY_SPACE)
+        };
+        if keys(id) {
+            ids.insert(id);
+        }
+    }
+    let mut upserts = Vec::new();
+    let mut deletes = Vec::new();
+    for id in ids {
+        if rng.random_bool(0.3) {
+            deletes.push(id);
+        } else {
+            upserts.push(random_item(rng, id, round));
+        }
+    }
+    (upserts, deletes)
+}
+
+async fn start(dir: &std::path::Path) -> StrataProcess {
+    write_parquet(&dir.join("src/items.parquet"), &[batch(&base_items())]).unwrap();
+    write_parquet(&dir.join("src/nokey.parquet"), &[batch(&base_items()[..10])]).unwrap();
+    let declared = r#"
+[[datasets]]
+name = "items"
+source = "src/items.parquet"
+primary_key = ["id"]
+pin = true
+
+[[datasets]]
+name = "nokey"
+source = "src/nokey.parquet"
+"#;
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    StrataProcess::up(dir, &format!("file://{}", data.display()), declared, &[], &[])
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_writes_match_the_model_on_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let strata = start(dir.path()).await;
+    let client = Arc::new(Client {
+        http: reqwest::Client::new(),
+        queryd: strata.queryd.clone(),
+        token: strata.admin_token.clone(),
+    });
+    let mut rng = StdRng::seed_from_u64(0x5747_a7a5);
+    let mut model = Model {
+        base: base_items(),
+        rows: base_items().into_iter().map(|r| (r.id, r)).collect(),
+        touched: BTreeSet::new(),
+    };
+    check_all(&client, &model, 0, &mut rng, "v0").await;
+
+    let mut version = 0;
+    let mut posted = 0usize;
+    for round in 0..120 {
+        if round % 4 == 3 {
+            // Concurrent writers on disjoint keys: they may share a version (group commit).
+            let requests: Vec<(Vec<Item>, Vec<i64>)> = (0..4)
+                .map(|w| random_request(&mut rng, round, |id| id % 4 == w))
+                .collect();
+            let tasks: Vec<_> = requests
+                .iter()
+                .cloned()
+                .map(|(upserts, deletes)| {
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        let v = client.delta(&upserts, &deletes, None).await;
+                        // Read your writes: this queryd answered after serving `v`.
+                        for item in &upserts {
+                            let (served, got) = client
+                                .rows(json!({"predicates": [{"col": "id", "op": "eq", "val": item.id}]}))
+                                .await;
+                            assert!(served >= v);
+                            assert_eq!(got, vec![item.json()], "concurrent write of {}", item.id);
+                        }
+                        v
+                    })
+                })
+                .collect();
+            for (task, (upserts, deletes)) in tasks.into_iter().zip(&requests) {
+                version = version.max(task.await.unwrap());
+                model.apply(upserts, deletes);
+                posted += upserts.len() + deletes.len();
+            }
+        } else {
+            let (upserts, deletes) = random_request(&mut rng, round, |_| true);
+            let v = client.delta(&upserts, &deletes, None).await;
+            assert!(v > version, "versions ascend");
+            version = v;
+            model.apply(&upserts, &deletes);
+            posted += upserts.len() + deletes.len();
+            // Read your writes, without min_version.
+            if let Some(item) = upserts.first() {
+                let (_, got) = client
+                    .rows(json!({"predicates": [{"col": "id", "op": "eq", "val": item.id}]}))
+                    .await;
+                assert_eq!(got, vec![item.json()], "read your write of {}", item.id);
+            }
+            if let Some(id) = deletes.first() {
+                let (_, got) = client
+                    .rows(json!({"predicates": [{"col": "id", "op": "eq", "val": id}]}))
+                    .await;
+                assert!(got.is_empty(), "deleted {id} is gone");
+            }
+        }
+        if round % 20 == 19 {
+            check_all(&client, &model, version, &mut rng, &format!("round {round}")).await;
+        }
+        if round % 40 == 39 {
+            check_cold(&client, &model, &format!("round {round}")).await;
+        }
+    }
+    assert!(posted >= 2_000, "posted {posted} row operations");
+    check_all(&client, &model, version, &mut rng, "final").await;
+    assert!(strata.process.log().contains("strata is up"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_and_bad_input_never_move_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut strata = start(dir.path()).await;
+    let client = Client {
+        http: reqwest::Client::new(),
+        queryd: strata.queryd.clone(),
+        token: strata.admin_token.clone(),
+    };
+
+    // An idempotent retry returns the original version and writes nothing.
+    let one = [Item { id: 1, grp: "north", val: 1, note: None }];
+    let v1 = client.delta(&one, &[2], Some("retry-me")).await;
+    let two = [Item { id: 3, grp: "south", val: 3, note: None }];
+    let v2 = client.delta(&two, &[], None).await;
+    assert!(v2 > v1);
+    assert_eq!(client.delta(&one, &[2], Some("retry-me")).await, v1, "retry");
+    assert_eq!(client.version().await, v2, "a retry commits nothing");
+
+    let items = "/api/v1/datasets/items/deltas";
+    let bad: Vec<(&str, &str, String, u16)> = vec![
+        ("malformed JSON", items, "{\"upserts\": [".into(), 400),
+        ("unknown column", items, json!({"upserts": [{"id": 5, "grp": "x", "val": 1, "colour": "red"}]}).to_string(), 400),
+        ("string for an int", items, json!({"upserts": [{"id": "five", "grp": "x", "val": 1}]}).to_string(), 400),
+        ("float for an int", items, json!({"upserts": [{"id": 5, "grp": "x", "val": 1.5}]}).to_string(), 400),
+        ("missing non-nullable column", items, json!({"upserts": [{"id": 5, "val": 1}]}).to_string(), 400),
+        ("null key", items, json!({"upserts": [{"id": null, "grp": "x", "val": 1}]}).to_string(), 400),
+        ("key twice", items, json!({"upserts": [{"id": 5, "grp": "x", "val": 1}], "deletes": [{"id": 5}]}).to_string(), 400),
+        ("delete without its key", items, json!({"deletes": [{"grp": "x"}]}).to_string(), 400),
+        ("unknown field", items, json!({"upserts": [], "inserts": []}).to_string(), 400),
+        ("unknown dataset", "/api/v1/datasets/nope/deltas", json!({"deletes": [{"id": 1}]}).to_string(), 404),
+        ("dataset without a key", "/api/v1/datasets/nokey/deltas", json!({"deletes": [{"id": 1}]}).to_string(), 409),
+    ];
+    for (label, path, body, want) in bad {
+        let (status, _, answer) = client.send(path, body, "application/json", &[]).await;
+        assert_eq!(status, want, "{label}: {answer}");
+        assert!(answer["error"].is_string(), "{label}: a JSON error: {answer}");
+    }
+    let (status, _, answer) = client
+        .send(items, json!({"deletes": [{"id": 1}]}).to_string(), "text/plain", &[])
+        .await;
+    assert_eq!(status, 415, "wrong content type: {answer}");
+    for (token, want) in [(None, 401), (Some("wrong"), 403)] {
+        let mut request = client
+            .http
+            .post(format!("{}{items}", client.queryd))
+            .json(&json!({"deletes": [{"id": 1}]}));
+        if let Some(t) = token {
+            request = request.header("x-admin-token", t);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), want);
+    }
+    assert_eq!(client.version().await, v2, "refused requests commit nothing");
+    assert!(strata.process.try_wait().is_none(), "the daemon is alive");
+    let (_, got) = client
+        .rows(json!({"predicates": [{"col": "id", "op": "in", "val": [1, 2, 3]}]}))
+        .await;
+    assert_eq!(got, vec![one[0].json(), two[0].json()]);
+}
