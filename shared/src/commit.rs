@@ -25,7 +25,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::layout::{self, DatasetName};
-use crate::manifest::{Manifest, Operation};
+use crate::manifest::{Manifest, Operation, Txn};
 use crate::{Error, Result};
 
 /// How hard a committer retries before it reports contention.
@@ -238,11 +238,38 @@ impl Table {
         &self,
         txn_id: &str,
         operation: Operation,
+        mutate: F,
+    ) -> Result<CommitOutcome>
+    where
+        F: FnMut(&mut Manifest) -> Result<()>,
+    {
+        self.commit_txns(std::slice::from_ref(&Txn::id(txn_id)), operation, mutate)
+            .await
+    }
+
+    /// As [`Table::commit`], for a group of transactions that land together in one version
+    /// (every id is recorded with that version, with its row counts).
+    ///
+    /// Resolution by id (step 1) treats the group as one transaction: if every id is already
+    /// recorded, the group landed (an earlier attempt, or each member separately) and the
+    /// outcome is the manifest of the newest of those versions, which records them all. If only
+    /// some are recorded, they were committed by other requests, so committing the group would
+    /// apply them twice: that is [`Error::TxnsPartlyCommitted`], and the caller regroups
+    /// without them.
+    pub async fn commit_txns<F>(
+        &self,
+        txns: &[Txn],
+        operation: Operation,
         mut mutate: F,
     ) -> Result<CommitOutcome>
     where
         F: FnMut(&mut Manifest) -> Result<()>,
     {
+        if txns.is_empty() {
+            return Err(Error::InvalidInput(
+                "a commit needs a transaction id".into(),
+            ));
+        }
         let mut last_error = String::from("no attempt made");
         for attempt in 0..self.retry.max_attempts {
             if attempt > 0 {
@@ -258,10 +285,10 @@ impl Table {
                     continue;
                 }
             };
-            if let Some(found) = self.resolve_txn(&current, txn_id).await? {
+            if let Some(found) = self.resolve_txns(&current, txns).await? {
                 return Ok(found);
             }
-            let mut next = current.successor(txn_id, operation.clone());
+            let mut next = current.successor_of(txns, operation.clone());
             mutate(&mut next)?;
             let path = layout::manifest_path(&self.name, next.version);
             let body = PutPayload::from(next.to_json_bytes()?);
@@ -287,7 +314,7 @@ impl Table {
         }
         // One last resolution, so a final attempt whose response was lost is still acknowledged.
         if let Ok(current) = self.load_latest().await
-            && let Some(found) = self.resolve_txn(&current, txn_id).await?
+            && let Some(found) = self.resolve_txns(&current, txns).await?
         {
             return Ok(found);
         }
@@ -298,10 +325,27 @@ impl Table {
         })
     }
 
-    async fn resolve_txn(&self, current: &Manifest, txn_id: &str) -> Result<Option<CommitOutcome>> {
-        let Some(version) = current.find_txn(txn_id) else {
+    async fn resolve_txns(
+        &self,
+        current: &Manifest,
+        txns: &[Txn],
+    ) -> Result<Option<CommitOutcome>> {
+        let found: Vec<Option<u64>> = txns.iter().map(|t| current.find_txn(&t.id)).collect();
+        if found.iter().all(Option::is_none) {
             return Ok(None);
-        };
+        }
+        if found.iter().any(Option::is_none) {
+            return Err(Error::TxnsPartlyCommitted {
+                ids: txns
+                    .iter()
+                    .zip(&found)
+                    .filter(|(_, v)| v.is_some())
+                    .map(|(t, _)| t.id.clone())
+                    .collect(),
+            });
+        }
+        // Records are only ever appended, so the newest of these versions records them all.
+        let version = found.into_iter().flatten().max().unwrap_or(current.version);
         let manifest = if version == current.version {
             current.clone()
         } else {

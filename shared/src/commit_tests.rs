@@ -116,6 +116,47 @@ async fn idempotent_retry_returns_the_original_version() {
 }
 
 #[tokio::test]
+async fn a_group_lands_once_and_resolves_as_one_transaction() {
+    use crate::manifest::Txn;
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    Table::new(store.clone(), name())
+        .create(&initial())
+        .await
+        .unwrap();
+    // Every put lands but loses its response: only resolution by id can acknowledge it.
+    let lossy = Arc::new(FaultyStore::new(store.clone(), 0.0, 1.0));
+    let table = Table::new(lossy, name()).with_retry(fast_retry());
+    let group = [Txn::ingest("g1", 2, 0), Txn::ingest("g2", 0, 1)];
+    let outcome = table
+        .commit_txns(&group, Operation::Ingest, add_delta("group"))
+        .await
+        .unwrap();
+    assert!(!outcome.newly_committed, "acknowledged through resolution");
+    assert_eq!(outcome.manifest.version, 1);
+    let table = Table::new(store, name());
+    assert_eq!(table.latest_version().await.unwrap(), 1, "written once");
+    let m = table.load_latest().await.unwrap();
+    assert_eq!(m.deltas.len(), 1);
+    let g2 = m.txn_record("g2").unwrap();
+    assert_eq!((g2.version, g2.upserts, g2.deletes), (1, Some(0), Some(1)));
+
+    // A group of which only some members landed elsewhere is refused, naming them.
+    let err = table
+        .commit_txns(
+            &[Txn::id("new"), Txn::id("g1")],
+            Operation::Ingest,
+            add_delta("x"),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        Error::TxnsPartlyCommitted { ids } => assert_eq!(ids, vec!["g1".to_string()]),
+        other => panic!("expected TxnsPartlyCommitted, got {other:?}"),
+    }
+    assert_eq!(table.latest_version().await.unwrap(), 1);
+}
+
+#[tokio::test]
 async fn a_failing_mutation_writes_nothing() {
     let table = Table::new(Arc::new(InMemory::new()), name());
     table.create(&initial()).await.unwrap();

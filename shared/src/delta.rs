@@ -102,6 +102,31 @@ pub fn prepare(delta: &RecordBatch, primary_key: &[String]) -> Result<RecordBatc
     Ok(sorted)
 }
 
+/// Merges prepared delta batches (each sorted and unique, all of one schema) into one
+/// prepared batch in which a key that occurs in several batches keeps only its row from the
+/// latest batch: the batches are in arrival order, and the latest request wins.
+pub fn merge_in_order(batches: &[RecordBatch], primary_key: &[String]) -> Result<RecordBatch> {
+    let Some(first) = batches.first() else {
+        return Err(Error::InvalidInput("nothing to merge".into()));
+    };
+    if batches.len() == 1 {
+        return Ok(first.clone());
+    }
+    let all = arrow::compute::concat_batches(&first.schema(), batches)?;
+    let key = keys::key_indices(&all.schema(), primary_key)?;
+    let (_, rows) = keys::key_rows(&all, &key)?;
+    // Later rows overwrite earlier ones: concatenation kept arrival order.
+    let mut last: std::collections::HashMap<arrow::row::Row<'_>, u32> =
+        std::collections::HashMap::with_capacity(all.num_rows());
+    for r in 0..all.num_rows() {
+        last.insert(rows.row(r), r as u32);
+    }
+    let mut keep: Vec<u32> = last.into_values().collect();
+    keep.sort_unstable();
+    let kept = arrow::compute::take_record_batch(&all, &arrow::array::UInt32Array::from(keep))?;
+    prepare(&kept, primary_key)
+}
+
 #[cfg(test)]
 mod tests {
     use arrow::array::Int64Array;
@@ -145,5 +170,50 @@ mod tests {
             prepare(&make(vec![1], vec![0]), &[]),
             Err(Error::Conflict(_))
         ));
+    }
+
+    #[test]
+    fn merge_keeps_the_latest_batch_per_key() {
+        let table = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("v", DataType::Int64, false),
+        ]);
+        let pk = vec!["id".to_string()];
+        let schema = delta_schema(&table, &pk);
+        let make = |ids: Vec<i64>, vs: Vec<Option<i64>>, ops: Vec<u8>| {
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(ids)),
+                    Arc::new(Int64Array::from(vs)),
+                    Arc::new(UInt8Array::from(ops)),
+                ],
+            )
+            .unwrap();
+            prepare(&batch, &pk).unwrap()
+        };
+        let first = make(
+            vec![1, 2, 3],
+            vec![Some(10), Some(20), Some(30)],
+            vec![0, 0, 0],
+        );
+        let second = make(vec![2, 4], vec![None, Some(40)], vec![1, 0]);
+        let third = make(vec![3], vec![Some(33)], vec![0]);
+        let merged = merge_in_order(&[first, second, third], &pk).unwrap();
+        let ids = merged
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let vs = merged
+            .column(1)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(ids.values(), &[1, 2, 3, 4]);
+        assert_eq!(
+            (0..4)
+                .map(|r| vs.is_valid(r).then(|| vs.value(r)))
+                .collect::<Vec<_>>(),
+            vec![Some(10), None, Some(33), Some(40)]
+        );
+        assert_eq!(op_column(&merged).unwrap().values(), &[0, 1, 0, 0]);
+        assert!(merge_in_order(&[], &pk).is_err());
     }
 }

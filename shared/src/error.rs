@@ -48,6 +48,10 @@ pub enum Error {
     #[error("mutation refused: {0}")]
     Conflict(String),
 
+    /// Some transactions of a group commit were already committed by other requests.
+    #[error("transactions {ids:?} were already committed by another request")]
+    TxnsPartlyCommitted { ids: Vec<String> },
+
     #[error("the object store does not enforce put-if-absent ({0}); refusing to run writers on it")]
     PutIfAbsentUnsupported(String),
 

@@ -6,6 +6,7 @@
 //! - [`manifest`]: the versioned full-snapshot manifest,
 //! - [`commit`]: the put-if-absent commit protocol and latest-version discovery,
 //! - [`delta`]: the delta file schema (`_op`),
+//! - [`delta_input`]: client delta bodies (JSON, Arrow IPC, Parquet) validated into delta batches,
 //! - [`merge`]: the one merge rule readers and compaction share, and the reference
 //!   materialisation of `state(V)`,
 //! - [`selftest`]: the startup proof that the store enforces put-if-absent,
@@ -13,6 +14,7 @@
 
 pub mod commit;
 pub mod delta;
+pub mod delta_input;
 pub mod error;
 pub mod keys;
 pub mod layout;

@@ -78,10 +78,45 @@ pub struct DeltaFile {
     pub created_at: DateTime<Utc>,
 }
 
+/// A transaction a manifest remembers: its id, the version that committed it, and (for
+/// ingest) what it wrote, so a retry can be answered exactly as the original was.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnRecord {
     pub id: String,
     pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upserts: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<u64>,
+}
+
+/// A transaction a commit is about to record (its version is not known yet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Txn {
+    pub id: String,
+    /// Rows upserted and deleted, for ingest transactions.
+    pub upserts: Option<u64>,
+    pub deletes: Option<u64>,
+}
+
+impl Txn {
+    /// A transaction that records nothing but its id.
+    pub fn id(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            upserts: None,
+            deletes: None,
+        }
+    }
+
+    /// An ingest transaction with its row counts.
+    pub fn ingest(id: impl Into<String>, upserts: u64, deletes: u64) -> Self {
+        Self {
+            id: id.into(),
+            upserts: Some(upserts),
+            deletes: Some(deletes),
+        }
+    }
 }
 
 impl Manifest {
@@ -108,6 +143,8 @@ impl Manifest {
             recent_txns: vec![TxnRecord {
                 id: txn_id.to_owned(),
                 version: 0,
+                upserts: None,
+                deletes: None,
             }],
         }
     }
@@ -115,14 +152,22 @@ impl Manifest {
     /// The draft of the next version: the same snapshot, one version up, recording `txn_id`.
     /// The commit protocol hands this to a mutation, which changes what it changes.
     pub fn successor(&self, txn_id: &str, operation: Operation) -> Self {
+        self.successor_of(std::slice::from_ref(&Txn::id(txn_id)), operation)
+    }
+
+    /// As [`Manifest::successor`], recording several transactions in one version (a group
+    /// commit: every member is acknowledged with the same version).
+    pub fn successor_of(&self, txns: &[Txn], operation: Operation) -> Self {
         let mut next = self.clone();
         next.version = self.version + 1;
         next.created_at = Utc::now();
         next.operation = operation;
-        next.recent_txns.push(TxnRecord {
-            id: txn_id.to_owned(),
+        next.recent_txns.extend(txns.iter().map(|t| TxnRecord {
+            id: t.id.clone(),
             version: next.version,
-        });
+            upserts: t.upserts,
+            deletes: t.deletes,
+        }));
         if next.recent_txns.len() > MAX_RECENT_TXNS {
             let excess = next.recent_txns.len() - MAX_RECENT_TXNS;
             next.recent_txns.drain(..excess);
@@ -132,11 +177,12 @@ impl Manifest {
 
     /// The version that committed `txn_id`, if it is among the recent transactions.
     pub fn find_txn(&self, txn_id: &str) -> Option<u64> {
-        self.recent_txns
-            .iter()
-            .rev()
-            .find(|t| t.id == txn_id)
-            .map(|t| t.version)
+        self.txn_record(txn_id).map(|t| t.version)
+    }
+
+    /// The record of `txn_id`, if it is among the recent transactions.
+    pub fn txn_record(&self, txn_id: &str) -> Option<&TxnRecord> {
+        self.recent_txns.iter().rev().find(|t| t.id == txn_id)
     }
 
     pub fn arrow_schema(&self) -> SchemaRef {
@@ -228,6 +274,26 @@ mod tests {
         assert_eq!(m.find_txn("create-1"), None, "oldest ids fall out");
         let last = format!("t{}", MAX_RECENT_TXNS + 9);
         assert_eq!(m.find_txn(&last), Some(m.version));
+    }
+
+    #[test]
+    fn group_successor_records_every_txn_with_its_counts() {
+        let m = sample().successor_of(
+            &[Txn::ingest("a", 2, 1), Txn::ingest("b", 0, 3), Txn::id("c")],
+            Operation::Ingest,
+        );
+        assert_eq!(m.version, 1);
+        for id in ["a", "b", "c"] {
+            assert_eq!(m.find_txn(id), Some(1));
+        }
+        let b = m.txn_record("b").unwrap();
+        assert_eq!((b.upserts, b.deletes), (Some(0), Some(3)));
+        assert_eq!(m.txn_record("c").unwrap().upserts, None);
+        // Records without counts (written before they existed) still parse, and stay lean.
+        let old = r#"{"id":"x","version":4}"#;
+        let parsed: TxnRecord = serde_json::from_str(old).unwrap();
+        assert_eq!((parsed.upserts, parsed.deletes), (None, None));
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), old);
     }
 
     #[test]

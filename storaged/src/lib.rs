@@ -1,14 +1,17 @@
 //! storaged: owns the backing object store, the dataset catalog and every manifest commit for
-//! ingest. The other daemons reach objects only through its internal object API
-//! ([`strata_storaged_api::RemoteStore`]), so only storaged holds store credentials.
+//! ingest (delta writes, group-committed per dataset: [`ingest`]). The other daemons reach
+//! objects only through its internal object API ([`strata_storaged_api::RemoteStore`]), so
+//! only storaged holds store credentials.
 //!
 //! Start-up: open the store, prove it enforces put-if-absent (writers refuse to run
 //! otherwise), create the datasets the config declares that are missing, then serve.
 
 mod catalog;
 mod catalog_api;
+mod deltas_api;
 mod error;
 mod import;
+pub mod ingest;
 mod objects;
 mod routes;
 pub mod store;
@@ -22,6 +25,7 @@ use tokio::net::TcpListener;
 
 pub use catalog::Catalog;
 pub use error::StoragedError;
+pub use ingest::Ingest;
 pub use routes::router;
 
 /// What the handlers share.
@@ -29,6 +33,7 @@ pub use routes::router;
 pub struct AppState {
     pub store: Arc<dyn ObjectStore>,
     pub catalog: Catalog,
+    pub ingest: Ingest,
 }
 
 /// Opens the store named by the config and serves on `listener` until `shutdown`.
@@ -64,5 +69,10 @@ pub async fn prepare(
     tracing::info!("store enforces put-if-absent");
     let catalog = Catalog::new(store.clone(), config.clone());
     catalog.create_declared().await?;
-    Ok(AppState { store, catalog })
+    let ingest = Ingest::new(store.clone(), ingest::Notifier::from_config(config));
+    Ok(AppState {
+        store,
+        catalog,
+        ingest,
+    })
 }

@@ -7,9 +7,10 @@ use axum::routing::{get, post};
 use strata_daemon::auth::{TokenGuard, require_token};
 use strata_daemon::config::Config;
 use strata_storaged_api::catalog::DATASETS_ROUTE;
+use strata_storaged_api::deltas::DELTAS_ROUTE;
 use strata_storaged_api::objects::{COPY_ROUTE, LIST_ROUTE, OBJECT_ROUTE};
 
-use crate::{AppState, catalog_api, objects};
+use crate::{AppState, catalog_api, deltas_api, objects};
 
 /// The largest object the internal API accepts in one PUT.
 const MAX_OBJECT_BYTES: usize = 4 * 1024 * 1024 * 1024;
@@ -26,6 +27,12 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route(LIST_ROUTE, get(objects::list))
         .route(COPY_ROUTE, post(objects::copy))
         .layer(DefaultBodyLimit::max(MAX_OBJECT_BYTES))
+        // Added after the layer above, so only the delta route has the delta limit.
+        .route(
+            DELTAS_ROUTE,
+            post(deltas_api::post_deltas)
+                .layer(DefaultBodyLimit::max(config.storaged.max_delta_bytes)),
+        )
         .route_layer(from_fn_with_state(
             TokenGuard::internal(config.auth.internal_token.as_deref()),
             require_token,

@@ -7,6 +7,7 @@ mod binary;
 mod catalog;
 mod deltas_model;
 mod common;
+mod deltas_storaged;
 mod object_api;
 mod query_conformance;
 mod queryd_api;

@@ -105,11 +105,40 @@ macro_rules! daemon_section {
     };
 }
 
-daemon_section!(
-    /// storaged: the object store, catalog and commits.
-    StoragedConfig,
-    7001
-);
+/// storaged: the object store, catalog and commits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoragedConfig {
+    /// Address the daemon binds.
+    pub listen: SocketAddr,
+    /// URL the other daemons use to reach it; default `http://{listen}`.
+    pub url: Option<String>,
+    /// Largest accepted delta body (default 64 MiB; larger is 413).
+    pub max_delta_bytes: usize,
+    /// queryd URLs told about every new version (`POST {url}/internal/v1/datasets/{name}/notify`).
+    /// Default: `[queryd.url]`; an empty list notifies nobody (queryd then relies on polling).
+    /// Read it through [`Config::notify_urls`], which applies the default.
+    pub notify_urls: Option<Vec<String>>,
+}
+
+impl Default for StoragedConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7001)),
+            url: None,
+            max_delta_bytes: 64 << 20,
+            notify_urls: None,
+        }
+    }
+}
+
+impl StoragedConfig {
+    pub fn url(&self) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
 /// queryd: the public API, its memcache and its limits.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -180,7 +209,9 @@ pub struct AuthConfig {
     /// Token for write calls only (posting deltas), sent as `X-Admin-Token` too: a writer
     /// needs no admin rights. None: only the admin token writes.
     pub write_token: Option<String>,
-    /// Token daemons present to each other (`X-Internal-Token`). None: internal APIs are closed.
+    /// Token daemons present to each other (`X-Internal-Token`). None: internal APIs are
+    /// closed, except under `strata up`, which sets a random one for its process (its daemons
+    /// call each other's internal routes, e.g. queryd forwarding deltas to storaged).
     pub internal_token: Option<String>,
 }
 
@@ -322,6 +353,15 @@ impl Config {
         Ok(())
     }
 
+    /// The queryd URLs storaged notifies of new versions: `storaged.notify_urls`, or queryd's
+    /// own URL when that is not set.
+    pub fn notify_urls(&self) -> Vec<String> {
+        self.storaged
+            .notify_urls
+            .clone()
+            .unwrap_or_else(|| vec![self.queryd.url()])
+    }
+
     /// Resolves a path from the config against [`Config::base_dir`].
     pub fn resolve_path(&self, path: &str) -> PathBuf {
         let p = Path::new(path);
@@ -345,6 +385,8 @@ mod tests {
         [storaged]
         listen = "127.0.0.1:7101"
         url = "http://storaged:7101"
+        max_delta_bytes = 1024
+        notify_urls = ["http://q1:8080", "http://q2:8080"]
         [queryd]
         listen = "0.0.0.0:8080"
         [compactord]
@@ -367,6 +409,8 @@ mod tests {
         assert_eq!(c.store.url, "s3://bucket/prefix");
         assert_eq!(c.storaged.url(), "http://storaged:7101");
         assert_eq!(c.compactord.url(), "http://127.0.0.1:7102");
+        assert_eq!(c.storaged.max_delta_bytes, 1024);
+        assert_eq!(c.notify_urls(), vec!["http://q1:8080", "http://q2:8080"]);
         assert_eq!(c.datasets[0].primary_key, vec!["id"]);
         assert_eq!(c.datasets[0].index, IndexPolicy::List);
         assert!(c.datasets[0].pin);
@@ -383,6 +427,8 @@ mod tests {
         assert_eq!(c.storaged.listen.to_string(), "127.0.0.1:7001");
         assert_eq!(c.queryd.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.compactord.listen.to_string(), "127.0.0.1:7002");
+        assert_eq!(c.storaged.max_delta_bytes, 64 << 20);
+        assert_eq!(c.notify_urls(), vec!["http://127.0.0.1:8080"]);
         assert_eq!(c.auth.admin_token.as_deref(), Some("env-token"));
         assert_eq!(c.store.s3.endpoint.as_deref(), Some("http://env:1"));
     }

@@ -49,6 +49,25 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
+    }
+
+    /// A body axum's extractors refused (too large, unreadable, wrong type), keeping its status.
+    /// 422 (valid JSON, wrong shape) is a bad request like any other here.
+    pub fn body_rejected(status: StatusCode, message: impl Into<String>) -> Self {
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::new(status, "too_large", message),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::unsupported_media_type(message),
+            StatusCode::UNPROCESSABLE_ENTITY => Self::bad_request(message),
+            _ => Self::new(status, "bad_request", message),
+        }
+    }
+
     pub fn unavailable(message: impl Into<String>, retry_after_secs: u64) -> Self {
         Self {
             retry_after_secs: Some(retry_after_secs),
@@ -84,8 +103,15 @@ impl IntoResponse for ApiError {
 
 impl From<strata_shared::Error> for ApiError {
     fn from(e: strata_shared::Error) -> Self {
+        Self::from(&e)
+    }
+}
+
+/// By reference too: one failure shared by several requests (a group commit) answers each.
+impl From<&strata_shared::Error> for ApiError {
+    fn from(e: &strata_shared::Error) -> Self {
         use strata_shared::Error as E;
-        let (status, kind) = match &e {
+        let (status, kind) = match e {
             E::InvalidName { .. }
             | E::InvalidInput(_)
             | E::UnknownKeyColumn { .. }
@@ -95,7 +121,7 @@ impl From<strata_shared::Error> for ApiError {
                 (StatusCode::NOT_FOUND, "not_found")
             }
             E::DatasetExists(_) => (StatusCode::CONFLICT, "already_exists"),
-            E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            E::Conflict(_) | E::TxnsPartlyCommitted { .. } => (StatusCode::CONFLICT, "conflict"),
             E::CommitContention { .. } => (StatusCode::SERVICE_UNAVAILABLE, "contention"),
             E::PutIfAbsentUnsupported(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unsafe"),
             E::ObjectStore(os) => return object_store_error(os, e.to_string()),
@@ -153,21 +179,10 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => {
-                let status = rejection.status();
-                let kind = match status {
-                    StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-                    _ => "bad_request",
-                };
-                // 422 (valid JSON, wrong shape) is a bad request like any other here.
-                let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
-                    StatusCode::BAD_REQUEST
-                } else {
-                    status
-                };
-                Err(ApiError::new(status, kind, rejection.body_text()))
-            }
+            Err(rejection) => Err(ApiError::body_rejected(
+                rejection.status(),
+                rejection.body_text(),
+            )),
         }
     }
 }

@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod internal;
+
 /// Paths and media types.
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 /// Header carrying the dataset version a response was computed on.

@@ -4,12 +4,18 @@
 //!   DELETE, LIST, COPY), and [`RemoteStore`], an `object_store::ObjectStore` over it, so
 //!   queryd and compactord run unchanged on a remote or a direct store.
 //! - [`catalog`]: dataset creation and listing, and [`StoragedClient`].
+//! - [`deltas`]: the delta ingest route queryd forwards writes to, and [`DeltaClient`].
 
 pub mod catalog;
+pub mod deltas;
 pub mod objects;
 mod remote_store;
 
 pub use catalog::StoragedClient;
+pub use deltas::{
+    ARROW_STREAM_CONTENT_TYPE, DELTAS_ROUTE, DeltaClient, DeltaCommitted, IDEMPOTENCY_KEY_HEADER,
+    PARQUET_CONTENT_TYPE,
+};
 pub use remote_store::{NoInternalToken, RemoteStore};
 
 /// The error of a typed client call.

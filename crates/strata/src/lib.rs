@@ -106,6 +106,17 @@ fn up_config(args: &UpArgs) -> anyhow::Result<Config> {
     if let Some(listen) = args.listen {
         config.queryd.listen = listen;
     }
+    // The daemons of one process call each other's internal routes (queryd forwards deltas to
+    // storaged, storaged notifies queryd): without a configured token they share a random one,
+    // which nothing outside the process knows.
+    if config
+        .auth
+        .internal_token
+        .as_deref()
+        .is_none_or(str::is_empty)
+    {
+        config.auth.internal_token = Some(uuid::Uuid::new_v4().to_string());
+    }
     if args.demo && !config.datasets.iter().any(|d| d.name == demo::NAME) {
         let dir = match config.store.url.strip_prefix("file://") {
             Some(rest) => config.resolve_path(rest).join("sources"),
@@ -194,4 +205,39 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 
 fn flatten(done: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
     done.context("daemon task panicked")?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(env: EnvOverrides) -> UpArgs {
+        UpArgs {
+            config: None,
+            data: Some(std::env::temp_dir().join("strata-up-config-test")),
+            listen: None,
+            demo: false,
+            demo_rows: 0,
+            env,
+        }
+    }
+
+    #[test]
+    fn up_gives_its_daemons_an_internal_token() {
+        let random = up_config(&args(EnvOverrides::default())).unwrap();
+        let token = random.auth.internal_token.unwrap();
+        assert_eq!(token.len(), 36, "a uuid: {token}");
+        let again = up_config(&args(EnvOverrides::default())).unwrap();
+        assert_ne!(
+            again.auth.internal_token.unwrap(),
+            token,
+            "random per process"
+        );
+        let given = up_config(&args(EnvOverrides {
+            internal_token: Some("mine".into()),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert_eq!(given.auth.internal_token.as_deref(), Some("mine"));
+    }
 }

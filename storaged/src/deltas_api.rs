@@ -1,0 +1,79 @@
+//! Handler of the delta ingest route (protocol in `strata_storaged_api::deltas`).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use strata_daemon::ApiError;
+use strata_shared::delta_input::DeltaFormat;
+use strata_storaged_api::deltas::{
+    ARROW_STREAM_CONTENT_TYPE, DeltaCommitted, IDEMPOTENCY_KEY_HEADER, JSON_CONTENT_TYPE,
+    PARQUET_ALT_CONTENT_TYPE, PARQUET_CONTENT_TYPE,
+};
+
+use crate::AppState;
+use crate::ingest::{DeltaRequest, IngestError};
+
+pub async fn post_deltas(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<DeltaCommitted>, ApiError> {
+    let Path(dataset) = name.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let body = body.map_err(|e| ApiError::body_rejected(e.status(), e.body_text()))?;
+    let request = DeltaRequest {
+        dataset,
+        format: format_of(&headers)?,
+        body,
+        idempotency_key: idempotency_key(&headers)?,
+    };
+    Ok(Json(state.ingest.submit(request).await?))
+}
+
+/// The body format from `Content-Type` (parameters such as `charset` ignored).
+fn format_of(headers: &HeaderMap) -> Result<DeltaFormat, ApiError> {
+    let raw = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        JSON_CONTENT_TYPE => Ok(DeltaFormat::Json),
+        ARROW_STREAM_CONTENT_TYPE => Ok(DeltaFormat::ArrowStream),
+        PARQUET_CONTENT_TYPE | PARQUET_ALT_CONTENT_TYPE => Ok(DeltaFormat::Parquet),
+        _ => Err(ApiError::unsupported_media_type(format!(
+            "content type {raw:?} is not a delta format: send {JSON_CONTENT_TYPE}, \
+             {ARROW_STREAM_CONTENT_TYPE} or {PARQUET_CONTENT_TYPE}"
+        ))),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    headers
+        .get(IDEMPOTENCY_KEY_HEADER)
+        .map(|v| {
+            v.to_str().map(str::to_owned).map_err(|_| {
+                ApiError::bad_request(format!("header {IDEMPOTENCY_KEY_HEADER} is not text"))
+            })
+        })
+        .transpose()
+}
+
+/// Ingest failures as responses; the kinds of table-format errors map in `strata_daemon`.
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Table(e) => ApiError::from(e),
+            IngestError::Group(e) => ApiError::from(e.as_ref()),
+            e @ IngestError::InvalidKey(_) => ApiError::bad_request(e.to_string()),
+            e @ IngestError::CommitterStopped(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! Delta ingest: validate a request's delta, commit it as one delta file plus one manifest
+//! version, and acknowledge only after the manifest landed.
+//!
+//! **Group commit.** Each dataset has one committer task fed by a queue. The committer takes the
+//! first waiting request and every request that queued up behind it (at most
+//! [`MAX_GROUP_REQUESTS`] requests and about [`MAX_GROUP_ROWS`] rows), merges their deltas into
+//! one file (for a key touched by several of them, the request that arrived last wins: they
+//! were concurrent, so any order is a valid one, and arrival order is the one we promise) and
+//! commits one version that records every member's transaction id. While that commit is in
+//! flight, new requests queue for the next group. A request is validated before it queues, so
+//! a bad request never holds up or fails a group.
+//!
+//! **Idempotency.** A request's transaction id is `client-{Idempotency-Key}`, or a fresh
+//! `ingest-{uuidv7}`. The id is recorded in the manifest (`recent_txns`, with the request's
+//! counts), so a retry is answered from there, also after a restart: before the request joins
+//! a group (its key is looked up in the latest manifest), and again by the committer just
+//! before it writes (a retry that raced the original into the queue is not written twice).
+//! Reusing a key with a different body is not detected: the first body wins.
+//!
+//! The committer task is process-local, but correctness never depends on it: the commit
+//! protocol's put-if-absent decides between processes, and resolution by transaction id
+//! answers lost responses (`strata_shared::commit`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use chrono::Utc;
+use object_store::ObjectStore;
+use strata_daemon::config::Config;
+use strata_queryd_api::internal::{NOTIFY_TIMEOUT, NotifyClient};
+use strata_shared::commit::Table;
+use strata_shared::delta::{self, Op};
+use strata_shared::delta_input::{self, DeltaFormat};
+use strata_shared::layout::{self, DatasetName};
+use strata_shared::manifest::{DeltaFile, Manifest, Operation, Txn, TxnRecord};
+use strata_shared::{Error, parquet_io};
+use strata_storaged_api::deltas::{DeltaCommitted, MAX_IDEMPOTENCY_KEY_BYTES};
+use tokio::sync::{mpsc, oneshot};
+
+/// At most this many requests share one commit.
+pub const MAX_GROUP_REQUESTS: usize = 64;
+/// A group stops growing at this many rows (a single larger request still commits alone).
+pub const MAX_GROUP_ROWS: usize = 1 << 20;
+/// Requests waiting for a dataset's committer; more wait to enqueue (back-pressure).
+const QUEUE_DEPTH: usize = 1024;
+/// How often a committer regroups when members turn out to be committed by other requests.
+const MAX_REGROUPS: usize = 4;
+
+/// Why a delta request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// This request's own failure (unknown dataset, invalid body, …).
+    #[error(transparent)]
+    Table(#[from] Error),
+    /// A failure of the group commit this request was part of, shared by every member.
+    #[error(transparent)]
+    Group(Arc<Error>),
+    #[error("invalid Idempotency-Key: {0}")]
+    InvalidKey(&'static str),
+    #[error("the committer of dataset {0} stopped before answering")]
+    CommitterStopped(DatasetName),
+}
+
+/// One delta request as the handler hands it over.
+pub struct DeltaRequest {
+    pub dataset: String,
+    pub format: DeltaFormat,
+    pub body: Bytes,
+    pub idempotency_key: Option<String>,
+}
+
+/// A validated request waiting for its group.
+struct Job {
+    txn: Txn,
+    delta: RecordBatch,
+    /// The table shape the delta was validated against; a group shares one.
+    schema: SchemaRef,
+    primary_key: Vec<String>,
+    reply: oneshot::Sender<Result<DeltaCommitted, Arc<Error>>>,
+}
+
+/// The ingest service: one committer per dataset, started on first use. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    store: Arc<dyn ObjectStore>,
+    committers: Arc<Mutex<HashMap<DatasetName, mpsc::Sender<Job>>>>,
+    notifier: Notifier,
+}
+
+impl Ingest {
+    pub fn new(store: Arc<dyn ObjectStore>, notifier: Notifier) -> Self {
+        Self {
+            store,
+            committers: Arc::default(),
+            notifier,
+        }
+    }
+
+    /// Validates, commits (possibly together with concurrent requests) and answers once the
+    /// manifest holding the delta landed.
+    pub async fn submit(&self, request: DeltaRequest) -> Result<DeltaCommitted, IngestError> {
+        let name = DatasetName::new(request.dataset)?;
+        let txn_id = match &request.idempotency_key {
+            Some(key) => format!("client-{}", checked_key(key)?),
+            None => format!("ingest-{}", uuid::Uuid::now_v7()),
+        };
+        let manifest = Table::new(self.store.clone(), name.clone())
+            .load_latest()
+            .await?;
+        if manifest.primary_key.is_empty() {
+            return Err(Error::Conflict(format!(
+                "dataset {name} has no primary key, so it takes no deltas"
+            ))
+            .into());
+        }
+        if let Some(record) = manifest.txn_record(&txn_id) {
+            return Ok(answer(&name, record, None));
+        }
+
+        let schema = manifest.arrow_schema();
+        let primary_key = manifest.primary_key.clone();
+        let input = {
+            let (schema, primary_key) = (schema.clone(), primary_key.clone());
+            let (format, body) = (request.format, request.body);
+            // Parsing and sorting are CPU work: keep them off the async workers.
+            tokio::task::spawn_blocking(move || {
+                delta_input::parse(format, body, &schema, &primary_key)
+            })
+            .await
+            .map_err(task_failed)??
+        };
+
+        let (reply, answered) = oneshot::channel();
+        let job = Job {
+            txn: Txn::ingest(txn_id, input.upserts, input.deletes),
+            delta: input.batch,
+            schema,
+            primary_key,
+            reply,
+        };
+        self.enqueue(&name, job).await?;
+        match answered.await {
+            Ok(result) => result.map_err(IngestError::Group),
+            Err(_) => Err(IngestError::CommitterStopped(name)),
+        }
+    }
+
+    async fn enqueue(&self, name: &DatasetName, job: Job) -> Result<(), IngestError> {
+        let mut job = job;
+        // A committer only stops by panicking; a second one is started once, then we give up.
+        for _ in 0..2 {
+            let sender = self.committer(name);
+            match sender.send(job).await {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::SendError(returned)) => {
+                    job = returned;
+                    self.lock_committers().remove(name);
+                }
+            }
+        }
+        Err(IngestError::CommitterStopped(name.clone()))
+    }
+
+    fn lock_committers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<DatasetName, mpsc::Sender<Job>>> {
+        // The map stays consistent even if a holder panicked: every operation is one insert
+        // or remove.
+        self.committers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn committer(&self, name: &DatasetName) -> mpsc::Sender<Job> {
+        let mut committers = self.lock_committers();
+        if let Some(sender) = committers.get(name)
+            && !sender.is_closed()
+        {
+            return sender.clone();
+        }
+        let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let table = Table::new(self.store.clone(), name.clone());
+        tokio::spawn(run_committer(table, receiver, self.notifier.clone()));
+        committers.insert(name.clone(), sender.clone());
+        sender
+    }
+}
+
+/// A blocking task that panicked is a bug, not bad input: it answers as an internal error.
+fn task_failed(e: tokio::task::JoinError) -> Error {
+    Error::Arrow(arrow::error::ArrowError::ExternalError(Box::new(e)))
+}
+
+/// An idempotency key is 1–256 bytes of visible ASCII (it is stored in every manifest that
+/// remembers it).
+fn checked_key(key: &str) -> Result<&str, IngestError> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(IngestError::InvalidKey("it must be 1 to 256 bytes"));
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(IngestError::InvalidKey("only visible ASCII is allowed"));
+    }
+    Ok(key)
+}
+
+/// The answer for a recorded transaction. Ingest records carry their counts; `job` fills in
+/// for a record that has none.
+fn answer(name: &DatasetName, record: &TxnRecord, job: Option<&Txn>) -> DeltaCommitted {
+    let fallback = |f: fn(&Txn) -> Option<u64>| job.and_then(f).unwrap_or(0);
+    DeltaCommitted {
+        dataset: name.to_string(),
+        version: record.version,
+        upserts: record.upserts.unwrap_or_else(|| fallback(|t| t.upserts)),
+        deletes: record.deletes.unwrap_or_else(|| fallback(|t| t.deletes)),
+    }
+}
+
+/// One dataset's committer: takes a group off the queue, commits it, answers its members.
+async fn run_committer(table: Table, mut queue: mpsc::Receiver<Job>, notifier: Notifier) {
+    let mut held: Option<Job> = None;
+    loop {
+        let first = match held.take() {
+            Some(job) => job,
+            None => match queue.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let mut rows = first.delta.num_rows();
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP_REQUESTS && rows < MAX_GROUP_ROWS {
+            let Ok(job) = queue.try_recv() else { break };
+            let fits = job.schema == group[0].schema
+                && job.primary_key == group[0].primary_key
+                && rows + job.delta.num_rows() <= MAX_GROUP_ROWS;
+            if !fits {
+                // It starts the next group (validated against another schema, or too big).
+                held = Some(job);
+                break;
+            }
+            rows += job.delta.num_rows();
+            group.push(job);
+        }
+        let (results, landed) = commit_group(&table, &group).await;
+        if let Some(version) = landed {
+            notifier.notify(table.name(), version);
+        }
+        for job in group {
+            // Members with one transaction id (a retry queued next to its original) share
+            // its result. A missing result would be a bug in commit_group.
+            let result = results.get(&job.txn.id).cloned().unwrap_or_else(|| {
+                Err(Arc::new(Error::Conflict(
+                    "the group commit lost this request; send it again".into(),
+                )))
+            });
+            // Ignored: the client went away; its delta is committed all the same.
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+type Results = HashMap<String, Result<DeltaCommitted, Arc<Error>>>;
+
+/// Commits a group: every member not yet committed lands in one delta file and one version.
+/// Returns each transaction id's result and the version this group committed, if it did.
+async fn commit_group(table: &Table, group: &[Job]) -> (Results, Option<u64>) {
+    let name = table.name();
+    let mut results = Results::new();
+    // Members still to commit: the first member of each transaction id (a retry that queued
+    // next to its original shares the original's result).
+    let mut pending: Vec<&Job> = Vec::new();
+    for job in group {
+        if !pending.iter().any(|p| p.txn.id == job.txn.id) {
+            pending.push(job);
+        }
+    }
+    let fail = |results: &mut Results, pending: &mut Vec<&Job>, e: Arc<Error>| {
+        for job in pending.drain(..) {
+            results.insert(job.txn.id.clone(), Err(e.clone()));
+        }
+    };
+    for attempt in 0..MAX_REGROUPS {
+        // Members an earlier request already committed are answered from their record.
+        let latest = match table.load_latest().await {
+            Ok(m) => m,
+            Err(e) => {
+                fail(&mut results, &mut pending, Arc::new(e));
+                break;
+            }
+        };
+        pending.retain(|job| match latest.txn_record(&job.txn.id) {
+            Some(record) => {
+                let committed = answer(name, record, Some(&job.txn));
+                results.insert(job.txn.id.clone(), Ok(committed));
+                false
+            }
+            None => true,
+        });
+        if pending.is_empty() {
+            break;
+        }
+        match write_and_commit(table, &pending).await {
+            Ok(manifest) => {
+                for job in pending.drain(..) {
+                    let committed = match manifest.txn_record(&job.txn.id) {
+                        Some(record) => answer(name, record, Some(&job.txn)),
+                        None => DeltaCommitted {
+                            dataset: name.to_string(),
+                            version: manifest.version,
+                            upserts: job.txn.upserts.unwrap_or(0),
+                            deletes: job.txn.deletes.unwrap_or(0),
+                        },
+                    };
+                    results.insert(job.txn.id.clone(), Ok(committed));
+                }
+                return (results, Some(manifest.version));
+            }
+            // Another request committed some members meanwhile: regroup without them.
+            Err(Error::TxnsPartlyCommitted { .. }) if attempt + 1 < MAX_REGROUPS => {}
+            Err(e) => {
+                fail(&mut results, &mut pending, Arc::new(e));
+                break;
+            }
+        }
+    }
+    (results, None)
+}
+
+/// Writes the merged delta file of `jobs` (put-if-absent) and commits the version that adds
+/// it and records every job's transaction. A failed commit leaves the file unreferenced, for GC.
+async fn write_and_commit(table: &Table, jobs: &[&Job]) -> Result<Manifest, Error> {
+    let Some(first) = jobs.first() else {
+        return Err(Error::InvalidInput(
+            "an empty group has nothing to commit".into(),
+        ));
+    };
+    let schema = first.schema.clone();
+    let primary_key = first.primary_key.clone();
+    let batches: Vec<RecordBatch> = jobs.iter().map(|j| j.delta.clone()).collect();
+    let key = primary_key.clone();
+    let (bytes, rows, deletes) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+        // Jobs are in arrival order, so the latest request's row of a shared key wins.
+        let merged = delta::merge_in_order(&batches, &key)?;
+        let deletes = delta::op_column(&merged)?
+            .values()
+            .iter()
+            .filter(|op| **op == Op::Delete as u8)
+            .count() as u64;
+        let bytes = parquet_io::encode(merged.schema(), std::slice::from_ref(&merged))?;
+        Ok((bytes, merged.num_rows() as u64, deletes))
+    })
+    .await
+    .map_err(task_failed)??;
+
+    // The file holds no sequence number: its seq is the version that adds it, known only
+    // when that commit attempt drafts it.
+    let created_at = Utc::now();
+    let path = layout::delta_file_path(table.name(), created_at, uuid::Uuid::now_v7());
+    let size = bytes.len() as u64;
+    parquet_io::put_new(table.store().as_ref(), &path, bytes).await?;
+
+    let txns: Vec<Txn> = jobs.iter().map(|j| j.txn.clone()).collect();
+    let outcome = table
+        .commit_txns(&txns, Operation::Ingest, |draft| {
+            if draft.schema != *schema || draft.primary_key != primary_key {
+                return Err(Error::Conflict(format!(
+                    "the schema of dataset {} changed while the delta waited; send it again",
+                    draft.dataset
+                )));
+            }
+            draft.deltas.push(DeltaFile {
+                path: path.to_string(),
+                seq: draft.version,
+                rows,
+                bytes: size,
+                upserts: rows - deletes,
+                deletes,
+                created_at,
+            });
+            Ok(())
+        })
+        .await?;
+    Ok(outcome.manifest)
+}
+
+/// Tells queryd instances about new versions: fire and forget, never failing a write.
+#[derive(Clone)]
+pub struct Notifier {
+    client: Option<NotifyClient>,
+    urls: Arc<[String]>,
+}
+
+impl Notifier {
+    /// Notifies `config.notify_urls()` with the internal token; nobody without a token (queryd's
+    /// internal route would refuse the call anyway).
+    pub fn from_config(config: &Config) -> Self {
+        let client = config
+            .auth
+            .internal_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(NotifyClient::new);
+        Self {
+            client,
+            urls: config.notify_urls().into(),
+        }
+    }
+
+    pub fn notify(&self, dataset: &DatasetName, version: u64) {
+        let Some(client) = &self.client else { return };
+        for url in self.urls.iter() {
+            let (client, url, dataset) = (client.clone(), url.clone(), dataset.to_string());
+            tokio::spawn(async move {
+                let sent =
+                    tokio::time::timeout(NOTIFY_TIMEOUT, client.notify(&url, &dataset, version))
+                        .await;
+                match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(%dataset, version, error = %e, "notify failed"),
+                    Err(_) => tracing::debug!(%dataset, version, %url, "notify timed out"),
+                }
+            });
+        }
+    }
+}
