@@ -258,7 +258,7 @@ impl DatasetState {
         self.overlay
             .as_ref()
             .map(|o| &o.deleted)
-            .filter(|d| d.len() > 0)
+            .filter(|d| !d.is_empty())
     }
 
     /// Every live row id, ascending.

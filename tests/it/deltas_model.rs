@@ -37,7 +37,10 @@ impl Item {
         m.insert("id".into(), json!(self.id));
         m.insert("grp".into(), json!(self.grp));
         m.insert("val".into(), json!(self.val));
-        m.insert("note".into(), self.note.clone().map_or(Value::Null, Value::from));
+        m.insert(
+            "note".into(),
+            self.note.clone().map_or(Value::Null, Value::from),
+        );
         m
     }
 }
@@ -99,11 +102,7 @@ impl Model {
         self.base
             .iter()
             .filter(|r| !self.touched.contains(&r.id))
-            .chain(
-                self.rows
-                    .values()
-                    .filter(|r| self.touched.contains(&r.id)),
-            )
+            .chain(self.rows.values().filter(|r| self.touched.contains(&r.id)))
             .collect()
     }
 }
@@ -144,6 +143,27 @@ impl Client {
         (status, headers, value)
     }
 
+    /// Posts a delta; the committed version, or `None` if the request failed in transit (the
+    /// server went away: the write may or may not have landed).
+    async fn try_delta(&self, upserts: &[Item], deletes: &[i64]) -> Option<u64> {
+        let body = json!({
+            "upserts": upserts.iter().map(Item::json).collect::<Vec<_>>(),
+            "deletes": deletes.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
+        });
+        let response = self
+            .http
+            .post(format!("{}/api/v1/datasets/items/deltas", self.queryd))
+            .header("x-admin-token", &self.token)
+            .json(&body)
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.ok()?;
+        assert!(status == 200 || status >= 500, "{status}: {answer}");
+        answer["version"].as_u64().filter(|_| status == 200)
+    }
+
     /// Posts a delta; returns the committed version.
     async fn delta(&self, upserts: &[Item], deletes: &[i64], key: Option<&str>) -> u64 {
         let body = json!({
@@ -175,7 +195,10 @@ impl Client {
             .unwrap()
             .parse()
             .unwrap();
-        (version, serde_json::from_value(body["data"].clone()).unwrap())
+        (
+            version,
+            serde_json::from_value(body["data"].clone()).unwrap(),
+        )
     }
 
     async fn version(&self) -> u64 {
@@ -201,7 +224,9 @@ async fn check_all(client: &Client, model: &Model, version: u64, rng: &mut StdRn
     assert!(v >= version, "{label}: served {v}, wrote {version}");
     assert_eq!(got, as_json(&order), "{label}: storage-order scan");
 
-    let (_, _, count) = client.post("/api/v1/datasets/items/count", &json!({})).await;
+    let (_, _, count) = client
+        .post("/api/v1/datasets/items/count", &json!({}))
+        .await;
     assert_eq!(count["count"], model.rows.len(), "{label}: count");
 
     let mut by_val: Vec<&Item> = model.rows.values().collect();
@@ -213,7 +238,8 @@ async fn check_all(client: &Client, model: &Model, version: u64, rng: &mut StdRn
     assert_eq!(got, as_json(&want), "{label}: ordered page");
 
     for grp in GROUPS {
-        let request = json!({"predicates": [{"col": "grp", "op": "eq", "val": grp}], "page_size": 100_000});
+        let request =
+            json!({"predicates": [{"col": "grp", "op": "eq", "val": grp}], "page_size": 100_000});
         let (_, got) = client.rows(request.clone()).await;
         let want: Vec<&Item> = order.iter().filter(|r| r.grp == grp).copied().collect();
         assert_eq!(got, as_json(&want), "{label}: indexed eq {grp}");
@@ -262,14 +288,18 @@ async fn check_all(client: &Client, model: &Model, version: u64, rng: &mut StdRn
     // Arrow: the same rows, in the same order.
     let response = client
         .http
-        .post(format!("{}/api/v1/datasets/items/query?format=arrow", client.queryd))
+        .post(format!(
+            "{}/api/v1/datasets/items/query?format=arrow",
+            client.queryd
+        ))
         .json(&all)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
     let bytes = response.bytes().await.unwrap();
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
     let ids: Vec<i64> = reader
         .flat_map(|b| {
             let b = b.unwrap();
@@ -319,7 +349,11 @@ fn random_item(rng: &mut StdRng, id: i64, round: usize) -> Item {
 }
 
 /// A random request: distinct keys, some upserts, some deletes (of present and missing keys).
-fn random_request(rng: &mut StdRng, round: usize, keys: impl Fn(i64) -> bool) -> (Vec<Item>, Vec<i64>) {
+fn random_request(
+    rng: &mut StdRng,
+    round: usize,
+    keys: impl Fn(i64) -> bool,
+) -> (Vec<Item>, Vec<i64>) {
     let n = if rng.random_bool(0.1) {
         rng.random_range(50..200)
     } else {
@@ -351,7 +385,11 @@ fn random_request(rng: &mut StdRng, round: usize, keys: impl Fn(i64) -> bool) ->
 
 async fn start(dir: &std::path::Path) -> StrataProcess {
     write_parquet(&dir.join("src/items.parquet"), &[batch(&base_items())]).unwrap();
-    write_parquet(&dir.join("src/nokey.parquet"), &[batch(&base_items()[..10])]).unwrap();
+    write_parquet(
+        &dir.join("src/nokey.parquet"),
+        &[batch(&base_items()[..10])],
+    )
+    .unwrap();
     let declared = r#"
 [[datasets]]
 name = "items"
@@ -365,9 +403,15 @@ source = "src/nokey.parquet"
 "#;
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
-    StrataProcess::up(dir, &format!("file://{}", data.display()), declared, &[], &[])
-        .await
-        .unwrap()
+    StrataProcess::up(
+        dir,
+        &format!("file://{}", data.display()),
+        declared,
+        &[],
+        &[],
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,7 +433,7 @@ async fn random_writes_match_the_model_on_every_path() {
 
     let mut version = 0;
     let mut posted = 0usize;
-    for round in 0..120 {
+    for round in 0..240 {
         if round % 4 == 3 {
             // Concurrent writers on disjoint keys: they may share a version (group commit).
             let requests: Vec<(Vec<Item>, Vec<i64>)> = (0..4)
@@ -441,9 +485,16 @@ async fn random_writes_match_the_model_on_every_path() {
             }
         }
         if round % 20 == 19 {
-            check_all(&client, &model, version, &mut rng, &format!("round {round}")).await;
+            check_all(
+                &client,
+                &model,
+                version,
+                &mut rng,
+                &format!("round {round}"),
+            )
+            .await;
         }
-        if round % 40 == 39 {
+        if round % 60 == 59 {
             check_cold(&client, &model, &format!("round {round}")).await;
         }
     }
@@ -463,35 +514,108 @@ async fn retries_and_bad_input_never_move_the_version() {
     };
 
     // An idempotent retry returns the original version and writes nothing.
-    let one = [Item { id: 1, grp: "north", val: 1, note: None }];
+    let one = [Item {
+        id: 1,
+        grp: "north",
+        val: 1,
+        note: None,
+    }];
     let v1 = client.delta(&one, &[2], Some("retry-me")).await;
-    let two = [Item { id: 3, grp: "south", val: 3, note: None }];
+    let two = [Item {
+        id: 3,
+        grp: "south",
+        val: 3,
+        note: None,
+    }];
     let v2 = client.delta(&two, &[], None).await;
     assert!(v2 > v1);
-    assert_eq!(client.delta(&one, &[2], Some("retry-me")).await, v1, "retry");
+    assert_eq!(
+        client.delta(&one, &[2], Some("retry-me")).await,
+        v1,
+        "retry"
+    );
     assert_eq!(client.version().await, v2, "a retry commits nothing");
 
     let items = "/api/v1/datasets/items/deltas";
     let bad: Vec<(&str, &str, String, u16)> = vec![
         ("malformed JSON", items, "{\"upserts\": [".into(), 400),
-        ("unknown column", items, json!({"upserts": [{"id": 5, "grp": "x", "val": 1, "colour": "red"}]}).to_string(), 400),
-        ("string for an int", items, json!({"upserts": [{"id": "five", "grp": "x", "val": 1}]}).to_string(), 400),
-        ("float for an int", items, json!({"upserts": [{"id": 5, "grp": "x", "val": 1.5}]}).to_string(), 400),
-        ("missing non-nullable column", items, json!({"upserts": [{"id": 5, "val": 1}]}).to_string(), 400),
-        ("null key", items, json!({"upserts": [{"id": null, "grp": "x", "val": 1}]}).to_string(), 400),
-        ("key twice", items, json!({"upserts": [{"id": 5, "grp": "x", "val": 1}], "deletes": [{"id": 5}]}).to_string(), 400),
-        ("delete without its key", items, json!({"deletes": [{"grp": "x"}]}).to_string(), 400),
-        ("unknown field", items, json!({"upserts": [], "inserts": []}).to_string(), 400),
-        ("unknown dataset", "/api/v1/datasets/nope/deltas", json!({"deletes": [{"id": 1}]}).to_string(), 404),
-        ("dataset without a key", "/api/v1/datasets/nokey/deltas", json!({"deletes": [{"id": 1}]}).to_string(), 409),
+        (
+            "unknown column",
+            items,
+            json!({"upserts": [{"id": 5, "grp": "x", "val": 1, "colour": "red"}]}).to_string(),
+            400,
+        ),
+        (
+            "string for an int",
+            items,
+            json!({"upserts": [{"id": "five", "grp": "x", "val": 1}]}).to_string(),
+            400,
+        ),
+        (
+            "float for an int",
+            items,
+            json!({"upserts": [{"id": 5, "grp": "x", "val": 1.5}]}).to_string(),
+            400,
+        ),
+        (
+            "missing non-nullable column",
+            items,
+            json!({"upserts": [{"id": 5, "val": 1}]}).to_string(),
+            400,
+        ),
+        (
+            "null key",
+            items,
+            json!({"upserts": [{"id": null, "grp": "x", "val": 1}]}).to_string(),
+            400,
+        ),
+        (
+            "key twice",
+            items,
+            json!({"upserts": [{"id": 5, "grp": "x", "val": 1}], "deletes": [{"id": 5}]})
+                .to_string(),
+            400,
+        ),
+        (
+            "delete without its key",
+            items,
+            json!({"deletes": [{"grp": "x"}]}).to_string(),
+            400,
+        ),
+        (
+            "unknown field",
+            items,
+            json!({"upserts": [], "inserts": []}).to_string(),
+            400,
+        ),
+        (
+            "unknown dataset",
+            "/api/v1/datasets/nope/deltas",
+            json!({"deletes": [{"id": 1}]}).to_string(),
+            404,
+        ),
+        (
+            "dataset without a key",
+            "/api/v1/datasets/nokey/deltas",
+            json!({"deletes": [{"id": 1}]}).to_string(),
+            409,
+        ),
     ];
     for (label, path, body, want) in bad {
         let (status, _, answer) = client.send(path, body, "application/json", &[]).await;
         assert_eq!(status, want, "{label}: {answer}");
-        assert!(answer["error"].is_string(), "{label}: a JSON error: {answer}");
+        assert!(
+            answer["error"].is_string(),
+            "{label}: a JSON error: {answer}"
+        );
     }
     let (status, _, answer) = client
-        .send(items, json!({"deletes": [{"id": 1}]}).to_string(), "text/plain", &[])
+        .send(
+            items,
+            json!({"deletes": [{"id": 1}]}).to_string(),
+            "text/plain",
+            &[],
+        )
         .await;
     assert_eq!(status, 415, "wrong content type: {answer}");
     for (token, want) in [(None, 401), (Some("wrong"), 403)] {
@@ -505,10 +629,165 @@ async fn retries_and_bad_input_never_move_the_version() {
         let response = request.send().await.unwrap();
         assert_eq!(response.status().as_u16(), want);
     }
-    assert_eq!(client.version().await, v2, "refused requests commit nothing");
+    assert_eq!(
+        client.version().await,
+        v2,
+        "refused requests commit nothing"
+    );
     assert!(strata.process.try_wait().is_none(), "the daemon is alive");
     let (_, got) = client
         .rows(json!({"predicates": [{"col": "id", "op": "in", "val": [1, 2, 3]}]}))
         .await;
     assert_eq!(got, vec![one[0].json(), two[0].json()]);
+}
+
+/// What one writer knows: the last acknowledged value of every key it wrote (`None`:
+/// deleted), and the request it was sending when the server died.
+#[derive(Default)]
+struct Writer {
+    acked: BTreeMap<i64, Option<Item>>,
+    in_flight: Option<(Vec<Item>, Vec<i64>)>,
+}
+
+impl Writer {
+    fn apply(state: &mut BTreeMap<i64, Option<Item>>, upserts: &[Item], deletes: &[i64]) {
+        for id in deletes {
+            state.insert(*id, None);
+        }
+        for item in upserts {
+            state.insert(item.id, Some(item.clone()));
+        }
+    }
+}
+
+/// Writers post while `strata up` is killed with SIGKILL at a random moment, several times
+/// over; after each restart every acknowledged write is there. A request that was in flight
+/// at the kill may or may not have landed — but wholly or not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_sigkill() {
+    const WRITERS: i64 = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(0x0c0f_fee5);
+    let base: BTreeMap<i64, Item> = base_items().into_iter().map(|r| (r.id, r)).collect();
+    let writers: Vec<Arc<tokio::sync::Mutex<Writer>>> =
+        (0..WRITERS).map(|_| Default::default()).collect();
+    for trial in 0..3 {
+        let mut strata = start(dir.path()).await;
+        let client = Arc::new(Client {
+            http: reqwest::Client::new(),
+            queryd: strata.queryd.clone(),
+            token: strata.admin_token.clone(),
+        });
+        check_writers(&client, &base, &writers, trial).await;
+
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let (client, writer, stop) =
+                    (client.clone(), writers[w as usize].clone(), stop.clone());
+                let mut rng = StdRng::seed_from_u64(trial * 100 + w as u64);
+                tokio::spawn(async move {
+                    let mut round = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let request = random_request(&mut rng, round, |id| id % WRITERS == w);
+                        writer.lock().await.in_flight = Some(request.clone());
+                        match client.try_delta(&request.0, &request.1).await {
+                            Some(_) => {
+                                let mut writer = writer.lock().await;
+                                writer.in_flight = None;
+                                Writer::apply(&mut writer.acked, &request.0, &request.1);
+                            }
+                            None => return,
+                        }
+                        round += 1;
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(rng.random_range(200..900))).await;
+        strata.process.kill();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for task in tasks {
+            task.await.unwrap();
+        }
+    }
+    let strata = start(dir.path()).await;
+    let client = Client {
+        http: reqwest::Client::new(),
+        queryd: strata.queryd.clone(),
+        token: strata.admin_token.clone(),
+    };
+    check_writers(&client, &base, &writers, 3).await;
+    let acked: usize =
+        futures::future::join_all(writers.iter().map(|w| async { w.lock().await.acked.len() }))
+            .await
+            .into_iter()
+            .sum();
+    assert!(
+        acked > 100,
+        "only {acked} keys were acknowledged: the test wrote too little"
+    );
+}
+
+/// The served rows equal the base with every writer's acknowledged writes, each writer's
+/// in-flight request applied wholly or not at all (which one is then remembered as acked).
+async fn check_writers(
+    client: &Client,
+    base: &BTreeMap<i64, Item>,
+    writers: &[Arc<tokio::sync::Mutex<Writer>>],
+    trial: u64,
+) {
+    let (_, rows) = client.rows(json!({"page_size": 100_000})).await;
+    let served: BTreeMap<i64, Map<String, Value>> = rows
+        .into_iter()
+        .map(|r| (r["id"].as_i64().unwrap(), r))
+        .collect();
+    let served_of = |id: i64| served.get(&id).cloned();
+    let expect = |state: &BTreeMap<i64, Option<Item>>, id: i64| match state.get(&id) {
+        Some(v) => v.as_ref().map(Item::json),
+        None => base.get(&id).map(Item::json),
+    };
+    let mut touched = BTreeSet::new();
+    for writer in writers {
+        let mut writer = writer.lock().await;
+        let mut landed = writer.acked.clone();
+        let mut keys: BTreeSet<i64> = writer.acked.keys().copied().collect();
+        if let Some((upserts, deletes)) = writer.in_flight.take() {
+            Writer::apply(&mut landed, &upserts, &deletes);
+            keys.extend(upserts.iter().map(|r| r.id).chain(deletes.iter().copied()));
+            let all_acked = keys
+                .iter()
+                .all(|&id| served_of(id) == expect(&writer.acked, id));
+            let all_landed = keys.iter().all(|&id| served_of(id) == expect(&landed, id));
+            assert!(
+                all_acked || all_landed,
+                "trial {trial}: a write was lost or torn"
+            );
+            if all_landed {
+                writer.acked = landed;
+            }
+        }
+        for &id in &keys {
+            assert_eq!(
+                served_of(id),
+                expect(&writer.acked, id),
+                "trial {trial}: key {id}"
+            );
+        }
+        touched.extend(keys);
+    }
+    for (id, item) in base {
+        if !touched.contains(id) {
+            assert_eq!(
+                served_of(*id),
+                Some(item.json()),
+                "trial {trial}: untouched {id}"
+            );
+        }
+    }
+    let extra = served
+        .keys()
+        .filter(|id| !touched.contains(id) && !base.contains_key(id))
+        .count();
+    assert_eq!(extra, 0, "trial {trial}: rows nobody wrote");
 }

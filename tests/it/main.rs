@@ -5,8 +5,8 @@
 
 mod binary;
 mod catalog;
-mod deltas_model;
 mod common;
+mod deltas_model;
 mod deltas_storaged;
 mod object_api;
 mod query_conformance;

@@ -29,7 +29,9 @@ impl TokenGuard {
     /// Write calls: the admin token or the write token, in `X-Admin-Token`.
     pub fn write(admin: Option<&str>, write: Option<&str>) -> Self {
         let mut guard = Self::new(ADMIN_TOKEN_HEADER, admin);
-        guard.expected.extend(Self::new(ADMIN_TOKEN_HEADER, write).expected);
+        guard
+            .expected
+            .extend(Self::new(ADMIN_TOKEN_HEADER, write).expected);
         guard
     }
 
@@ -67,10 +69,9 @@ impl TokenGuard {
             ));
         };
         // Every token is compared, so the time taken does not tell which one matched.
-        let matched = self
-            .expected
-            .iter()
-            .fold(false, |m, t| m | constant_time_eq(sent.as_bytes(), t.as_bytes()));
+        let matched = self.expected.iter().fold(false, |m, t| {
+            m | constant_time_eq(sent.as_bytes(), t.as_bytes())
+        });
         if matched {
             Ok(())
         } else {
@@ -122,6 +123,10 @@ mod tests {
         assert_eq!(status(&writer, &headers), None);
         headers.insert(ADMIN_TOKEN_HEADER, HeaderValue::from_static("w"));
         assert_eq!(status(&writer, &headers), None);
-        assert_eq!(status(&guard, &headers), Some(403), "a write token is no admin token");
+        assert_eq!(
+            status(&guard, &headers),
+            Some(403),
+            "a write token is no admin token"
+        );
     }
 }
