@@ -31,7 +31,14 @@ pub async fn post(
             text(IDEMPOTENCY_KEY_HEADER),
         )
         .await?;
-    app.service.await_version(&name, committed.version).await?;
+    // The write is durable already; if this queryd cannot serve it in time, say so, with the
+    // version (a retry with the same Idempotency-Key answers again without writing).
+    if let Err(e) = app.service.await_version(&name, committed.version).await {
+        return Err(ApiError::unavailable(
+            format!("committed as version {}, but not served yet: {e}", committed.version),
+            1,
+        ));
+    }
     Ok(([version_header(committed.version)], Json(committed)))
 }
 
