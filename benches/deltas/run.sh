@@ -51,6 +51,7 @@ BENCH_VENV=${BENCH_VENV:-$HOME/.cache/strata-bench-venv}
 WORKDIR=${WORKDIR:-/tmp/strata-bench}
 READY_TIMEOUT=${READY_TIMEOUT:-900}
 STRATA_BIN=${STRATA_BIN:-}
+STRATA_BIN_GIVEN=$STRATA_BIN
 THREADS=2
 CONNECTIONS=8
 ROWS=1000000
@@ -86,6 +87,9 @@ if [ -z "$STRATA_BIN" ]; then
     (cd "$REPO" && CARGO_TARGET_DIR="$BENCH_TARGET_DIR" nice -n 10 cargo build --release --locked -p strata)
     STRATA_BIN=$BENCH_TARGET_DIR/release/strata
 fi
+# What was built (the other files of the working tree may change while the benchmark runs).
+BUILT_COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "?")
+BUILT_DIRTY=$(git -C "$REPO" status --porcelain -- . ':!benches' 2>/dev/null | grep -cv '^??' || true)
 
 # ---------------------------------------------------------------- data (shared with read/)
 mkdir -p "$WORKDIR"
@@ -105,6 +109,13 @@ STORE=$WORKDIR/deltas-store           # the store of the process under test
 PRISTINE=$WORKDIR/deltas-store-pristine  # the store right after the import, copied per phase
 
 # ---------------------------------------------------------------- server
+# Contention: every 5 s, the load average and how many compiler processes (rustc, cc, ld) of
+# other work on the machine are running; summarised in the report.
+( while sleep 5; do
+    echo "$(date +%s) $(cut -d' ' -f1 /proc/loadavg) $(ps -eo comm= | grep -cE '^(rustc|cc1|cc1plus|ld|ld.lld|mold|cargo)$' || true)"
+  done ) >"$RUN_DIR/contention.txt" 2>/dev/null &
+SAMPLER_PID=$!
+
 STRATA_PID=""
 stop_strata() {
     [ -n "$STRATA_PID" ] || return 0
@@ -114,7 +125,7 @@ stop_strata() {
     wait "$STRATA_PID" 2>/dev/null || true
     STRATA_PID=""
 }
-trap stop_strata EXIT
+trap 'stop_strata; kill "$SAMPLER_PID" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 
 read -r Q_PORT S_PORT C_PORT <<<"$("$PY" - <<'EOF'
@@ -184,6 +195,14 @@ start_strata() {
     done
     log "strata ready ($label, pid $STRATA_PID, $(($(date +%s) - start)) s, VmRSS $(rss_kb "$STRATA_PID" VmRSS) kB)"
 }
+# reload_metrics: "sum count" of queryd's dataset (re)load durations: the time queryd spends
+# bringing its in-memory state to a new version (reading the manifest and delta files, applying).
+reload_metrics() {
+    curl -s "$URL/metrics" 2>/dev/null | awk '
+        $1 == "strata_reload_duration_seconds_sum" { s = $2 }
+        $1 == "strata_reload_duration_seconds_count" { c = $2 }
+        END { print s + 0, c + 0 }'
+}
 # Log lines that look like trouble, collected for the report.
 scan_log() {
     grep -E ' (WARN|ERROR) |panicked|error' "$RUN_DIR/strata-$1.log" | head -n 20 >>"$RUN_DIR/log_findings.txt" || true
@@ -206,9 +225,11 @@ ingest() { # FORMAT BATCH POSTS CLIENTS
     [ "$posts" -gt 0 ] || return 0
     start_strata "$label"
     SEED=$((SEED + 1))
+    reload_metrics >"$RUN_DIR/$label.reload"
     "$PY" "$HERE/driver.py" ingest "$URL" "$TOKEN" "$RUN_DIR/$label.json" \
         --format "$fmt" --batch "$batch" --posts "$posts" --clients "$clients" --seed "$SEED" ||
         log "WARNING: $label failed (see $RUN_DIR/$label.json and strata-$label.log)"
+    reload_metrics >>"$RUN_DIR/$label.reload"
     rss_kb "$STRATA_PID" VmRSS >"$RUN_DIR/$label.rss"
     stop_strata
     scan_log "$label"
@@ -230,8 +251,10 @@ fi
 if has_phase visible; then
     log "post→visible: $VISIBLE_SAMPLES single-row upserts on a fresh store"
     start_strata visible
+    reload_metrics >"$RUN_DIR/visible_0.reload"
     "$PY" "$HERE/driver.py" visible "$URL" "$TOKEN" "$RUN_DIR/visible_0.json" \
         --samples "$VISIBLE_SAMPLES" || log "WARNING: visible failed"
+    reload_metrics >>"$RUN_DIR/visible_0.reload"
     stop_strata
     scan_log visible
 fi
@@ -286,9 +309,11 @@ if has_phase levels; then
     for level in $LEVELS; do
         target=$((ROWS * level / 100))
         if [ "$target" -gt "$filled" ]; then
+            reload_metrics >"$RUN_DIR/fill_$level.reload"
             "$PY" "$HERE/driver.py" fill "$URL" "$TOKEN" "$RUN_DIR/fill_$level.json" \
                 --start "$filled" --end "$target" --batch "$LEVEL_BATCH" --deletes 0.1 ||
                 log "WARNING: fill to $level% failed"
+            reload_metrics >>"$RUN_DIR/fill_$level.reload"
             filled=$target
         fi
         level_state "$level"
@@ -296,8 +321,10 @@ if has_phase levels; then
     done
     if [ "$VISIBLE_SAMPLES_LOADED" -gt 0 ]; then
         log "post→visible again with the last level's rows in deltas ($VISIBLE_SAMPLES_LOADED samples)"
+        reload_metrics >"$RUN_DIR/visible_loaded.reload"
         "$PY" "$HERE/driver.py" visible "$URL" "$TOKEN" "$RUN_DIR/visible_loaded.json" \
             --samples "$VISIBLE_SAMPLES_LOADED" || log "WARNING: visible (loaded) failed"
+        reload_metrics >>"$RUN_DIR/visible_loaded.reload"
         echo "$filled" >"$RUN_DIR/visible_loaded.rows"
     fi
     curl -s "$URL/metrics" >"$RUN_DIR/metrics_levels.txt" || true
@@ -306,10 +333,9 @@ if has_phase levels; then
 fi
 
 # ---------------------------------------------------------------- report
-commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "?")
-dirty=$(git -C "$REPO" status --porcelain -- . ':!benches' 2>/dev/null | grep -cv '^??' || true)
-strata_version="\`$("$STRATA_BIN" --version 2>/dev/null || echo strata)\`, built from commit $commit"
-[ "$dirty" != 0 ] && strata_version+=" + $dirty uncommitted changed files (working tree at build time)"
+strata_version="\`$("$STRATA_BIN" --version 2>/dev/null || echo strata)\`, built from commit $BUILT_COMMIT"
+[ -n "${STRATA_BIN_GIVEN:-}" ] && strata_version="\`$STRATA_BIN\` (given with STRATA_BIN; HEAD was $BUILT_COMMIT)"
+[ "$BUILT_DIRTY" != 0 ] && strata_version+=" + $BUILT_DIRTY uncommitted changed files (working tree at build time)"
 "$PY" - "$RUN_DIR/meta.json" <<EOF
 import json, sys
 json.dump({

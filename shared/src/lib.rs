@@ -16,6 +16,7 @@ pub mod commit;
 pub mod delta;
 pub mod delta_input;
 pub mod error;
+pub mod gc;
 pub mod keys;
 pub mod layout;
 pub mod manifest;

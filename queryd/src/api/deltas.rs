@@ -35,7 +35,10 @@ pub async fn post(
     // version (a retry with the same Idempotency-Key answers again without writing).
     if let Err(e) = app.service.await_version(&name, committed.version).await {
         return Err(ApiError::unavailable(
-            format!("committed as version {}, but not served yet: {e}", committed.version),
+            format!(
+                "committed as version {}, but not served yet: {e}",
+                committed.version
+            ),
             1,
         ));
     }
