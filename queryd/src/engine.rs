@@ -65,8 +65,8 @@ impl Engine {
     /// The cold path. DataFusion reads files in path order, which is manifest order: base
     /// files of one manifest are parts `part-00000…` of one compaction (see `layout`).
     /// Deltas merge by an anti-join: base rows whose key a delta names drop out, and the
-    /// surviving upserts (the deltas' newest entry per key) follow in key order — storage
-    /// order, as in memory. Only the small delta side is deduplicated.
+    /// surviving upserts (the deltas' newest entry per key) follow by sequence, then key —
+    /// storage order, as in memory. Only the small delta side is deduplicated.
     async fn parquet_frame(&self, manifest: &Manifest) -> Result<DataFrame, QueryError> {
         let schema = manifest.arrow_schema();
         let base = if manifest.base_files.is_empty() {
@@ -89,7 +89,7 @@ impl Engine {
         }
         let key = strata_shared::keys::key_indices(&schema, &manifest.primary_key)?;
         let deltas = overlay::read_deltas(self.store.as_ref(), &manifest.deltas).await?;
-        let (combined, ops) = overlay::combine(&schema, &key, &deltas)?;
+        let combined = overlay::combine(&schema, &key, &deltas)?;
         // The deltas' keys, renamed so the join's two sides share no column name.
         let key_names: Vec<String> = (0..key.len())
             .map(|i| format!("__strata_key_{i}"))
@@ -102,7 +102,9 @@ impl Engine {
         ));
         let keys = RecordBatch::try_new(
             key_schema.clone(),
-            key.iter().map(|&c| combined.column(c).clone()).collect(),
+            key.iter()
+                .map(|&c| combined.rows.column(c).clone())
+                .collect(),
         )?;
         let keys = self
             .ctx
@@ -118,12 +120,7 @@ impl Engine {
             &key_names.iter().map(String::as_str).collect::<Vec<_>>(),
             None,
         )?;
-        let upserts: arrow::array::BooleanArray = ops
-            .values()
-            .iter()
-            .map(|&op| Some(op == strata_shared::delta::Op::Upsert as u8))
-            .collect();
-        let upserts = arrow::compute::filter_record_batch(&combined, &upserts)?;
+        let upserts = combined.upserts()?;
         let upserts = RecordBatch::try_new(schema.clone(), upserts.columns().to_vec())?;
         let overlay = self
             .ctx

@@ -97,7 +97,7 @@ pub fn candidates<'s>(state: &'s DatasetState, plan: &Plan) -> Option<Candidates
                     .map(|v| key_of(v).map(|key| state.eq_rows(filter.column, key)))
                     .collect::<Option<_>>()?;
                 match lists.as_slice() {
-                    [one] => Candidates::List(*one),
+                    [one] => Candidates::List(one.clone()),
                     many => {
                         let live: Vec<Vec<u32>> =
                             many.iter().map(|l| l.live(state).collect()).collect();
@@ -181,10 +181,11 @@ pub fn page(
     plan: &Plan,
     candidates: &Candidates,
 ) -> Result<Vec<RecordBatch>, QueryError> {
+    // No total is needed: with deleted rows, counting a long list would cost more than the
+    // page. Each kind of candidates clamps the window itself.
     let (skip, fetch) = plan.window();
-    let total = candidates.len(state) as u64;
-    let start = skip.min(total) as usize;
-    let end = skip.saturating_add(fetch).min(total) as usize;
+    let start = usize::try_from(skip).unwrap_or(usize::MAX);
+    let end = usize::try_from(skip.saturating_add(fetch)).unwrap_or(usize::MAX);
     rows(state, plan, candidates, start, end)
 }
 
@@ -194,11 +195,13 @@ pub fn all(
     plan: &Plan,
     candidates: &Candidates,
 ) -> Result<Vec<RecordBatch>, QueryError> {
-    let total = candidates.len(state) as u64;
-    let end = plan.limit.map_or(total, |l| l.min(total)) as usize;
+    let end = plan
+        .limit
+        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
     rows(state, plan, candidates, 0, end)
 }
 
+/// The candidates in positions `[start, end)` (clamped to how many there are).
 fn rows(
     state: &DatasetState,
     plan: &Plan,
@@ -220,16 +223,32 @@ fn rows(
         |batch: &RecordBatch| -> Result<RecordBatch, QueryError> { Ok(batch.project(columns)?) };
     let ids: Cow<'_, [u32]> = match candidates {
         Candidates::All if state.deleted().is_none() => {
-            return state.chunks.slice(start, end).iter().map(project).collect();
+            let total = state.rows();
+            return state
+                .chunks
+                .slice(start.min(total), end.min(total))
+                .iter()
+                .map(project)
+                .collect();
         }
-        Candidates::All => Cow::Owned(state.live_ids().skip(start).take(end - start).collect()),
+        Candidates::All => Cow::Owned(
+            state
+                .live_ids()
+                .skip(start)
+                .take(end.saturating_sub(start))
+                .collect(),
+        ),
         Candidates::Rows(ids) => Cow::Borrowed(&ids[start.min(ids.len())..end.min(ids.len())]),
-        Candidates::List(list) if list.overlay.is_empty() && state.deleted().is_none() => {
-            Cow::Borrowed(&list.base[start.min(list.base.len())..end.min(list.base.len())])
+        Candidates::List(list) if list.as_slice(state).is_some() => {
+            let ids = list.as_slice(state).unwrap_or_default();
+            Cow::Borrowed(&ids[start.min(ids.len())..end.min(ids.len())])
         }
-        Candidates::List(list) => {
-            Cow::Owned(list.live(state).skip(start).take(end - start).collect())
-        }
+        Candidates::List(list) => Cow::Owned(
+            list.live(state)
+                .skip(start)
+                .take(end.saturating_sub(start))
+                .collect(),
+        ),
     };
     let mut out = Vec::new();
     let mut i = 0;

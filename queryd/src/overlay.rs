@@ -1,12 +1,19 @@
 //! Read-time merge of deltas (`ARCHITECTURE.md` §3): a version with deltas is its base layer
-//! plus an [`Overlay`] — the surviving upsert rows of every delta, in key order, with their
-//! own indexes — and a bitmap of the base rows those deltas replaced or deleted.
+//! plus an [`Overlay`] — the rows deltas wrote, as segments appended one per applied batch of
+//! deltas, each with its own indexes — and a bitmap of the rows (base or overlay) that a
+//! newer delta replaced or deleted.
 //!
-//! Applying a new version's deltas copies only what they touch: the base layer (rows and
-//! indexes) is shared by `Arc`, the bitmap copies only the 64Ki-row blocks a delta hits, and
-//! the overlay is rebuilt from the previous overlay plus the new rows (its size is the rows
-//! living in deltas, which compaction keeps small). Which entry of a key wins is decided by
-//! `strata_shared::merge::supersedes`, the rule every reader and the compactor share.
+//! Applying a new version copies only what its deltas touch: the base layer and the older
+//! segments are shared by `Arc`, the bitmap copies only the 64Ki-row blocks it changes, and
+//! the new segment holds just the new rows. Trailing segments are merged when the newest is
+//! no smaller than half the one before it (dropping their deleted rows), so there are
+//! O(log n) segments and each row is copied O(log n) times over its life in the overlay.
+//!
+//! Storage order with deltas: untouched base rows in base order, then the surviving delta
+//! rows in the order they were committed — by sequence number, and by key within one
+//! sequence (`strata_shared::merge::materialize` defines the same). Which entry of a key wins
+//! is decided by `strata_shared::merge::supersedes`, the rule every reader and the compactor
+//! share.
 
 use std::sync::Arc;
 
@@ -69,6 +76,20 @@ impl Deleted {
         }
     }
 
+    /// Forgets every deleted id from `start` on (those rows were dropped by a merge).
+    fn clear_from(&mut self, start: u32) {
+        for id in start as usize..self.blocks.len() * BLOCK_BITS {
+            let (b, w, bit) = (id / BLOCK_BITS, (id % BLOCK_BITS) / 64, 1u64 << (id % 64));
+            let Some(block) = &mut self.blocks[b] else {
+                continue;
+            };
+            if block[w] & bit != 0 {
+                Arc::make_mut(block)[w] &= !bit;
+                self.len -= 1;
+            }
+        }
+    }
+
     /// Whether any of the `len` rows from `start` is deleted.
     pub fn any_in(&self, start: u32, len: usize) -> bool {
         (start as usize..start as usize + len).any(|id| self.contains(id as u32))
@@ -81,13 +102,20 @@ impl Deleted {
 
 /// What a version's deltas changed over its base.
 pub struct Overlay {
-    /// The newest upsert of every key some delta touched, unless deleted since; key order.
-    pub layer: Arc<Layer>,
+    /// The rows deltas wrote, oldest first; row ids continue after the base's.
+    pub segments: Vec<Segment>,
+    /// Rows (base or overlay) a newer delta replaced or deleted.
     pub deleted: Deleted,
-    /// Row id of the overlay's first row: the base's row count.
-    pub offset: u32,
     /// Paths of the delta files applied, in sequence order.
     pub applied: Vec<String>,
+}
+
+/// Rows written by one or more consecutive deltas, in (sequence, key) order.
+#[derive(Clone)]
+pub struct Segment {
+    pub layer: Arc<Layer>,
+    /// Row id of the segment's first row.
+    pub offset: u32,
 }
 
 /// The deltas of `manifest` that `state` has not applied, if `state` can be brought to
@@ -123,12 +151,13 @@ pub async fn read_deltas(
 }
 
 /// The newest entry of every key over `deltas`, in key order: the table's columns (non-key
-/// columns nullable: deletes carry only their key) and the winning `_op` of each key.
+/// columns nullable: deletes carry only their key), the winning `_op` and the sequence number
+/// of each key.
 pub fn combine(
     schema: &SchemaRef,
     primary_key: &[usize],
     deltas: &[(u64, String, RecordBatch)],
-) -> Result<(RecordBatch, UInt8Array), QueryError> {
+) -> Result<Combined, QueryError> {
     let mut tables = Vec::with_capacity(deltas.len());
     let mut ops: Vec<u8> = Vec::new();
     let mut seqs: Vec<u64> = Vec::new();
@@ -158,10 +187,34 @@ pub fn combine(
             _ => winners.push(i),
         }
     }
+    let seqs = winners.iter().map(|&w| seqs[w as usize]).collect();
     let indices = UInt32Array::from(winners);
-    let combined = take_record_batch(&all, &indices)?;
+    let rows = take_record_batch(&all, &indices)?;
     let ops = take(&UInt8Array::from(ops), &indices, None)?;
-    Ok((combined, ops.as_primitive().clone()))
+    Ok(Combined {
+        rows,
+        ops: ops.as_primitive().clone(),
+        seqs,
+    })
+}
+
+/// The newest entry of each key over some deltas, in key order.
+pub struct Combined {
+    pub rows: RecordBatch,
+    pub ops: UInt8Array,
+    pub seqs: Vec<u64>,
+}
+
+impl Combined {
+    /// The surviving upserts in storage order: by sequence, then key.
+    pub fn upserts(&self) -> Result<RecordBatch, QueryError> {
+        let mut order: Vec<u32> = (0..self.rows.num_rows() as u32)
+            .filter(|&r| self.ops.value(r as usize) == Op::Upsert as u8)
+            .collect();
+        // Stable: rows are in key order already.
+        order.sort_by_key(|&r| self.seqs[r as usize]);
+        Ok(take_record_batch(&self.rows, &UInt32Array::from(order))?)
+    }
 }
 
 /// `state` with `deltas` (a manifest's next delta files, ascending seq) applied: the state
@@ -175,86 +228,66 @@ pub fn apply(
     let previous = state.overlay.as_ref();
     let mut applied = previous.map_or_else(Vec::new, |o| o.applied.clone());
     applied.extend(deltas.iter().map(|(_, path, _)| path.clone()));
-    if deltas.is_empty() {
-        return Ok(DatasetState {
-            version,
-            schema: state.schema.clone(),
-            mem_schema: state.mem_schema.clone(),
-            primary_key: key.clone(),
-            base: state.base.clone(),
-            base_files: state.base_files.clone(),
-            overlay: previous.map(|o| Overlay {
-                layer: o.layer.clone(),
-                deleted: o.deleted.clone(),
-                offset: o.offset,
-                applied,
-            }),
-            chunks: state.chunks.clone(),
-            bytes: state.bytes,
-        });
-    }
-    if state.base.key_index.is_none() {
-        return Err(QueryError::Internal(format!(
-            "dataset version {version} has deltas but its key cannot be indexed"
-        )));
-    }
-    let (combined, ops) = combine(&state.schema, key, &deltas)?;
-
-    // Every key a delta names leaves the base and the previous overlay; upserts come back
-    // in the new overlay.
+    let mut segments = previous.map_or_else(Vec::new, |o| o.segments.clone());
     let mut deleted = previous.map(|o| o.deleted.clone()).unwrap_or_default();
-    let mut dropped = vec![false; previous.map_or(0, |o| o.layer.rows())];
-    {
+    if !deltas.is_empty() {
+        if state.base.key_index.is_none() {
+            return Err(QueryError::Internal(format!(
+                "dataset version {version} has deltas but its key cannot be indexed"
+            )));
+        }
+        let combined = combine(&state.schema, key, &deltas)?;
+        // Every key a delta names leaves wherever it lives now; upserts come back in the new
+        // segment.
         let readers = key
             .iter()
-            .map(|&c| accessor(combined.column(c).as_ref()))
+            .map(|&c| accessor(combined.rows.column(c).as_ref()))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| QueryError::Internal("key column is not indexable".into()))?;
         let mut probe: Vec<KeyRef<'_>> = Vec::with_capacity(key.len());
-        for r in 0..combined.num_rows() {
+        for r in 0..combined.rows.num_rows() {
             probe.clear();
             probe.extend(readers.iter().map(|read| read(r)));
             if let Some(id) = state.base.get(&probe) {
                 deleted.insert(id);
             }
-            if let Some(id) = previous.and_then(|o| o.layer.get(&probe)) {
-                dropped[id as usize] = true;
+            for segment in &segments {
+                if let Some(id) = segment.layer.get(&probe) {
+                    deleted.insert(segment.offset + id);
+                }
             }
         }
+        let end = segments
+            .last()
+            .map_or(state.base.rows(), |s| s.offset as usize + s.layer.rows());
+        let offset = u32::try_from(end)
+            .map_err(|_| QueryError::TooLarge("a dataset holds at most 2^32-1 rows".into()))?;
+        let upserts = combined.upserts()?;
+        if upserts.num_rows() > 0 {
+            segments.push(Segment {
+                layer: Arc::new(Layer::build(
+                    Chunks::new(encode_like(&state.mem_schema, &upserts)?)?,
+                    key,
+                    &overlay_eq_columns(state),
+                )),
+                offset,
+            });
+            merge_trailing(state, &mut segments, &mut deleted)?;
+        }
     }
-    let upserts: BooleanArray = ops
-        .values()
-        .iter()
-        .map(|&op| Some(op == Op::Upsert as u8))
-        .collect();
-    let upserts = filter_record_batch(&combined, &upserts)?;
-    let mut parts = Vec::new();
-    if let Some(o) = previous {
-        let keep: BooleanArray = dropped.iter().map(|d| Some(!d)).collect();
-        let kept = concat_batches(&state.mem_schema, o.layer.chunks.batches())?;
-        parts.push(filter_record_batch(&kept, &keep)?);
-    }
-    parts.push(upserts);
-    let merged = concat_plain(&state.mem_schema, &parts)?;
-    let sorted = keys::sort_by_key(&merged, key)?;
-    let layer = Arc::new(Layer::build(
-        Chunks::new(encode_like(&state.mem_schema, &sorted)?)?,
-        key,
-        &overlay_eq_columns(state),
-    ));
-    let offset = u32::try_from(state.base.rows())
-        .map_err(|_| QueryError::TooLarge("a dataset holds at most 2^32-1 rows".into()))?;
     let chunks = Chunks::new(
         state
             .base
             .chunks
             .batches()
             .iter()
-            .chain(layer.chunks.batches())
+            .chain(segments.iter().flat_map(|s| s.layer.chunks.batches()))
             .cloned()
             .collect(),
     )?;
-    let bytes = state.base.bytes + layer.bytes + deleted.memory_bytes();
+    let bytes = state.base.bytes
+        + segments.iter().map(|s| s.layer.bytes).sum::<usize>()
+        + deleted.memory_bytes();
     Ok(DatasetState {
         version,
         schema: state.schema.clone(),
@@ -263,14 +296,61 @@ pub fn apply(
         base: state.base.clone(),
         base_files: state.base_files.clone(),
         overlay: Some(Overlay {
-            layer,
+            segments,
             deleted,
-            offset,
             applied,
         }),
         chunks,
         bytes,
     })
+}
+
+/// Merges trailing segments while the newest is at least half the size of the one before
+/// it: their live rows, concatenated in order (so storage order is kept), become one segment.
+/// Only the tail changes, so no other row id moves.
+fn merge_trailing(
+    state: &DatasetState,
+    segments: &mut Vec<Segment>,
+    deleted: &mut Deleted,
+) -> Result<(), QueryError> {
+    // Sizes count deleted rows too: cheap, and close enough for the shape of the tiers.
+    let mut from = segments.len() - 1;
+    let mut size = segments[from].layer.rows();
+    while from > 0 {
+        let before = segments[from - 1].layer.rows();
+        if before > 2 * size {
+            break;
+        }
+        from -= 1;
+        size += before;
+    }
+    if from == segments.len() - 1 {
+        return Ok(());
+    }
+    let mut parts = Vec::new();
+    for segment in &segments[from..] {
+        let mut start = segment.offset;
+        for batch in segment.layer.chunks.batches() {
+            let keep: BooleanArray = (0..batch.num_rows() as u32)
+                .map(|r| Some(!deleted.contains(start + r)))
+                .collect();
+            parts.push(filter_record_batch(batch, &keep)?);
+            start += batch.num_rows() as u32;
+        }
+    }
+    let offset = segments[from].offset;
+    let merged = concat_plain(&state.mem_schema, &parts)?;
+    deleted.clear_from(offset);
+    segments.truncate(from);
+    segments.push(Segment {
+        layer: Arc::new(Layer::build(
+            Chunks::new(encode_like(&state.mem_schema, &merged)?)?,
+            &state.primary_key,
+            &overlay_eq_columns(state),
+        )),
+        offset,
+    });
+    Ok(())
 }
 
 /// The overlay indexes the same columns as the base, with no distinct-value cap (it is

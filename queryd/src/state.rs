@@ -162,9 +162,9 @@ impl Layer {
 
 /// One dataset version in memory: the base layer, and the overlay of the version's deltas.
 ///
-/// Row ids: the base's rows keep their ids; the overlay's rows follow (`overlay.offset +
-/// own id`). A base row is live unless a delta replaced or deleted it (`overlay.deleted`);
-/// overlay rows are always live. Storage order is row-id order over live rows — the order
+/// Row ids: the base's rows keep their ids; each overlay segment's rows follow (`offset +
+/// own id`). A row is live unless a newer delta replaced or deleted it (`overlay.deleted`).
+/// Storage order is row-id order over live rows — the order
 /// `strata_shared::merge::materialize` defines.
 pub struct DatasetState {
     pub version: u64,
@@ -287,19 +287,27 @@ impl DatasetState {
             return Some(id);
         }
         let overlay = self.overlay.as_ref()?;
-        overlay.layer.get(key).map(|id| overlay.offset + id)
+        // A key is live in at most one place; the newest segments are the likeliest.
+        overlay.segments.iter().rev().find_map(|s| {
+            s.layer
+                .get(key)
+                .map(|id| s.offset + id)
+                .filter(|&id| self.is_live(id))
+        })
     }
 
     /// The rows holding `value` in an indexed column ([`Self::has_eq_index`]).
     pub fn eq_rows(&self, column: usize, value: KeyRef<'_>) -> RowList<'_> {
-        RowList {
-            base: self.base.eq_rows(column, value),
-            overlay: self
-                .overlay
-                .as_ref()
-                .map_or(&[][..], |o| o.layer.eq_rows(column, value)),
-            offset: self.overlay.as_ref().map_or(0, |o| o.offset),
+        let mut parts = vec![(self.base.eq_rows(column, value), 0)];
+        if let Some(overlay) = &self.overlay {
+            parts.extend(
+                overlay
+                    .segments
+                    .iter()
+                    .map(|s| (s.layer.eq_rows(column, value), s.offset)),
+            );
         }
+        RowList { parts }
     }
 
     /// The live rows in storage order, for DataFusion, with their schema. With deltas,
@@ -324,11 +332,10 @@ impl DatasetState {
             self.mem_schema.metadata().clone(),
         ));
         let deleted = &overlay.deleted;
-        let base_chunks = self.base.chunks.batches().len();
         let mut out = Vec::with_capacity(self.chunks.batches().len());
         for (c, batch) in self.chunks.batches().iter().enumerate() {
             let start = self.chunks.row_id(c, 0);
-            let batch = if c < base_chunks && deleted.any_in(start, batch.num_rows()) {
+            let batch = if deleted.any_in(start, batch.num_rows()) {
                 let keep: arrow::array::BooleanArray = (0..batch.num_rows())
                     .map(|r| Some(!deleted.contains(start + r as u32)))
                     .collect();
@@ -361,31 +368,43 @@ impl DatasetState {
     }
 }
 
-/// The rows of one equality-index value: base row ids (deleted ones included; readers skip
-/// them), then overlay row ids (`offset +` each). Both parts ascend, and every overlay id
-/// is above every base id.
-#[derive(Clone, Copy)]
+/// The rows of one equality-index value: one ascending list per layer (the base's, then
+/// each overlay segment's) with the row id its layer starts at. Every id of a later part is
+/// above every id of an earlier one. Deleted rows are still in the lists; readers skip them.
+#[derive(Clone)]
 pub struct RowList<'a> {
-    pub base: &'a [u32],
-    pub overlay: &'a [u32],
-    pub offset: u32,
+    pub parts: Vec<(&'a [u32], u32)>,
 }
 
 impl<'a> RowList<'a> {
     /// The live row ids, ascending.
-    pub fn live(self, state: &'a DatasetState) -> impl Iterator<Item = u32> + 'a {
+    pub fn live(&self, state: &'a DatasetState) -> impl Iterator<Item = u32> + 'a {
         let deleted = state.deleted();
-        self.base
-            .iter()
-            .copied()
+        self.parts
+            .clone()
+            .into_iter()
+            .flat_map(|(ids, offset)| ids.iter().map(move |&id| offset + id))
             .filter(move |&id| deleted.is_none_or(|d| !d.contains(id)))
-            .chain(self.overlay.iter().map(move |&id| self.offset + id))
     }
 
-    pub fn live_len(self, state: &DatasetState) -> usize {
+    pub fn live_len(&self, state: &DatasetState) -> usize {
         match state.deleted() {
-            None => self.base.len() + self.overlay.len(),
-            Some(d) => self.base.iter().filter(|&&id| !d.contains(id)).count() + self.overlay.len(),
+            None => self.parts.iter().map(|(ids, _)| ids.len()).sum(),
+            Some(_) => self.live(state).count(),
+        }
+    }
+
+    /// The one list, when the value lives in the base only and nothing is deleted.
+    pub fn as_slice(&self, state: &DatasetState) -> Option<&'a [u32]> {
+        match self.parts.as_slice() {
+            [(ids, 0)] if state.deleted().is_none() => Some(ids),
+            parts
+                if state.deleted().is_none()
+                    && parts[1..].iter().all(|(ids, _)| ids.is_empty()) =>
+            {
+                Some(parts[0].0)
+            }
+            _ => None,
         }
     }
 }

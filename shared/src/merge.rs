@@ -51,7 +51,8 @@ pub fn resolve<T>(entries: impl IntoIterator<Item = Entry<T>>) -> Option<T> {
 }
 
 /// `state(V)` from its parts: base rows that no delta touched, in base order, then the
-/// surviving delta upserts in key order ("storage order"). `deltas` holds `(seq, batch with
+/// surviving delta upserts in the order they were committed — by sequence number, and by key
+/// within one sequence ("storage order"). `deltas` holds `(seq, batch with
 /// _op)`. This is the straightforward reference; queryd keeps the same result incrementally.
 pub fn materialize(
     schema: &SchemaRef,
@@ -105,12 +106,12 @@ pub fn materialize(
     };
     let kept = filter_record_batch(&base, &keep)?;
 
-    let mut overlay: Vec<(OwnedRow, (usize, usize))> = latest
+    let mut overlay: Vec<(u64, OwnedRow, (usize, usize))> = latest
         .into_iter()
-        .filter_map(|(k, e)| resolve([e]).map(|pos| (k, pos)))
+        .filter_map(|(k, e)| resolve([e]).map(|pos| (e.seq, k, pos)))
         .collect();
-    overlay.sort_by(|a, b| a.0.cmp(&b.0));
-    let positions: Vec<(usize, usize)> = overlay.into_iter().map(|(_, p)| p).collect();
+    overlay.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let positions: Vec<(usize, usize)> = overlay.into_iter().map(|(_, _, p)| p).collect();
     let table_refs: Vec<&RecordBatch> = tables.iter().collect();
     let overlay = interleave_record_batch(&table_refs, &positions)?;
     let overlay = RecordBatch::try_new(schema.clone(), overlay.columns().to_vec())?;
@@ -196,7 +197,7 @@ mod tests {
             )
             .unwrap()
         };
-        // seq 2: update 2, delete 3, insert 9; seq 3: delete 9, insert 5, re-update 2.
+        // seq 2: update 2, delete 3, insert 7 and 9; seq 3: delete 9, insert 5, re-update 2.
         // Passed out of order on purpose: sequence decides, not position.
         let deltas = vec![
             (
@@ -205,7 +206,11 @@ mod tests {
             ),
             (
                 2,
-                delta(vec![2, 3, 9], vec![Some(21), None, Some(90)], vec![0, 1, 0]),
+                delta(
+                    vec![2, 3, 7, 9],
+                    vec![Some(21), None, Some(70), Some(90)],
+                    vec![0, 1, 0, 0],
+                ),
             ),
         ];
         let state = materialize(&schema, &pk, &[base], &deltas).unwrap();
@@ -219,8 +224,9 @@ mod tests {
             .as_primitive::<Int64Type>()
             .values()
             .to_vec();
-        assert_eq!(ids, vec![1, 4, 2, 5]);
-        assert_eq!(vs, vec![10, 40, 22, 50]);
+        // Delta rows by sequence, then key: 7 (seq 2) before 2 and 5 (seq 3).
+        assert_eq!(ids, vec![1, 4, 7, 2, 5]);
+        assert_eq!(vs, vec![10, 40, 70, 22, 50]);
         assert_eq!(state.schema(), schema);
     }
 }

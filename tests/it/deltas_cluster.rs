@@ -148,10 +148,11 @@ async fn queryd_processes_converge_by_notification_polling_and_min_version() {
     let v2 = answer["version"].as_u64().unwrap();
     let (status, served_b, body) = served(&http, &url(b), Some(v2)).await;
     assert_eq!((status, served_b), (200, v2), "{body}");
-    // Storage order: rows deltas wrote follow the untouched base rows, in key order.
+    // Storage order: rows deltas wrote follow the untouched base rows, in the order they
+    // were written.
     assert_eq!(
         body["data"],
-        json!([{"id": 30, "name": "person 30"}, {"id": 20, "name": "twenty"}, {"id": 40, "name": "forty"}])
+        json!([{"id": 30, "name": "person 30"}, {"id": 40, "name": "forty"}, {"id": 20, "name": "twenty"}])
     );
     // A version nobody wrote is a 503 with Retry-After, within the request's time limit.
     let response = http

@@ -77,32 +77,39 @@ fn batch(items: &[Item]) -> RecordBatch {
     .unwrap()
 }
 
-/// The model: the base in storage order, the live rows, and the keys deltas touched.
+/// The model: the base in storage order, the live rows, and the version that last wrote
+/// each key a delta touched.
 struct Model {
     base: Vec<Item>,
     rows: BTreeMap<i64, Item>,
-    touched: BTreeSet<i64>,
+    written: BTreeMap<i64, u64>,
 }
 
 impl Model {
-    fn apply(&mut self, upserts: &[Item], deletes: &[i64]) {
+    fn apply(&mut self, upserts: &[Item], deletes: &[i64], version: u64) {
         for id in deletes {
             self.rows.remove(id);
-            self.touched.insert(*id);
+            self.written.insert(*id, version);
         }
         for item in upserts {
             self.rows.insert(item.id, item.clone());
-            self.touched.insert(item.id);
+            self.written.insert(item.id, version);
         }
     }
 
     /// Storage order: base rows no delta touched, in base order; then the surviving rows
-    /// deltas wrote, in key order.
+    /// deltas wrote, by the version that wrote them, then by key.
     fn storage_order(&self) -> Vec<&Item> {
+        let mut rewritten: Vec<&Item> = self
+            .rows
+            .values()
+            .filter(|r| self.written.contains_key(&r.id))
+            .collect();
+        rewritten.sort_by_key(|r| (self.written[&r.id], r.id));
         self.base
             .iter()
-            .filter(|r| !self.touched.contains(&r.id))
-            .chain(self.rows.values().filter(|r| self.touched.contains(&r.id)))
+            .filter(|r| !self.written.contains_key(&r.id))
+            .chain(rewritten)
             .collect()
     }
 }
@@ -427,7 +434,7 @@ async fn random_writes_match_the_model_on_every_path() {
     let mut model = Model {
         base: base_items(),
         rows: base_items().into_iter().map(|r| (r.id, r)).collect(),
-        touched: BTreeSet::new(),
+        written: BTreeMap::new(),
     };
     check_all(&client, &model, 0, &mut rng, "v0").await;
 
@@ -459,8 +466,9 @@ async fn random_writes_match_the_model_on_every_path() {
                 })
                 .collect();
             for (task, (upserts, deletes)) in tasks.into_iter().zip(&requests) {
-                version = version.max(task.await.unwrap());
-                model.apply(upserts, deletes);
+                let v = task.await.unwrap();
+                version = version.max(v);
+                model.apply(upserts, deletes, v);
                 posted += upserts.len() + deletes.len();
             }
         } else {
@@ -468,7 +476,7 @@ async fn random_writes_match_the_model_on_every_path() {
             let v = client.delta(&upserts, &deletes, None).await;
             assert!(v > version, "versions ascend");
             version = v;
-            model.apply(&upserts, &deletes);
+            model.apply(&upserts, &deletes, v);
             posted += upserts.len() + deletes.len();
             // Read your writes, without min_version.
             if let Some(item) = upserts.first() {

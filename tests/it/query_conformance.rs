@@ -633,26 +633,32 @@ async fn every_path_merges_deltas_like_the_oracle() {
         (vec![fresh(12, 3)], vec![15, 5000]),
     ];
     let mut version = 0;
+    // The version that last wrote each key a delta touched.
+    let mut written: std::collections::BTreeMap<i64, u64> = Default::default();
     for (upserts, deletes) in &steps {
         version = commit_delta(&store, "events", &batch(upserts), deletes).await;
         for id in deletes {
             model.remove(id);
+            written.insert(*id, version);
         }
         for r in upserts {
             model.insert(r.id, r.clone());
+            written.insert(r.id, version);
         }
     }
-    // Storage order: untouched base rows in base order, then every key a delta touched
-    // that survived, in key order.
-    let touched: std::collections::BTreeSet<i64> = steps
-        .iter()
-        .flat_map(|(u, d)| u.iter().map(|r| r.id).chain(d.iter().copied()))
+    // Storage order: untouched base rows in base order, then the surviving rows deltas
+    // wrote, by the version that wrote them, then by key.
+    let mut rewritten: Vec<Row> = model
+        .values()
+        .filter(|r| written.contains_key(&r.id))
+        .cloned()
         .collect();
+    rewritten.sort_by_key(|r| (written[&r.id], r.id));
     let merged: Vec<Row> = base
         .iter()
-        .filter(|r| !touched.contains(&r.id))
+        .filter(|r| !written.contains_key(&r.id))
         .cloned()
-        .chain(model.values().filter(|r| touched.contains(&r.id)).cloned())
+        .chain(rewritten)
         .collect();
 
     for queryd in [&incremental, &incremental_general] {
