@@ -455,3 +455,26 @@ fn encode_like(
         .map(|w| cast_batch(&batch.slice(w[0], w[1] - w[0]), mem_schema))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deleted_blocks_are_copied_on_write_and_cleared_from_an_id() {
+        let mut a = Deleted::default();
+        for id in [3, 70_000, 70_001, 200_000] {
+            a.insert(id);
+        }
+        a.insert(3);
+        assert_eq!(a.len(), 4, "inserting twice counts once");
+        let b = a.clone();
+        a.insert(5);
+        assert!(a.contains(5) && !b.contains(5), "the clone kept its own block");
+        assert!(a.any_in(69_990, 20) && !a.any_in(100, 1000));
+        a.clear_from(70_001);
+        assert_eq!(a.len(), 3);
+        assert!(a.contains(70_000) && !a.contains(70_001) && !a.contains(200_000));
+        assert_eq!(b.len(), 4);
+    }
+}
