@@ -351,7 +351,7 @@ impl Memcache {
             let cache = self.clone();
             let slot = slot.clone();
             tokio::spawn(async move {
-                if let Err(e) = cache.load_locked(&slot, false).await {
+                if let Err(e) = cache.load_locked(&slot, false, None).await {
                     tracing::warn!(dataset = %slot.name, error = %e, "background load failed");
                 }
             });
@@ -367,22 +367,23 @@ impl Memcache {
     /// Loads (or reloads) the newest version of `slot`'s dataset and publishes it.
     pub async fn load(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<Reloaded, QueryError> {
         slot.loading.store(true, Ordering::Release);
-        self.load_locked(slot, true).await
+        self.load_locked(slot, true, None).await
     }
 
     /// `force`: rebuild even if a state is resident (a reload); otherwise a resident state
     /// makes this a no-op (a background load raced with another).
+    /// `at`: load that version rather than discover the latest (a writer just told us about
+    /// it, which saves the discovery's round trips); the latest if it is gone.
     async fn load_locked(
         self: &Arc<Self>,
         slot: &Arc<Slot>,
         force: bool,
+        at: Option<u64>,
     ) -> Result<Reloaded, QueryError> {
         let _serial = slot.reload.lock().await;
         let started = Instant::now();
         let result = async {
-            let manifest = Table::new(self.store.clone(), slot.name.clone())
-                .load_latest()
-                .await?;
+            let manifest = self.manifest(&slot.name, at).await?;
             let current = slot.resident();
             if let Some(current) = &current
                 && (current.version >= manifest.version || !force)
@@ -524,6 +525,19 @@ impl Memcache {
         Ok(slot.stats())
     }
 
+    /// Manifest `at`, or the latest (also when `at` no longer exists).
+    async fn manifest(&self, name: &DatasetName, at: Option<u64>) -> Result<Manifest, QueryError> {
+        let table = Table::new(self.store.clone(), name.clone());
+        if let Some(version) = at {
+            match table.read_manifest(version).await {
+                Ok(m) => return Ok(m),
+                Err(strata_shared::Error::ManifestNotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(table.load_latest().await?)
+    }
+
     /// The version served now, if the dataset is known.
     pub fn served_version(&self, name: &str) -> Option<u64> {
         let name = DatasetName::new(name).ok()?;
@@ -535,13 +549,21 @@ impl Memcache {
     /// resident state applies the new deltas (or rebuilds, after a compaction); a dataset
     /// not in memory just reads the newer manifest on its cold path.
     pub async fn catch_up(self: &Arc<Self>, name: &str) -> Result<u64, QueryError> {
+        self.catch_up_to(name, None).await
+    }
+
+    /// As [`Self::catch_up`], to version `at` (or the latest if `at` is gone), when the caller
+    /// knows the version it waits for.
+    pub async fn catch_up_to(
+        self: &Arc<Self>,
+        name: &str,
+        at: Option<u64>,
+    ) -> Result<u64, QueryError> {
         let slot = self.slot(name).await?;
         if slot.resident().is_some() {
-            return Ok(self.load_locked(&slot, true).await?.version);
+            return Ok(self.load_locked(&slot, true, at).await?.version);
         }
-        let latest = Table::new(self.store.clone(), slot.name.clone())
-            .load_latest()
-            .await?;
+        let latest = self.manifest(&slot.name, at).await?;
         let _serial = slot.reload.lock().await;
         if let Some(state) = slot.resident() {
             return Ok(state.version);

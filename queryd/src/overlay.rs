@@ -470,7 +470,10 @@ mod tests {
         assert_eq!(a.len(), 4, "inserting twice counts once");
         let b = a.clone();
         a.insert(5);
-        assert!(a.contains(5) && !b.contains(5), "the clone kept its own block");
+        assert!(
+            a.contains(5) && !b.contains(5),
+            "the clone kept its own block"
+        );
         assert!(a.any_in(69_990, 20) && !a.any_in(100, 1000));
         a.clear_from(70_001);
         assert_eq!(a.len(), 3);

@@ -120,7 +120,7 @@ impl QueryService {
         let mut pause = std::time::Duration::from_millis(5);
         loop {
             if self.cache.source(name).await?.version() >= version
-                || self.cache.catch_up(name).await? >= version
+                || self.cache.catch_up_to(name, Some(version)).await? >= version
             {
                 return Ok(());
             }

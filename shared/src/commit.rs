@@ -260,11 +260,30 @@ impl Table {
         &self,
         txns: &[Txn],
         operation: Operation,
+        mutate: F,
+    ) -> Result<CommitOutcome>
+    where
+        F: FnMut(&mut Manifest) -> Result<()>,
+    {
+        self.commit_txns_from(None, txns, operation, mutate).await
+    }
+
+    /// As [`Table::commit_txns`], with a first attempt on `start`, a manifest the caller has
+    /// just read or committed, which saves the discovery of the latest version. A stale
+    /// `start` costs one failed put-if-absent (its successor exists), then the protocol goes on
+    /// as usual from the real latest version: correctness never rests on `start`.
+    pub async fn commit_txns_from<F>(
+        &self,
+        start: Option<Manifest>,
+        txns: &[Txn],
+        operation: Operation,
         mut mutate: F,
     ) -> Result<CommitOutcome>
     where
         F: FnMut(&mut Manifest) -> Result<()>,
     {
+        let mut start = start;
+        let started_from_hint = start.is_some();
         if txns.is_empty() {
             return Err(Error::InvalidInput(
                 "a commit needs a transaction id".into(),
@@ -272,18 +291,22 @@ impl Table {
         }
         let mut last_error = String::from("no attempt made");
         for attempt in 0..self.retry.max_attempts {
-            if attempt > 0 {
+            // A failed attempt on the caller's `start` retries at once: nothing raced yet.
+            if attempt > 0 && !(attempt == 1 && started_from_hint) {
                 tokio::time::sleep(self.retry.delay(attempt)).await;
             }
-            let current = match self.load_latest().await {
-                Ok(m) => m,
-                Err(e @ (Error::DatasetNotFound(_) | Error::InvalidManifest { .. })) => {
-                    return Err(e);
-                }
-                Err(e) => {
-                    last_error = e.to_string();
-                    continue;
-                }
+            let current = match start.take() {
+                Some(m) => m,
+                None => match self.load_latest().await {
+                    Ok(m) => m,
+                    Err(e @ (Error::DatasetNotFound(_) | Error::InvalidManifest { .. })) => {
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        last_error = e.to_string();
+                        continue;
+                    }
+                },
             };
             if let Some(found) = self.resolve_txns(&current, txns).await? {
                 return Ok(found);

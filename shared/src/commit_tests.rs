@@ -157,6 +157,63 @@ async fn a_group_lands_once_and_resolves_as_one_transaction() {
 }
 
 #[tokio::test]
+async fn a_stale_start_costs_one_attempt_and_lands_on_the_latest() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let table = Table::new(store, name()).with_retry(fast_retry());
+    table.create(&initial()).await.unwrap();
+    let v0 = table.read_manifest(0).await.unwrap();
+    table
+        .commit("a", Operation::Ingest, add_delta("a"))
+        .await
+        .unwrap();
+    // Started from version 0 although version 1 exists: the put of version 1 fails, the
+    // protocol rediscovers, and the commit lands as version 2 on top of "a".
+    let outcome = table
+        .commit_txns_from(
+            Some(v0.clone()),
+            &[Txn::id("b")],
+            Operation::Ingest,
+            add_delta("b"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.manifest.version, 2);
+    let paths: Vec<&str> = outcome
+        .manifest
+        .deltas
+        .iter()
+        .map(|d| d.path.as_str())
+        .collect();
+    assert_eq!(paths, ["a", "b"]);
+    // A start that is the latest commits at once on it.
+    let latest = table.load_latest().await.unwrap();
+    let outcome = table
+        .commit_txns_from(
+            Some(latest),
+            &[Txn::id("c")],
+            Operation::Ingest,
+            add_delta("c"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.manifest.version, 3);
+    // And a start that already records the transaction resolves it without a commit.
+    let outcome = table
+        .commit_txns_from(
+            Some(v0),
+            &[Txn::id("create")],
+            Operation::Ingest,
+            add_delta("x"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome.manifest.version, outcome.newly_committed),
+        (0, false)
+    );
+}
+
+#[tokio::test]
 async fn a_failing_mutation_writes_nothing() {
     let table = Table::new(Arc::new(InMemory::new()), name());
     table.create(&initial()).await.unwrap();

@@ -210,8 +210,10 @@ impl Manifest {
             .chain(self.deltas.iter().map(|d| d.path.as_str()))
     }
 
+    /// Compact JSON: every commit reads and writes a whole manifest (with up to
+    /// `MAX_RECENT_TXNS` transaction records), so size is latency.
     pub fn to_json_bytes(&self) -> Result<Vec<u8>> {
-        Ok(serde_json::to_vec_pretty(self)?)
+        Ok(serde_json::to_vec(self)?)
     }
 
     pub fn from_json_bytes(path: &str, bytes: &[u8]) -> Result<Self> {

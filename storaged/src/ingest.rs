@@ -302,7 +302,7 @@ async fn commit_group(table: &Table, group: &[Job]) -> (Results, Option<u64>) {
         if pending.is_empty() {
             break;
         }
-        match write_and_commit(table, &pending).await {
+        match write_and_commit(table, &pending, latest).await {
             Ok(manifest) => {
                 for job in pending.drain(..) {
                     let committed = match manifest.txn_record(&job.txn.id) {
@@ -331,7 +331,11 @@ async fn commit_group(table: &Table, group: &[Job]) -> (Results, Option<u64>) {
 
 /// Writes the merged delta file of `jobs` (put-if-absent) and commits the version that adds
 /// it and records every job's transaction. A failed commit leaves the file unreferenced, for GC.
-async fn write_and_commit(table: &Table, jobs: &[&Job]) -> Result<Manifest, Error> {
+async fn write_and_commit(
+    table: &Table,
+    jobs: &[&Job],
+    latest: Manifest,
+) -> Result<Manifest, Error> {
     let Some(first) = jobs.first() else {
         return Err(Error::InvalidInput(
             "an empty group has nothing to commit".into(),
@@ -364,7 +368,8 @@ async fn write_and_commit(table: &Table, jobs: &[&Job]) -> Result<Manifest, Erro
 
     let txns: Vec<Txn> = jobs.iter().map(|j| j.txn.clone()).collect();
     let outcome = table
-        .commit_txns(&txns, Operation::Ingest, |draft| {
+        // `latest` was read just now: the commit's first attempt starts from it.
+        .commit_txns_from(Some(latest), &txns, Operation::Ingest, |draft| {
             if draft.schema != *schema || draft.primary_key != primary_key {
                 return Err(Error::Conflict(format!(
                     "the schema of dataset {} changed while the delta waited; send it again",

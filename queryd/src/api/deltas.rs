@@ -57,7 +57,7 @@ pub async fn notify(
         if known.is_some_and(|v| v >= notice.version) {
             return;
         }
-        if let Err(e) = cache.catch_up(&name).await {
+        if let Err(e) = cache.catch_up_to(&name, Some(notice.version)).await {
             tracing::warn!(dataset = %name, error = %e, "catching up after a notification failed");
         }
     });
