@@ -136,16 +136,28 @@ pub fn pending<'m>(state: &DatasetState, manifest: &'m Manifest) -> Option<&'m [
     .then(|| &manifest.deltas[applied.len()..])
 }
 
-/// Reads delta files as `(seq, batch with _op)`.
+/// One delta file, read.
+pub struct LoadedDelta {
+    pub seq: u64,
+    pub path: String,
+    /// The table's columns plus `_op`.
+    pub batch: RecordBatch,
+}
+
+/// Reads delta files.
 pub async fn read_deltas(
     store: &dyn ObjectStore,
     deltas: &[DeltaFile],
-) -> Result<Vec<(u64, String, RecordBatch)>, QueryError> {
+) -> Result<Vec<LoadedDelta>, QueryError> {
     let mut out = Vec::with_capacity(deltas.len());
     for d in deltas {
         let path = Path::parse(&d.path).map_err(strata_shared::Error::from)?;
         let (schema, batches) = parquet_io::read(store, &path).await?;
-        out.push((d.seq, d.path.clone(), concat_batches(&schema, &batches)?));
+        out.push(LoadedDelta {
+            seq: d.seq,
+            path: d.path.clone(),
+            batch: concat_batches(&schema, &batches)?,
+        });
     }
     Ok(out)
 }
@@ -156,16 +168,15 @@ pub async fn read_deltas(
 pub fn combine(
     schema: &SchemaRef,
     primary_key: &[usize],
-    deltas: &[(u64, String, RecordBatch)],
+    deltas: &[LoadedDelta],
 ) -> Result<Combined, QueryError> {
     let mut tables = Vec::with_capacity(deltas.len());
     let mut ops: Vec<u8> = Vec::new();
     let mut seqs: Vec<u64> = Vec::new();
-    for (seq, _, batch) in deltas {
-        tables.push(delta::table_part(batch, schema)?);
-        let column = delta::op_column(batch)?;
-        ops.extend(column.values().iter());
-        seqs.extend(std::iter::repeat_n(*seq, batch.num_rows()));
+    for d in deltas {
+        tables.push(delta::table_part(&d.batch, schema)?);
+        ops.extend(delta::op_column(&d.batch)?.values().iter());
+        seqs.extend(std::iter::repeat_n(d.seq, d.batch.num_rows()));
     }
     let relaxed = match tables.first() {
         Some(t) => t.schema(),
@@ -222,12 +233,12 @@ impl Combined {
 pub fn apply(
     state: &DatasetState,
     version: u64,
-    deltas: Vec<(u64, String, RecordBatch)>,
+    deltas: Vec<LoadedDelta>,
 ) -> Result<DatasetState, QueryError> {
     let key = &state.primary_key;
     let previous = state.overlay.as_ref();
     let mut applied = previous.map_or_else(Vec::new, |o| o.applied.clone());
-    applied.extend(deltas.iter().map(|(_, path, _)| path.clone()));
+    applied.extend(deltas.iter().map(|d| d.path.clone()));
     let mut segments = previous.map_or_else(Vec::new, |o| o.segments.clone());
     let mut deleted = previous.map(|o| o.deleted.clone()).unwrap_or_default();
     if !deltas.is_empty() {
