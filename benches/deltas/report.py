@@ -125,8 +125,8 @@ def main():
       "*post round-trip*: the post alone (it answers once queryd serves the new version).")
     w("")
     w("| rows in deltas | samples | post→visible p50 ms | p99 ms | max ms | post round-trip p50 ms "
-      "| p99 ms | seen before the post's answer | catch-up ms / version |")
-    w("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+      "| p99 ms | seen before the post's answer | catch-up ms / version | poller pause |")
+    w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     vis0 = load(os.path.join(d, "visible_0.json"))
     visl = load(os.path.join(d, "visible_loaded.json"))
     loaded_rows = None
@@ -143,9 +143,10 @@ def main():
           f"| {f(v['visible'].get('p99_ms'), '.2f')} | {f(v['visible'].get('max_ms'), '.2f')} "
           f"| {f(v['post'].get('p50_ms'), '.2f')} | {f(v['post'].get('p99_ms'), '.2f')} "
           f"| {v['visible_before_post_answer']} of {v['samples']} "
-          f"| {f(reload_ms(d, rl, v['samples'] + 1), '.1f')} |")
+          f"| {f(reload_ms(d, rl, v['samples'] + 1), '.1f')} "
+          f"| {v.get('poll_interval_ms', 0)} ms |")
     if not (vis0 or visl):
-        w("| not run | | | | | | | | |")
+        w("| not run | | | | | | | | | |")
     w("")
 
     # ------------------------------------------------------------ levels
@@ -201,7 +202,7 @@ def main():
           f"({(st.get('delta_bytes') or 0) / 2**20:.1f}) "
           f"| {f((st.get('rss_kb') or 0) / 1024, '.0f')} MiB | {f((acc or 0) / 2**20, '.0f')} MiB | {check} |")
     if not levels:
-        w("| not run | | | | | | | | |")
+        w("| not run | | | | | | | | | |")
     w("")
 
     # ------------------------------------------------------------ targets
