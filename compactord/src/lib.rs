@@ -1,7 +1,22 @@
-//! compactord: merges deltas into new base files with primary-key dedup and collects garbage.
+//! compactord: compacts datasets (deltas merged into new base files with primary-key dedup,
+//! `strata_shared::compact`), on demand, on cron schedules and when thresholds are crossed;
+//! keeps a bounded history of runs; tells queryd about every compaction it commits.
 //!
-//! Built so far: the daemon shell (health, version, JSON errors, graceful shutdown). Compaction,
-//! its triggers and GC are a later issue.
+//! - [`service`]: runs compactions, one at a time per dataset in this process, and records them;
+//! - [`triggers`]: the cron schedules and the threshold checker;
+//! - [`api`] / [`routes`]: the HTTP surface (wire types in `strata_compactord_api`);
+//! - [`history`]: the run history; [`notify`]: queryd notifications.
+//!
+//! Correctness never depends on this process: two compactors (two processes, or a zombie)
+//! are fenced by the compactor epoch in the manifest, and the per-dataset lock here only
+//! avoids wasted work.
+
+pub mod api;
+pub mod history;
+pub mod notify;
+pub mod routes;
+pub mod service;
+pub mod triggers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,19 +25,34 @@ use object_store::ObjectStore;
 use strata_daemon::config::Config;
 use tokio::net::TcpListener;
 
+pub use service::Compactor;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CompactordError {
     #[error(transparent)]
     NoInternalToken(#[from] strata_storaged_api::NoInternalToken),
+    #[error("invalid cron schedule {schedule:?} of {owner}: {source}")]
+    Schedule {
+        schedule: String,
+        owner: String,
+        #[source]
+        source: tokio_cron_scheduler::JobSchedulerError,
+    },
+    #[error("cron scheduler: {0}")]
+    Scheduler(#[source] tokio_cron_scheduler::JobSchedulerError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
+/// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn ObjectStore>,
+    pub compactor: Compactor,
 }
 
+/// Reaches objects through storaged's internal object API and serves on `listener` until
+/// `shutdown`.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -32,17 +62,19 @@ pub async fn serve(
     serve_with_store(config, store, listener, shutdown).await
 }
 
+/// As [`serve`], on a store the caller opened (the all-in-one binary shares one store).
 pub async fn serve_with_store(
-    _config: Config,
+    config: Config,
     store: Arc<dyn ObjectStore>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CompactordError> {
-    let router = strata_daemon::serve::finish(
-        "compactord",
-        axum::Router::new().with_state(AppState { store }),
-    );
+    let compactor = Compactor::from_config(&config, store.clone());
+    let triggers = triggers::Triggers::start(&config, compactor.clone()).await?;
+    let router = routes::router(AppState { store, compactor }, &config);
     tracing::info!(addr = %listener.local_addr()?, "compactord serving");
-    strata_daemon::serve::serve(listener, router, shutdown).await?;
+    let served = strata_daemon::serve::serve(listener, router, shutdown).await;
+    triggers.stop().await;
+    served?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! - [`layout`]: where every object lives,
 //! - [`manifest`]: the versioned full-snapshot manifest,
 //! - [`commit`]: the put-if-absent commit protocol and latest-version discovery,
+//! - [`compact`]: compaction, a streaming sorted merge of deltas into new base files,
 //! - [`delta`]: the delta file schema (`_op`),
 //! - [`delta_input`]: client delta bodies (JSON, Arrow IPC, Parquet) validated into delta batches,
 //! - [`merge`]: the one merge rule readers and compaction share, and the reference
@@ -13,6 +14,7 @@
 //! - [`keys`]: primary-key helpers (sorting, uniqueness, key ranges).
 
 pub mod commit;
+pub mod compact;
 pub mod delta;
 pub mod delta_input;
 pub mod error;

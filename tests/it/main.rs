@@ -6,6 +6,7 @@
 mod binary;
 mod catalog;
 mod common;
+mod compaction;
 mod deltas_cluster;
 mod deltas_model;
 mod deltas_storaged;

@@ -74,37 +74,6 @@ pub struct S3Config {
     pub virtual_hosted_style: bool,
 }
 
-macro_rules! daemon_section {
-    ($(#[$doc:meta])* $name:ident, $port:expr) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, Deserialize)]
-        #[serde(deny_unknown_fields, default)]
-        pub struct $name {
-            /// Address the daemon binds.
-            pub listen: SocketAddr,
-            /// URL the other daemons use to reach it; default `http://{listen}`.
-            pub url: Option<String>,
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                Self {
-                    listen: SocketAddr::from(([127, 0, 0, 1], $port)),
-                    url: None,
-                }
-            }
-        }
-
-        impl $name {
-            pub fn url(&self) -> String {
-                self.url
-                    .clone()
-                    .unwrap_or_else(|| format!("http://{}", self.listen))
-            }
-        }
-    };
-}
-
 /// storaged: the object store, catalog and commits.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -195,11 +164,55 @@ impl QuerydConfig {
             .unwrap_or_else(|| format!("http://{}", self.listen))
     }
 }
-daemon_section!(
-    /// compactord: compaction and GC.
-    CompactordConfig,
-    7002
-);
+/// compactord: compaction, its triggers and its run history.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompactordConfig {
+    /// Address the daemon binds.
+    pub listen: SocketAddr,
+    /// URL the other daemons use to reach it; default `http://{listen}`.
+    pub url: Option<String>,
+    /// A compaction starts a new base file once the current one reaches this size
+    /// (default 128 MiB).
+    pub target_file_bytes: u64,
+    /// Rows per batch of the streaming merge: the unit of its memory (default 8 192).
+    pub batch_rows: usize,
+    /// Cron schedule (with seconds: `sec min hour day month weekday`, UTC) compacting every
+    /// dataset that has deltas, except those with their own `compact_schedule`. Default none.
+    pub schedule: Option<String>,
+    /// How often the thresholds below are checked, in milliseconds (default 10 000; 0 never).
+    pub check_interval_ms: u64,
+    /// Compact a dataset once it has this many deltas (default 64).
+    pub max_deltas: usize,
+    /// Compact once the deltas' bytes exceed this fraction of the base's bytes (default 0.1).
+    pub max_delta_ratio: f64,
+    /// Compact once the oldest delta is this many seconds old (default 600).
+    pub max_delta_age_secs: u64,
+}
+
+impl Default for CompactordConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7002)),
+            url: None,
+            target_file_bytes: 128 << 20,
+            batch_rows: 8 * 1024,
+            schedule: None,
+            check_interval_ms: 10_000,
+            max_deltas: 64,
+            max_delta_ratio: 0.1,
+            max_delta_age_secs: 600,
+        }
+    }
+}
+
+impl CompactordConfig {
+    pub fn url(&self) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -231,6 +244,10 @@ pub struct DatasetConfig {
     pub index_columns: Vec<String>,
     #[serde(default)]
     pub pin: bool,
+    /// Cron schedule compacting this dataset (see `compactord.schedule`); replaces the global
+    /// schedule for it. Default none.
+    #[serde(default)]
+    pub compact_schedule: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,6 +351,17 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.compactord;
+        if c.target_file_bytes == 0 || c.batch_rows == 0 {
+            return Err(ConfigError::Invalid(
+                "compactord.target_file_bytes and compactord.batch_rows must be above zero".into(),
+            ));
+        }
+        if !c.max_delta_ratio.is_finite() || c.max_delta_ratio < 0.0 {
+            return Err(ConfigError::Invalid(
+                "compactord.max_delta_ratio must be a finite number >= 0".into(),
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for d in &self.datasets {
             DatasetName::new(d.name.as_str()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -391,6 +419,12 @@ mod tests {
         listen = "0.0.0.0:8080"
         [compactord]
         listen = "127.0.0.1:7102"
+        target_file_bytes = 4096
+        schedule = "0 */5 * * * *"
+        check_interval_ms = 0
+        max_deltas = 8
+        max_delta_ratio = 0.5
+        max_delta_age_secs = 60
         [auth]
         admin_token = "file-token"
         [[datasets]]
@@ -401,6 +435,7 @@ mod tests {
         index = "list"
         index_columns = ["kind"]
         pin = true
+        compact_schedule = "0 0 * * * *"
     "#;
 
     #[test]
@@ -414,6 +449,18 @@ mod tests {
         assert_eq!(c.datasets[0].primary_key, vec!["id"]);
         assert_eq!(c.datasets[0].index, IndexPolicy::List);
         assert!(c.datasets[0].pin);
+        assert_eq!(c.compactord.target_file_bytes, 4096);
+        assert_eq!(c.compactord.schedule.as_deref(), Some("0 */5 * * * *"));
+        assert_eq!(
+            (c.compactord.check_interval_ms, c.compactord.max_deltas),
+            (0, 8)
+        );
+        assert_eq!(c.compactord.max_delta_ratio, 0.5);
+        assert_eq!(c.compactord.max_delta_age_secs, 60);
+        assert_eq!(
+            c.datasets[0].compact_schedule.as_deref(),
+            Some("0 0 * * * *")
+        );
     }
 
     #[test]
@@ -427,6 +474,10 @@ mod tests {
         assert_eq!(c.storaged.listen.to_string(), "127.0.0.1:7001");
         assert_eq!(c.queryd.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.compactord.listen.to_string(), "127.0.0.1:7002");
+        assert_eq!(c.compactord.target_file_bytes, 128 << 20);
+        assert_eq!(c.compactord.schedule, None);
+        assert_eq!(c.compactord.check_interval_ms, 10_000);
+        assert_eq!(c.compactord.max_deltas, 64);
         assert_eq!(c.storaged.max_delta_bytes, 64 << 20);
         assert_eq!(c.notify_urls(), vec!["http://127.0.0.1:8080"]);
         assert_eq!(c.auth.admin_token.as_deref(), Some("env-token"));
@@ -464,5 +515,13 @@ mod tests {
         assert!(c.validate().is_err());
         let bad = Config::parse("[[datasets]]\nname='a/b'\nsource='x'").unwrap();
         assert!(bad.validate().is_err());
+        for bad in [
+            "batch_rows = 0",
+            "target_file_bytes = 0",
+            "max_delta_ratio = -1.0",
+        ] {
+            let c = Config::parse(&format!("[compactord]\n{bad}")).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
     }
 }

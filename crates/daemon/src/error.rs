@@ -121,7 +121,10 @@ impl From<&strata_shared::Error> for ApiError {
                 (StatusCode::NOT_FOUND, "not_found")
             }
             E::DatasetExists(_) => (StatusCode::CONFLICT, "already_exists"),
-            E::Conflict(_) | E::TxnsPartlyCommitted { .. } => (StatusCode::CONFLICT, "conflict"),
+            E::Conflict(_) | E::TxnsPartlyCommitted { .. } | E::CompactionAborted { .. } => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            E::Fenced { .. } => (StatusCode::CONFLICT, "fenced"),
             E::CommitContention { .. } => (StatusCode::SERVICE_UNAVAILABLE, "contention"),
             E::PutIfAbsentUnsupported(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unsafe"),
             E::ObjectStore(os) => return object_store_error(os, e.to_string()),

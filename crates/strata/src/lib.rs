@@ -131,6 +131,7 @@ fn up_config(args: &UpArgs) -> anyhow::Result<Config> {
             index: IndexPolicy::Auto,
             index_columns: vec![],
             pin: true,
+            compact_schedule: None,
         });
     }
     Ok(config)

@@ -89,6 +89,8 @@ pub struct StrataProcess {
 impl StrataProcess {
     /// Writes a config for `store_url` (plus `extra_toml`), starts `strata up --config` on
     /// free ports (plus `extra_args`), and waits until all three daemons answer `/health`.
+    /// Threshold compaction is off (`check_interval_ms = 0`): it would move rows deltas wrote
+    /// into the base mid-test, changing the storage order tests model; compact on demand.
     pub async fn up(
         dir: &Path,
         store_url: &str,
@@ -102,7 +104,7 @@ impl StrataProcess {
             "[store]\nurl = \"{store_url}\"\n\
              [storaged]\nlisten = \"127.0.0.1:{s}\"\n\
              [queryd]\nlisten = \"127.0.0.1:{q}\"\n\
-             [compactord]\nlisten = \"127.0.0.1:{c}\"\n\
+             [compactord]\nlisten = \"127.0.0.1:{c}\"\ncheck_interval_ms = 0\n\
              [auth]\nadmin_token = \"{admin_token}\"\n{extra_toml}"
         );
         let config_path = dir.join("strata.toml");

@@ -1,0 +1,90 @@
+//! Typed client of compactord's internal routes (for queryd and the tests).
+
+use serde::de::DeserializeOwned;
+use strata_daemon::auth::INTERNAL_TOKEN_HEADER;
+
+use crate::ClientError;
+use crate::runs::{
+    CompactionRun, INTERNAL_COMPACT_ROUTE, INTERNAL_RUNS_ROUTE, RunsResponse, compact_path, encode,
+};
+
+/// Calls compactord with the internal token. Cheap to clone (one connection pool).
+#[derive(Clone, Debug)]
+pub struct CompactordClient {
+    base_url: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl CompactordClient {
+    /// `url` is `http://host:port`; `internal_token` the cluster's internal token.
+    pub fn new(url: &str, internal_token: &str) -> Self {
+        Self {
+            base_url: url.trim_end_matches('/').to_owned(),
+            token: internal_token.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Compacts `dataset` now and answers the finished run (no request timeout: a run takes
+    /// as long as the merge does). A run that failed is `Ok` with outcome `failed`;
+    /// [`ClientError::Status`] means no run started (unknown dataset, token, …).
+    pub async fn compact(&self, dataset: &str) -> Result<CompactionRun, ClientError> {
+        let url = format!(
+            "{}{}",
+            self.base_url,
+            compact_path(INTERNAL_COMPACT_ROUTE, dataset)
+        );
+        let request = self
+            .http
+            .post(&url)
+            .header(INTERNAL_TOKEN_HEADER, &self.token);
+        send(request, url).await
+    }
+
+    /// The run history, newest first, of one dataset or of all.
+    pub async fn runs(&self, dataset: Option<&str>) -> Result<Vec<CompactionRun>, ClientError> {
+        let mut url = format!("{}{}", self.base_url, INTERNAL_RUNS_ROUTE);
+        if let Some(dataset) = dataset {
+            url.push_str("?dataset=");
+            url.push_str(&encode(dataset));
+        }
+        let request = self
+            .http
+            .get(&url)
+            .header(INTERNAL_TOKEN_HEADER, &self.token);
+        let answer: RunsResponse = send(request, url).await?;
+        Ok(answer.runs)
+    }
+}
+
+async fn send<T: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    url: String,
+) -> Result<T, ClientError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        })?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        let body: Option<strata_daemon::error::ErrorBody> = serde_json::from_str(&text).ok();
+        return Err(ClientError::Status {
+            url,
+            status: status.as_u16(),
+            kind: body.as_ref().and_then(|b| b.kind.clone()),
+            message: body.map(|b| b.error).unwrap_or(text),
+        });
+    }
+    response
+        .json()
+        .await
+        .map_err(|e| ClientError::InvalidResponse {
+            url,
+            message: e.to_string(),
+        })
+}

@@ -1,0 +1,52 @@
+//! compactord's wire contract: routes, request and response types, and a typed client, so
+//! queryd (which forwards `POST /api/v1/datasets/{name}/compact`) needs no dependency on
+//! compactord itself.
+//!
+//! | method | route | token | answer |
+//! |---|---|---|---|
+//! | POST | `/api/v1/datasets/{name}/compact` | `X-Admin-Token` | the finished [`CompactionRun`] |
+//! | POST | `/internal/v1/datasets/{name}/compact` | `X-Internal-Token` | the same |
+//! | GET | `/api/v1/compactions[?dataset=name]` | `X-Admin-Token` | [`RunsResponse`], newest first |
+//! | GET | `/internal/v1/compactions[?dataset=name]` | `X-Internal-Token` | the same |
+//!
+//! A compaction request answers once the run finished, whatever its outcome (200 with
+//! `outcome` `committed`, `noop`, `fenced` or `failed`); a request that starts no run is an
+//! error envelope: 400 invalid name, 401/403 token, 404 unknown dataset.
+
+mod client;
+pub mod runs;
+
+pub use client::CompactordClient;
+pub use runs::{
+    COMPACT_ROUTE, CompactionRun, INTERNAL_COMPACT_ROUTE, INTERNAL_RUNS_ROUTE, RUNS_ROUTE,
+    RunOutcome, RunsQuery, RunsResponse, Trigger,
+};
+
+/// The error of a typed client call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("request to {url} failed: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{status} from {url}: {message}")]
+    Status {
+        url: String,
+        status: u16,
+        kind: Option<String>,
+        message: String,
+    },
+    #[error("invalid response from {url}: {message}")]
+    InvalidResponse { url: String, message: String },
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
