@@ -120,7 +120,8 @@ def main():
     w("## 2. Post → visible")
     w("")
     w("One connection posts a single-row upsert of one id (its `note` changes every time); a "
-      "second connection polls `id eq <that id>` until the new note shows. *post→visible*: from "
+      "second connection (a thread, pausing *poller pause* before each lookup) polls `id eq <that id>` "
+      "until the new note shows. *post→visible*: from "
       "just before the post is sent to the arrival of the first lookup answer showing it; "
       "*post round-trip*: the post alone (it answers once queryd serves the new version).")
     w("")

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use strata_compactord_api::{CompactionRun, RunsQuery, RunsResponse, Trigger};
+use strata_compactord_api::{CompactionRun, GcResponse, RunsQuery, RunsResponse, Trigger};
 use strata_daemon::ApiError;
 
 use crate::AppState;
@@ -26,6 +26,11 @@ pub async fn runs(
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let runs = state.compactor.history().list(query.dataset.as_deref());
     Ok(Json(RunsResponse { runs }))
+}
+
+/// `POST …/gc`: collects garbage now and answers what was deleted.
+pub async fn gc(State(state): State<AppState>) -> Json<GcResponse> {
+    Json(state.compactor.collect_garbage().await)
 }
 
 impl From<RunError> for ApiError {

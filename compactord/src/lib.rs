@@ -5,13 +5,15 @@
 //! - [`service`]: runs compactions, one at a time per dataset in this process, and records them;
 //! - [`triggers`]: the cron schedules and the threshold checker;
 //! - [`api`] / [`routes`]: the HTTP surface (wire types in `strata_compactord_api`);
-//! - [`history`]: the run history; [`notify`]: queryd notifications.
+//! - [`history`]: the run history; [`notify`]: queryd notifications;
+//! - [`gc`]: garbage collection, on its schedule and on demand.
 //!
 //! Correctness never depends on this process: two compactors (two processes, or a zombie)
 //! are fenced by the compactor epoch in the manifest, and the per-dataset lock here only
 //! avoids wasted work.
 
 pub mod api;
+pub mod gc;
 pub mod history;
 pub mod notify;
 pub mod routes;

@@ -5,7 +5,8 @@ use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use strata_compactord_api::{
-    COMPACT_ROUTE, INTERNAL_COMPACT_ROUTE, INTERNAL_RUNS_ROUTE, RUNS_ROUTE,
+    COMPACT_ROUTE, GC_ROUTE, INTERNAL_COMPACT_ROUTE, INTERNAL_GC_ROUTE, INTERNAL_RUNS_ROUTE,
+    RUNS_ROUTE,
 };
 use strata_daemon::auth::{TokenGuard, require_token};
 use strata_daemon::config::Config;
@@ -16,6 +17,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let admin = Router::new()
         .route(COMPACT_ROUTE, post(api::compact))
         .route(RUNS_ROUTE, get(api::runs))
+        .route(GC_ROUTE, post(api::gc))
         .route_layer(from_fn_with_state(
             TokenGuard::admin(config.auth.admin_token.as_deref()),
             require_token,
@@ -23,6 +25,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let internal = Router::new()
         .route(INTERNAL_COMPACT_ROUTE, post(api::compact))
         .route(INTERNAL_RUNS_ROUTE, get(api::runs))
+        .route(INTERNAL_GC_ROUTE, post(api::gc))
         .route_layer(from_fn_with_state(
             TokenGuard::internal(config.auth.internal_token.as_deref()),
             require_token,

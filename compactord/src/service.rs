@@ -17,6 +17,7 @@ use strata_shared::commit::Table;
 use strata_shared::compact::{self, CompactOptions, CompactOutcome, CompactReport};
 use strata_shared::layout::DatasetName;
 
+use crate::gc::GcSettings;
 use crate::history::History;
 use crate::notify::Notifier;
 
@@ -38,6 +39,7 @@ pub enum RunError {
 pub struct Compactor {
     store: Arc<dyn ObjectStore>,
     options: CompactOptions,
+    pub(crate) gc: GcSettings,
     locks: Arc<Mutex<HashMap<DatasetName, Arc<tokio::sync::Mutex<()>>>>>,
     history: History,
     notifier: Notifier,
@@ -48,6 +50,7 @@ impl Compactor {
         Self {
             store,
             options,
+            gc: GcSettings::default(),
             locks: Arc::default(),
             history: History::default(),
             notifier,
@@ -59,7 +62,9 @@ impl Compactor {
             target_file_bytes: config.compactord.target_file_bytes,
             batch_rows: config.compactord.batch_rows,
         };
-        Self::new(store, options, Notifier::from_config(config))
+        let mut this = Self::new(store, options, Notifier::from_config(config));
+        this.gc = GcSettings::from_config(config);
+        this
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
@@ -106,7 +111,7 @@ impl Compactor {
         Some(self.execute(dataset, trigger).await)
     }
 
-    fn lock_of(&self, dataset: &DatasetName) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn lock_of(&self, dataset: &DatasetName) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
         locks.entry(dataset.clone()).or_default().clone()
     }

@@ -145,6 +145,21 @@ async fn schedules(
         })?;
         jobs.push(job);
     }
+    if let Some(schedule) = &config.compactord.gc_schedule {
+        let compactor = compactor.clone();
+        let job = Job::new_async(schedule.as_str(), move |_, _| {
+            let compactor = compactor.clone();
+            Box::pin(async move {
+                compactor.collect_garbage().await;
+            })
+        })
+        .map_err(|source| CompactordError::Schedule {
+            schedule: schedule.clone(),
+            owner: "compactord.gc_schedule".into(),
+            source,
+        })?;
+        jobs.push(job);
+    }
     if jobs.is_empty() {
         return Ok(None);
     }

@@ -29,6 +29,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/api/v1/cache/pin", post(cache::pin))
         .route("/api/v1/cache/unpin", post(cache::unpin))
         .route("/api/v1/cache/evict", post(cache::evict))
+        .route("/api/v1/datasets/{name}/compact", post(deltas::compact))
+        .route(
+            "/api/v1/datasets/{name}/compactions",
+            get(deltas::compactions),
+        )
         .route_layer(from_fn_with_state(
             TokenGuard::admin(config.auth.admin_token.as_deref()),
             require_token,

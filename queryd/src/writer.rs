@@ -1,7 +1,8 @@
-//! The write path's client side: queryd forwards delta bodies to storaged unchanged, and
-//! storaged validates and commits them. queryd keeps no write state of its own.
+//! Calls queryd forwards to the daemons that own them: delta bodies to storaged (which
+//! validates and commits), compactions to compactord. queryd keeps no write state of its own.
 
 use bytes::Bytes;
+use strata_compactord_api::{CompactionRun, CompactordClient};
 use strata_daemon::config::Config;
 use strata_storaged_api::{ClientError, DeltaClient, DeltaCommitted};
 
@@ -9,19 +10,47 @@ use crate::error::QueryError;
 
 #[derive(Clone)]
 pub struct Writer {
-    /// `None` without an internal token: this queryd cannot reach storaged's write API.
+    /// `None` without an internal token: this queryd cannot reach the other daemons' internal
+    /// routes.
     client: Option<DeltaClient>,
+    compactor: Option<CompactordClient>,
 }
+
+const NO_TOKEN: &str =
+    "this queryd has no internal token, so it cannot forward to storaged or compactord";
 
 impl Writer {
     pub fn new(config: &Config) -> Self {
-        let client = config
+        let token = config
             .auth
             .internal_token
             .as_deref()
-            .filter(|t| !t.is_empty())
-            .map(|token| DeltaClient::new(&config.storaged.url(), token));
-        Self { client }
+            .filter(|t| !t.is_empty());
+        Self {
+            client: token.map(|t| DeltaClient::new(&config.storaged.url(), t)),
+            compactor: token.map(|t| CompactordClient::new(&config.compactord.url(), t)),
+        }
+    }
+
+    /// Compacts `dataset` now; the finished run (whatever its outcome).
+    pub async fn compact(&self, dataset: &str) -> Result<CompactionRun, QueryError> {
+        let compactor = self
+            .compactor
+            .as_ref()
+            .ok_or_else(|| QueryError::Unavailable(NO_TOKEN.into()))?;
+        compactor.compact(dataset).await.map_err(compactord_error)
+    }
+
+    /// `dataset`'s compaction runs, newest first.
+    pub async fn compactions(&self, dataset: &str) -> Result<Vec<CompactionRun>, QueryError> {
+        let compactor = self
+            .compactor
+            .as_ref()
+            .ok_or_else(|| QueryError::Unavailable(NO_TOKEN.into()))?;
+        compactor
+            .runs(Some(dataset))
+            .await
+            .map_err(compactord_error)
     }
 
     pub async fn post(
@@ -31,11 +60,10 @@ impl Writer {
         body: Bytes,
         idempotency_key: Option<&str>,
     ) -> Result<DeltaCommitted, QueryError> {
-        let Some(client) = &self.client else {
-            return Err(QueryError::Unavailable(
-                "this queryd has no internal token, so it cannot forward writes to storaged".into(),
-            ));
-        };
+        let client = self
+            .client
+            .as_ref()
+            .ok_or_else(|| QueryError::Unavailable(NO_TOKEN.into()))?;
         client
             .post_deltas(dataset, content_type, body, idempotency_key)
             .await
@@ -45,5 +73,14 @@ impl Writer {
                 } => QueryError::Upstream { status, message },
                 other => QueryError::Unavailable(format!("storaged: {other}")),
             })
+    }
+}
+
+fn compactord_error(e: strata_compactord_api::ClientError) -> QueryError {
+    match e {
+        strata_compactord_api::ClientError::Status {
+            status, message, ..
+        } => QueryError::Upstream { status, message },
+        other => QueryError::Unavailable(format!("compactord: {other}")),
     }
 }

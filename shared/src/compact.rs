@@ -122,6 +122,19 @@ pub struct CompactReport {
 /// `Ok` for every outcome of [`CompactOutcome`]; `Err` when the store, a file or the manifest
 /// failed (also then nothing was committed unless the commit itself had an unknown outcome,
 /// which the commit protocol resolves by transaction id before it gives up).
+/// Commits a new compactor epoch and returns the manifest holding it: from then on, a commit
+/// by any holder of an older epoch is fenced.
+pub async fn bump_epoch(table: &Table) -> Result<Manifest> {
+    let txn = format!("compact-epoch-{}", uuid::Uuid::now_v7());
+    let outcome = table
+        .commit(&txn, Operation::BumpEpoch, |draft| {
+            draft.compactor_epoch = draft.compactor_epoch.saturating_add(1);
+            Ok(())
+        })
+        .await?;
+    Ok(outcome.manifest)
+}
+
 pub async fn compact(table: &Table, options: &CompactOptions) -> Result<CompactReport> {
     compact_with(table, options, || async {}).await
 }
@@ -153,17 +166,7 @@ where
         return Ok(noop);
     }
     let run = uuid::Uuid::now_v7();
-    let snapshot = table
-        .commit(
-            &format!("compact-epoch-{run}"),
-            Operation::BumpEpoch,
-            |draft| {
-                draft.compactor_epoch = draft.compactor_epoch.saturating_add(1);
-                Ok(())
-            },
-        )
-        .await?
-        .manifest;
+    let snapshot = bump_epoch(table).await?;
     let epoch = snapshot.compactor_epoch;
     // Another compactor may have merged everything between the first read and the bump.
     let Some(watermark) = snapshot.deltas.iter().map(|d| d.seq).max() else {

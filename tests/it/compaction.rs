@@ -16,7 +16,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use strata_compactord_api::{CompactionRun, CompactordClient, RunOutcome, Trigger};
+use strata_compactord_api::{CompactionRun, CompactordClient, GcResponse, RunOutcome, Trigger};
 use strata_daemon::config::Config;
 use strata_queryd_api::internal::{NOTIFY_ROUTE, NotifyVersion};
 use strata_shared::commit::Table;
@@ -527,11 +527,9 @@ async fn strata_up_serves_the_same_rows_after_compaction_in_key_order() {
         "storage order: base, then delta rows"
     );
 
+    // Through queryd, which forwards to compactord.
     let run: CompactionRun = http
-        .post(format!(
-            "{}/api/v1/datasets/people/compact",
-            strata.compactord
-        ))
+        .post(format!("{dataset}/compact"))
         .header("x-admin-token", admin)
         .send()
         .await
@@ -554,4 +552,110 @@ async fn strata_up_serves_the_same_rows_after_compaction_in_key_order() {
     let mut before_rows = before["data"].as_array().unwrap().clone();
     before_rows.sort_by_key(|r| r["id"].as_i64());
     assert_eq!(&before_rows, after["data"].as_array().unwrap());
+
+    // The run history, through queryd, per dataset.
+    let runs: Value = http
+        .get(format!("{dataset}/compactions"))
+        .header("x-admin-token", admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(runs["runs"][0]["id"], json!(run.id), "{runs}");
+    let refused = http
+        .post(format!("{dataset}/compact"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status().as_u16(),
+        401,
+        "compaction is an admin call"
+    );
+}
+
+#[tokio::test]
+async fn gc_deletes_what_no_retained_manifest_references_and_nothing_else() {
+    let (_dir, storaged) = storaged().await;
+    create_dataset(&storaged.store, "people", &[people(&[1, 2, 3])], &["id"]).await;
+    commit_delta(&storaged.store, "people", &named(&[2, 9], "new"), &[1]).await;
+    commit_delta(&storaged.store, "people", &named(&[3], "again"), &[]).await;
+    let table = remote_table(&storaged, "people");
+    let before = table.load_latest().await.unwrap();
+    let expected = state(&table).await;
+    // An orphan: a delta file whose commit never happened.
+    let orphan = strata_shared::layout::delta_file_path(
+        table.name(),
+        chrono::Utc::now(),
+        uuid::Uuid::now_v7(),
+    );
+    storaged
+        .store
+        .put(&orphan, bytes::Bytes::from_static(b"partial").into())
+        .await
+        .unwrap();
+
+    // With the default grace period nothing is young enough to go.
+    let compactord = Compactord::start(&storaged, compactord_config("")).await;
+    let http = reqwest::Client::new();
+    let gc = |url: String| {
+        let http = http.clone();
+        async move {
+            let response = http
+                .post(format!("{url}/api/v1/gc"))
+                .header("x-admin-token", ADMIN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response.json::<GcResponse>().await.unwrap()
+        }
+    };
+    let run: CompactionRun = http
+        .post(format!("{}/api/v1/datasets/people/compact", compactord.url))
+        .header("x-admin-token", ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, RunOutcome::Committed, "{run:?}");
+    let report = gc(compactord.url.clone()).await;
+    assert_eq!(report.datasets[0].files_deleted, 0, "{report:?}");
+    drop(compactord);
+
+    // With no grace and one manifest kept (the epoch bump before the compaction still lists the
+    // old files, so it must expire too): the old base, the merged deltas and the orphan go;
+    // every file of the retained manifests stays and the state reads back the same.
+    let mut config = compactord_config("[compactord]\ngc_grace_secs = 0\ngc_keep_manifests = 1\n");
+    config.compactord.gc_schedule = None;
+    let compactord = Compactord::start(&storaged, config).await;
+    let report = gc(compactord.url.clone()).await;
+    let people = &report.datasets[0];
+    assert!(!people.fenced && people.error.is_none(), "{report:?}");
+    let old_files = before.base_files.len() + before.deltas.len() + 1;
+    assert_eq!(people.files_deleted as usize, old_files, "{report:?}");
+    assert!(people.manifests_deleted > 0);
+    for path in before.referenced_paths().chain([orphan.as_ref()]) {
+        let gone = storaged
+            .store
+            .head(&object_store::path::Path::from(path))
+            .await;
+        assert!(gone.is_err(), "{path} should be gone");
+    }
+    let latest = table.load_latest().await.unwrap();
+    for path in latest.referenced_paths() {
+        storaged
+            .store
+            .head(&object_store::path::Path::from(path))
+            .await
+            .unwrap_or_else(|e| panic!("{path} is referenced: {e}"));
+    }
+    assert_eq!(state(&table).await, expected);
+    // Again: nothing left, and that is fine.
+    let report = gc(compactord.url.clone()).await;
+    assert_eq!(report.datasets[0].files_deleted, 0);
 }

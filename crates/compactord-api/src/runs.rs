@@ -139,3 +139,27 @@ mod tests {
         );
     }
 }
+
+/// On-demand garbage collection (admin token) and its internal twin.
+pub const GC_ROUTE: &str = "/api/v1/gc";
+pub const INTERNAL_GC_ROUTE: &str = "/internal/v1/gc";
+
+/// What one garbage collection did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcResponse {
+    pub datasets: Vec<GcDataset>,
+    /// Staging files of interrupted puts swept from a local store.
+    pub staging_files_deleted: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcDataset {
+    pub dataset: String,
+    pub manifests_deleted: u64,
+    pub files_deleted: u64,
+    pub bytes_deleted: u64,
+    /// A compaction moved the compactor epoch on meanwhile: nothing was deleted.
+    pub fenced: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -188,6 +188,13 @@ pub struct CompactordConfig {
     pub max_delta_ratio: f64,
     /// Compact once the oldest delta is this many seconds old (default 600).
     pub max_delta_age_secs: u64,
+    /// Cron schedule of garbage collection over every dataset (default every 10 minutes;
+    /// none turns it off; `POST /api/v1/gc` runs it on demand).
+    pub gc_schedule: Option<String>,
+    /// Files and manifests younger than this are never collected (default 3 600 s).
+    pub gc_grace_secs: u64,
+    /// The newest manifests always kept (default 10; at least the latest).
+    pub gc_keep_manifests: usize,
 }
 
 impl Default for CompactordConfig {
@@ -202,6 +209,9 @@ impl Default for CompactordConfig {
             max_deltas: 64,
             max_delta_ratio: 0.1,
             max_delta_age_secs: 600,
+            gc_schedule: Some("0 */10 * * * *".into()),
+            gc_grace_secs: 3600,
+            gc_keep_manifests: 10,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Writes: `POST /api/v1/datasets/{name}/deltas` (write or admin token), forwarded to
-//! storaged, which validates and commits; and storaged's notification of a new version
+//! storaged, which validates and commits; `POST …/compact` and `GET …/compactions` (admin),
+//! forwarded to compactord; and the notification of a new version
 //! (`POST /internal/v1/datasets/{name}/notify`, internal token).
 
 use axum::Json;
@@ -7,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
+use strata_compactord_api::{CompactionRun, RunsResponse};
 use strata_daemon::error::{ApiError, ApiJson};
 use strata_queryd_api::internal::NotifyVersion;
 use strata_storaged_api::IDEMPOTENCY_KEY_HEADER;
@@ -43,6 +45,24 @@ pub async fn post(
         ));
     }
     Ok(([version_header(committed.version)], Json(committed)))
+}
+
+/// Compacts now (admin): the finished run. After a commit compactord notifies queryd, which
+/// then reloads; the answer does not wait for that.
+pub async fn compact(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<CompactionRun>, ApiError> {
+    Ok(Json(app.writer.compact(&name).await?))
+}
+
+/// The dataset's compaction runs, newest first.
+pub async fn compactions(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<RunsResponse>, ApiError> {
+    let runs = app.writer.compactions(&name).await?;
+    Ok(Json(RunsResponse { runs }))
 }
 
 /// A new version was committed: catch up in the background (storaged does not wait).
