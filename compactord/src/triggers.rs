@@ -145,7 +145,13 @@ async fn schedules(
         })?;
         jobs.push(job);
     }
-    if let Some(schedule) = &config.compactord.gc_schedule {
+    // An empty schedule turns GC off (a config file cannot unset a default).
+    if let Some(schedule) = config
+        .compactord
+        .gc_schedule
+        .as_ref()
+        .filter(|s| !s.is_empty())
+    {
         let compactor = compactor.clone();
         let job = Job::new_async(schedule.as_str(), move |_, _| {
             let compactor = compactor.clone();

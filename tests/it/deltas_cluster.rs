@@ -76,7 +76,7 @@ async fn queryd_processes_converge_by_notification_polling_and_min_version() {
         format!(
             "[store]\nurl = \"file://data\"\n\
              [storaged]\nlisten = \"127.0.0.1:{s}\"\nnotify_urls = [\"{}\", \"{}\"]\n\
-             [queryd]\nlisten = \"127.0.0.1:{queryd}\"\npoll_interval_ms = {poll_ms}\nrequest_timeout_ms = 3000\n\
+             [queryd]\nlisten = \"127.0.0.1:{queryd}\"\npoll_interval_ms = {poll_ms}\nrequest_timeout_ms = 6000\n\
              [auth]\nadmin_token = \"{ADMIN}\"\n\
              [[datasets]]\nname = \"people\"\nsource = \"src/people.parquet\"\nprimary_key = [\"id\"]\n",
             url(a),

@@ -24,8 +24,8 @@ const KEY_SPACE: i64 = 6_000;
 const GROUPS: [&str; 5] = ["north", "south", "east", "west", "centre"];
 
 #[derive(Clone, Debug, PartialEq)]
-struct Item {
-    id: i64,
+pub(crate) struct Item {
+    pub(crate) id: i64,
     grp: &'static str,
     val: i64,
     note: Option<String>,
@@ -45,7 +45,7 @@ impl Item {
     }
 }
 
-fn base_items() -> Vec<Item> {
+pub(crate) fn base_items() -> Vec<Item> {
     (0..BASE_ROWS)
         .map(|i| Item {
             id: i * 2,
@@ -56,7 +56,7 @@ fn base_items() -> Vec<Item> {
         .collect()
 }
 
-fn batch(items: &[Item]) -> RecordBatch {
+pub(crate) fn batch(items: &[Item]) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("grp", DataType::Utf8, false),
@@ -114,14 +114,18 @@ impl Model {
     }
 }
 
-struct Client {
-    http: reqwest::Client,
-    queryd: String,
-    token: String,
+pub(crate) struct Client {
+    pub(crate) http: reqwest::Client,
+    pub(crate) queryd: String,
+    pub(crate) token: String,
 }
 
 impl Client {
-    async fn post(&self, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
         self.send(path, body.to_string(), "application/json", &[])
             .await
     }
@@ -152,7 +156,7 @@ impl Client {
 
     /// Posts a delta; the committed version, or `None` if the request failed in transit (the
     /// server went away: the write may or may not have landed).
-    async fn try_delta(&self, upserts: &[Item], deletes: &[i64]) -> Option<u64> {
+    pub(crate) async fn try_delta(&self, upserts: &[Item], deletes: &[i64]) -> Option<u64> {
         let body = json!({
             "upserts": upserts.iter().map(Item::json).collect::<Vec<_>>(),
             "deletes": deletes.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
@@ -194,7 +198,7 @@ impl Client {
         version
     }
 
-    async fn rows(&self, request: Value) -> (u64, Vec<Map<String, Value>>) {
+    pub(crate) async fn rows(&self, request: Value) -> (u64, Vec<Map<String, Value>>) {
         let (status, headers, body) = self.post("/api/v1/datasets/items/query", &request).await;
         assert_eq!(status, 200, "{request}: {body}");
         let version = headers["x-dataset-version"]
@@ -356,7 +360,7 @@ fn random_item(rng: &mut StdRng, id: i64, round: usize) -> Item {
 }
 
 /// A random request: distinct keys, some upserts, some deletes (of present and missing keys).
-fn random_request(
+pub(crate) fn random_request(
     rng: &mut StdRng,
     round: usize,
     keys: impl Fn(i64) -> bool,
@@ -652,13 +656,17 @@ async fn retries_and_bad_input_never_move_the_version() {
 /// What one writer knows: the last acknowledged value of every key it wrote (`None`:
 /// deleted), and the request it was sending when the server died.
 #[derive(Default)]
-struct Writer {
-    acked: BTreeMap<i64, Option<Item>>,
-    in_flight: Option<(Vec<Item>, Vec<i64>)>,
+pub(crate) struct Writer {
+    pub(crate) acked: BTreeMap<i64, Option<Item>>,
+    pub(crate) in_flight: Option<(Vec<Item>, Vec<i64>)>,
 }
 
 impl Writer {
-    fn apply(state: &mut BTreeMap<i64, Option<Item>>, upserts: &[Item], deletes: &[i64]) {
+    pub(crate) fn apply(
+        state: &mut BTreeMap<i64, Option<Item>>,
+        upserts: &[Item],
+        deletes: &[i64],
+    ) {
         for id in deletes {
             state.insert(*id, None);
         }
@@ -739,7 +747,7 @@ async fn acknowledged_writes_survive_sigkill() {
 
 /// The served rows equal the base with every writer's acknowledged writes, each writer's
 /// in-flight request applied wholly or not at all (which one is then remembered as acked).
-async fn check_writers(
+pub(crate) async fn check_writers(
     client: &Client,
     base: &BTreeMap<i64, Item>,
     writers: &[Arc<tokio::sync::Mutex<Writer>>],

@@ -7,6 +7,7 @@ mod binary;
 mod catalog;
 mod common;
 mod compaction;
+mod compaction_crash;
 mod deltas_cluster;
 mod deltas_model;
 mod deltas_storaged;

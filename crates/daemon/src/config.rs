@@ -189,7 +189,7 @@ pub struct CompactordConfig {
     /// Compact once the oldest delta is this many seconds old (default 600).
     pub max_delta_age_secs: u64,
     /// Cron schedule of garbage collection over every dataset (default every 10 minutes;
-    /// none turns it off; `POST /api/v1/gc` runs it on demand).
+    /// `""` turns it off; `POST /api/v1/gc` runs it on demand).
     pub gc_schedule: Option<String>,
     /// Files and manifests younger than this are never collected (default 3 600 s).
     pub gc_grace_secs: u64,
