@@ -5,7 +5,8 @@
 //! - [`service`]: runs compactions, one at a time per dataset in this process, and records them;
 //! - [`triggers`]: the cron schedules and the threshold checker;
 //! - [`api`] / [`routes`]: the HTTP surface (wire types in `strata_compactord_api`);
-//! - [`history`]: the run history; [`notify`]: queryd notifications;
+//! - [`history`]: the run history (queryd is notified through
+//!   `strata_queryd_api::internal::Notifier`, as storaged does);
 //! - [`gc`]: garbage collection, on its schedule and on demand.
 //!
 //! Correctness never depends on this process: two compactors (two processes, or a zombie)
@@ -15,7 +16,6 @@
 pub mod api;
 pub mod gc;
 pub mod history;
-pub mod notify;
 pub mod routes;
 pub mod service;
 pub mod triggers;

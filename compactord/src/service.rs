@@ -19,7 +19,7 @@ use strata_shared::layout::DatasetName;
 
 use crate::gc::GcSettings;
 use crate::history::History;
-use crate::notify::Notifier;
+use strata_queryd_api::internal::Notifier;
 
 /// Why a requested run did not start or finish.
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +128,7 @@ impl Compactor {
                 tracing::info!(%dataset, ?trigger, version = ?run.version, deltas = run.deltas_merged,
                     rows = run.rows_out, bytes = run.bytes_written, "compaction committed");
                 if let Some(version) = run.version {
-                    self.notifier.notify(dataset, version);
+                    self.notifier.notify(dataset.as_str(), version);
                 }
             }
             RunOutcome::Noop => tracing::debug!(%dataset, ?trigger, "nothing to compact"),

@@ -29,8 +29,7 @@ use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use chrono::Utc;
 use object_store::ObjectStore;
-use strata_daemon::config::Config;
-use strata_queryd_api::internal::{NOTIFY_TIMEOUT, NotifyClient};
+use strata_queryd_api::internal::Notifier;
 use strata_shared::commit::Table;
 use strata_shared::delta::{self, Op};
 use strata_shared::delta_input::{self, DeltaFormat};
@@ -246,7 +245,7 @@ async fn run_committer(table: Table, mut queue: mpsc::Receiver<Job>, notifier: N
         }
         let (results, landed) = commit_group(&table, &group).await;
         if let Some(version) = landed {
-            notifier.notify(table.name(), version);
+            notifier.notify(table.name().as_str(), version);
         }
         for job in group {
             // Members with one transaction id (a retry queued next to its original) share
@@ -389,45 +388,4 @@ async fn write_and_commit(
         })
         .await?;
     Ok(outcome.manifest)
-}
-
-/// Tells queryd instances about new versions: fire and forget, never failing a write.
-#[derive(Clone)]
-pub struct Notifier {
-    client: Option<NotifyClient>,
-    urls: Arc<[String]>,
-}
-
-impl Notifier {
-    /// Notifies `config.notify_urls()` with the internal token; nobody without a token (queryd's
-    /// internal route would refuse the call anyway).
-    pub fn from_config(config: &Config) -> Self {
-        let client = config
-            .auth
-            .internal_token
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .map(NotifyClient::new);
-        Self {
-            client,
-            urls: config.notify_urls().into(),
-        }
-    }
-
-    pub fn notify(&self, dataset: &DatasetName, version: u64) {
-        let Some(client) = &self.client else { return };
-        for url in self.urls.iter() {
-            let (client, url, dataset) = (client.clone(), url.clone(), dataset.to_string());
-            tokio::spawn(async move {
-                let sent =
-                    tokio::time::timeout(NOTIFY_TIMEOUT, client.notify(&url, &dataset, version))
-                        .await;
-                match sent {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::debug!(%dataset, version, error = %e, "notify failed"),
-                    Err(_) => tracing::debug!(%dataset, version, %url, "notify timed out"),
-                }
-            });
-        }
-    }
 }

@@ -69,7 +69,10 @@ pub async fn prepare(
     tracing::info!("store enforces put-if-absent");
     let catalog = Catalog::new(store.clone(), config.clone());
     catalog.create_declared().await?;
-    let ingest = Ingest::new(store.clone(), ingest::Notifier::from_config(config));
+    let ingest = Ingest::new(
+        store.clone(),
+        strata_queryd_api::internal::Notifier::from_config(config),
+    );
     Ok(AppState {
         store,
         catalog,

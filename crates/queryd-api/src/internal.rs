@@ -86,3 +86,47 @@ impl NotifyClient {
         }
     }
 }
+
+/// Tells every queryd in `storaged.notify_urls` about new versions (storaged after ingest,
+/// compactord after a compaction): fire and forget, never failing the caller. queryd also
+/// polls, so a lost notification only delays it.
+#[derive(Clone, Debug)]
+pub struct Notifier {
+    client: Option<NotifyClient>,
+    urls: std::sync::Arc<[String]>,
+}
+
+impl Notifier {
+    /// Notifies `config.notify_urls()` with the internal token; nobody without a token
+    /// (queryd's internal route would refuse the call anyway).
+    pub fn from_config(config: &strata_daemon::config::Config) -> Self {
+        let client = config
+            .auth
+            .internal_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(NotifyClient::new);
+        Self {
+            client,
+            urls: config.notify_urls().into(),
+        }
+    }
+
+    /// Sends the notifications in the background (needs a Tokio runtime).
+    pub fn notify(&self, dataset: &str, version: u64) {
+        let Some(client) = &self.client else { return };
+        for url in self.urls.iter() {
+            let (client, url, dataset) = (client.clone(), url.clone(), dataset.to_owned());
+            tokio::spawn(async move {
+                let sent =
+                    tokio::time::timeout(NOTIFY_TIMEOUT, client.notify(&url, &dataset, version))
+                        .await;
+                match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(%dataset, version, error = %e, "notify failed"),
+                    Err(_) => tracing::debug!(%dataset, version, %url, "notify timed out"),
+                }
+            });
+        }
+    }
+}
