@@ -149,6 +149,9 @@ listen = "127.0.0.1:$S_PORT"
 
 [compactord]
 listen = "127.0.0.1:$C_PORT"
+# No compaction or GC during the measurements: the rows must stay in deltas.
+check_interval_ms = 0
+gc_schedule = ""
 
 [auth]
 admin_token = "$TOKEN"
