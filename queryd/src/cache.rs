@@ -383,6 +383,12 @@ impl Memcache {
         let _serial = slot.reload.lock().await;
         let started = Instant::now();
         let result = async {
+            // Someone else (a notification, another request) got there while we waited.
+            if let (Some(current), Some(at)) = (slot.resident(), at)
+                && current.version >= at
+            {
+                return Ok::<_, QueryError>((current.version, current.rows() as u64));
+            }
             let manifest = self.manifest(&slot.name, at).await?;
             let current = slot.resident();
             if let Some(current) = &current
