@@ -335,17 +335,20 @@ pub async fn stream(
 > {
     let schema = Arc::new(frame.schema().as_arrow().clone());
     let partitions = frame.execute_stream_partitioned().await?;
-    let mut left = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    let left = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    // The stream ends (and is dropped, which stops the scan) once `limit` rows went out.
     let batches = futures::stream::iter(partitions)
         .flatten()
-        .map(|b| b.map_err(QueryError::from))
-        .take_while(move |_| futures::future::ready(left > 0))
-        .map(move |b| {
-            b.map(|batch| {
-                let n = batch.num_rows().min(left);
-                left -= n;
+        .scan(left, |left, batch| {
+            if *left == 0 {
+                return futures::future::ready(None);
+            }
+            let batch = batch.map_err(QueryError::from).map(|batch| {
+                let n = batch.num_rows().min(*left);
+                *left -= n;
                 batch.slice(0, n)
-            })
+            });
+            futures::future::ready(Some(batch))
         })
         .boxed();
     Ok((schema, batches))
@@ -354,4 +357,48 @@ pub async fn stream(
 /// Counts the rows of `frame`.
 pub async fn count_rows(frame: DataFrame) -> Result<u64, QueryError> {
     Ok(frame.count().await? as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{DataType, Field, Int64Type};
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    fn ids(batches: &[RecordBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn windows_and_limits_are_applied_by_the_reader_in_order() {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let batches: Vec<RecordBatch> = (0..10)
+            .map(|b| {
+                let values = Int64Array::from_iter_values(b * 100..(b + 1) * 100);
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
+            })
+            .collect();
+        let engine = Engine::new(Arc::new(InMemory::new()), 1).unwrap();
+        let frame = || frame_of(&engine, schema.clone(), batches.clone()).unwrap();
+
+        let page = collect_window(frame(), 150, 100).await.unwrap();
+        assert_eq!(ids(&page), (150..250).collect::<Vec<_>>());
+        let (_, stream) = stream(frame(), Some(250)).await.unwrap();
+        let all: Vec<RecordBatch> = stream.map(|b| b.unwrap()).collect().await;
+        assert_eq!(ids(&all), (0..250).collect::<Vec<_>>());
+        assert!(
+            collect_window(frame(), 990, 100)
+                .await
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>()
+                == 10
+        );
+    }
 }
