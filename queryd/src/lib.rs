@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod executor;
 pub mod fast;
+pub mod forward;
 pub mod group;
 pub mod index;
 pub mod metrics;
@@ -24,7 +25,6 @@ pub mod plan;
 pub mod query;
 pub mod routes;
 pub mod state;
-pub mod writer;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -51,7 +51,7 @@ pub enum QuerydError {
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<query::QueryService>,
-    pub writer: writer::Writer,
+    pub forward: forward::Forwarder,
     pub metrics: Arc<metrics::Metrics>,
 }
 
@@ -126,7 +126,7 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
     let service = Arc::new(query::QueryService::new(cache, store, executor, limits));
     Ok(AppState {
         service,
-        writer: writer::Writer::new(config),
+        forward: forward::Forwarder::new(config),
         metrics,
     })
 }

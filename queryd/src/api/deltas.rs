@@ -25,7 +25,7 @@ pub async fn post(
 ) -> Result<impl IntoResponse, ApiError> {
     let text = |h| headers.get(h).and_then(|v| v.to_str().ok());
     let committed = app
-        .writer
+        .forward
         .post(
             &name,
             text(header::CONTENT_TYPE.as_str()).unwrap_or_default(),
@@ -53,7 +53,7 @@ pub async fn compact(
     State(app): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<CompactionRun>, ApiError> {
-    Ok(Json(app.writer.compact(&name).await?))
+    Ok(Json(app.forward.compact(&name).await?))
 }
 
 /// The dataset's compaction runs, newest first.
@@ -61,7 +61,7 @@ pub async fn compactions(
     State(app): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<RunsResponse>, ApiError> {
-    let runs = app.writer.compactions(&name).await?;
+    let runs = app.forward.compactions(&name).await?;
     Ok(Json(RunsResponse { runs }))
 }
 

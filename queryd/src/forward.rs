@@ -9,7 +9,7 @@ use strata_storaged_api::{ClientError, DeltaClient, DeltaCommitted};
 use crate::error::QueryError;
 
 #[derive(Clone)]
-pub struct Writer {
+pub struct Forwarder {
     /// `None` without an internal token: this queryd cannot reach the other daemons' internal
     /// routes.
     client: Option<DeltaClient>,
@@ -19,7 +19,7 @@ pub struct Writer {
 const NO_TOKEN: &str =
     "this queryd has no internal token, so it cannot forward to storaged or compactord";
 
-impl Writer {
+impl Forwarder {
     pub fn new(config: &Config) -> Self {
         let token = config
             .auth
