@@ -419,6 +419,10 @@ fn encode_like(
     mem_schema: &SchemaRef,
     batch: &RecordBatch,
 ) -> Result<Vec<RecordBatch>, QueryError> {
+    // Usually the values fit the keys: one cast, no counting.
+    if let Ok(whole) = cast_batch(batch, mem_schema) {
+        return Ok(vec![whole]);
+    }
     let limits: Vec<(usize, usize)> = mem_schema
         .fields()
         .iter()
