@@ -23,7 +23,7 @@ What it does, in order:
      the run's own started_at/finished_at), then VmHWM of compactord and storaged;
   6. waits until queryd serves the compaction's version (the reload: time from the
      compaction's answer to the first lookup answering with that version), reads queryd's
-     VmHWM, then its VmRSS 2 s later;
+     VmHWM, then its VmRSS --settle-s (default 2) seconds later;
   7. checks the answers: the run committed, rows_out and the total count equal
      N - deletes + inserts, and a sample of posted keys (updates, deletes, inserts) read back
      as posted.
@@ -245,7 +245,7 @@ class Poller(threading.Thread):
 # ---------------------------------------------------------------- scenario
 def cmd_scenario(a):
     pids = {"queryd": a.queryd_pid, "compactord": a.compactord_pid, "storaged": a.storaged_pid}
-    out = {"rows": a.rows, "share": a.share, "batch": a.batch, "problems": []}
+    out = {"rows": a.rows, "share": a.share, "batch": a.batch, "problems": [], "t_start": time.time()}
     problems = out["problems"]
 
     t = time.perf_counter()
@@ -321,7 +321,7 @@ def cmd_scenario(a):
     out["reload_s"] = (seen - t1) if seen is not None else None
     out["reload_from_start_s"] = (seen - t0) if seen is not None else None
     out["after_reload"] = {name: proc_status(pid) for name, pid in pids.items()}
-    time.sleep(2)
+    time.sleep(a.settle_s)
     poller.stop.set()
     poller.join()
     out["settled"] = {name: proc_status(pid) for name, pid in pids.items()}
@@ -367,6 +367,7 @@ def cmd_scenario(a):
         checked += 1
     out["keys_checked"] = checked
 
+    out["t_end"] = time.time()
     json.dump(out, open(a.out, "w"), indent=1)
     hwm = lambda n: (out["after_reload"][n].get("VmHWM") or 0) / 1024  # noqa: E731
     steady = (out["before"]["queryd"].get("VmRSS") or 0) / 1024
@@ -399,6 +400,8 @@ def main():
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--poll-ms", type=float, default=50)
     s.add_argument("--reload-timeout", type=float, default=600)
+    # Seconds after the switch before queryd's "settled" RSS is read.
+    s.add_argument("--settle-s", type=float, default=2)
     a = p.parse_args()
     try:
         cmd_scenario(a)

@@ -57,16 +57,37 @@ def main():
       f"non-key column of existing ids (distinct keys, random order)")
     w(f"- Load average: {meta.get('loadavg', '?')}; whole run {meta.get('elapsed_s', '?')} s")
     try:
-        samples = [l.split() for l in open(os.path.join(d, "contention.txt")) if len(l.split()) == 3]
+        samples = [l.split() for l in open(os.path.join(d, "contention.txt")) if len(l.split()) >= 3]
     except OSError:
         samples = []
     if samples:
         busy = sum(1 for s in samples if int(s[2]) > 0)
+        others = sum(1 for s in samples if len(s) > 3 and int(s[3]) > 0)
         loads = [float(s[1]) for s in samples]
         w(f"- Other work on the machine: compiler processes (rustc/cargo/cc/ld) were running in "
-          f"{busy} of {len(samples)} samples taken every 5 s; 1-min load average "
+          f"{busy} of {len(samples)} samples taken every 5 s, other servers or load generators "
+          f"(wrk, another strata, test binaries; > 20% of a core) in {others}; 1-min load average "
           f"{min(loads):.2f}–{max(loads):.2f} (mean {sum(loads) / len(loads):.2f}) during the run"
-          + (" — **numbers are disturbed by concurrent compilation**" if busy else ""))
+          + (" — **numbers are disturbed by concurrent compilation**" if busy else "")
+          + (" — **numbers are disturbed by another benchmark or test run**" if others else ""))
+        if others:
+            try:
+                ps = open(os.path.join(d, "contention_ps.txt")).read().splitlines()
+            except OSError:
+                ps = []
+            if ps:
+                w("  (busiest other processes, first and last sample: `" + ps[0].strip()[:150]
+                  + "` … `" + ps[-1].strip()[:150] + "`)")
+        # Which scenarios overlapped the disturbance.
+        t_others = [int(s[0]) for s in samples if (len(s) > 3 and int(s[3]) > 0) or int(s[2]) > 0]
+        if t_others:
+            hit = []
+            for p in sorted(glob.glob(os.path.join(d, "s*_p*.json"))):
+                r = load(p)
+                if r and r.get("t_start") and any(r["t_start"] - 5 <= t <= r["t_end"] + 5 for t in t_others):
+                    hit.append(f"{r['rows']:,} rows at {r['share']}%")
+            if hit:
+                w(f"- Scenarios that overlapped other work: {', '.join(hit)}")
     w("")
 
     # ------------------------------------------------------------ imports
@@ -134,7 +155,8 @@ def main():
       "reload). *reload s*: from the compaction's answer to the first lookup answering with the "
       f"new version (lookups every {meta.get('poll_ms', '?')} ms; includes the notification). "
       "*queryd reload*: queryd's own `strata_reload_duration_seconds` added during the "
-      "compaction and reload (count of reloads). *after*: VmRSS 2 s after the switch. "
+      "compaction and reload (count of reloads). "
+      f"*after*: VmRSS {meta.get('settle_s', '2')} s after the switch. "
       "*lookup max ms*: the slowest lookup of the poller while compacting and reloading.")
     w("")
     w("| rows | in deltas | queryd start: load s, RSS (peak) MiB | steady MiB | peak MiB | **peak / steady** "

@@ -16,6 +16,8 @@
 #   DELETES, INSERTS  fractions of the delta rows that are deletes of existing ids / inserts of
 #                     new ids (defaults 0.10 / 0.05); the rest update every non-key column
 #   POLL_MS           queryd version/RSS poll interval while compacting and reloading (default 50)
+#   SETTLE_S          seconds after queryd switched to the compacted version before its
+#                     "after" RSS is read (default 10)
 #   BENCH_TARGET_DIR  cargo target dir for the release build (default ~/.cache/strata-bench-target)
 #   BENCH_VENV        Python venv with pyarrow (default ~/.cache/strata-bench-venv)
 #   WORKDIR           data, stores, configs, logs and raw results (default /tmp/strata-bench)
@@ -35,6 +37,7 @@ DELTA_BATCH=${DELTA_BATCH:-10000}
 DELETES=${DELETES:-0.10}
 INSERTS=${INSERTS:-0.05}
 POLL_MS=${POLL_MS:-50}
+SETTLE_S=${SETTLE_S:-10}
 BENCH_TARGET_DIR=${BENCH_TARGET_DIR:-$HOME/.cache/strata-bench-target}
 BENCH_VENV=${BENCH_VENV:-$HOME/.cache/strata-bench-venv}
 WORKDIR=${WORKDIR:-/tmp/strata-bench}
@@ -103,10 +106,20 @@ for rows in $SIZES; do
 done
 
 # ---------------------------------------------------------------- processes
-# Contention: every 5 s, the load average and how many compiler processes (rustc, cc, ld) of
-# other work on the machine are running; summarised in the report.
+# Contention: every 5 s, the load average, how many compiler processes (rustc, cc, ld) of
+# other work on the machine are running, and how many other servers or load generators
+# (wrk, a strata binary other than this run's copy, test binaries under a target dir) use
+# more than 20% of a core; summarised in the report, the busiest listed in contention_ps.txt.
 ( while sleep 5; do
-    echo "$(date +%s) $(cut -d' ' -f1 /proc/loadavg) $(ps -eo comm= | grep -cE '^(rustc|cc1|cc1plus|ld|ld.lld|mold|cargo)$' || true)"
+    others=$(ps -eo pcpu=,args= | awk -v mine="$RUN_DIR/" '
+        $1 > 20 && index($0, mine) == 0 &&
+        ($2 ~ /(^|\/)(wrk|strata)$/ || $2 ~ /\/target\/[^ ]*\/deps\// || $2 ~ /nextest/) { n++ }
+        END { print n + 0 }')
+    echo "$(date +%s) $(cut -d' ' -f1 /proc/loadavg) $(ps -eo comm= | grep -cE '^(rustc|cc1|cc1plus|ld|ld.lld|mold|cargo)$' || true) $others"
+    if [ "$others" != 0 ]; then
+        ps -eo pid=,pcpu=,etime=,args= --sort=-pcpu | grep -v "$RUN_DIR/" | head -n 3 | cut -c1-160 |
+            sed "s/^/$(date -u +%H:%M:%S) /" >>"$RUN_DIR/contention_ps.txt"
+    fi
   done ) >"$RUN_DIR/contention.txt" 2>/dev/null &
 SAMPLER_PID=$!
 
@@ -229,7 +242,7 @@ for rows in $SIZES; do
         start_daemon compactord "$rows" "$label" "health $C_URL"
         "$PY" "$HERE/driver.py" scenario --queryd "$Q_URL" --compactord "$C_URL" --token "$TOKEN" \
             --rows "$rows" --share "$share" --batch "$DELTA_BATCH" --deletes "$DELETES" \
-            --inserts "$INSERTS" --poll-ms "$POLL_MS" --seed "$share" \
+            --inserts "$INSERTS" --poll-ms "$POLL_MS" --settle-s "$SETTLE_S" --seed "$share" \
             --queryd-pid "${PIDS[queryd]}" --compactord-pid "${PIDS[compactord]}" \
             --storaged-pid "${PIDS[storaged]}" --out "$RUN_DIR/$label.json" ||
             log "WARNING: scenario $label failed (see $RUN_DIR/$label-*.log)"
@@ -253,7 +266,7 @@ json.dump({
     "mem": "$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)",
     "kernel": "$(uname -r)",
     "sizes": "$SIZES", "shares": "$SHARES", "delta_batch": "$DELTA_BATCH",
-    "deletes": "$DELETES", "inserts": "$INSERTS", "poll_ms": "$POLL_MS",
+    "deletes": "$DELETES", "inserts": "$INSERTS", "poll_ms": "$POLL_MS", "settle_s": "$SETTLE_S",
     "compactord_toml": """$COMPACTORD_TOML""",
     "loadavg": "$LOADAVG_START (1/5/15 min, at start) → $(cut -d' ' -f1-3 /proc/loadavg) (at end)",
     "elapsed_s": $(($(date +%s) - T0)),
