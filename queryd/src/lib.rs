@@ -8,6 +8,10 @@
 //! picks the source (in-memory [`state::DatasetState`] or, cold, Parquet) → [`plan`]
 //! validates → [`fast`] hot paths or the DataFusion [`engine`] on the query runtime
 //! ([`executor`]) → [`encode`].
+//!
+//! Writes and compactions are [`forward`]ed to storaged and compactord; new versions (from a
+//! write's answer, a notification or the poll) are applied to the resident state by
+//! [`overlay`] without copying the base.
 
 pub mod api;
 pub mod cache;
