@@ -173,7 +173,8 @@ pub struct CompactordConfig {
     /// URL the other daemons use to reach it; default `http://{listen}`.
     pub url: Option<String>,
     /// A compaction starts a new base file once the current one reaches this size
-    /// (default 128 MiB).
+    /// (default 16 MiB: files are encoded in memory and put whole, so this bounds compaction's
+    /// memory).
     pub target_file_bytes: u64,
     /// Rows per batch of the streaming merge: the unit of its memory (default 8 192).
     pub batch_rows: usize,
@@ -202,7 +203,7 @@ impl Default for CompactordConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7002)),
             url: None,
-            target_file_bytes: 128 << 20,
+            target_file_bytes: 16 << 20,
             batch_rows: 8 * 1024,
             schedule: None,
             check_interval_ms: 10_000,
@@ -484,7 +485,7 @@ mod tests {
         assert_eq!(c.storaged.listen.to_string(), "127.0.0.1:7001");
         assert_eq!(c.queryd.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.compactord.listen.to_string(), "127.0.0.1:7002");
-        assert_eq!(c.compactord.target_file_bytes, 128 << 20);
+        assert_eq!(c.compactord.target_file_bytes, 16 << 20);
         assert_eq!(c.compactord.schedule, None);
         assert_eq!(c.compactord.check_interval_ms, 10_000);
         assert_eq!(c.compactord.max_deltas, 64);
