@@ -1,7 +1,7 @@
 //! Typed client of compactord's internal routes (for queryd and the tests).
 
-use serde::de::DeserializeOwned;
 use strata_daemon::auth::INTERNAL_TOKEN_HEADER;
+use strata_daemon::client::send_json;
 
 use crate::ClientError;
 use crate::runs::{
@@ -39,7 +39,7 @@ impl CompactordClient {
             .http
             .post(&url)
             .header(INTERNAL_TOKEN_HEADER, &self.token);
-        send(request, url).await
+        send_json(request, &url).await
     }
 
     /// The run history, newest first, of one dataset or of all.
@@ -53,38 +53,7 @@ impl CompactordClient {
             .http
             .get(&url)
             .header(INTERNAL_TOKEN_HEADER, &self.token);
-        let answer: RunsResponse = send(request, url).await?;
+        let answer: RunsResponse = send_json(request, &url).await?;
         Ok(answer.runs)
     }
-}
-
-async fn send<T: DeserializeOwned>(
-    request: reqwest::RequestBuilder,
-    url: String,
-) -> Result<T, ClientError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        })?;
-    let status = response.status();
-    if !status.is_success() {
-        let text = response.text().await.unwrap_or_default();
-        let body: Option<strata_daemon::error::ErrorBody> = serde_json::from_str(&text).ok();
-        return Err(ClientError::Status {
-            url,
-            status: status.as_u16(),
-            kind: body.as_ref().and_then(|b| b.kind.clone()),
-            message: body.map(|b| b.error).unwrap_or(text),
-        });
-    }
-    response
-        .json()
-        .await
-        .map_err(|e| ClientError::InvalidResponse {
-            url,
-            message: e.to_string(),
-        })
 }

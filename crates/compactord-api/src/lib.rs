@@ -25,31 +25,4 @@ pub use runs::{
     Trigger,
 };
 
-/// The error of a typed client call.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("request to {url} failed: {source}")]
-    Transport {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("{status} from {url}: {message}")]
-    Status {
-        url: String,
-        status: u16,
-        kind: Option<String>,
-        message: String,
-    },
-    #[error("invalid response from {url}: {message}")]
-    InvalidResponse { url: String, message: String },
-}
-
-impl ClientError {
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ClientError::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
+pub use strata_daemon::client::ClientError;

@@ -3,6 +3,7 @@
 //! on a bound listener until shutdown.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod serve;

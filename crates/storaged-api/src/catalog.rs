@@ -13,7 +13,7 @@ use strata_daemon::auth::ADMIN_TOKEN_HEADER;
 use strata_daemon::config::SourceFormat;
 use strata_shared::manifest::Manifest;
 
-use crate::{ClientError, check};
+use crate::{ClientError, send_json};
 
 pub const DATASETS_ROUTE: &str = "/api/v1/datasets";
 
@@ -122,22 +122,7 @@ impl StoragedClient {
         &self,
         builder: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
-        let response = builder
-            .send()
-            .await
-            .map_err(|source| ClientError::Transport {
-                url: self.base_url.clone(),
-                source,
-            })?;
-        let response = check(response).await?;
-        let url = response.url().to_string();
-        response
-            .json()
-            .await
-            .map_err(|e| ClientError::InvalidResponse {
-                url,
-                message: e.to_string(),
-            })
+        send_json(builder, &self.base_url).await
     }
 
     pub async fn create_dataset(

@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 use strata_daemon::auth::INTERNAL_TOKEN_HEADER;
 
-use crate::{ClientError, check};
+use crate::{ClientError, send_json};
 
 /// axum 0.8 path syntax; `{name}` is the dataset.
 pub const DELTAS_ROUTE: &str = "/internal/v1/datasets/{name}/deltas";
@@ -89,21 +89,7 @@ impl DeltaClient {
         if let Some(key) = idempotency_key {
             request = request.header(IDEMPOTENCY_KEY_HEADER, key);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
-        let response = check(response).await?;
-        response
-            .json()
-            .await
-            .map_err(|e| ClientError::InvalidResponse {
-                url,
-                message: e.to_string(),
-            })
+        send_json(request, &url).await
     }
 }
 

@@ -18,48 +18,5 @@ pub use deltas::{
 };
 pub use remote_store::{NoInternalToken, RemoteStore};
 
-/// The error of a typed client call.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("request to {url} failed: {source}")]
-    Transport {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("{status} from {url}: {message}")]
-    Status {
-        url: String,
-        status: u16,
-        kind: Option<String>,
-        message: String,
-    },
-    #[error("invalid response from {url}: {message}")]
-    InvalidResponse { url: String, message: String },
-}
-
-impl ClientError {
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ClientError::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
-
-/// Turns a non-success response into [`ClientError::Status`], reading the JSON envelope.
-pub(crate) async fn check(response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let url = response.url().to_string();
-    let text = response.text().await.unwrap_or_default();
-    let body: Option<strata_daemon::error::ErrorBody> = serde_json::from_str(&text).ok();
-    Err(ClientError::Status {
-        url,
-        status: status.as_u16(),
-        kind: body.as_ref().and_then(|b| b.kind.clone()),
-        message: body.map(|b| b.error).unwrap_or(text),
-    })
-}
+pub use strata_daemon::client::ClientError;
+pub(crate) use strata_daemon::client::send_json;

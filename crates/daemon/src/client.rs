@@ -1,0 +1,75 @@
+//! The client side of the JSON error envelope: every typed client (storaged's, compactord's)
+//! sends through here, so a refused call is a [`ClientError::Status`] with the server's
+//! status, kind and message, whichever daemon answered.
+
+use serde::de::DeserializeOwned;
+
+use crate::error::ErrorBody;
+
+/// The error of a typed client call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("request to {url} failed: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{status} from {url}: {message}")]
+    Status {
+        url: String,
+        status: u16,
+        kind: Option<String>,
+        message: String,
+    },
+    #[error("invalid response from {url}: {message}")]
+    InvalidResponse { url: String, message: String },
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Turns a non-success response into [`ClientError::Status`], reading the JSON envelope.
+pub async fn check(response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let url = response.url().to_string();
+    let text = response.text().await.unwrap_or_default();
+    let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
+    Err(ClientError::Status {
+        url,
+        status: status.as_u16(),
+        kind: body.as_ref().and_then(|b| b.kind.clone()),
+        message: body.map(|b| b.error).unwrap_or(text),
+    })
+}
+
+/// Sends `request` (to `url`, for messages) and reads a JSON answer.
+pub async fn send_json<T: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    url: &str,
+) -> Result<T, ClientError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|source| ClientError::Transport {
+            url: url.to_owned(),
+            source,
+        })?;
+    check(response)
+        .await?
+        .json()
+        .await
+        .map_err(|e| ClientError::InvalidResponse {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })
+}
