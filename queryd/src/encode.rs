@@ -320,7 +320,7 @@ fn is_dictionary(data_type: &DataType) -> bool {
     matches!(data_type, DataType::Dictionary(..))
 }
 
-/// Casts `batch` to `schema` (same column count; only dictionary decoding differs).
+/// Casts `batch` to `schema` (same columns; types differ only by dictionary encoding).
 pub fn to_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, QueryError> {
     let columns = batch
         .columns()

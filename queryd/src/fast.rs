@@ -239,16 +239,15 @@ fn rows(
                 .collect(),
         ),
         Candidates::Rows(ids) => Cow::Borrowed(&ids[start.min(ids.len())..end.min(ids.len())]),
-        Candidates::List(list) if list.as_slice(state).is_some() => {
-            let ids = list.as_slice(state).unwrap_or_default();
-            Cow::Borrowed(&ids[start.min(ids.len())..end.min(ids.len())])
-        }
-        Candidates::List(list) => Cow::Owned(
-            list.live(state)
-                .skip(start)
-                .take(end.saturating_sub(start))
-                .collect(),
-        ),
+        Candidates::List(list) => match list.as_slice(state) {
+            Some(ids) => Cow::Borrowed(&ids[start.min(ids.len())..end.min(ids.len())]),
+            None => Cow::Owned(
+                list.live(state)
+                    .skip(start)
+                    .take(end.saturating_sub(start))
+                    .collect(),
+            ),
+        },
     };
     let mut out = Vec::new();
     let mut i = 0;

@@ -27,6 +27,7 @@ use strata_shared::manifest::{DeltaFile, Manifest};
 use strata_shared::merge::supersedes;
 use strata_shared::{keys, parquet_io};
 
+use crate::encode;
 use crate::error::QueryError;
 use crate::index::{KeyRef, accessor};
 use crate::state::{Chunks, DatasetState, Layer};
@@ -392,25 +393,9 @@ fn concat_plain(schema: &SchemaRef, parts: &[RecordBatch]) -> Result<RecordBatch
     ));
     let parts = parts
         .iter()
-        .map(|p| cast_batch(p, &plain))
+        .map(|p| encode::to_schema(p, &plain))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(concat_batches(&plain, &parts)?)
-}
-
-fn cast_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, QueryError> {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| {
-            if c.data_type() == f.data_type() {
-                Ok(c.clone())
-            } else {
-                cast(c, f.data_type())
-            }
-        })
-        .collect::<Result<Vec<ArrayRef>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// `batch` in the in-memory schema, split where a dictionary column would hold more
@@ -420,7 +405,7 @@ fn encode_like(
     batch: &RecordBatch,
 ) -> Result<Vec<RecordBatch>, QueryError> {
     // Usually the values fit the keys: one cast, no counting.
-    if let Ok(whole) = cast_batch(batch, mem_schema) {
+    if let Ok(whole) = encode::to_schema(batch, mem_schema) {
         return Ok(vec![whole]);
     }
     let limits: Vec<(usize, usize)> = mem_schema
@@ -467,7 +452,7 @@ fn encode_like(
     cuts.push(batch.num_rows());
     cuts.windows(2)
         .filter(|w| w[1] > w[0])
-        .map(|w| cast_batch(&batch.slice(w[0], w[1] - w[0]), mem_schema))
+        .map(|w| encode::to_schema(&batch.slice(w[0], w[1] - w[0]), mem_schema))
         .collect()
 }
 

@@ -343,16 +343,7 @@ impl DatasetState {
             } else {
                 batch.clone()
             };
-            let columns = batch
-                .columns()
-                .iter()
-                .zip(schema.fields())
-                .map(|(column, f)| match column.data_type() == f.data_type() {
-                    true => Ok(column.clone()),
-                    false => cast(column, f.data_type()),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            out.push(RecordBatch::try_new(schema.clone(), columns)?);
+            out.push(crate::encode::to_schema(&batch, &schema)?);
         }
         Ok((schema, out))
     }
