@@ -220,7 +220,7 @@ fn json_column(field: &Field, values: &[Option<&Value>], rows: &Rows) -> Result<
                 if narrow.is_finite() {
                     Ok(narrow)
                 } else {
-                    Err("is out of range".to_owned())
+                    Err(Refusal::OutOfRange)
                 }
             })
         })?) as Arc<Float32Array>,
@@ -255,12 +255,13 @@ fn json_column(field: &Field, values: &[Option<&Value>], rows: &Rows) -> Result<
         DataType::Timestamp(unit, tz) => ctx.timestamps(values, *unit, tz.clone())?,
         DataType::Date32 => Arc::new(ctx.map(values, "a date YYYY-MM-DD", |v| {
             v.as_str().map(|s| {
-                parse_date(s).and_then(|days| i32::try_from(days).map_err(|_| out_of_range()))
+                parse_date(s).and_then(|days| i32::try_from(days).map_err(|_| Refusal::OutOfRange))
             })
         })?) as Arc<Date32Array>,
         DataType::Date64 => Arc::new(ctx.map(values, "a date YYYY-MM-DD", |v| {
             v.as_str().map(|s| {
-                parse_date(s).and_then(|days| days.checked_mul(86_400_000).ok_or_else(out_of_range))
+                parse_date(s)
+                    .and_then(|days| days.checked_mul(86_400_000).ok_or(Refusal::OutOfRange))
             })
         })?) as Arc<Date64Array>,
         DataType::Decimal128(precision, scale) => {
@@ -285,8 +286,25 @@ fn json_column(field: &Field, values: &[Option<&Value>], rows: &Rows) -> Result<
     Ok(array)
 }
 
-fn out_of_range() -> String {
-    "is out of range".to_owned()
+/// Why a value of the right JSON type is refused (the message follows the value).
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("is out of range")]
+    OutOfRange,
+    #[error("has no UTC offset, which this column's time zone needs")]
+    NoOffset,
+    #[error("is not an RFC 3339 timestamp")]
+    NotTimestamp,
+    #[error("is more precise than the column's unit ({0:?})")]
+    TooPrecise(TimeUnit),
+    #[error("is not a date YYYY-MM-DD")]
+    NotDate,
+    #[error("is not a plain decimal number")]
+    NotPlainDecimal,
+    #[error("has more than {0} fractional digits")]
+    TooManyFractionalDigits(i8),
+    #[error("does not fit precision {0}")]
+    TooManyDigits(u8),
 }
 
 /// Where a conversion happens, for its error messages.
@@ -306,7 +324,7 @@ impl Ctx<'_> {
         ))
     }
 
-    fn refused(&self, row: usize, value: &Value, why: &str) -> Error {
+    fn refused(&self, row: usize, value: &Value, why: Refusal) -> Error {
         invalid(format!(
             "{}: column {:?} ({}): {} {why}",
             self.rows.label(row),
@@ -326,7 +344,7 @@ impl Ctx<'_> {
     ) -> Result<arrow::array::PrimitiveArray<T>>
     where
         T: ArrowPrimitiveType,
-        F: Fn(&Value) -> Option<std::result::Result<T::Native, String>>,
+        F: Fn(&Value) -> Option<std::result::Result<T::Native, Refusal>>,
     {
         let mut builder = PrimitiveBuilder::<T>::with_capacity(values.len());
         for (row, value) in values.iter().enumerate() {
@@ -334,7 +352,7 @@ impl Ctx<'_> {
                 None => builder.append_null(),
                 Some(v) => match convert(v) {
                     None => return Err(self.expected(row, v, what)),
-                    Some(Err(why)) => return Err(self.refused(row, v, &why)),
+                    Some(Err(why)) => return Err(self.refused(row, v, why)),
                     Some(Ok(x)) => builder.append_value(x),
                 },
             }
@@ -348,7 +366,7 @@ impl Ctx<'_> {
         T::Native: TryFrom<i128>,
     {
         self.map(values, "an integer", |v| {
-            json_integer(v).map(|i| T::Native::try_from(i).map_err(|_| out_of_range()))
+            json_integer(v).map(|i| T::Native::try_from(i).map_err(|_| Refusal::OutOfRange))
         })
     }
 
@@ -430,7 +448,7 @@ fn is_utc(tz: &str) -> bool {
 
 /// RFC 3339 (`T` or a space between date and time). Without an offset the string is read as
 /// UTC when `naive_is_utc`, else refused: in a column with another zone it would be ambiguous.
-fn parse_timestamp(text: &str, naive_is_utc: bool) -> std::result::Result<DateTime<Utc>, String> {
+fn parse_timestamp(text: &str, naive_is_utc: bool) -> std::result::Result<DateTime<Utc>, Refusal> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -439,13 +457,13 @@ fn parse_timestamp(text: &str, naive_is_utc: bool) -> std::result::Result<DateTi
         .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok());
     match naive {
         Some(t) if naive_is_utc => Ok(t.and_utc()),
-        Some(_) => Err("has no UTC offset, which this column's time zone needs".into()),
-        None => Err("is not an RFC 3339 timestamp".into()),
+        Some(_) => Err(Refusal::NoOffset),
+        None => Err(Refusal::NotTimestamp),
     }
 }
 
 /// The instant in `unit` since the epoch; refuses precision the unit cannot hold.
-fn in_unit(t: DateTime<Utc>, unit: TimeUnit) -> std::result::Result<i64, String> {
+fn in_unit(t: DateTime<Utc>, unit: TimeUnit) -> std::result::Result<i64, Refusal> {
     let nanos = t.timestamp_subsec_nanos();
     let (per_unit, value) = match unit {
         TimeUnit::Second => (1_000_000_000, Some(t.timestamp())),
@@ -454,33 +472,32 @@ fn in_unit(t: DateTime<Utc>, unit: TimeUnit) -> std::result::Result<i64, String>
         TimeUnit::Nanosecond => (1, t.timestamp_nanos_opt()),
     };
     if !nanos.is_multiple_of(per_unit) {
-        return Err(format!("is more precise than the column's unit ({unit:?})"));
+        return Err(Refusal::TooPrecise(unit));
     }
-    value.ok_or_else(out_of_range)
+    value.ok_or(Refusal::OutOfRange)
 }
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` date.
-fn parse_date(text: &str) -> std::result::Result<i64, String> {
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| "is not a date YYYY-MM-DD".to_owned())?;
+fn parse_date(text: &str) -> std::result::Result<i64, Refusal> {
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| Refusal::NotDate)?;
     Ok(date.signed_duration_since(NaiveDate::default()).num_days())
 }
 
 /// A plain decimal (`-12.340`): arrow's parser truncates extra fractional digits and takes
 /// exponents, so both are refused here first rather than silently changing the value.
-fn parse_plain_decimal(text: &str, precision: u8, scale: i8) -> std::result::Result<i128, String> {
+fn parse_plain_decimal(text: &str, precision: u8, scale: i8) -> std::result::Result<i128, Refusal> {
     let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
     let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if int.is_empty() || !digits(int) || !digits(frac) {
-        return Err("is not a plain decimal number".into());
+        return Err(Refusal::NotPlainDecimal);
     }
     let significant = frac.trim_end_matches('0').len();
     if significant > usize::try_from(scale.max(0)).unwrap_or(0) {
-        return Err(format!("has more than {scale} fractional digits"));
+        return Err(Refusal::TooManyFractionalDigits(scale));
     }
     parse_decimal::<Decimal128Type>(text, precision, scale)
-        .map_err(|_| format!("does not fit precision {precision}"))
+        .map_err(|_| Refusal::TooManyDigits(precision))
 }
 
 // ---------------------------------------------------------------------------------------------
