@@ -17,7 +17,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use strata_testkit::{ChildProcess, SeaweedFs, free_port, strata_bin, wait_http_ok, write_parquet};
 
-use crate::deltas_model::{Client, Writer, base_items, batch, check_writers, random_request};
+use crate::deltas_crash::{Writer, check_writers};
+use crate::deltas_model::{Client, base_items, batch, random_request};
 
 const ADMIN: &str = "crash-admin";
 const WRITERS: i64 = 3;

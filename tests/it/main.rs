@@ -9,6 +9,7 @@ mod common;
 mod compaction;
 mod compaction_crash;
 mod deltas_cluster;
+mod deltas_crash;
 mod deltas_model;
 mod deltas_storaged;
 mod object_api;
