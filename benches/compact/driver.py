@@ -22,8 +22,11 @@ What it does, in order:
   5. `POST /api/v1/datasets/orders/compact` on compactord (wall clock around the request;
      the run's own started_at/finished_at), then VmHWM of compactord and storaged;
   6. waits until queryd serves the compaction's version (the reload: time from the
-     compaction's answer to the first lookup answering with that version), reads queryd's
-     VmHWM, then its VmRSS --settle-s (default 2) seconds later;
+     compaction's answer to the first lookup answering with that version; with queryd's
+     default `rebuild = "release_first"` that answer comes from the new Parquet files at once)
+     and then until the dataset is in memory again at that version or newer (the rebuild:
+     `residency` in /api/v1/cache/stats), reads queryd's VmHWM, then its VmRSS --settle-s
+     (default 2) seconds later;
   7. checks the answers: the run committed, rows_out and the total count equal
      N - deletes + inserts, and a sample of posted keys (updates, deletes, inserts) read back
      as posted.
@@ -131,12 +134,17 @@ def metrics(url):
     return s, c
 
 
-def accounted_bytes(url):
+def cache_entry(url):
+    """queryd's cache entry of the dataset (bytes, residency, version)."""
     conn = connect(url)
     conn.request("GET", "/api/v1/cache/stats")
     d = json.loads(conn.getresponse().read())
     conn.close()
-    return next((x.get("bytes") for x in d.get("datasets", []) if x.get("dataset") == "orders"), None)
+    return next((x for x in d.get("datasets", []) if x.get("dataset") == "orders"), {})
+
+
+def accounted_bytes(url):
+    return cache_entry(url).get("bytes")
 
 
 # ---------------------------------------------------------------- deltas
@@ -320,6 +328,19 @@ def cmd_scenario(a):
             problems.append(f"queryd did not serve version {target} within {a.reload_timeout} s")
     out["reload_s"] = (seen - t1) if seen is not None else None
     out["reload_from_start_s"] = (seen - t0) if seen is not None else None
+    # 6b. the rebuild: in memory again at the compaction's version (or newer)
+    hot = None
+    if target is not None:
+        deadline = time.perf_counter() + a.reload_timeout
+        while time.perf_counter() < deadline:
+            e = cache_entry(a.queryd)
+            if e.get("residency") == "memory" and (e.get("version") or 0) >= target:
+                hot = time.perf_counter()
+                break
+            time.sleep(0.02)
+        if hot is None:
+            problems.append(f"queryd did not have version {target} in memory within {a.reload_timeout} s")
+    out["rebuild_s"] = (hot - t1) if hot is not None else None
     out["after_reload"] = {name: proc_status(pid) for name, pid in pids.items()}
     time.sleep(a.settle_s)
     poller.stop.set()
@@ -331,11 +352,16 @@ def cmd_scenario(a):
     out["queryd_reload_seconds"] = reload_after[0] - reload_before[0]
     lat = [s[2] for s in poller.samples]
     during = [s for s in poller.samples if t0 <= s[0] <= (seen or t1)]
+    rebuilding = sorted(s[2] for s in poller.samples if (seen or t1) <= s[0] <= (hot or seen or t1))
     out["poll"] = {
         "samples": len(poller.samples),
         "non_200": sum(1 for s in poller.samples if s[4] != 200),
         "max_latency_ms": max(lat) * 1e3 if lat else None,
         "max_latency_during_ms": max((s[2] for s in during), default=0) * 1e3,
+        # lookups answered while queryd rebuilt (cold, with release_first)
+        "rebuild_lookups": len(rebuilding),
+        "rebuild_p50_ms": rebuilding[len(rebuilding) // 2] * 1e3 if rebuilding else None,
+        "rebuild_max_ms": rebuilding[-1] * 1e3 if rebuilding else None,
         "max_rss_kb": {n: max((s[3].get(n) or 0 for s in poller.samples), default=0)
                        for n in ("queryd", "compactord", "storaged")},
     }
@@ -376,7 +402,8 @@ def cmd_scenario(a):
           f"ingest {out['ingest_s']:.1f} s): compaction {run.get('outcome')} in {out['run_s'] or 0:.2f} s "
           f"(wall {out['compact_wall_s']:.2f} s), {rate:,.0f} rows/s, compactord peak "
           f"{hwm('compactord'):.0f} MiB, storaged peak {hwm('storaged'):.0f} MiB; queryd reload "
-          f"{out['reload_s'] if out['reload_s'] is not None else float('nan'):.2f} s, steady {steady:.0f} MiB, "
+          f"{out['reload_s'] if out['reload_s'] is not None else float('nan'):.2f} s, in memory after "
+          f"{out['rebuild_s'] if out['rebuild_s'] is not None else float('nan'):.2f} s, steady {steady:.0f} MiB, "
           f"peak {hwm('queryd'):.0f} MiB ({hwm('queryd') / steady if steady else 0:.2f}x)"
           + (f"; PROBLEMS: {problems[:3]}" if problems else "; answers checked"), file=sys.stderr)
 

@@ -50,7 +50,9 @@ def main():
     w(f"- Strata: {meta.get('strata_version', '?')}; `strata storaged`, `strata queryd` and "
       f"`strata compactord` as three processes on a local `file://` store (queryd and compactord "
       f"reach the store through storaged's object API); dataset `orders` pinned, primary key `id`"
-      + (f"; `[compactord]` extra: `{meta['compactord_toml'].strip()}`" if meta.get("compactord_toml", "").strip() else ""))
+      + (f"; `[compactord]` extra: `{meta['compactord_toml'].strip()}`" if meta.get("compactord_toml", "").strip() else "")
+      + (f"; `[queryd]` extra: `{meta['queryd_toml'].strip()}`" if meta.get("queryd_toml", "").strip()
+         else "; queryd `rebuild` default (`release_first`)"))
     w(f"- Deltas: Arrow IPC posts of {meta.get('delta_batch', '?')} rows through queryd, "
       f"{float(meta.get('deletes', 0)) * 100:.0f}% deletes of existing ids, "
       f"{float(meta.get('inserts', 0)) * 100:.0f}% inserts of new ids, the rest updates of every "
@@ -151,18 +153,22 @@ def main():
     w("")
     w("*steady*: queryd's VmRSS 2 s after the last delta post was answered (every delta row "
       "in its overlay), before the compaction. *peak*: VmHWM from the reset just before the "
-      "compaction until queryd first answered with the compaction's version (compaction and "
-      "reload). *reload s*: from the compaction's answer to the first lookup answering with the "
-      f"new version (lookups every {meta.get('poll_ms', '?')} ms; includes the notification). "
+      "compaction until the dataset was in memory again at the compaction's version "
+      "(compaction, switch and rebuild). *served s*: from the compaction's answer to the first "
+      f"lookup answering with the new version (lookups every {meta.get('poll_ms', '?')} ms; "
+      "includes the notification). *in memory s*: from the compaction's answer until "
+      "`/api/v1/cache/stats` shows the dataset in memory at that version. "
       "*queryd reload*: queryd's own `strata_reload_duration_seconds` added during the "
-      "compaction and reload (count of reloads). "
-      f"*after*: VmRSS {meta.get('settle_s', '2')} s after the switch. "
-      "*lookup max ms*: the slowest lookup of the poller while compacting and reloading.")
+      "compaction and reload (count of loads). "
+      f"*after*: VmRSS {meta.get('settle_s', '2')} s after it was in memory again. "
+      "*lookup max ms*: the slowest lookup of the poller while compacting and switching; "
+      "*while rebuilding*: the poller's lookups between the switch and the end of the rebuild "
+      "(answered from Parquet with `rebuild = \"release_first\"`): count, p50 / max ms.")
     w("")
     w("| rows | in deltas | queryd start: load s, RSS (peak) MiB | steady MiB | peak MiB | **peak / steady** "
-      "| after MiB | reload s | queryd reload s (n) | accounted MiB before → after | lookup max ms "
-      "| failed lookups |")
-    w("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+      "| after MiB | served s | in memory s | queryd reload s (n) | accounted MiB before → after | lookup max ms "
+      "| while rebuilding: n, p50 / max ms | failed lookups |")
+    w("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in scen:
         st = load(os.path.join(d, f"{r['_label']}_queryd_start.json")) or {}
         steady = mib(r.get("before", {}).get("queryd", {}).get("VmRSS"))
@@ -174,12 +180,14 @@ def main():
         w(f"| {r['rows']:,} | {r['share']}% | {st.get('ready_s', '—')} s, "
           f"{f(mib(st.get('rss_kb')), ',.0f')} ({f(mib(st.get('hwm_kb')), ',.0f')}) "
           f"| {f(steady, ',.0f')} | {f(peak, ',.0f')} | **{f(ratio, '.2f')}x** | {f(after, ',.0f')} "
-          f"| {f(r.get('reload_s'), '.2f')} | {r.get('queryd_reload_seconds', 0):.2f} "
-          f"({r.get('queryd_reloads', 0):.0f}) "
+          f"| {f(r.get('reload_s'), '.2f')} | {f(r.get('rebuild_s'), '.2f')} "
+          f"| {r.get('queryd_reload_seconds', 0):.2f} ({r.get('queryd_reloads', 0):.0f}) "
           f"| {f(acc_b / 2**20 if acc_b else None, ',.0f')} → {f(acc_a / 2**20 if acc_a else None, ',.0f')} "
-          f"| {f(poll.get('max_latency_during_ms'), ',.0f')} | {poll.get('non_200', '—')} |")
+          f"| {f(poll.get('max_latency_during_ms'), ',.0f')} "
+          f"| {poll.get('rebuild_lookups', '—')}, {f(poll.get('rebuild_p50_ms'), ',.1f')} / "
+          f"{f(poll.get('rebuild_max_ms'), ',.0f')} | {poll.get('non_200', '—')} |")
     if not scen:
-        w("| not run | | | | | | | | | | | |")
+        w("| not run | | | | | | | | | | | | | |")
     w("")
 
     w("## Posting the deltas (context)")

@@ -24,6 +24,7 @@
 #   STRATA_BIN        use this strata binary instead of building one
 #   READY_TIMEOUT     seconds to wait for a daemon or the dataset to be ready (default 1200)
 #   COMPACTORD_TOML   extra lines for the [compactord] section (e.g. "batch_rows = 65536")
+#   QUERYD_TOML       extra lines for the [queryd] section (e.g. 'rebuild = "beside"')
 #
 # Needs: Linux (/proc), python3, curl, cargo.
 set -euo pipefail
@@ -43,6 +44,7 @@ BENCH_VENV=${BENCH_VENV:-$HOME/.cache/strata-bench-venv}
 WORKDIR=${WORKDIR:-/tmp/strata-bench}
 READY_TIMEOUT=${READY_TIMEOUT:-1200}
 COMPACTORD_TOML=${COMPACTORD_TOML:-}
+QUERYD_TOML=${QUERYD_TOML:-}
 STRATA_BIN=${STRATA_BIN:-}
 STRATA_BIN_GIVEN=$STRATA_BIN
 TOKEN=bench
@@ -160,6 +162,7 @@ listen = "127.0.0.1:$S_PORT"
 
 [queryd]
 listen = "127.0.0.1:$Q_PORT"
+$QUERYD_TOML
 
 [compactord]
 listen = "127.0.0.1:$C_PORT"
@@ -268,6 +271,7 @@ json.dump({
     "sizes": "$SIZES", "shares": "$SHARES", "delta_batch": "$DELTA_BATCH",
     "deletes": "$DELETES", "inserts": "$INSERTS", "poll_ms": "$POLL_MS", "settle_s": "$SETTLE_S",
     "compactord_toml": """$COMPACTORD_TOML""",
+    "queryd_toml": """$QUERYD_TOML""",
     "loadavg": "$LOADAVG_START (1/5/15 min, at start) → $(cut -d' ' -f1-3 /proc/loadavg) (at end)",
     "elapsed_s": $(($(date +%s) - T0)),
     "strata_version": """$strata_version""",

@@ -9,6 +9,11 @@
 //!   slot, so a request in flight always finishes on a whole, consistent version.
 //! - Loads and reloads of one dataset are serialized by its `reload` lock; different
 //!   datasets load in parallel, off the request path.
+//! - The version a dataset is served at never goes back. A slot's manifest only moves
+//!   forward, and a state is published only if it is at least as new as the slot's manifest
+//!   (both under the slot's `publish` lock): a dataset not in memory follows new versions on
+//!   its cold path at once, without waiting for a build in progress, and that build catches
+//!   up before it publishes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -18,11 +23,13 @@ use std::time::Instant;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use lru::LruCache;
 use object_store::ObjectStore;
+use strata_daemon::config::Rebuild;
 use strata_queryd_api::{CacheEntry, CacheStats};
 use strata_shared::commit::{Table, list_datasets};
 use strata_shared::layout::DatasetName;
 use strata_shared::manifest::Manifest;
 
+use crate::builders::Builders;
 use crate::error::QueryError;
 use crate::metrics::Metrics;
 use crate::overlay;
@@ -73,6 +80,8 @@ pub struct Slot {
     /// The newest manifest this queryd knows (what the cold path reads).
     manifest: ArcSwap<Manifest>,
     reload: tokio::sync::Mutex<()>,
+    /// Orders manifest advances against state publication (see the module invariants).
+    publish: Mutex<()>,
     loading: AtomicBool,
     pinned: AtomicBool,
     /// Version found too big for the cache (not retried until a newer version).
@@ -94,6 +103,7 @@ impl Slot {
             resident: ArcSwapOption::empty(),
             manifest: ArcSwap::from_pointee(manifest),
             reload: tokio::sync::Mutex::new(()),
+            publish: Mutex::new(()),
             loading: AtomicBool::new(false),
             pinned: AtomicBool::new(pinned),
             too_big_version: AtomicI64::new(-1),
@@ -112,6 +122,18 @@ impl Slot {
 
     pub fn resident(&self) -> Option<Arc<DatasetState>> {
         self.resident.load_full()
+    }
+
+    fn lock_publish(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.publish.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `manifest` the slot's newest, unless it already knows a newer one.
+    fn advance_manifest(&self, manifest: Manifest) {
+        let _publish = self.lock_publish();
+        if manifest.version > self.manifest.load().version {
+            self.manifest.store(Arc::new(manifest));
+        }
     }
 
     /// (finished at, duration in ms) of the last successful load.
@@ -192,6 +214,8 @@ struct Lru {
 pub struct Memcache {
     store: Arc<dyn ObjectStore>,
     capacity: u64,
+    builders: Builders,
+    rebuild: Rebuild,
     /// Per-dataset settings from the config (index policy, pin at start).
     configured: HashMap<String, (IndexSpec, bool)>,
     slots: RwLock<HashMap<DatasetName, Arc<Slot>>>,
@@ -204,12 +228,16 @@ impl Memcache {
     pub fn new(
         store: Arc<dyn ObjectStore>,
         capacity: u64,
+        builders: Builders,
+        rebuild: Rebuild,
         configured: HashMap<String, (IndexSpec, bool)>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
             capacity,
+            builders,
+            rebuild,
             configured,
             slots: RwLock::new(HashMap::new()),
             lru: Mutex::new(Lru {
@@ -348,13 +376,7 @@ impl Memcache {
         let manifest = slot.manifest();
         let too_big = slot.too_big_version.load(Ordering::Relaxed) == manifest.version as i64;
         if !too_big && !slot.loading.swap(true, Ordering::AcqRel) {
-            let cache = self.clone();
-            let slot = slot.clone();
-            tokio::spawn(async move {
-                if let Err(e) = cache.load_locked(&slot, false, None).await {
-                    tracing::warn!(dataset = %slot.name, error = %e, "background load failed");
-                }
-            });
+            self.load_in_background(&slot);
         }
         Ok(Source::Cold(manifest))
     }
@@ -364,24 +386,32 @@ impl Memcache {
         lru.order.promote(name);
     }
 
-    /// Loads (or reloads) the newest version of `slot`'s dataset and publishes it.
+    /// Loads (or reloads) the newest version of `slot`'s dataset and publishes it. A state in
+    /// memory keeps answering until the new one is built, whatever `rebuild` says: the caller
+    /// waits for the new state (or its error, which keeps the old state).
     pub async fn load(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<Reloaded, QueryError> {
         slot.loading.store(true, Ordering::Release);
-        self.load_locked(slot, true, None).await
+        Ok(self.load_locked(slot, true, None, Rebuild::Beside).await?.0)
     }
 
     /// `force`: rebuild even if a state is resident (a reload); otherwise a resident state
     /// makes this a no-op (a background load raced with another).
     /// `at`: load that version rather than discover the latest (a writer just told us about
     /// it, which saves the discovery's round trips); the latest if it is gone.
+    /// `rebuild`: what to do when the resident state cannot apply the new version
+    /// incrementally (its base files changed). [`Rebuild::ReleaseFirst`] releases the state,
+    /// so the new version is served cold at once, and answers `true` with it: the caller then
+    /// rebuilds in the background (a spawn from here would make this future recursive).
     async fn load_locked(
         self: &Arc<Self>,
         slot: &Arc<Slot>,
         force: bool,
         at: Option<u64>,
-    ) -> Result<Reloaded, QueryError> {
+        rebuild: Rebuild,
+    ) -> Result<(Reloaded, bool), QueryError> {
         let _serial = slot.reload.lock().await;
         let started = Instant::now();
+        let mut released = false;
         let result = async {
             // Someone else (a notification, another request) got there while we waited.
             if let (Some(current), Some(at)) = (slot.resident(), at)
@@ -394,32 +424,34 @@ impl Memcache {
             if let Some(current) = &current
                 && (current.version >= manifest.version || !force)
             {
-                return Ok::<_, QueryError>((current.version, current.rows() as u64));
+                return Ok((current.version, current.rows() as u64));
             }
-            let state = match current
-                .as_ref()
-                .and_then(|c| Some((c, overlay::pending(c, &manifest)?)))
-            {
-                // Same base: apply only the new deltas.
-                Some((current, pending)) => {
-                    let deltas = overlay::read_deltas(self.store.as_ref(), pending).await?;
-                    let (current, version) = (current.clone(), manifest.version);
-                    tokio::task::spawn_blocking(move || overlay::apply(&current, version, deltas))
-                        .await
-                        .map_err(|e| QueryError::Internal(format!("applying deltas: {e}")))??
+            let state = match current {
+                Some(current) if overlay::pending(&current, &manifest).is_some() => {
+                    self.catch_up_state(current, manifest).await?
                 }
-                None => DatasetState::load(self.store.as_ref(), &manifest, &slot.spec).await?,
+                Some(_) if rebuild == Rebuild::ReleaseFirst => {
+                    let answer = (
+                        manifest.version,
+                        manifest.base_rows() + manifest.delta_rows(),
+                    );
+                    slot.advance_manifest(manifest);
+                    self.release(slot);
+                    released = true;
+                    return Ok(answer);
+                }
+                _ => self.build(slot, manifest).await?,
             };
-            let (version, rows) = (state.version, state.rows() as u64);
-            slot.manifest.store(Arc::new(manifest));
-            self.admit(slot, Arc::new(state));
-            Ok((version, rows))
+            Ok(self.publish(slot, state).await?)
         }
         .await;
-        slot.loading.store(false, Ordering::Release);
+        // A released dataset is rebuilt right after this: keep it "loading" until then.
+        slot.loading.store(released, Ordering::Release);
         let elapsed = started.elapsed();
-        self.metrics.reload(elapsed, result.is_ok());
-        if result.is_ok() {
+        if !released {
+            self.metrics.reload(elapsed, result.is_ok());
+        }
+        if result.is_ok() && !released {
             slot.consecutive_failures.store(0, Ordering::Relaxed);
             slot.last_load_ms
                 .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
@@ -429,11 +461,86 @@ impl Memcache {
             slot.consecutive_failures.fetch_add(1, Ordering::Relaxed);
         }
         let (version, rows) = result?;
-        Ok(Reloaded {
+        let reloaded = Reloaded {
             rows,
             version,
             elapsed_ms: elapsed.as_millis() as u64,
-        })
+        };
+        Ok((reloaded, released))
+    }
+
+    /// Loads the newest version of `slot` in the background (the caller set `loading`).
+    fn load_in_background(self: &Arc<Self>, slot: &Arc<Slot>) {
+        let (cache, slot) = (self.clone(), slot.clone());
+        tokio::spawn(async move {
+            if let Err(e) = cache.load_locked(&slot, false, None, Rebuild::Beside).await {
+                tracing::warn!(dataset = %slot.name, error = %e, "background load failed");
+            }
+        });
+    }
+
+    /// Applies the deltas `manifest` adds to `state` (same base files), on the dataset's build
+    /// thread.
+    async fn catch_up_state(
+        &self,
+        state: Arc<DatasetState>,
+        manifest: Manifest,
+    ) -> Result<Arc<DatasetState>, QueryError> {
+        let Some(pending) = overlay::pending(&state, &manifest) else {
+            return Err(QueryError::Internal(format!(
+                "version {} of {} cannot be applied to version {}",
+                manifest.version, manifest.dataset, state.version
+            )));
+        };
+        let deltas = overlay::read_deltas(self.store.as_ref(), pending).await?;
+        let version = manifest.version;
+        let applied = self
+            .builders
+            .run(manifest.dataset.as_str(), move || {
+                overlay::apply(&state, version, deltas)
+            })
+            .await??;
+        Ok(Arc::new(applied))
+    }
+
+    /// Builds the state of `manifest` from its files.
+    async fn build(
+        &self,
+        slot: &Slot,
+        manifest: Manifest,
+    ) -> Result<Arc<DatasetState>, QueryError> {
+        let state =
+            DatasetState::load(self.store.as_ref(), &self.builders, &manifest, &slot.spec).await?;
+        slot.advance_manifest(manifest);
+        Ok(Arc::new(state))
+    }
+
+    /// Publishes `state`, first bringing it up to the slot's manifest, which may have moved on
+    /// while it was built (a cold slot follows new versions without waiting for the build):
+    /// by new deltas, or by a rebuild if the base files changed again.
+    async fn publish(
+        &self,
+        slot: &Arc<Slot>,
+        mut state: Arc<DatasetState>,
+    ) -> Result<(u64, u64), QueryError> {
+        loop {
+            let newest = slot.manifest();
+            if newest.version > state.version {
+                state = if overlay::pending(&state, &newest).is_some() {
+                    self.catch_up_state(state, (*newest).clone()).await?
+                } else {
+                    drop(state); // not published: free it before building the next
+                    self.build(slot, (*newest).clone()).await?
+                };
+                continue;
+            }
+            let _publish = slot.lock_publish();
+            if slot.manifest().version <= state.version {
+                let answer = (state.version, state.rows() as u64);
+                self.admit(slot, state);
+                return Ok(answer);
+            }
+        }
     }
 
     /// Publishes `state` and evicts least recently used unpinned datasets while over
@@ -519,16 +626,24 @@ impl Memcache {
     pub async fn evict(&self, name: &str) -> Result<CacheEntry, QueryError> {
         let slot = self.slot(name).await?;
         slot.pinned.store(false, Ordering::Relaxed);
-        let mut lru = self.lru.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(bytes) = lru.order.pop(&slot.name) {
-            lru.used -= bytes;
+        if self.release(&slot) {
             self.evictions.fetch_add(1, Ordering::Relaxed);
             self.metrics.eviction();
         }
+        Ok(slot.stats())
+    }
+
+    /// Drops `slot`'s state from memory; requests in flight keep theirs, and its memory goes
+    /// with the last of them. True if it was resident.
+    fn release(&self, slot: &Slot) -> bool {
+        let mut lru = self.lru.lock().unwrap_or_else(|p| p.into_inner());
+        let released = lru.order.pop(&slot.name);
+        if let Some(bytes) = released {
+            lru.used -= bytes;
+        }
         slot.resident.store(None);
         self.metrics.set_cache_bytes(lru.used);
-        drop(lru);
-        Ok(slot.stats())
+        released.is_some()
     }
 
     /// Manifest `at`, or the latest (also when `at` no longer exists).
@@ -566,18 +681,20 @@ impl Memcache {
         at: Option<u64>,
     ) -> Result<u64, QueryError> {
         let slot = self.slot(name).await?;
-        if slot.resident().is_some() {
-            return Ok(self.load_locked(&slot, true, at).await?.version);
+        if slot.resident().is_none() {
+            // Cold or loading: the cold path reads the newer manifest at once, and a build in
+            // progress catches up to it before it publishes (`publish`).
+            slot.advance_manifest(self.manifest(&slot.name, at).await?);
+            if slot.resident().is_none() {
+                return Ok(slot.manifest().version);
+            }
+            // A build published meanwhile, perhaps just before the advance: bring it up.
         }
-        let latest = self.manifest(&slot.name, at).await?;
-        let _serial = slot.reload.lock().await;
-        if let Some(state) = slot.resident() {
-            return Ok(state.version);
+        let (reloaded, released) = self.load_locked(&slot, true, at, self.rebuild).await?;
+        if released {
+            self.load_in_background(&slot);
         }
-        if latest.version > slot.manifest().version {
-            slot.manifest.store(Arc::new(latest));
-        }
-        Ok(slot.manifest().version)
+        Ok(reloaded.version)
     }
 
     /// The newest version of each known dataset, caught up where the store has a newer one

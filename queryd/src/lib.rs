@@ -14,6 +14,7 @@
 //! [`overlay`] without copying the base.
 
 pub mod api;
+pub mod builders;
 pub mod cache;
 pub mod encode;
 pub mod engine;
@@ -118,7 +119,14 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
             (d.name.clone(), (spec, d.pin))
         })
         .collect();
-    let cache = cache::Memcache::new(store.clone(), q.cache_bytes, configured, metrics.clone());
+    let cache = cache::Memcache::new(
+        store.clone(),
+        q.cache_bytes,
+        builders::Builders::new(threads)?,
+        q.rebuild,
+        configured,
+        metrics.clone(),
+    );
     let executor =
         executor::Executor::new(threads, q.max_concurrent_queries.unwrap_or(threads * 4))?;
     let limits = query::Limits {

@@ -1,5 +1,6 @@
-//! Test support: a store wrapper that injects the failures a network store produces, so the
-//! commit protocol can be proven against them without a network.
+//! Test support: store wrappers. [`FaultyStore`] injects the failures a network store
+//! produces, so the commit protocol can be proven against them without a network;
+//! [`GatedStore`] holds some reads back, so a test can look at a daemon mid-load.
 
 use std::fmt;
 use std::ops::Range;
@@ -79,6 +80,98 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// Wraps a store; while closed, whole-object GETs of paths containing `matching` wait until it
+/// opens. Ranged reads and HEADs pass (queryd's loader reads whole files; its cold path,
+/// through DataFusion, reads ranges), so a test can hold a build back while the cold path
+/// answers from the same files.
+#[derive(Debug)]
+pub struct GatedStore {
+    inner: Arc<dyn ObjectStore>,
+    matching: String,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl GatedStore {
+    /// An open gate.
+    pub fn new(inner: Arc<dyn ObjectStore>, matching: &str) -> Self {
+        Self {
+            inner,
+            matching: matching.to_owned(),
+            open: tokio::sync::watch::Sender::new(true),
+        }
+    }
+
+    pub fn close(&self) {
+        self.open.send_replace(false);
+    }
+
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    async fn pass(&self, location: &Path, options: &GetOptions) {
+        if options.range.is_none() && !options.head && location.as_ref().contains(&self.matching) {
+            let mut open = self.open.subscribe();
+            // The sender lives as long as `self`: the wait ends when the gate opens.
+            let _ = open.wait_for(|open| *open).await;
+        }
+    }
+}
+
+impl fmt::Display for GatedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GatedStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for GatedStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.pass(location, &options).await;
         self.inner.get_opts(location, options).await
     }
 

@@ -16,3 +16,4 @@ mod object_api;
 mod query_conformance;
 mod queryd_api;
 mod queryd_binary;
+mod queryd_rebuild;

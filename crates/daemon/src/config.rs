@@ -137,6 +137,22 @@ pub struct QuerydConfig {
     pub poll_interval_ms: u64,
     /// Largest accepted delta body, forwarded to storaged (default 64 MiB; larger is 413).
     pub max_delta_bytes: usize,
+    /// How a dataset in memory moves to a version with new base files (after a compaction).
+    pub rebuild: Rebuild,
+}
+
+/// How queryd moves a dataset in memory to a version whose base files changed, which it must
+/// rebuild from those files (new deltas alone are applied incrementally either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rebuild {
+    /// Drop the old state first: the new version is answered from its Parquet files at once
+    /// (the cold path: same answers, slower) while the state is rebuilt in the background.
+    /// Peak memory about 1x the dataset.
+    #[default]
+    ReleaseFirst,
+    /// Keep answering from the old state until the new one is built. Peak memory about 2x.
+    Beside,
 }
 
 impl Default for QuerydConfig {
@@ -153,6 +169,7 @@ impl Default for QuerydConfig {
             hot_paths: true,
             poll_interval_ms: 2_000,
             max_delta_bytes: 64 << 20,
+            rebuild: Rebuild::default(),
         }
     }
 }
