@@ -29,7 +29,6 @@ use strata_shared::commit::{Table, list_datasets};
 use strata_shared::layout::DatasetName;
 use strata_shared::manifest::Manifest;
 
-use crate::builders::Builders;
 use crate::error::QueryError;
 use crate::metrics::Metrics;
 use crate::overlay;
@@ -214,7 +213,6 @@ struct Lru {
 pub struct Memcache {
     store: Arc<dyn ObjectStore>,
     capacity: u64,
-    builders: Builders,
     rebuild: Rebuild,
     /// Per-dataset settings from the config (index policy, pin at start).
     configured: HashMap<String, (IndexSpec, bool)>,
@@ -228,7 +226,6 @@ impl Memcache {
     pub fn new(
         store: Arc<dyn ObjectStore>,
         capacity: u64,
-        builders: Builders,
         rebuild: Rebuild,
         configured: HashMap<String, (IndexSpec, bool)>,
         metrics: Arc<Metrics>,
@@ -236,7 +233,6 @@ impl Memcache {
         Arc::new(Self {
             store,
             capacity,
-            builders,
             rebuild,
             configured,
             slots: RwLock::new(HashMap::new()),
@@ -479,8 +475,7 @@ impl Memcache {
         });
     }
 
-    /// Applies the deltas `manifest` adds to `state` (same base files), on the dataset's build
-    /// thread.
+    /// Applies the deltas `manifest` adds to `state` (same base files), off the async workers.
     async fn catch_up_state(
         &self,
         state: Arc<DatasetState>,
@@ -494,12 +489,9 @@ impl Memcache {
         };
         let deltas = overlay::read_deltas(self.store.as_ref(), pending).await?;
         let version = manifest.version;
-        let applied = self
-            .builders
-            .run(manifest.dataset.as_str(), move || {
-                overlay::apply(&state, version, deltas)
-            })
-            .await??;
+        let applied = tokio::task::spawn_blocking(move || overlay::apply(&state, version, deltas))
+            .await
+            .map_err(|e| QueryError::Internal(format!("applying deltas: {e}")))??;
         Ok(Arc::new(applied))
     }
 
@@ -509,8 +501,7 @@ impl Memcache {
         slot: &Slot,
         manifest: Manifest,
     ) -> Result<Arc<DatasetState>, QueryError> {
-        let state =
-            DatasetState::load(self.store.as_ref(), &self.builders, &manifest, &slot.spec).await?;
+        let state = DatasetState::load(self.store.as_ref(), &manifest, &slot.spec).await?;
         slot.advance_manifest(manifest);
         Ok(Arc::new(state))
     }

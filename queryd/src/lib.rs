@@ -14,7 +14,6 @@
 //! [`overlay`] without copying the base.
 
 pub mod api;
-pub mod builders;
 pub mod cache;
 pub mod encode;
 pub mod engine;
@@ -122,7 +121,6 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
     let cache = cache::Memcache::new(
         store.clone(),
         q.cache_bytes,
-        builders::Builders::new(threads)?,
         q.rebuild,
         configured,
         metrics.clone(),

@@ -19,7 +19,6 @@ use object_store::path::Path;
 use strata_daemon::config::IndexPolicy;
 use strata_shared::manifest::Manifest;
 
-use crate::builders::Builders;
 use crate::error::QueryError;
 use crate::index::{EqIndex, KeyIndex, KeyRef, indexable};
 use crate::overlay::{self, Deleted, Overlay};
@@ -188,23 +187,18 @@ pub struct DatasetState {
 }
 
 impl DatasetState {
-    /// Reads every file of `manifest` and builds the state. Async for the reads; decoding
-    /// and building run on the dataset's build thread (`builders`: why there).
+    /// Reads every file of `manifest` and builds the state. Async for the reads; the CPU
+    /// work runs on the blocking pool.
     pub async fn load(
         store: &dyn ObjectStore,
-        builders: &Builders,
         manifest: &Manifest,
         spec: &IndexSpec,
     ) -> Result<Self, QueryError> {
         let schema = manifest.arrow_schema();
-        let name = manifest.dataset.as_str();
         let mut batches = Vec::new();
         for file in &manifest.base_files {
             let path = Path::parse(&file.path).map_err(strata_shared::Error::from)?;
-            let bytes = strata_shared::parquet_io::fetch(store, &path).await?;
-            let (_, file_batches) = builders
-                .run(name, move || strata_shared::parquet_io::decode(bytes))
-                .await??;
+            let (_, file_batches) = strata_shared::parquet_io::read(store, &path).await?;
             for b in file_batches {
                 batches.push(RecordBatch::try_new(schema.clone(), b.columns().to_vec())?);
             }
@@ -215,16 +209,16 @@ impl DatasetState {
         let base_files: Arc<[String]> =
             manifest.base_files.iter().map(|f| f.path.clone()).collect();
         let (version, spec) = (manifest.version, spec.clone());
-        builders
-            .run(name, move || {
-                let base = Self::build(base_version, schema, primary_key, batches, &spec)?;
-                let base = Self { base_files, ..base };
-                if deltas.is_empty() {
-                    return Ok(Self { version, ..base });
-                }
-                overlay::apply(&base, version, deltas)
-            })
-            .await?
+        tokio::task::spawn_blocking(move || {
+            let base = Self::build(base_version, schema, primary_key, batches, &spec)?;
+            let base = Self { base_files, ..base };
+            if deltas.is_empty() {
+                return Ok(Self { version, ..base });
+            }
+            overlay::apply(&base, version, deltas)
+        })
+        .await
+        .map_err(|e| QueryError::Internal(format!("building state: {e}")))?
     }
 
     /// Builds the in-memory structures over `batches` (all of `schema`, storage order), with

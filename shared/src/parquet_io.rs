@@ -43,14 +43,9 @@ pub fn decode(bytes: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     Ok((schema, batches))
 }
 
-/// The bytes of a whole object.
-pub async fn fetch(store: &dyn ObjectStore, path: &Path) -> Result<Bytes> {
-    Ok(store.get(path).await?.bytes().await?)
-}
-
 /// Reads a whole Parquet object. Decoding runs on the blocking pool: it is CPU work.
 pub async fn read(store: &dyn ObjectStore, path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let bytes = fetch(store, path).await?;
+    let bytes = store.get(path).await?.bytes().await?;
     match tokio::task::spawn_blocking(move || decode(bytes)).await {
         Ok(result) => result,
         Err(join) => Err(crate::Error::InvalidInput(format!(
