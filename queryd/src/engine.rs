@@ -14,6 +14,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::MemTable;
 use datafusion::common::ScalarValue;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::functions_aggregate::expr_fn::{avg, count, max, min, sum};
 use datafusion::logical_expr::{Expr, JoinType, SortExpr, ident, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
@@ -31,6 +33,31 @@ use crate::plan::{AggOp, CmpOp, FilterOp, Plan, Shape, SortKey};
 /// The URL under which the dataset store is registered with DataFusion.
 const STORE_URL: &str = "strata://store";
 
+/// What every query's DataFusion session shares: the store, registered once, and one cache
+/// of Parquet metadata (footers and page indexes), so cold queries do not fetch them from the
+/// store every time (a key lookup on the cold path read each file's footer again before).
+/// Data files are immutable, so cached metadata never goes stale.
+pub struct Runtime {
+    env: Arc<RuntimeEnv>,
+    store: Arc<dyn ObjectStore>,
+}
+
+/// Bound of the Parquet metadata cache (least recently used entries go first).
+const METADATA_CACHE_BYTES: usize = 32 << 20;
+
+impl Runtime {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Result<Self, QueryError> {
+        let env = RuntimeEnvBuilder::new()
+            .with_cache_manager(
+                CacheManagerConfig::default().with_metadata_cache_limit(METADATA_CACHE_BYTES),
+            )
+            .build_arc()?;
+        let url = Url::parse(STORE_URL).map_err(|e| QueryError::Internal(e.to_string()))?;
+        env.register_object_store(&url, store.clone());
+        Ok(Self { env, store })
+    }
+}
+
 /// A DataFusion session over one source.
 pub struct Engine {
     ctx: SessionContext,
@@ -39,15 +66,15 @@ pub struct Engine {
 
 impl Engine {
     /// `partitions`: 1 for order-preserving row queries, the core count for aggregations.
-    pub fn new(store: Arc<dyn ObjectStore>, partitions: usize) -> Result<Self, QueryError> {
+    pub fn new(runtime: &Runtime, partitions: usize) -> Self {
         let config = SessionConfig::new()
             .with_target_partitions(partitions.max(1))
             .with_batch_size(8192)
             .with_information_schema(false);
-        let ctx = SessionContext::new_with_config(config);
-        let url = Url::parse(STORE_URL).map_err(|e| QueryError::Internal(e.to_string()))?;
-        ctx.register_object_store(&url, store.clone());
-        Ok(Self { ctx, store })
+        Self {
+            ctx: SessionContext::new_with_config_rt(config, runtime.env.clone()),
+            store: runtime.store.clone(),
+        }
     }
 
     /// The dataset as a DataFrame: its in-memory chunks, or the manifest's Parquet files.
@@ -383,7 +410,7 @@ mod tests {
                 RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
             })
             .collect();
-        let engine = Engine::new(Arc::new(InMemory::new()), 1).unwrap();
+        let engine = Engine::new(&Runtime::new(Arc::new(InMemory::new())).unwrap(), 1);
         let frame = || frame_of(&engine, schema.clone(), batches.clone()).unwrap();
 
         let page = collect_window(frame(), 150, 100).await.unwrap();

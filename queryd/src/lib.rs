@@ -133,7 +133,8 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
         partitions: threads,
         hot_paths: q.hot_paths,
     };
-    let service = Arc::new(query::QueryService::new(cache, store, executor, limits));
+    let runtime = engine::Runtime::new(store)?;
+    let service = Arc::new(query::QueryService::new(cache, runtime, executor, limits));
     Ok(AppState {
         service,
         forward: forward::Forwarder::new(config),

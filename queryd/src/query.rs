@@ -9,12 +9,11 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 use bytes::Bytes;
 use futures::StreamExt;
-use object_store::ObjectStore;
 use strata_queryd_api::QueryRequest;
 
 use crate::cache::{Memcache, Source};
 use crate::encode::{self, IpcEncoder};
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, Runtime};
 use crate::error::QueryError;
 use crate::executor::Executor;
 use crate::plan::{self, Plan, Shape};
@@ -55,7 +54,7 @@ pub struct Streamed {
 
 pub struct QueryService {
     pub cache: Arc<Memcache>,
-    store: Arc<dyn ObjectStore>,
+    runtime: Arc<Runtime>,
     executor: Executor,
     limits: Limits,
 }
@@ -89,15 +88,10 @@ impl Target {
 }
 
 impl QueryService {
-    pub fn new(
-        cache: Arc<Memcache>,
-        store: Arc<dyn ObjectStore>,
-        executor: Executor,
-        limits: Limits,
-    ) -> Self {
+    pub fn new(cache: Arc<Memcache>, runtime: Runtime, executor: Executor, limits: Limits) -> Self {
         Self {
             cache,
-            store,
+            runtime: Arc::new(runtime),
             executor,
             limits,
         }
@@ -178,7 +172,7 @@ impl QueryService {
         Ok(Run {
             target,
             plan,
-            store: self.store.clone(),
+            runtime: self.runtime.clone(),
             limits: self.limits.clone(),
         })
     }
@@ -286,7 +280,7 @@ impl QueryService {
 struct Run {
     target: Target,
     plan: Plan,
-    store: Arc<dyn ObjectStore>,
+    runtime: Arc<Runtime>,
     limits: Limits,
 }
 
@@ -307,7 +301,7 @@ impl Run {
             Shape::Rows { .. } if self.plan.order_by.is_empty() => 1,
             _ => self.limits.partitions,
         };
-        let engine = Engine::new(self.store.clone(), partitions)?;
+        let engine = Engine::new(&self.runtime, partitions);
         if let Some(state) = self.hot()
             && let Some(groups) = group::grouped(state, &self.plan)
         {
