@@ -424,7 +424,7 @@ impl Memcache {
             }
             let state = match current {
                 Some(current) if overlay::pending(&current, &manifest).is_some() => {
-                    self.catch_up_state(current, manifest).await?
+                    self.catch_up_state(slot, current, manifest).await?
                 }
                 Some(_) if rebuild == Rebuild::ReleaseFirst => {
                     let answer = (
@@ -475,9 +475,11 @@ impl Memcache {
         });
     }
 
-    /// Applies the deltas `manifest` adds to `state` (same base files), off the async workers.
+    /// Applies the deltas `manifest` adds to `state` (same base files), off the async workers,
+    /// and makes `manifest` the slot's newest (the cold path reads it after an eviction).
     async fn catch_up_state(
         &self,
+        slot: &Slot,
         state: Arc<DatasetState>,
         manifest: Manifest,
     ) -> Result<Arc<DatasetState>, QueryError> {
@@ -492,6 +494,7 @@ impl Memcache {
         let applied = tokio::task::spawn_blocking(move || overlay::apply(&state, version, deltas))
             .await
             .map_err(|e| QueryError::Internal(format!("applying deltas: {e}")))??;
+        slot.advance_manifest(manifest);
         Ok(Arc::new(applied))
     }
 
@@ -518,7 +521,7 @@ impl Memcache {
             let newest = slot.manifest();
             if newest.version > state.version {
                 state = if overlay::pending(&state, &newest).is_some() {
-                    self.catch_up_state(state, (*newest).clone()).await?
+                    self.catch_up_state(slot, state, (*newest).clone()).await?
                 } else {
                     drop(state); // not published: free it before building the next
                     self.build(slot, (*newest).clone()).await?

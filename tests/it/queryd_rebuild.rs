@@ -163,3 +163,24 @@ async fn an_explicit_reload_builds_beside_whatever_the_mode() {
     );
     assert_eq!(residency(&s.queryd).await, ("memory".into(), compacted));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_dataset_answers_cold_at_the_version_it_served_in_memory() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    create_dataset(&store, "people", &[people(&[1, 2, 3])], &["id"]).await;
+    let q = Queryd::new(store.clone(), Config::default());
+    q.post("/api/v1/cache/pin", &json!({"dataset": "people"}), true)
+        .await;
+    // Applied incrementally to the state in memory.
+    let version = commit_delta(&store, "people", &people(&[4]), &[1]).await;
+    assert_eq!(ids(&q, version).await, (vec![2, 3, 4], version));
+    let (status, _) = q
+        .post("/api/v1/cache/evict", &json!({"dataset": "people"}), true)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ids(&q, 0).await,
+        (vec![2, 3, 4], version),
+        "cold, same version"
+    );
+}
