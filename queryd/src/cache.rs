@@ -438,7 +438,7 @@ impl Memcache {
                 }
                 _ => self.build(slot, manifest).await?,
             };
-            Ok(self.publish(slot, state).await?)
+            self.publish(slot, state).await
         }
         .await;
         // A released dataset is rebuilt right after this: keep it "loading" until then.
