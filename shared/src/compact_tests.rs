@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, Int64Array, UInt8Array};
+use arrow::array::{Array, AsArray, Int64Array, UInt8Array};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use object_store::memory::InMemory;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::layout::DatasetName;
 
 type State = BTreeMap<i64, Option<i64>>;
 
