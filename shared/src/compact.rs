@@ -12,7 +12,10 @@
 //!    key order. The delta side is combined in memory first: the newest entry of each key among
 //!    the merged deltas, decided by [`merge::supersedes`], tombstones kept so they can drop base
 //!    rows. Where a key is on both sides, [`merge::supersedes`] decides against the base row's
-//!    sequence (`base_watermark_seq`), exactly as readers do; surviving tombstones drop the row;
+//!    sequence (`base_watermark_seq`), exactly as readers do; surviving tombstones drop the row.
+//!    The base rows between two delta keys pass through as one run (found by binary search in
+//!    the batch's key rows), so the per-row work is the key conversion and the sortedness check;
+//!    each output batch is copied once, one range copy per run;
 //! 4. writes the merged rows, still in key order, with a rolling writer: a new file whenever the
 //!    current one reaches [`CompactOptions::target_file_bytes`], under a new compaction id, each
 //!    file put-if-absent with its row count, size and key range;
@@ -25,11 +28,24 @@
 //!
 //! Nothing is ever deleted here: a fenced or aborted run leaves its files unreferenced, for GC.
 //!
-//! **Memory** is bounded by the merge, not by the table: one base batch of at most
-//! [`CompactOptions::batch_rows`] rows, one output batch of at most as many rows, the encoded
-//! output file in progress (at most about `target_file_bytes` plus one batch), and the delta
-//! side (every merged delta row, once). [`CompactStats::peak_batch_rows`] records the largest
-//! batch held, so tests can prove the bound.
+//! **Pipeline.** Steps 3 and 4 run as three stages at once, so that decoding, merging and
+//! encoding use both cores and the PUTs overlap the encoding:
+//! read and decode (a task: parquet decodes in its polls) → merge (the run's own task) →
+//! encode and put (a blocking thread, `compact_write.rs`; each finished file's PUT is a task that
+//! runs while the next file is encoded). The stages are joined by channels of
+//! `PIPELINE_DEPTH` (2) batches. A failing stage fails the run before the commit: the read
+//! stage's error reaches the merge when its channel closes (the merge awaits the stage's result
+//! before it treats a closed channel as the end of the base), the write stage's when the merge's
+//! next send fails; either way no stage outlives the run and nothing is committed.
+//!
+//! **Memory** is bounded by the batch and the file size, not by the table: base batches of at
+//! most [`CompactOptions::batch_rows`] rows (one being decoded, up to `PIPELINE_DEPTH` queued,
+//! one being merged), output batches of at most as many rows (one being built, up to
+//! `PIPELINE_DEPTH` queued, one being encoded), two encoded output files (the one being encoded,
+//! at most about `target_file_bytes` plus one batch, and the previous one while it is put: a
+//! file's PUT starts only after the previous PUT ended), and the delta side (every merged delta
+//! row, once). [`CompactStats::peak_batch_rows`] records the largest batch, base or output,
+//! that any stage held, so tests can prove the bound.
 
 use std::collections::HashMap;
 use std::future::Future;
