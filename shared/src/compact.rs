@@ -498,7 +498,9 @@ impl Merge<'_> {
         while self.next < deltas.len() {
             let delta_key = deltas.keys[self.next].row();
             let at = cursor + partition_point(cursor, n, |r| rows.row(r) < delta_key);
-            self.out.push(BASE, cursor, at, batch, deltas, stats).await?;
+            self.out
+                .push(BASE, cursor, at, batch, deltas, stats)
+                .await?;
             cursor = at;
             if at == n {
                 // The delta key is above this batch: a later batch, or the tail, emits it.

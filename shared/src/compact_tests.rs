@@ -428,10 +428,7 @@ impl ObjectStore for FailingBasePuts {
         opts: object_store::PutOptions,
     ) -> object_store::Result<object_store::PutResult> {
         if location.as_ref().contains("/base/")
-            && self
-                .seen
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                >= self.allowed
+            && self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= self.allowed
         {
             return Err(object_store::Error::Generic {
                 store: "FailingBasePuts",
@@ -533,9 +530,17 @@ async fn a_failing_read_stage_fails_the_run_and_commits_nothing() {
     let bytes = store.get(&second).await.unwrap().bytes().await.unwrap();
     store.delete(&second).await.unwrap();
     let err = compact(&table, &small(16)).await.unwrap_err();
-    assert!(matches!(err, Error::ObjectStore(object_store::Error::NotFound { .. })), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::ObjectStore(object_store::Error::NotFound { .. })
+        ),
+        "{err}"
+    );
     // Put the file back: the logical state is the one before the run.
-    parquet_io::put_new(store.as_ref(), &second, bytes).await.unwrap();
+    parquet_io::put_new(store.as_ref(), &second, bytes)
+        .await
+        .unwrap();
     assert_nothing_committed(&table, 1, &expected).await;
 }
 
@@ -547,8 +552,14 @@ async fn an_unsorted_base_fails_the_merge_stage_and_commits_nothing() {
     commit_delta(&table, &[(7, 70)], &[]).await;
     let before = table.load_latest().await.unwrap();
     let err = compact(&table, &small(16)).await.unwrap_err();
-    assert!(matches!(err, Error::Conflict(ref m) if m.contains("not sorted")), "{err}");
+    assert!(
+        matches!(err, Error::Conflict(ref m) if m.contains("not sorted")),
+        "{err}"
+    );
     let after = table.load_latest().await.unwrap();
     assert_eq!(after.operation, Operation::BumpEpoch);
-    assert_eq!((after.base_files, after.deltas), (before.base_files, before.deltas));
+    assert_eq!(
+        (after.base_files, after.deltas),
+        (before.base_files, before.deltas)
+    );
 }

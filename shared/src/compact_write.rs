@@ -98,7 +98,11 @@ impl RollingWriter {
 
     /// The stage's body, on a blocking thread: encodes what arrives until [`ToWriter::Finish`].
     /// Dropping `batches`' receiver on return is what makes the merge's next send fail.
-    pub(super) fn run(mut self, runtime: &Handle, mut batches: mpsc::Receiver<ToWriter>) -> WriteEnd {
+    pub(super) fn run(
+        mut self,
+        runtime: &Handle,
+        mut batches: mpsc::Receiver<ToWriter>,
+    ) -> WriteEnd {
         let end = loop {
             match batches.blocking_recv() {
                 Some(ToWriter::Batch(batch)) => {

@@ -169,12 +169,11 @@ fn file_chunks(
                 Ok::<_, std::io::Error>((file, buffer))
             })
             .await;
-            let failed = |source: Box<dyn std::error::Error + Send + Sync>| {
-                object_store::Error::Generic {
+            let failed =
+                |source: Box<dyn std::error::Error + Send + Sync>| object_store::Error::Generic {
                     store: "LocalFileSystem",
                     source: format!("reading {}: {source}", path.display()).into(),
-                }
-            };
+                };
             match read {
                 Ok(Ok((file, buffer))) => Ok(Some((Bytes::from(buffer), (file, at + len)))),
                 Ok(Err(e)) => Err(failed(Box::new(e))),

@@ -133,9 +133,7 @@ impl From<&strata_shared::Error> for ApiError {
             | E::Arrow(_)
             | E::Parquet(_)
             | E::Json(_)
-            | E::CompactionStage { .. } => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
+            | E::CompactionStage { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let mut error = ApiError::new(status, kind, e.to_string());
         if status == StatusCode::SERVICE_UNAVAILABLE {
