@@ -47,15 +47,14 @@
 //! row, once). [`CompactStats::peak_batch_rows`] records the largest batch, base or output,
 //! that any stage held, so tests can prove the bound.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, MutableArrayData, RecordBatch, make_array};
 use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
-use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
-use futures::TryStreamExt;
+use arrow::row::{OwnedRow, Row, RowConverter, Rows, SortField};
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
@@ -496,7 +495,7 @@ impl Merge<'_> {
         // before `self.next` has a key below `rows.row(cursor)`.
         let mut cursor = 0;
         while self.next < deltas.len() {
-            let delta_key = deltas.keys[self.next].row();
+            let delta_key = deltas.key(self.next);
             let at = cursor + partition_point(cursor, n, |r| rows.row(r) < delta_key);
             self.out
                 .push(BASE, cursor, at, batch, deltas, stats)
@@ -582,9 +581,23 @@ fn check_ascending(
     }
 }
 
+/// Delta files fetched and decoded at once while the side is built: a few, so that the
+/// fetches overlap each other and the decoding without holding more than a few files twice.
+const DELTA_READ_AHEAD: usize = 4;
+
+async fn read_delta(
+    store: &dyn ObjectStore,
+    file: &DeltaFile,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    parquet_io::read(store, &Path::parse(&file.path)?).await
+}
+
 /// The merged deltas, combined: one winning entry per key, sorted by key.
 struct DeltaSide {
-    keys: Vec<OwnedRow>,
+    /// The key of every delta row read, in one buffer (no allocation per row).
+    rows: Rows,
+    /// For each winner, in key order: its row in `rows`.
+    keys: Vec<usize>,
     /// Sequence and op of each winner, and its row in `upserts` if it is an upsert.
     entries: Vec<Entry<Option<usize>>>,
     /// The winning upsert rows in key order (table columns, all nullable).
@@ -601,52 +614,66 @@ impl DeltaSide {
         merged: &[DeltaFile],
     ) -> Result<Self> {
         let mut tables = Vec::with_capacity(merged.len());
-        let mut latest: HashMap<OwnedRow, Entry<(usize, usize)>> = HashMap::new();
-        let mut rows_read = 0;
-        for (i, file) in merged.iter().enumerate() {
-            let (file_schema, batches) = parquet_io::read(store, &Path::parse(&file.path)?).await?;
+        let mut rows = converter.empty_rows(0, 0);
+        // Per delta row, in the order of `rows`: its entry, valued by (file, row in file).
+        let mut candidates: Vec<Entry<(usize, usize)>> = Vec::new();
+        // The futures are made up front (they do nothing until polled): a stream mapping with
+        // a closure would not prove `Send` for the run's future.
+        let reads: Vec<_> = merged.iter().map(|f| read_delta(store, f)).collect();
+        let mut files = futures::stream::iter(reads).buffered(DELTA_READ_AHEAD);
+        let mut i = 0;
+        while let Some((file_schema, batches)) = files.try_next().await? {
+            let seq = merged[i].seq;
             let batch = concat_batches(&file_schema, &batches)?;
             let table = delta::table_part(&batch, schema)?;
             let ops = delta::op_column(&batch)?;
             let columns: Vec<ArrayRef> = key.iter().map(|&c| table.column(c).clone()).collect();
-            let rows = converter.convert_columns(&columns)?;
-            rows_read += table.num_rows() as u64;
+            converter.append(&mut rows, &columns)?;
             for r in 0..table.num_rows() {
-                let entry = Entry {
-                    seq: file.seq,
+                candidates.push(Entry {
+                    seq,
                     op: Op::try_from(ops.value(r))?,
                     value: (i, r),
-                };
-                match latest.entry(rows.row(r).owned()) {
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(entry);
-                    }
-                    std::collections::hash_map::Entry::Occupied(mut o) => {
-                        if merge::supersedes(entry.seq, o.get().seq) {
-                            o.insert(entry);
-                        }
-                    }
-                }
+                });
             }
             tables.push(table);
+            i += 1;
         }
-        let mut winners: Vec<(OwnedRow, Entry<(usize, usize)>)> = latest.into_iter().collect();
-        winners.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let rows_read = candidates.len() as u64;
+
+        // Candidates in key order. Each file is sorted by key already (`delta::prepare`), and
+        // a stable sort merges such runs in about n·log(files) comparisons.
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        order.sort_by(|&a, &b| rows.row(a).cmp(&rows.row(b)));
 
         let mut positions = Vec::new();
-        let mut keys = Vec::with_capacity(winners.len());
-        let mut entries = Vec::with_capacity(winners.len());
-        for (k, e) in winners {
+        let mut keys = Vec::new();
+        let mut entries = Vec::new();
+        let mut at = 0;
+        while at < order.len() {
+            // One key: the candidates `order[at..end]`; the winner by THE rule.
+            let mut end = at + 1;
+            while end < order.len() && rows.row(order[end]) == rows.row(order[at]) {
+                end += 1;
+            }
+            let mut winner = order[at];
+            for &c in &order[at + 1..end] {
+                if merge::supersedes(candidates[c].seq, candidates[winner].seq) {
+                    winner = c;
+                }
+            }
+            let e = &candidates[winner];
             let upsert_row = (e.op == Op::Upsert).then(|| {
                 positions.push(e.value);
                 positions.len() - 1
             });
-            keys.push(k);
+            keys.push(winner);
             entries.push(Entry {
                 seq: e.seq,
                 op: e.op,
                 value: upsert_row,
             });
+            at = end;
         }
         let upserts = match tables.first() {
             Some(first) => {
@@ -657,6 +684,7 @@ impl DeltaSide {
             None => RecordBatch::new_empty(schema.clone()),
         };
         Ok(Self {
+            rows,
             keys,
             entries,
             upserts,
@@ -666,6 +694,11 @@ impl DeltaSide {
 
     fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// The key of winner `i`.
+    fn key(&self, i: usize) -> Row<'_> {
+        self.rows.row(self.keys[i])
     }
 }
 

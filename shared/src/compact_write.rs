@@ -73,6 +73,19 @@ struct OpenFile {
     key_max: Vec<serde_json::Value>,
 }
 
+/// The most a file buffer reserves up front, whatever the target.
+const MAX_RESERVE: u64 = 1 << 30;
+
+/// Bytes to reserve for a file that is closed once it reaches `target` bytes: the target plus
+/// an eighth for the row group and footer that take it past the target. Reserved up front so
+/// the buffer never grows by reallocation: growing a 16 MiB buffer briefly holds the old and
+/// the new one (a 1.4x peak between 1M and 10M rows in `benches/compact`), while capacity that
+/// is never written is never resident.
+fn file_capacity(target: u64) -> usize {
+    let bytes = target.saturating_add(target / 8).min(MAX_RESERVE);
+    usize::try_from(bytes).unwrap_or(usize::MAX)
+}
+
 impl RollingWriter {
     pub(super) fn new(
         store: Arc<dyn ObjectStore>,
@@ -133,7 +146,7 @@ impl RollingWriter {
             Some(open) => open,
             None => self.open.insert(OpenFile {
                 writer: ArrowWriter::try_new(
-                    Vec::new(),
+                    Vec::with_capacity(file_capacity(self.target)),
                     self.schema.clone(),
                     Some(parquet_io::writer_properties()),
                 )?,
