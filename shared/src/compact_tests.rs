@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::layout::DatasetName;
+use crate::{delta, parquet_io};
 
 type State = BTreeMap<i64, Option<i64>>;
 
