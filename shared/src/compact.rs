@@ -12,7 +12,10 @@
 //!    key order. The delta side is combined in memory first: the newest entry of each key among
 //!    the merged deltas, decided by [`merge::supersedes`], tombstones kept so they can drop base
 //!    rows. Where a key is on both sides, [`merge::supersedes`] decides against the base row's
-//!    sequence (`base_watermark_seq`), exactly as readers do; surviving tombstones drop the row;
+//!    sequence (`base_watermark_seq`), exactly as readers do; surviving tombstones drop the row.
+//!    The base rows between two delta keys pass through as one run (found by binary search in
+//!    the batch's key rows), so the per-row work is the key conversion and the sortedness check;
+//!    each output batch is copied once, one range copy per run;
 //! 4. writes the merged rows, still in key order, with a rolling writer: a new file whenever the
 //!    current one reaches [`CompactOptions::target_file_bytes`], under a new compaction id, each
 //!    file put-if-absent with its row count, size and key range;
@@ -25,32 +28,51 @@
 //!
 //! Nothing is ever deleted here: a fenced or aborted run leaves its files unreferenced, for GC.
 //!
-//! **Memory** is bounded by the merge, not by the table: one base batch of at most
-//! [`CompactOptions::batch_rows`] rows, one output batch of at most as many rows, the encoded
-//! output file in progress (at most about `target_file_bytes` plus one batch), and the delta
-//! side (every merged delta row, once). [`CompactStats::peak_batch_rows`] records the largest
-//! batch held, so tests can prove the bound.
+//! **Pipeline.** Steps 3 and 4 run as three stages at once, so that decoding, merging and
+//! encoding use both cores and the PUTs overlap the encoding:
+//! read and decode (a task: parquet decodes in its polls) → merge (the run's own task) →
+//! encode and put (a blocking thread, `compact_write.rs`; each finished file's PUT is a task that
+//! runs while the next file is encoded). The stages are joined by channels of
+//! `PIPELINE_DEPTH` (2) batches. A failing stage fails the run before the commit: the read
+//! stage's error reaches the merge when its channel closes (the merge awaits the stage's result
+//! before it treats a closed channel as the end of the base), the write stage's when the merge's
+//! next send fails; either way no stage outlives the run and nothing is committed.
+//!
+//! **Memory** is bounded by the batch and the file size, not by the table: base batches of at
+//! most [`CompactOptions::batch_rows`] rows (one being decoded, up to `PIPELINE_DEPTH` queued,
+//! one being merged), output batches of at most as many rows (one being built, up to
+//! `PIPELINE_DEPTH` queued, one being encoded), two encoded output files (the one being encoded,
+//! at most about `target_file_bytes` plus one batch, and the previous one while it is put: a
+//! file's PUT starts only after the previous PUT ended), and the delta side (every merged delta
+//! row, once). [`CompactStats::peak_batch_rows`] records the largest batch, base or output,
+//! that any stage held, so tests can prove the bound.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch};
-use arrow::compute::{concat_batches, interleave};
+use arrow::array::{ArrayRef, MutableArrayData, RecordBatch, make_array};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
 use crate::commit::Table;
-use crate::delta::{self, Op};
-use crate::layout::{self, DatasetName};
+use crate::layout;
 use crate::manifest::{DataFile, DeltaFile, Manifest, Operation};
-use crate::merge::{self, Entry};
-use crate::{Error, Result, keys, parquet_io};
+use crate::merge;
+use crate::{Error, Result, keys};
+
+#[path = "compact_deltas.rs"]
+mod compact_deltas;
+#[path = "compact_write.rs"]
+mod compact_write;
+use compact_deltas::DeltaSide;
+use compact_write::{RollingWriter, ToWriter, WriteEnd};
 
 /// Default size at which the rolling writer starts a new base file. A file is encoded in
 /// memory and put whole (put-if-absent is one PUT), so this bounds compaction's memory: 16 MiB
@@ -260,7 +282,13 @@ fn apply(
     Ok(())
 }
 
-/// Streams the base through the merge with the delta side and writes the result.
+/// How many batches may wait between two stages of the pipeline: enough to keep both cores busy
+/// across batches of uneven cost, few enough that memory stays a handful of batches.
+const PIPELINE_DEPTH: usize = 2;
+
+/// Streams the base through the merge with the delta side and writes the result, as three
+/// stages that run at the same time (module docs, "Pipeline"): read and decode (a task),
+/// merge (this task), encode and put (a blocking thread), joined by bounded channels.
 async fn merge_and_write(
     store: &Arc<dyn ObjectStore>,
     snapshot: &Manifest,
@@ -281,79 +309,252 @@ async fn merge_and_write(
         rows_in: deltas.rows_read,
         ..CompactStats::default()
     };
-    let mut out = Emitter {
-        schema: schema.clone(),
-        batch_rows: options.batch_rows,
-        picks: Vec::with_capacity(options.batch_rows),
-        writer: RollingWriter::new(
-            store.clone(),
-            &snapshot.dataset,
-            compaction_id,
-            schema.clone(),
-            key.clone(),
-            options.target_file_bytes,
-        ),
-    };
-    let base_seq = snapshot.base_watermark_seq;
-    let mut next = 0; // the first delta winner not yet emitted
-    let mut last_base_key: Option<OwnedRow> = None;
 
-    for file in &snapshot.base_files {
+    let (base_tx, base_rx) = mpsc::channel(PIPELINE_DEPTH);
+    let reader = AbortOnDrop(tokio::spawn(read_base(
+        store.clone(),
+        snapshot.base_files.clone(),
+        schema.clone(),
+        options.batch_rows,
+        base_tx,
+    )));
+    let (out_tx, out_rx) = mpsc::channel(PIPELINE_DEPTH);
+    let writer = RollingWriter::new(
+        store.clone(),
+        &snapshot.dataset,
+        compaction_id,
+        schema.clone(),
+        key.clone(),
+        options.target_file_bytes,
+    );
+    let runtime = Handle::current();
+    let write_stage = tokio::task::spawn_blocking(move || writer.run(&runtime, out_rx));
+
+    let mut merge = Merge {
+        key: &key,
+        converter: &converter,
+        deltas: &deltas,
+        base_seq: snapshot.base_watermark_seq,
+        next: 0,
+        last_base_key: None,
+        out: Emitter {
+            schema: schema.clone(),
+            batch_rows: options.batch_rows,
+            runs: Vec::new(),
+            rows: 0,
+            tx: out_tx,
+        },
+    };
+    let merged = merge.run(base_rx, reader, &mut stats).await;
+    // The merge owned the only sender: the write stage has seen `Finish` or a closed channel,
+    // so it ends, and every PUT it started has ended when it does.
+    drop(merge);
+    let written = write_stage
+        .await
+        .map_err(|e| compact_write::stage_failed("write", e))?;
+    let files = match (merged, written) {
+        (Ok(()), WriteEnd::Files(files)) => files,
+        // A send failed because the write stage stopped: its error is the cause.
+        (Ok(()) | Err(Stop::WriterGone), WriteEnd::Failed(e)) => return Err(e),
+        (Err(Stop::Failed(e)), _) => return Err(e),
+        // Unreachable: the writer reports files only after `Finish`, which the merge sends
+        // last, and stops on its own only with an error.
+        (Ok(()), WriteEnd::MergeStopped) | (Err(Stop::WriterGone), _) => {
+            return Err(Error::CompactionStage {
+                stage: "write",
+                reason: "the merge and the write stage disagree on how the run ended".into(),
+            });
+        }
+    };
+    stats.files_written = files.len() as u64;
+    stats.bytes_written = files.iter().map(|f| f.bytes).sum();
+    Ok((files, stats))
+}
+
+/// Aborts a spawned stage when the run stops early, so no stage outlives it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The read stage: every base file in manifest order, which is key order (module docs), in
+/// decoded batches of at most `batch_rows` rows labelled with the table schema. Parquet
+/// decoding is CPU work done in this task's polls, so it runs beside the merge on the other
+/// core. `Ok` also when the merge stopped receiving: then the merge's error is the one to report.
+async fn read_base(
+    store: Arc<dyn ObjectStore>,
+    files: Vec<DataFile>,
+    schema: SchemaRef,
+    batch_rows: usize,
+    tx: mpsc::Sender<RecordBatch>,
+) -> Result<()> {
+    for file in &files {
         let path = Path::parse(&file.path)?;
         // HEAD for the size: the manifest's figure is informative, the reader needs the truth.
         let size = store.head(&path).await?.size;
         let reader = ParquetObjectReader::new(store.clone(), path).with_file_size(size);
         let mut batches = ParquetRecordBatchStreamBuilder::new(reader)
             .await?
-            .with_batch_size(options.batch_rows)
+            .with_batch_size(batch_rows)
             .build()?;
         while let Some(batch) = batches.try_next().await? {
+            // Also proves the file's types are the table's, which the merge relies on.
             let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?;
-            stats.rows_in += batch.num_rows() as u64;
-            stats.peak_batch_rows = stats.peak_batch_rows.max(batch.num_rows());
-            let columns: Vec<ArrayRef> = key.iter().map(|&i| batch.column(i).clone()).collect();
-            let rows = converter.convert_columns(&columns)?;
-            check_ascending(&rows, last_base_key.as_ref(), &batch, &key)?;
-            if rows.num_rows() > 0 {
-                last_base_key = Some(rows.row(rows.num_rows() - 1).owned());
+            if tx.send(batch).await.is_err() {
+                return Ok(());
             }
-            for r in 0..rows.num_rows() {
-                let base_key = rows.row(r);
-                // Delta keys below this base key are inserts (or deletes of missing keys).
-                while next < deltas.len() && deltas.keys[next].row() < base_key {
-                    out.delta(&deltas, next, &batch, &mut stats).await?;
-                    next += 1;
-                }
-                if next < deltas.len() && deltas.keys[next].row() == base_key {
-                    if merge::supersedes(deltas.entries[next].seq, base_seq) {
-                        out.delta(&deltas, next, &batch, &mut stats).await?;
-                    } else {
-                        out.pick(Source::Base, r, &deltas, &batch, &mut stats)
-                            .await?;
-                    }
-                    next += 1;
-                } else {
-                    out.pick(Source::Base, r, &deltas, &batch, &mut stats)
-                        .await?;
-                }
-            }
-            // Picks refer to this batch by position: write them before it is dropped.
-            out.flush(&deltas, &batch, &mut stats).await?;
-            // Decoding, merging and encoding a batch is CPU work without an await point that
-            // waits; give other tasks of the runtime (queryd under `strata up`) their turn.
+            // Decoding a batch is CPU work without an await point that waits; give other
+            // tasks of the runtime (queryd under `strata up`) their turn.
             tokio::task::yield_now().await;
         }
     }
-    let empty = RecordBatch::new_empty(schema.clone());
-    while next < deltas.len() {
-        out.delta(&deltas, next, &empty, &mut stats).await?;
-        next += 1;
+    Ok(())
+}
+
+/// Why the merge stopped early.
+enum Stop {
+    /// The merge, or the read stage feeding it, failed.
+    Failed(Error),
+    /// A send to the write stage failed: it stopped, and its result says why.
+    WriterGone,
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Failed(e)
     }
-    out.flush(&deltas, &empty, &mut stats).await?;
-    let files = out.writer.finish().await?;
-    stats.files_written = files.len() as u64;
-    stats.bytes_written = files.iter().map(|f| f.bytes).sum();
-    Ok((files, stats))
+}
+
+/// The merge stage: walks the key-ordered base batches and the key-ordered delta winners
+/// together and emits the surviving rows, in key order, as runs.
+struct Merge<'a> {
+    key: &'a [usize],
+    converter: &'a RowConverter,
+    deltas: &'a DeltaSide,
+    base_seq: u64,
+    /// The first delta winner not yet emitted (or dropped): every winner before it has a key
+    /// below every base row still to come.
+    next: usize,
+    last_base_key: Option<OwnedRow>,
+    out: Emitter,
+}
+
+impl Merge<'_> {
+    async fn run(
+        &mut self,
+        mut base: mpsc::Receiver<RecordBatch>,
+        reader: AbortOnDrop<Result<()>>,
+        stats: &mut CompactStats,
+    ) -> std::result::Result<(), Stop> {
+        while let Some(batch) = base.recv().await {
+            stats.rows_in += batch.num_rows() as u64;
+            stats.peak_batch_rows = stats.peak_batch_rows.max(batch.num_rows());
+            self.merge_batch(&batch, stats).await?;
+        }
+        // The channel closes when the read stage returns; only its result says whether it
+        // read the whole base, so the tail below must not run before it is known.
+        let mut reader = reader;
+        (&mut reader.0)
+            .await
+            .map_err(|e| compact_write::stage_failed("read", e))??;
+        // Delta keys above the last base row: inserts (or deletes of missing keys).
+        let empty = RecordBatch::new_empty(self.out.schema.clone());
+        while self.next < self.deltas.len() {
+            self.emit_delta(self.next, &empty, stats).await?;
+            self.next += 1;
+        }
+        self.out.flush(&empty, self.deltas, stats).await?;
+        self.out
+            .tx
+            .send(ToWriter::Finish)
+            .await
+            .map_err(|_| Stop::WriterGone)
+    }
+
+    /// Merges one base batch. Base rows between two delta keys are one run, found by binary
+    /// search; only rows whose key a delta winner holds are decided one by one.
+    async fn merge_batch(
+        &mut self,
+        batch: &RecordBatch,
+        stats: &mut CompactStats,
+    ) -> std::result::Result<(), Stop> {
+        let columns: Vec<ArrayRef> = self.key.iter().map(|&i| batch.column(i).clone()).collect();
+        let rows = self
+            .converter
+            .convert_columns(&columns)
+            .map_err(Error::from)?;
+        check_ascending(&rows, self.last_base_key.as_ref(), batch, self.key)?;
+        let n = rows.num_rows();
+        if n > 0 {
+            self.last_base_key = Some(rows.row(n - 1).owned());
+        }
+        let deltas = self.deltas;
+        // Invariant: base rows before `cursor` are emitted or dropped, and every delta winner
+        // before `self.next` has a key below `rows.row(cursor)`.
+        let mut cursor = 0;
+        while self.next < deltas.len() {
+            let delta_key = deltas.key(self.next);
+            let at = cursor + partition_point(cursor, n, |r| rows.row(r) < delta_key);
+            self.out
+                .push(BASE, cursor, at, batch, deltas, stats)
+                .await?;
+            cursor = at;
+            if at == n {
+                // The delta key is above this batch: a later batch, or the tail, emits it.
+                break;
+            }
+            if rows.row(at) == delta_key {
+                if merge::supersedes(deltas.entries[self.next].seq, self.base_seq) {
+                    // The delta replaces the base row (or, a tombstone, drops it).
+                    self.emit_delta(self.next, batch, stats).await?;
+                    cursor = at + 1;
+                }
+                // Otherwise the base row stays, and goes out with the next run.
+            } else {
+                // A key not in the base: an insert (or a delete of a missing key).
+                self.emit_delta(self.next, batch, stats).await?;
+            }
+            self.next += 1;
+        }
+        self.out.push(BASE, cursor, n, batch, deltas, stats).await?;
+        // Runs refer to this batch by position: write them before it is dropped.
+        self.out.flush(batch, deltas, stats).await
+    }
+
+    /// Emits delta winner `i`: its row if it is an upsert, nothing for a tombstone.
+    async fn emit_delta(
+        &mut self,
+        i: usize,
+        base: &RecordBatch,
+        stats: &mut CompactStats,
+    ) -> std::result::Result<(), Stop> {
+        match self.deltas.entries[i].value {
+            Some(row) => {
+                self.out
+                    .push(UPSERTS, row, row + 1, base, self.deltas, stats)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// The first `r` in `start..end` for which `below(r)` is false, given that `below` is true
+/// for a prefix of the range and false after it; as an offset from `start`.
+fn partition_point(start: usize, end: usize, below: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (start, end);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if below(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo - start
 }
 
 /// Fails unless every key of `rows` is above its predecessor (and the first above `previous`):
@@ -381,257 +582,101 @@ fn check_ascending(
     }
 }
 
-/// The merged deltas, combined: one winning entry per key, sorted by key.
-struct DeltaSide {
-    keys: Vec<OwnedRow>,
-    /// Sequence and op of each winner, and its row in `upserts` if it is an upsert.
-    entries: Vec<Entry<Option<usize>>>,
-    /// The winning upsert rows in key order (table columns, all nullable).
-    upserts: RecordBatch,
-    rows_read: u64,
+/// Index of the current base batch among the sources of a run.
+const BASE: usize = 0;
+/// Index of the delta upserts among the sources of a run.
+const UPSERTS: usize = 1;
+
+/// Output rows `start..end` of source `source` ([`BASE`] or [`UPSERTS`]).
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    source: usize,
+    start: usize,
+    end: usize,
 }
 
-impl DeltaSide {
-    async fn load(
-        store: &dyn ObjectStore,
-        schema: &SchemaRef,
-        key: &[usize],
-        converter: &RowConverter,
-        merged: &[DeltaFile],
-    ) -> Result<Self> {
-        let mut tables = Vec::with_capacity(merged.len());
-        let mut latest: HashMap<OwnedRow, Entry<(usize, usize)>> = HashMap::new();
-        let mut rows_read = 0;
-        for (i, file) in merged.iter().enumerate() {
-            let (file_schema, batches) = parquet_io::read(store, &Path::parse(&file.path)?).await?;
-            let batch = concat_batches(&file_schema, &batches)?;
-            let table = delta::table_part(&batch, schema)?;
-            let ops = delta::op_column(&batch)?;
-            let columns: Vec<ArrayRef> = key.iter().map(|&c| table.column(c).clone()).collect();
-            let rows = converter.convert_columns(&columns)?;
-            rows_read += table.num_rows() as u64;
-            for r in 0..table.num_rows() {
-                let entry = Entry {
-                    seq: file.seq,
-                    op: Op::try_from(ops.value(r))?,
-                    value: (i, r),
-                };
-                match latest.entry(rows.row(r).owned()) {
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(entry);
-                    }
-                    std::collections::hash_map::Entry::Occupied(mut o) => {
-                        if merge::supersedes(entry.seq, o.get().seq) {
-                            o.insert(entry);
-                        }
-                    }
-                }
-            }
-            tables.push(table);
-        }
-        let mut winners: Vec<(OwnedRow, Entry<(usize, usize)>)> = latest.into_iter().collect();
-        winners.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-
-        let mut positions = Vec::new();
-        let mut keys = Vec::with_capacity(winners.len());
-        let mut entries = Vec::with_capacity(winners.len());
-        for (k, e) in winners {
-            let upsert_row = (e.op == Op::Upsert).then(|| {
-                positions.push(e.value);
-                positions.len() - 1
-            });
-            keys.push(k);
-            entries.push(Entry {
-                seq: e.seq,
-                op: e.op,
-                value: upsert_row,
-            });
-        }
-        let upserts = match tables.first() {
-            Some(first) => {
-                let refs: Vec<&RecordBatch> = tables.iter().collect();
-                let picked = arrow::compute::interleave_record_batch(&refs, &positions)?;
-                RecordBatch::try_new(first.schema(), picked.columns().to_vec())?
-            }
-            None => RecordBatch::new_empty(schema.clone()),
-        };
-        Ok(Self {
-            keys,
-            entries,
-            upserts,
-            rows_read,
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.keys.len()
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Source {
-    Base,
-    Upsert,
-}
-
-/// Collects output rows as positions in the current base batch or the delta upserts, and turns
-/// them into batches of at most `batch_rows` rows for the writer.
+/// Collects output rows as runs of the current base batch or of the delta upserts, and turns
+/// them into batches of at most `batch_rows` rows for the write stage, each copied once with
+/// one range copy per run.
 struct Emitter {
     schema: SchemaRef,
     batch_rows: usize,
-    picks: Vec<(usize, usize)>,
-    writer: RollingWriter,
+    runs: Vec<Run>,
+    /// Rows in `runs`: at most `batch_rows`.
+    rows: usize,
+    tx: mpsc::Sender<ToWriter>,
 }
 
 impl Emitter {
-    /// Emits delta winner `i`: its row if it is an upsert, nothing for a tombstone.
-    async fn delta(
+    /// Appends rows `start..end` of `source`, extending the last run where they follow it,
+    /// and sends a batch whenever `batch_rows` rows are collected.
+    async fn push(
         &mut self,
-        deltas: &DeltaSide,
-        i: usize,
+        source: usize,
+        mut start: usize,
+        end: usize,
         base: &RecordBatch,
-        stats: &mut CompactStats,
-    ) -> Result<()> {
-        match deltas.entries[i].value {
-            Some(row) => self.pick(Source::Upsert, row, deltas, base, stats).await,
-            None => Ok(()),
-        }
-    }
-
-    async fn pick(
-        &mut self,
-        source: Source,
-        row: usize,
         deltas: &DeltaSide,
-        base: &RecordBatch,
         stats: &mut CompactStats,
-    ) -> Result<()> {
-        let source = match source {
-            Source::Base => 0,
-            Source::Upsert => 1,
-        };
-        self.picks.push((source, row));
-        if self.picks.len() >= self.batch_rows {
-            self.flush(deltas, base, stats).await?;
+    ) -> std::result::Result<(), Stop> {
+        while start < end {
+            let take = (end - start).min(self.batch_rows - self.rows);
+            match self.runs.last_mut() {
+                Some(last) if last.source == source && last.end == start => last.end += take,
+                _ => self.runs.push(Run {
+                    source,
+                    start,
+                    end: start + take,
+                }),
+            }
+            self.rows += take;
+            start += take;
+            if self.rows >= self.batch_rows {
+                self.flush(base, deltas, stats).await?;
+            }
         }
         Ok(())
     }
 
     async fn flush(
         &mut self,
-        deltas: &DeltaSide,
         base: &RecordBatch,
+        deltas: &DeltaSide,
         stats: &mut CompactStats,
-    ) -> Result<()> {
-        if self.picks.is_empty() {
+    ) -> std::result::Result<(), Stop> {
+        if self.runs.is_empty() {
             return Ok(());
         }
-        let columns = (0..self.schema.fields().len())
-            .map(|c| {
-                let sources: [&dyn Array; 2] =
-                    [base.column(c).as_ref(), deltas.upserts.column(c).as_ref()];
-                interleave(&sources, &self.picks)
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let sources = [base, &deltas.upserts];
+        let columns: Vec<ArrayRef> = match self.runs.as_slice() {
+            // One run: a zero-copy slice.
+            [run] => sources[run.source]
+                .slice(run.start, run.end - run.start)
+                .columns()
+                .to_vec(),
+            runs => (0..self.schema.fields().len())
+                .map(|c| {
+                    // Both sources hold the table's types (checked as each was built), which
+                    // `MutableArrayData` requires.
+                    let data = [base.column(c).to_data(), deltas.upserts.column(c).to_data()];
+                    let mut out = MutableArrayData::new(vec![&data[0], &data[1]], false, self.rows);
+                    for run in runs {
+                        out.extend(run.source, run.start, run.end);
+                    }
+                    make_array(out.freeze())
+                })
+                .collect(),
+        };
         // The table schema proves the delta rows fill the table's non-nullable columns.
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
-        self.picks.clear();
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(Error::from)?;
+        self.runs.clear();
+        self.rows = 0;
         stats.rows_out += batch.num_rows() as u64;
         stats.peak_batch_rows = stats.peak_batch_rows.max(batch.num_rows());
-        self.writer.write(&batch).await
-    }
-}
-
-/// Writes key-ordered batches as base files of about `target` bytes each.
-struct RollingWriter {
-    store: Arc<dyn ObjectStore>,
-    dataset: DatasetName,
-    compaction_id: String,
-    schema: SchemaRef,
-    key: Vec<usize>,
-    target: u64,
-    open: Option<OpenFile>,
-    files: Vec<DataFile>,
-}
-
-struct OpenFile {
-    writer: ArrowWriter<Vec<u8>>,
-    rows: u64,
-    key_min: Vec<serde_json::Value>,
-    key_max: Vec<serde_json::Value>,
-}
-
-impl RollingWriter {
-    fn new(
-        store: Arc<dyn ObjectStore>,
-        dataset: &DatasetName,
-        compaction_id: &str,
-        schema: SchemaRef,
-        key: Vec<usize>,
-        target: u64,
-    ) -> Self {
-        Self {
-            store,
-            dataset: dataset.clone(),
-            compaction_id: compaction_id.to_owned(),
-            schema,
-            key,
-            target,
-            open: None,
-            files: Vec::new(),
-        }
-    }
-
-    async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let n = batch.num_rows();
-        if n == 0 {
-            return Ok(());
-        }
-        let open = match &mut self.open {
-            Some(open) => open,
-            None => self.open.insert(OpenFile {
-                writer: ArrowWriter::try_new(
-                    Vec::new(),
-                    self.schema.clone(),
-                    Some(parquet_io::writer_properties()),
-                )?,
-                rows: 0,
-                key_min: keys::key_json(batch, &self.key, 0),
-                key_max: Vec::new(),
-            }),
-        };
-        open.writer.write(batch)?;
-        open.rows += n as u64;
-        open.key_max = keys::key_json(batch, &self.key, n - 1);
-        let size = open.writer.bytes_written() + open.writer.in_progress_size();
-        if size as u64 >= self.target {
-            self.close().await?;
-        }
-        Ok(())
-    }
-
-    /// Finishes the open file and puts it (put-if-absent: invariant 1).
-    async fn close(&mut self) -> Result<()> {
-        let Some(open) = self.open.take() else {
-            return Ok(());
-        };
-        let bytes = bytes::Bytes::from(open.writer.into_inner()?);
-        let path = layout::base_file_path(&self.dataset, &self.compaction_id, self.files.len());
-        let size = bytes.len() as u64;
-        parquet_io::put_new(self.store.as_ref(), &path, bytes).await?;
-        self.files.push(DataFile {
-            path: path.to_string(),
-            rows: open.rows,
-            bytes: size,
-            key_min: Some(open.key_min),
-            key_max: Some(open.key_max),
-        });
-        Ok(())
-    }
-
-    async fn finish(mut self) -> Result<Vec<DataFile>> {
-        self.close().await?;
-        Ok(self.files)
+        self.tx
+            .send(ToWriter::Batch(batch))
+            .await
+            .map_err(|_| Stop::WriterGone)
     }
 }
 

@@ -5,13 +5,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, Int64Array, UInt8Array};
+use arrow::array::{Array, AsArray, Int64Array, UInt8Array};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use object_store::memory::InMemory;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::layout::DatasetName;
+use crate::{delta, parquet_io};
 
 type State = BTreeMap<i64, Option<i64>>;
 
@@ -401,5 +403,164 @@ async fn a_vanished_input_aborts_the_commit() {
     assert_eq!(
         table.load_latest().await.unwrap().operation,
         Operation::Ingest
+    );
+}
+
+/// Fails every put of a base file after the first `allowed` (other writes go through).
+#[derive(Debug)]
+struct FailingBasePuts {
+    inner: Arc<dyn ObjectStore>,
+    allowed: usize,
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Display for FailingBasePuts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FailingBasePuts({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for FailingBasePuts {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        if location.as_ref().contains("/base/")
+            && self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= self.allowed
+        {
+            return Err(object_store::Error::Generic {
+                store: "FailingBasePuts",
+                source: "injected: base file put failed".into(),
+            });
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// Asserts that the run committed nothing: the newest version is its epoch bump, the deltas
+/// are all still there and the logical state is unchanged.
+async fn assert_nothing_committed(table: &Table, deltas: usize, expected: &State) {
+    let after = table.load_latest().await.unwrap();
+    assert_eq!(after.operation, Operation::BumpEpoch);
+    assert_eq!(after.deltas.len(), deltas);
+    assert_eq!(&state(table).await, expected);
+}
+
+#[tokio::test]
+async fn a_failing_put_of_the_write_stage_fails_the_run_and_commits_nothing() {
+    let inner = memory();
+    let parts: Vec<Vec<i64>> = (0..4).map(|p| (p * 500..(p + 1) * 500).collect()).collect();
+    create(&inner, &parts).await;
+    let faulty: Arc<dyn ObjectStore> = Arc::new(FailingBasePuts {
+        inner: inner.clone(),
+        allowed: 1,
+        seen: Default::default(),
+    });
+    let table = Table::new(faulty, DatasetName::new("t").unwrap());
+    let ups: Vec<(i64, i64)> = (0..2_000).step_by(7).map(|i| (i, -i)).collect();
+    commit_delta(&table, &ups, &[1, 2, 3]).await;
+    let expected = state(&table).await;
+    // Small files and batches: the failing second PUT overlaps the encoding of later files.
+    let options = CompactOptions {
+        target_file_bytes: 2048,
+        batch_rows: 50,
+    };
+    let err = compact(&table, &options).await.unwrap_err();
+    assert!(err.to_string().contains("base file put failed"), "{err}");
+    assert_nothing_committed(&table, 1, &expected).await;
+}
+
+#[tokio::test]
+async fn a_failing_read_stage_fails_the_run_and_commits_nothing() {
+    let store = memory();
+    let table = create(&store, &[(0..300).collect(), (300..600).collect()]).await;
+    commit_delta(&table, &[(5, 55), (450, 1)], &[10]).await;
+    let expected = state(&table).await;
+    // The second base file vanishes (as if its store lost it): the reader fails midway,
+    // after the merge has already sent the first file's rows to the write stage.
+    let second = Path::parse(&table.load_latest().await.unwrap().base_files[1].path).unwrap();
+    let bytes = store.get(&second).await.unwrap().bytes().await.unwrap();
+    store.delete(&second).await.unwrap();
+    let err = compact(&table, &small(16)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ObjectStore(object_store::Error::NotFound { .. })
+        ),
+        "{err}"
+    );
+    // Put the file back: the logical state is the one before the run.
+    parquet_io::put_new(store.as_ref(), &second, bytes)
+        .await
+        .unwrap();
+    assert_nothing_committed(&table, 1, &expected).await;
+}
+
+#[tokio::test]
+async fn an_unsorted_base_fails_the_merge_stage_and_commits_nothing() {
+    let store = memory();
+    // Two files whose key ranges overlap: the merge must refuse them.
+    let table = create(&store, &[(0..100).collect(), (50..150).collect()]).await;
+    commit_delta(&table, &[(7, 70)], &[]).await;
+    let before = table.load_latest().await.unwrap();
+    let err = compact(&table, &small(16)).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict(ref m) if m.contains("not sorted")),
+        "{err}"
+    );
+    let after = table.load_latest().await.unwrap();
+    assert_eq!(after.operation, Operation::BumpEpoch);
+    assert_eq!(
+        (after.base_files, after.deltas),
+        (before.base_files, before.deltas)
     );
 }

@@ -65,6 +65,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// A stage of a compaction's pipeline (reader, writer, a PUT) panicked or was cancelled.
+    #[error("compaction stage {stage} stopped: {reason}")]
+    CompactionStage { stage: &'static str, reason: String },
+
     /// Some transactions of a group commit were already committed by other requests.
     #[error("transactions {ids:?} were already committed by another request")]
     TxnsPartlyCommitted { ids: Vec<String> },

@@ -128,9 +128,12 @@ impl From<&strata_shared::Error> for ApiError {
             E::CommitContention { .. } => (StatusCode::SERVICE_UNAVAILABLE, "contention"),
             E::PutIfAbsentUnsupported(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unsafe"),
             E::ObjectStore(os) => return object_store_error(os, e.to_string()),
-            E::InvalidManifest { .. } | E::Path(_) | E::Arrow(_) | E::Parquet(_) | E::Json(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
+            E::InvalidManifest { .. }
+            | E::Path(_)
+            | E::Arrow(_)
+            | E::Parquet(_)
+            | E::Json(_)
+            | E::CompactionStage { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let mut error = ApiError::new(status, kind, e.to_string());
         if status == StatusCode::SERVICE_UNAVAILABLE {
