@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Read benchmark: the same query mix against Strata and datap-rs 0.8.6 (DataFusion backend,
 # equality index on category and country) on a generated 1M-row table, with wrk as the HTTP
-# load generator. Prints a markdown report and writes it to benches/read/results/<UTC date>.md.
+# load generator. Prints a markdown report and writes it to benches/read/results/<UTC timestamp>.md.
 #
 # Usage: bash benches/read/run.sh
 #
@@ -321,7 +321,7 @@ json.dump(meta, open(sys.argv[1], "w"), indent=1)
 EOF
 
 mkdir -p "$HERE/results"
-REPORT=$HERE/results/$(date -u +%Y-%m-%d).md
+REPORT=$HERE/results/$(date -u +%Y-%m-%dT%H%M%SZ).md
 "$PY" "$HERE/report.py" "$RUN_DIR" >"$REPORT"
 cp "$REPORT" "$RUN_DIR/report.md"
 cat "$REPORT"
