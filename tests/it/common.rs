@@ -55,13 +55,18 @@ impl Storaged {
     }
 }
 
-/// A small keyed table: `id` (Int64) and `name` (Utf8).
+/// A small keyed table: `id` (Int64) and `name` (Utf8, "person {id}").
 pub fn people(ids: &[i64]) -> RecordBatch {
+    named(ids, "person")
+}
+
+/// The `people` table with names "{tag} {id}", so a test can tell which write a row came from.
+pub fn named(ids: &[i64], tag: &str) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("name", DataType::Utf8, true),
     ]));
-    let names: Vec<String> = ids.iter().map(|i| format!("person {i}")).collect();
+    let names: Vec<String> = ids.iter().map(|i| format!("{tag} {i}")).collect();
     RecordBatch::try_new(
         schema,
         vec![

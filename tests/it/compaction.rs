@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
 use bytes::Bytes;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -28,7 +28,7 @@ use strata_storaged_api::DeltaClient;
 use tokio::net::TcpListener;
 use tokio::sync::{Barrier, oneshot};
 
-use crate::common::{ADMIN, INTERNAL, Storaged, commit_delta, create_dataset, people};
+use crate::common::{ADMIN, INTERNAL, Storaged, commit_delta, create_dataset, named, people};
 
 type State = BTreeMap<i64, Option<String>>;
 
@@ -96,22 +96,6 @@ async fn sorted_base(table: &Table, manifest: &Manifest) -> Vec<(i64, Option<Str
         }
     }
     all
-}
-
-fn named(ids: &[i64], tag: &str) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("name", DataType::Utf8, true),
-    ]));
-    let names: Vec<String> = ids.iter().map(|i| format!("{tag} {i}")).collect();
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from(ids.to_vec())),
-            Arc::new(StringArray::from(names)),
-        ],
-    )
-    .unwrap()
 }
 
 fn committed_version(outcome: &CompactOutcome) -> u64 {
