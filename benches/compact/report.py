@@ -14,20 +14,15 @@ RUN_DIR holds (each written by run.sh or driver.py; missing files are reported a
 """
 
 import glob
-import json
 import os
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from report_common import load, log_findings  # noqa: E402
+
 MIB = 1024
 
-
-def load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def f(v, fmt):
@@ -253,18 +248,7 @@ def main():
       "25% between the sizes compared.")
     w("")
 
-    try:
-        findings = open(os.path.join(d, "log_findings.txt")).read().strip()
-    except OSError:
-        findings = ""
-    w("## Warnings and errors in the daemon logs")
-    w("")
-    if findings:
-        w("```")
-        w("\n".join(line[:400] for line in findings.splitlines()[:40]))
-        w("```")
-    else:
-        w("none")
+    out += log_findings(d, "Warnings and errors in the daemon logs")
     print("\n".join(out))
 
 

@@ -31,7 +31,6 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-READ=$REPO/benches/read
 SIZES=${SIZES:-1000000 10000000}
 SHARES=${SHARES:-1 10}
 DELTA_BATCH=${DELTA_BATCH:-10000}
@@ -51,34 +50,17 @@ TOKEN=bench
 export STRATA_INTERNAL_TOKEN=bench-internal
 unset STRATA_ADMIN_TOKEN STRATA_WRITE_TOKEN STRATA_CONFIG
 
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=../lib.sh
+source "$REPO/benches/lib.sh"
 T0=$(date +%s)
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- tools
-for tool in curl python3; do
-    command -v "$tool" >/dev/null 2>&1 || { echo "missing: $tool" >&2; exit 1; }
-done
-PY=$BENCH_VENV/bin/python
-if ! "$PY" -c 'import pyarrow' 2>/dev/null; then
-    log "creating venv $BENCH_VENV (pyarrow)"
-    if ! python3 -m venv "$BENCH_VENV"; then
-        as_root apt-get install -y python3-venv || { as_root apt-get update && as_root apt-get install -y python3-venv; }
-        python3 -m venv "$BENCH_VENV"
-    fi
-    "$PY" -m pip install -q pyarrow
-fi
+need_tools curl python3
+ensure_venv "import pyarrow" pyarrow
 
 # ---------------------------------------------------------------- build
-if [ -z "$STRATA_BIN" ]; then
-    log "building strata (release) into $BENCH_TARGET_DIR (the first build takes a long time)"
-    (cd "$REPO" && CARGO_TARGET_DIR="$BENCH_TARGET_DIR" nice -n 10 cargo build --release --locked -p strata)
-    STRATA_BIN=$BENCH_TARGET_DIR/release/strata
-fi
-# What was built (the other files of the working tree may change while the benchmark runs).
-BUILT_COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "?")
-BUILT_DIRTY=$(git -C "$REPO" status --porcelain -- . ':!benches' 2>/dev/null | grep -cv '^??' || true)
+build_strata
 # A private copy: a rebuild of the target dir during the run must not change the binary.
 mkdir -p "$WORKDIR"
 WORKDIR=$(cd "$WORKDIR" && pwd)
@@ -89,22 +71,12 @@ BIN=$RUN_DIR/strata
 log "raw results and logs in $RUN_DIR"
 
 # ---------------------------------------------------------------- data (shared with read/)
-STAMP=$(sha256sum "$READ/gen_data.py" | cut -c1-16)
 data_file() { # ROWS: orders.parquet for 1M (the read/ and deltas/ file), orders-ROWS.parquet otherwise
     if [ "$1" = 1000000 ]; then echo "$WORKDIR/orders.parquet"; else echo "$WORKDIR/orders-$1.parquet"; fi
 }
 declare -A GEN_S
 for rows in $SIZES; do
-    f=$(data_file "$rows")
-    if [ ! -f "$f" ] || [ "$(cat "$f.stamp" 2>/dev/null)" != "$STAMP" ]; then
-        log "generating $f ($rows rows)"
-        s=$(date +%s)
-        "$PY" "$READ/gen_data.py" "$f" "$rows" >&2
-        echo "$STAMP" >"$f.stamp"
-        GEN_S[$rows]=$(($(date +%s) - s))
-    else
-        GEN_S[$rows]=cached
-    fi
+    GEN_S[$rows]=$(ensure_orders "$(data_file "$rows")" "$rows")
 done
 
 # ---------------------------------------------------------------- processes
@@ -182,7 +154,6 @@ pin = true
 EOF
 }
 
-status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
 queryd_ready() {
     curl -sf "$Q_URL/api/v1/cache/stats" 2>/dev/null | "$PY" -c '
 import json, sys
@@ -210,7 +181,7 @@ start_daemon() {
         sleep 0.2
     done
     READY_S=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-    log "$name ready ($label, pid ${PIDS[$name]}, ${READY_S} s, VmRSS $(status_kb "${PIDS[$name]}" VmRSS) kB, VmHWM $(status_kb "${PIDS[$name]}" VmHWM) kB)"
+    log "$name ready ($label, pid ${PIDS[$name]}, ${READY_S} s, VmRSS $(rss_kb "${PIDS[$name]}" VmRSS) kB, VmHWM $(rss_kb "${PIDS[$name]}" VmHWM) kB)"
 }
 health() { curl -sf "$1/health" >/dev/null 2>&1; }
 scan_log() { # LABEL
@@ -227,7 +198,7 @@ for rows in $SIZES; do
     log "importing $(basename "$(data_file "$rows")") ($rows rows) with storaged alone into a fresh store"
     rm -rf "$STORE" "$pristine"
     start_daemon storaged "$rows" "import-$rows" "health $S_URL"
-    echo "{\"rows\": $rows, \"import_s\": $READY_S, \"storaged_hwm_kb\": $(status_kb "${PIDS[storaged]}" VmHWM), \"gen_s\": \"${GEN_S[$rows]}\", \"parquet_bytes\": $(stat -c %s "$(data_file "$rows")"), \"store_bytes\": $(du -sb "$STORE" | cut -f1)}" \
+    echo "{\"rows\": $rows, \"import_s\": $READY_S, \"storaged_hwm_kb\": $(rss_kb "${PIDS[storaged]}" VmHWM), \"gen_s\": \"${GEN_S[$rows]}\", \"parquet_bytes\": $(stat -c %s "$(data_file "$rows")"), \"store_bytes\": $(du -sb "$STORE" | cut -f1)}" \
         >"$RUN_DIR/import_$rows.json"
     stop_daemon storaged
     scan_log "import-$rows"
@@ -240,7 +211,7 @@ for rows in $SIZES; do
         cp -a "$pristine" "$STORE"
         start_daemon storaged "$rows" "$label" "health $S_URL"
         start_daemon queryd "$rows" "$label" queryd_ready
-        echo "{\"ready_s\": $READY_S, \"rss_kb\": $(status_kb "${PIDS[queryd]}" VmRSS), \"hwm_kb\": $(status_kb "${PIDS[queryd]}" VmHWM)}" \
+        echo "{\"ready_s\": $READY_S, \"rss_kb\": $(rss_kb "${PIDS[queryd]}" VmRSS), \"hwm_kb\": $(rss_kb "${PIDS[queryd]}" VmHWM)}" \
             >"$RUN_DIR/${label}_queryd_start.json"
         start_daemon compactord "$rows" "$label" "health $C_URL"
         "$PY" "$HERE/driver.py" scenario --queryd "$Q_URL" --compactord "$C_URL" --token "$TOKEN" \

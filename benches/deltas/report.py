@@ -14,20 +14,15 @@ RUN_DIR holds (each written by run.sh or driver.py; missing files are reported a
 """
 
 import glob
-import json
 import os
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from report_common import load, log_findings  # noqa: E402
+
 QUERIES = ["pk_lookup", "indexed_page"]
 
-
-def load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def f(v, fmt):
@@ -237,18 +232,7 @@ def main():
           f"| {verdict(v, (v or 0) >= 200_000)} |")
     w("")
 
-    try:
-        findings = open(os.path.join(d, "log_findings.txt")).read().strip()
-    except OSError:
-        findings = ""
-    w("## Warnings and errors in the strata logs")
-    w("")
-    if findings:
-        w("```")
-        w("\n".join(line[:400] for line in findings.splitlines()[:40]))
-        w("```")
-    else:
-        w("none")
+    out += log_findings(d, "Warnings and errors in the strata logs")
     print("\n".join(out))
 
 

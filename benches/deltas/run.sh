@@ -57,50 +57,25 @@ CONNECTIONS=8
 ROWS=1000000
 TOKEN=bench
 
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+# shellcheck source=../lib.sh
+source "$REPO/benches/lib.sh"
 has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 T0=$(date +%s)
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- tools
-if ! command -v wrk >/dev/null 2>&1; then
-    log "installing wrk"
-    as_root apt-get install -y wrk || { as_root apt-get update && as_root apt-get install -y wrk; }
-fi
-for tool in curl python3; do
-    command -v "$tool" >/dev/null 2>&1 || { echo "missing: $tool" >&2; exit 1; }
-done
-PY=$BENCH_VENV/bin/python
-if ! "$PY" -c 'import pyarrow' 2>/dev/null; then
-    log "creating venv $BENCH_VENV (pyarrow)"
-    if ! python3 -m venv "$BENCH_VENV"; then
-        as_root apt-get install -y python3-venv || { as_root apt-get update && as_root apt-get install -y python3-venv; }
-        python3 -m venv "$BENCH_VENV"
-    fi
-    "$PY" -m pip install -q pyarrow
-fi
+ensure_wrk
+need_tools curl python3
+ensure_venv "import pyarrow" pyarrow
 
 # ---------------------------------------------------------------- build
-if [ -z "$STRATA_BIN" ]; then
-    log "building strata (release) into $BENCH_TARGET_DIR (the first build takes a long time)"
-    (cd "$REPO" && CARGO_TARGET_DIR="$BENCH_TARGET_DIR" nice -n 10 cargo build --release --locked -p strata)
-    STRATA_BIN=$BENCH_TARGET_DIR/release/strata
-fi
-# What was built (the other files of the working tree may change while the benchmark runs).
-BUILT_COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "?")
-BUILT_DIRTY=$(git -C "$REPO" status --porcelain -- . ':!benches' 2>/dev/null | grep -cv '^??' || true)
+build_strata
 
 # ---------------------------------------------------------------- data (shared with read/)
 mkdir -p "$WORKDIR"
 WORKDIR=$(cd "$WORKDIR" && pwd)
 DATA=$WORKDIR/orders.parquet
-STAMP=$(sha256sum "$READ/gen_data.py" | cut -c1-16)
-if [ ! -f "$DATA" ] || [ "$(cat "$DATA.stamp" 2>/dev/null)" != "$STAMP" ]; then
-    log "generating $DATA"
-    "$PY" "$READ/gen_data.py" "$DATA" "$ROWS" >&2
-    echo "$STAMP" >"$DATA.stamp"
-fi
+ensure_orders "$DATA" "$ROWS" >/dev/null
 
 RUN_DIR=$WORKDIR/deltas-run-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RUN_DIR"
@@ -166,7 +141,6 @@ index_columns = ["category", "country"]
 pin = true
 EOF
 
-rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
 strata_ready() {
     curl -sf "$URL/api/v1/cache/stats" 2>/dev/null | "$PY" -c '
 import json, sys

@@ -9,9 +9,11 @@ RUN_DIR holds:
   meta.json                   machine, versions, settings, memory, start-up times
 """
 
-import json
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from report_common import load  # noqa: E402
 
 QUERIES = [
     ("pk_lookup", "POST query, `id eq <random 1..1M>`"),
@@ -21,13 +23,6 @@ QUERIES = [
 ]
 SERVERS = [("strata", "Strata"), ("datap", "datap-rs")]
 
-
-def load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def errors(r) -> int:

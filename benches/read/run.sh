@@ -33,53 +33,24 @@ CONNECTIONS=8
 QUERIES=(pk_lookup indexed_page group_by plain_page)
 DATAP_VERSION=0.8.6
 
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+# shellcheck source=../lib.sh
+source "$REPO/benches/lib.sh"
 has() { [[ " $SERVERS " == *" $1 "* ]]; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # ---------------------------------------------------------------- 1. tools
-if ! command -v wrk >/dev/null 2>&1; then
-    log "installing wrk"
-    as_root apt-get install -y wrk || { as_root apt-get update && as_root apt-get install -y wrk; }
-fi
-for tool in curl python3; do
-    command -v "$tool" >/dev/null 2>&1 || { echo "missing: $tool" >&2; exit 1; }
-done
-
-PY=$BENCH_VENV/bin/python
-venv_ok() {
-    "$PY" - <<EOF 2>/dev/null
-import importlib.metadata as m, pyarrow, datap_rs.datapress
-assert m.version("datap-rs") == "$DATAP_VERSION"
-EOF
-}
-if ! venv_ok; then
-    log "creating venv $BENCH_VENV (datap-rs==$DATAP_VERSION, pyarrow)"
-    if ! python3 -m venv "$BENCH_VENV"; then
-        as_root apt-get install -y python3-venv || { as_root apt-get update && as_root apt-get install -y python3-venv; }
-        python3 -m venv "$BENCH_VENV"
-    fi
-    "$PY" -m pip install -q "datap-rs==$DATAP_VERSION" pyarrow
-    venv_ok || { echo "venv $BENCH_VENV is not usable" >&2; exit 1; }
-fi
+ensure_wrk
+need_tools curl python3
+ensure_venv "import importlib.metadata as m, pyarrow, datap_rs.datapress
+assert m.version('datap-rs') == '$DATAP_VERSION'" "datap-rs==$DATAP_VERSION" pyarrow
 
 # ---------------------------------------------------------------- 2. build Strata
-if has strata && [ -z "$STRATA_BIN" ]; then
-    log "building strata (release) into $BENCH_TARGET_DIR (the first build takes a long time)"
-    (cd "$REPO" && CARGO_TARGET_DIR="$BENCH_TARGET_DIR" nice -n 10 cargo build --release --locked -p strata)
-    STRATA_BIN=$BENCH_TARGET_DIR/release/strata
-fi
+has strata && build_strata
 
 # ---------------------------------------------------------------- 3. data
 mkdir -p "$WORKDIR"
 WORKDIR=$(cd "$WORKDIR" && pwd)
 DATA=$WORKDIR/orders.parquet
-STAMP=$(sha256sum "$HERE/gen_data.py" | cut -c1-16)
-if [ ! -f "$DATA" ] || [ "$(cat "$DATA.stamp" 2>/dev/null)" != "$STAMP" ]; then
-    log "generating $DATA"
-    "$PY" "$HERE/gen_data.py" "$DATA" 1000000 >&2
-    echo "$STAMP" >"$DATA.stamp"
-fi
+ensure_orders "$DATA" 1000000 >/dev/null
 
 RUN_DIR=$WORKDIR/run-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RUN_DIR"
@@ -114,7 +85,6 @@ read -r DATAP_PORT Q_PORT S_PORT C_PORT <<<"$(free_ports 4)"
 DATAP_URL=http://127.0.0.1:$DATAP_PORT
 STRATA_URL=http://127.0.0.1:$Q_PORT
 
-rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
 
 # wait_ready NAME PID LOG CHECK_FUNCTION: polls CHECK_FUNCTION every 0.5 s.
 wait_ready() {

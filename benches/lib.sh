@@ -1,0 +1,71 @@
+# Shared by the benchmark scripts (read/, deltas/, compact/), sourced after each has set
+# REPO, BENCH_TARGET_DIR, BENCH_VENV and STRATA_BIN (empty: build one).
+
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# rss_kb PID FIELD: a field of /proc/PID/status in kB (VmRSS, VmHWM), empty if the process is gone.
+rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
+
+# need_tools TOOL...: exits unless every tool is installed.
+need_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null 2>&1 || { echo "missing: $tool" >&2; exit 1; }
+    done
+}
+
+# apt_install PACKAGE...: from Debian, refreshing the package lists if the first try fails.
+apt_install() {
+    as_root apt-get install -y "$@" || { as_root apt-get update && as_root apt-get install -y "$@"; }
+}
+
+ensure_wrk() {
+    if ! command -v wrk >/dev/null 2>&1; then
+        log "installing wrk"
+        apt_install wrk
+    fi
+}
+
+# ensure_venv CHECK PACKAGE...: sets PY to BENCH_VENV's python; unless the Python code CHECK
+# succeeds in it, (re)creates the venv with the packages and checks again.
+ensure_venv() {
+    local check=$1
+    shift
+    PY=$BENCH_VENV/bin/python
+    if ! "$PY" -c "$check" 2>/dev/null; then
+        log "creating venv $BENCH_VENV ($*)"
+        python3 -m venv "$BENCH_VENV" || { apt_install python3-venv && python3 -m venv "$BENCH_VENV"; }
+        "$PY" -m pip install -q "$@"
+        "$PY" -c "$check" || { echo "venv $BENCH_VENV is not usable" >&2; exit 1; }
+    fi
+}
+
+# build_strata: a release build into BENCH_TARGET_DIR unless STRATA_BIN names a binary; sets
+# STRATA_BIN, and BUILT_COMMIT / BUILT_DIRTY for the report (the rest of the working tree may
+# change while the benchmark runs).
+build_strata() {
+    if [ -z "$STRATA_BIN" ]; then
+        log "building strata (release) into $BENCH_TARGET_DIR (the first build takes a long time)"
+        (cd "$REPO" && CARGO_TARGET_DIR="$BENCH_TARGET_DIR" nice -n 10 cargo build --release --locked -p strata)
+        STRATA_BIN=$BENCH_TARGET_DIR/release/strata
+    fi
+    BUILT_COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "?")
+    BUILT_DIRTY=$(git -C "$REPO" status --porcelain -- . ':!benches' 2>/dev/null | grep -cv '^??' || true)
+}
+
+# ensure_orders FILE ROWS: the generated `orders` table (read/gen_data.py, fixed seed) of ROWS
+# rows in FILE, regenerated when the generator changed. Prints the generation's seconds, or
+# "cached".
+ensure_orders() {
+    local file=$1 rows=$2 gen=$REPO/benches/read/gen_data.py stamp start
+    stamp=$(sha256sum "$gen" | cut -c1-16)
+    if [ -f "$file" ] && [ "$(cat "$file.stamp" 2>/dev/null)" = "$stamp" ]; then
+        echo cached
+        return
+    fi
+    log "generating $file ($rows rows)"
+    start=$(date +%s)
+    "$PY" "$gen" "$file" "$rows" >&2
+    echo "$stamp" >"$file.stamp"
+    echo $(($(date +%s) - start))
+}
