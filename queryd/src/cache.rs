@@ -427,14 +427,11 @@ impl Memcache {
                     self.catch_up_state(slot, current, manifest).await?
                 }
                 Some(_) if rebuild == Rebuild::ReleaseFirst => {
-                    let answer = (
-                        manifest.version,
-                        manifest.base_rows() + manifest.delta_rows(),
-                    );
                     slot.advance_manifest(manifest);
                     self.release(slot);
                     released = true;
-                    return Ok(answer);
+                    // Now answered cold: the manifest's version and row count.
+                    return Ok(slot.version_rows());
                 }
                 _ => self.build(slot, manifest).await?,
             };
