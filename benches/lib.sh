@@ -69,3 +69,25 @@ ensure_orders() {
     echo "$stamp" >"$file.stamp"
     echo $(($(date +%s) - start))
 }
+
+# free_ports N: prints N distinct free TCP ports on 127.0.0.1.
+free_ports() {
+    "$PY" - "$1" <<'PYEOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+PYEOF
+}
+
+# orders_resident URL: true once queryd at URL holds dataset `orders` in memory.
+orders_resident() {
+    curl -sf "$1/api/v1/cache/stats" 2>/dev/null | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+sys.exit(0 if any(x["dataset"] == "orders" and x["residency"] == "memory" for x in d["datasets"]) else 1)
+' 2>/dev/null
+}

@@ -111,14 +111,7 @@ stop_all() { stop_daemon compactord; stop_daemon queryd; stop_daemon storaged; }
 trap 'stop_all; kill "$SAMPLER_PID" 2>/dev/null || true; rm -f "$BIN"' EXIT
 trap 'exit 130' INT TERM
 
-read -r Q_PORT S_PORT C_PORT <<<"$("$PY" - <<'EOF'
-import socket
-socks = [socket.socket() for _ in range(3)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-)"
+read -r Q_PORT S_PORT C_PORT <<<"$(free_ports 3)"
 Q_URL=http://127.0.0.1:$Q_PORT
 S_URL=http://127.0.0.1:$S_PORT
 C_URL=http://127.0.0.1:$C_PORT
@@ -154,13 +147,7 @@ pin = true
 EOF
 }
 
-queryd_ready() {
-    curl -sf "$Q_URL/api/v1/cache/stats" 2>/dev/null | "$PY" -c '
-import json, sys
-d = json.load(sys.stdin)
-sys.exit(0 if any(x["dataset"] == "orders" and x["residency"] == "memory" for x in d["datasets"]) else 1)
-' 2>/dev/null
-}
+queryd_ready() { orders_resident "$Q_URL"; }
 # start_daemon NAME ROWS LABEL CHECK: starts `strata NAME` and waits until CHECK succeeds.
 start_daemon() {
     local name=$1 rows=$2 label=$3 check=$4 logf=$RUN_DIR/$3-$1.log start

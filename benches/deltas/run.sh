@@ -103,14 +103,7 @@ stop_strata() {
 trap 'stop_strata; kill "$SAMPLER_PID" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 
-read -r Q_PORT S_PORT C_PORT <<<"$("$PY" - <<'EOF'
-import socket
-socks = [socket.socket() for _ in range(3)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-)"
+read -r Q_PORT S_PORT C_PORT <<<"$(free_ports 3)"
 URL=http://127.0.0.1:$Q_PORT
 cat >"$RUN_DIR/strata.toml" <<EOF
 [store]
@@ -141,13 +134,7 @@ index_columns = ["category", "country"]
 pin = true
 EOF
 
-strata_ready() {
-    curl -sf "$URL/api/v1/cache/stats" 2>/dev/null | "$PY" -c '
-import json, sys
-d = json.load(sys.stdin)
-sys.exit(0 if any(x["dataset"] == "orders" and x["residency"] == "memory" for x in d["datasets"]) else 1)
-' 2>/dev/null
-}
+strata_ready() { orders_resident "$URL"; }
 # start_strata LABEL [fresh]: starts `strata up` on a copy of the pristine store (or, with
 # "fresh", on an empty store: the import) and waits until `orders` is resident.
 start_strata() {

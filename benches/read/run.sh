@@ -70,17 +70,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_ports() { # N: prints N distinct free TCP ports on 127.0.0.1
-    "$PY" - "$1" <<'EOF'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-EOF
-}
 read -r DATAP_PORT Q_PORT S_PORT C_PORT <<<"$(free_ports 4)"
 DATAP_URL=http://127.0.0.1:$DATAP_PORT
 STRATA_URL=http://127.0.0.1:$Q_PORT
@@ -110,15 +99,7 @@ datap_ready() {
     curl -sf "$DATAP_URL/api/v1/datasets/orders/status" 2>/dev/null | grep -q '"state":"published"'
 }
 strata_ready() {
-    local stats
-    stats=$(curl -sf "$STRATA_URL/api/v1/cache/stats" 2>/dev/null) || return 1
-    if "$PY" -c '
-import json, sys
-d = json.loads(sys.argv[1])
-sys.exit(0 if any(x["dataset"] == "orders" and x["residency"] == "memory" for x in d["datasets"]) else 1)
-' "$stats"; then
-        return 0
-    fi
+    orders_resident "$STRATA_URL" && return 0
     # A cold dataset loads in the background on its first request: ask for a count.
     curl -s -o /dev/null -H 'Content-Type: application/json' -d '{}' \
         "$STRATA_URL/api/v1/datasets/orders/count" || true
