@@ -50,7 +50,8 @@ pub fn json_rows(batches: &[RecordBatch], out: &mut Vec<u8>) -> Result<(), Query
             .fields()
             .iter()
             .map(|f| {
-                let mut k = serde_json::to_vec(f.name()).unwrap_or_else(|_| b"\"\"".to_vec());
+                let mut k = Vec::with_capacity(f.name().len() + 3);
+                write_json_str(f.name(), &mut k);
                 k.push(b':');
                 k
             })
@@ -169,13 +170,21 @@ fn value_writer(array: &ArrayRef) -> Result<ValueWriter<'_>, QueryError> {
                     array.as_primitive::<t::TimestampNanosecondType>().values()
                 }
             };
-            let fallback = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())?;
+            // Arrow's formatter only for years outside 0..=9999, made on first use: building
+            // one costs more than writing a small page.
+            let fallback = std::cell::OnceCell::new();
+            let last_day = DayCache::default();
             Box::new(move |i, out: &mut Vec<u8>| {
                 if array.is_null(i) {
                     out.extend_from_slice(b"null");
-                } else if !write_timestamp(out, values[i], unit, utc) {
+                } else if !write_timestamp(out, values[i], unit, utc, &last_day) {
+                    let formatter = fallback.get_or_init(|| {
+                        ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default()).ok()
+                    });
                     out.push(b'"');
-                    let _ = write!(out, "{}", fallback.value(i));
+                    if let Some(f) = formatter {
+                        let _ = write!(out, "{}", f.value(i));
+                    }
                     out.push(b'"');
                 }
             })
@@ -214,10 +223,20 @@ fn is_utc(tz: &str) -> bool {
     matches!(tz, "UTC" | "+00:00")
 }
 
+/// The last day [`write_timestamp`] converted to a date: a page's timestamps are often on
+/// one day, and the calendar arithmetic is most of a timestamp's cost.
+type DayCache = std::cell::Cell<Option<(i64, (i64, u32, u32))>>;
+
 /// Writes a timestamp as Arrow displays it (`2024-01-01T13:00:00.000123`, then `Z` for UTC),
 /// quoted, without allocating: the fraction has 0, 3, 6 or 9 digits, as many as needed.
 /// Returns false (writing nothing) for years outside 0..=9999, which Arrow shows otherwise.
-fn write_timestamp(out: &mut Vec<u8>, value: i64, unit: t::TimeUnit, utc: bool) -> bool {
+fn write_timestamp(
+    out: &mut Vec<u8>,
+    value: i64,
+    unit: t::TimeUnit,
+    utc: bool,
+    last_day: &DayCache,
+) -> bool {
     let (per_second, nanos_per_tick) = match unit {
         t::TimeUnit::Second => (1, 0),
         t::TimeUnit::Millisecond => (1_000, 1_000_000),
@@ -225,52 +244,56 @@ fn write_timestamp(out: &mut Vec<u8>, value: i64, unit: t::TimeUnit, utc: bool) 
         t::TimeUnit::Nanosecond => (1_000_000_000, 1),
     };
     let seconds = value.div_euclid(per_second);
-    let nanos = value.rem_euclid(per_second) * nanos_per_tick;
+    let nanos = (value.rem_euclid(per_second) * nanos_per_tick) as u64;
     let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = match last_day.get() {
+        Some((cached, date)) if cached == days => date,
+        _ => {
+            let date = civil_from_days(days);
+            last_day.set(Some((days, date)));
+            date
+        }
+    };
     if !(0..=9999).contains(&year) {
         return false;
     }
-    let (h, m, s) = (
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60,
-    );
-    // Written digit by digit: this runs for every timestamp of every page.
-    out.push(b'"');
-    digits(out, year as u64, 4);
-    out.push(b'-');
-    digits(out, u64::from(month), 2);
-    out.push(b'-');
-    digits(out, u64::from(day), 2);
-    out.push(b'T');
-    digits(out, h as u64, 2);
-    out.push(b':');
-    digits(out, m as u64, 2);
-    out.push(b':');
-    digits(out, s as u64, 2);
-    let nanos = nanos as u64;
-    if nanos == 0 {
+    // `"YYYY-MM-DDTHH:MM:SS` then up to `.nnnnnnnnn` and `Z"`, built on the stack and
+    // appended once: this runs for every timestamp of every page.
+    let mut buf = *b"\"0000-00-00T00:00:00.000000000Z\"";
+    digits(&mut buf[1..5], year as u64);
+    digits(&mut buf[6..8], u64::from(month));
+    digits(&mut buf[9..11], u64::from(day));
+    digits(&mut buf[12..14], (second_of_day / 3600) as u64);
+    digits(&mut buf[15..17], (second_of_day / 60 % 60) as u64);
+    digits(&mut buf[18..20], (second_of_day % 60) as u64);
+    let mut len = 20;
+    let fraction = if nanos == 0 {
+        None
     } else if nanos.is_multiple_of(1_000_000) {
-        out.push(b'.');
-        digits(out, nanos / 1_000_000, 3);
+        Some((nanos / 1_000_000, 3))
     } else if nanos.is_multiple_of(1_000) {
-        out.push(b'.');
-        digits(out, nanos / 1_000, 6);
+        Some((nanos / 1_000, 6))
     } else {
-        out.push(b'.');
-        digits(out, nanos, 9);
+        Some((nanos, 9))
+    };
+    if let Some((value, width)) = fraction {
+        buf[len] = b'.';
+        digits(&mut buf[len + 1..len + 1 + width], value);
+        len += 1 + width;
     }
-    out.extend_from_slice(if utc { b"Z\"" } else { b"\"" });
+    if utc {
+        buf[len] = b'Z';
+        len += 1;
+    }
+    buf[len] = b'"';
+    out.extend_from_slice(&buf[..=len]);
     true
 }
 
-/// Writes the last `width` decimal digits of `value`, zero-padded.
-fn digits(out: &mut Vec<u8>, mut value: u64, width: usize) {
-    let start = out.len();
-    out.resize(start + width, b'0');
-    for slot in out[start..].iter_mut().rev() {
-        *slot = b'0' + (value % 10) as u8;
+/// Fills `slot` with the last `slot.len()` decimal digits of `value`, zero-padded.
+fn digits(slot: &mut [u8], mut value: u64) {
+    for d in slot.iter_mut().rev() {
+        *d = b'0' + (value % 10) as u8;
         value /= 10;
     }
 }
@@ -290,8 +313,17 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 fn write_json_str(s: &str, out: &mut Vec<u8>) {
-    // serde_json escapes exactly as JSON requires; writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+    // Most strings need no escaping: copied as they are. Otherwise serde_json escapes
+    // exactly as JSON requires (control characters, quote, backslash); writing to a Vec
+    // cannot fail.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
 /// The schema results are answered with: `names` of output columns, each with its logical
@@ -439,6 +471,25 @@ mod tests {
         );
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed["data"][0]["id\"q"], 9_007_199_254_740_993u64);
+    }
+
+    #[test]
+    fn strings_are_escaped_like_serde_json() {
+        for s in [
+            "",
+            "plain",
+            "héllo",
+            "q\"uote",
+            "back\\slash",
+            "tab\there",
+            "nl\n",
+            "\u{1}",
+            "/",
+        ] {
+            let mut out = Vec::new();
+            write_json_str(s, &mut out);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
     }
 
     #[test]

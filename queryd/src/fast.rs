@@ -260,8 +260,15 @@ fn rows(
             local.push(ids[i] - chunk_start);
             i += 1;
         }
-        let indices = UInt32Array::from(local);
         let batch = &state.chunks.batches()[chunk];
+        // A contiguous run (a key lookup's single row, a page between deletions) is a
+        // zero-copy slice; `take` copies and allocates for every column.
+        let (first, last) = (local[0] as usize, local[local.len() - 1] as usize);
+        if last - first + 1 == local.len() {
+            out.push(project(&batch.slice(first, local.len()))?);
+            continue;
+        }
+        let indices = UInt32Array::from(local);
         let arrays = columns
             .iter()
             .map(|&c| take(batch.column(c).as_ref(), &indices, None))
