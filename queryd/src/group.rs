@@ -1,8 +1,8 @@
 //! Grouped queries on one indexed column, answered from its equality index: the index
 //! already holds every group's rows, so counts are list lengths and other aggregates read
-//! only the aggregated column. The result (one row per group) then goes through the same
-//! `having`/order/limit tail as DataFusion's (`engine::finish_groups`), so both paths order
-//! and filter groups identically.
+//! only the aggregated column. Without `having`, the groups (one row per group) are sorted
+//! here too ([`answered`]), in the order `engine::finish_groups` gives them: no query
+//! planning at all. With `having`, they go through that DataFusion tail.
 //!
 //! Taken only with no row filters and aggregates this module computes exactly like
 //! DataFusion: counts, integer sums/min/max, and averages of integers (exact sums divided
@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, UInt64Array};
-use arrow::compute::interleave;
+use arrow::compute::{SortColumn, SortOptions, interleave, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{self as t, DataType, Field, Schema, SchemaRef};
 
 use crate::error::QueryError;
@@ -48,6 +48,47 @@ pub fn grouped(
         .map(|a| Kind::of(a, &state.mem_schema))
         .collect::<Option<_>>()?;
     Some(compute(state, *column, index, aggregates, &kinds))
+}
+
+/// The whole answer of a grouped plan without DataFusion, when [`grouped`] computes its
+/// groups and no `having` filters them: the groups in the order `engine::finish_groups`
+/// gives them (the plan's sort keys, then the group column), before paging.
+pub fn answered(state: &DatasetState, plan: &Plan) -> Option<Result<RecordBatch, QueryError>> {
+    let Shape::Grouped { having, .. } = &plan.shape else {
+        return None;
+    };
+    if !having.is_empty() {
+        return None;
+    }
+    Some(grouped(state, plan)?.and_then(|(_, batch)| sort(&batch, plan)))
+}
+
+/// A few rows sorted by Arrow's kernel, which orders values and nulls as DataFusion's sort
+/// does (ascending: nulls last; descending: first).
+fn sort(batch: &RecordBatch, plan: &Plan) -> Result<RecordBatch, QueryError> {
+    let schema = batch.schema();
+    // (column, descending); column 0 is the group column, unique per group, so the order
+    // is total once it is a key.
+    let mut keys: Vec<(usize, bool)> = plan
+        .order_by
+        .iter()
+        .map(|k| Ok((schema.index_of(&k.name)?, k.descending)))
+        .collect::<Result<_, arrow::error::ArrowError>>()?;
+    if !keys.iter().any(|&(c, _)| c == 0) {
+        keys.push((0, false));
+    }
+    let columns: Vec<SortColumn> = keys
+        .into_iter()
+        .map(|(c, descending)| SortColumn {
+            values: batch.column(c).clone(),
+            options: Some(SortOptions {
+                descending,
+                nulls_first: descending,
+            }),
+        })
+        .collect();
+    let order = lexsort_to_indices(&columns, None)?;
+    Ok(take_record_batch(batch, &order)?)
 }
 
 /// How an aggregate reads its column.

@@ -327,9 +327,21 @@ async fn run_page(run: &Run) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError
         let batches = fast::page(state, &run.plan, &candidates)?;
         return Ok((projected_schema(&state.mem_schema, &run.plan), batches));
     }
+    let (skip, fetch) = run.plan.window();
+    if let Some(state) = run.hot()
+        && let Some(groups) = group::answered(state, &run.plan)
+    {
+        let groups = groups?;
+        let start = usize::try_from(skip)
+            .unwrap_or(usize::MAX)
+            .min(groups.num_rows());
+        let len = usize::try_from(fetch)
+            .unwrap_or(usize::MAX)
+            .min(groups.num_rows() - start);
+        return Ok((groups.schema(), vec![groups.slice(start, len)]));
+    }
     let frame = run.frame().await?;
     let schema = Arc::new(frame.schema().as_arrow().clone());
-    let (skip, fetch) = run.plan.window();
     Ok((schema, engine::collect_window(frame, skip, fetch).await?))
 }
 

@@ -374,6 +374,52 @@ fn cases() -> Vec<Case> {
             },
         ),
         case(
+            "group by, sorted by the group descending (nulls first)",
+            json!({"group_by": ["category"], "order_by": [{"col": "category", "dir": "desc"}]}),
+            |rows| {
+                let named: std::collections::BTreeSet<&str> =
+                    rows.iter().filter_map(|r| r.category).collect();
+                [None]
+                    .into_iter()
+                    .chain(named.into_iter().rev().map(Some))
+                    .map(|c| {
+                        let n = rows.iter().filter(|r| r.category == c).count() as i64;
+                        object(vec![
+                            ("category", c.map_or(Value::Null, |c| json!(c))),
+                            ("count", json!(n)),
+                        ])
+                    })
+                    .collect()
+            },
+        ),
+        case(
+            "group by one indexed column, ordered by an aggregate, limit and page",
+            json!({
+                "group_by": ["severity"],
+                "aggregations": [{"op": "count", "alias": "n"}, {"op": "max", "col": "id"}],
+                "order_by": [{"col": "max_id", "dir": "asc"}],
+                "limit": 3, "page": 2, "page_size": 2}),
+            |rows| {
+                let mut out: Vec<(i64, Map<String, Value>)> = (1..=4)
+                    .map(|severity| {
+                        let g = filtered(rows, |r| r.severity == severity);
+                        let max = g.iter().map(|r| r.id).max().unwrap();
+                        (
+                            max,
+                            object(vec![
+                                ("severity", json!(severity)),
+                                ("n", json!(g.len())),
+                                ("max_id", json!(max)),
+                            ]),
+                        )
+                    })
+                    .collect();
+                out.sort_by_key(|o| o.0);
+                // limit 3 (the check pages it: page 2 of 2 rows holds the third group only).
+                out.into_iter().take(3).map(|(_, o)| o).collect()
+            },
+        ),
+        case(
             "group by two columns with aggregations, having and order",
             json!({
                 "predicates": [{"col": "score", "op": "is_not_null"}],
