@@ -113,15 +113,17 @@ def main() -> None:
 
     w("## Resident memory after load")
     w("")
-    w("| server | process | VmRSS when ready | VmRSS after all runs | VmHWM (peak) | ready after |")
-    w("|---|---|--:|--:|--:|--:|")
+    w("| server | process | VmRSS when ready | VmRSS after all runs | of which anonymous / file-backed | VmHWM (peak) | ready after |")
+    w("|---|---|--:|--:|--:|--:|--:|")
     mem = meta.get("memory", {})
     for s, label in SERVERS:
         m = mem.get(s)
         if not m:
             continue
         w(f"| {label} | {m.get('process', '?')} | {mib(m.get('rss_ready_kb'))} "
-          f"| {mib(m.get('rss_after_kb'))} | {mib(m.get('hwm_kb'))} "
+          f"| {mib(m.get('rss_after_kb'))} "
+          f"| {mib(m.get('anon_after_kb'))} / {mib(m.get('file_after_kb'))} "
+          f"| {mib(m.get('hwm_kb'))} "
           f"| {m.get('ready_s', '?')} s |")
     rss_ratio = None
     if mem.get("strata", {}).get("rss_after_kb") and mem.get("datap", {}).get("rss_after_kb"):
@@ -139,8 +141,11 @@ def main() -> None:
         pass
     w("Strata's number is the single `strata up` process, which runs all three daemons "
       "(queryd, storaged, compactord) in one process; datap-rs's is its Python process "
-      "(interpreter + the Rust extension). \"Ready\": datap-rs dataset `published`; Strata "
-      "dataset `residency: memory` in `/api/v1/cache/stats`. The measured Strata process is "
+      "(interpreter + the Rust extension). File-backed pages are mostly each program's "
+      "machine code that has run (Strata's binary, datap-rs's extension module). "
+      "\"Ready\": datap-rs dataset `published`; Strata's dataset is pinned, so queryd loads "
+      "it at start as datap-rs does, and is ready at `residency: memory` in "
+      "`/api/v1/cache/stats`. The measured Strata process is "
       "a restart over its store: the first start, which imports the Parquet file into the "
       "store (a one-time step of dataset creation), is not the serving steady state.")
     if meta.get("strata_import_hwm_kb"):
