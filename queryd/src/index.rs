@@ -315,6 +315,24 @@ fn is_ascending(chunks: &Chunks, accessors: &[Vec<Accessor<'_>>]) -> bool {
 /// Binary search in key-ordered chunks: first the chunk, then the row.
 fn sorted_get(chunks: &Chunks, column: usize, probe: KeyRef<'_>) -> Option<u32> {
     let batches = chunks.batches();
+    // The common key, int64, searched in the value slices themselves. (A sorted key has
+    // no nulls, and no chunk is empty.)
+    if let KeyRef::Int(probe) = probe
+        && batches
+            .first()
+            .is_some_and(|b| b.column(column).data_type() == &DataType::Int64)
+    {
+        fn values(b: &arrow::array::RecordBatch, column: usize) -> &[i64] {
+            b.column(column).as_primitive::<t::Int64Type>().values()
+        }
+        let chunk = batches
+            .partition_point(|b| values(b, column)[0] <= probe)
+            .checked_sub(1)?;
+        return values(&batches[chunk], column)
+            .binary_search(&probe)
+            .ok()
+            .map(|row| chunks.row_id(chunk, row));
+    }
     let first_key = |c: usize| accessor(batches[c].column(column).as_ref()).map(|a| a(0));
     // The last chunk whose first key is <= probe.
     let (mut lo, mut hi) = (0usize, batches.len());
