@@ -17,6 +17,7 @@ use arrow::compute::{SortColumn, SortOptions, interleave, lexsort_to_indices, ta
 use arrow::datatypes::{self as t, DataType, Field, Schema, SchemaRef};
 
 use crate::error::QueryError;
+use crate::index::Postings;
 use crate::plan::{AggOp, Aggregate, Plan, Shape};
 use crate::state::{Chunks, DatasetState};
 
@@ -130,7 +131,7 @@ fn compute(
     kinds: &[Kind],
 ) -> Result<(SchemaRef, RecordBatch), QueryError> {
     let chunks = &state.chunks;
-    let groups: Vec<(u32, &[u32])> = index.groups().collect();
+    let groups: Vec<(u32, Postings<'_>)> = index.groups(chunks).collect();
 
     // The group column: each group's first row, gathered across chunks.
     let sources: Vec<&dyn Array> = chunks
@@ -149,37 +150,37 @@ fn compute(
         let values = a.column.map(|c| Values::new(chunks, c));
         let array: ArrayRef = match (kind, a.op, &values) {
             (Kind::CountRows, _, _) => Arc::new(Int64Array::from_iter_values(
-                groups.iter().map(|(_, rows)| rows.len() as i64),
+                groups.iter().map(|&(_, rows)| rows.len() as i64),
             )),
             (Kind::CountValues, _, Some(v)) => Arc::new(Int64Array::from_iter_values(
-                groups.iter().map(|(_, rows)| v.count(rows) as i64),
+                groups.iter().map(|&(_, rows)| v.count(rows) as i64),
             )),
             (Kind::Int { unsigned }, op, Some(v)) => {
                 match op {
                     AggOp::Avg => Arc::new(Float64Array::from_iter(
-                        groups.iter().map(|(_, rows)| v.int_avg(rows)),
+                        groups.iter().map(|&(_, rows)| v.int_avg(rows)),
                     )),
                     AggOp::Sum if *unsigned => Arc::new(UInt64Array::from_iter(
                         groups
                             .iter()
-                            .map(|(_, rows)| v.int_sum(rows).map(|s| s as u64)),
+                            .map(|&(_, rows)| v.int_sum(rows).map(|s| s as u64)),
                     )),
                     AggOp::Sum => Arc::new(Int64Array::from_iter(
                         groups
                             .iter()
-                            .map(|(_, rows)| v.int_sum(rows).map(|s| s as i64)),
+                            .map(|&(_, rows)| v.int_sum(rows).map(|s| s as i64)),
                     )),
                     // min/max keep the column's type.
                     _ => {
                         let as_i64 = Int64Array::from_iter(
-                            groups.iter().map(|(_, rows)| v.int_extreme(rows, op)),
+                            groups.iter().map(|&(_, rows)| v.int_extreme(rows, op)),
                         );
                         arrow::compute::cast(&as_i64, &a.data_type)?
                     }
                 }
             }
             (Kind::Float, op, Some(v)) => Arc::new(Float64Array::from_iter(
-                groups.iter().map(|(_, rows)| v.float_fold(rows, op)),
+                groups.iter().map(|&(_, rows)| v.float_fold(rows, op)),
             )),
             _ => return Err(QueryError::Internal("aggregate without its column".into())),
         };
@@ -193,45 +194,29 @@ fn compute(
 /// Reads one value of one chunk's column (`None` for null).
 type Reader<'a, T> = Box<dyn Fn(usize) -> Option<T> + 'a>;
 
-/// One column's values by row id. Row ids come ascending, so chunks are walked in order;
-/// each chunk's array is downcast once, not per value.
+/// One column's values, read through the index's postings: each chunk's array is downcast
+/// once, not per value.
 struct Values<'a> {
-    chunks: &'a Chunks,
     arrays: Vec<&'a ArrayRef>,
 }
 
 impl<'a> Values<'a> {
     fn new(chunks: &'a Chunks, column: usize) -> Self {
         Self {
-            chunks,
             arrays: chunks.batches().iter().map(|b| b.column(column)).collect(),
         }
     }
 
-    /// Calls `f(value)` for each row id, reading through per-chunk `readers`.
-    fn each<T>(&self, readers: &[Reader<'a, T>], rows: &[u32], mut f: impl FnMut(Option<T>)) {
-        let mut chunk = 0;
-        let mut start = 0u32;
-        let mut end = self.chunk_end(0);
-        for &id in rows {
-            while id >= end {
-                chunk += 1;
-                start = end;
-                end = self.chunk_end(chunk);
+    /// Calls `f(value)` for each row, reading through per-chunk `readers`.
+    fn each<T>(&self, readers: &[Reader<'a, T>], rows: Postings<'_>, mut f: impl FnMut(Option<T>)) {
+        for (chunk, offsets) in rows.runs() {
+            for &r in offsets {
+                f(readers[chunk](usize::from(r)));
             }
-            f(readers[chunk]((id - start) as usize));
         }
     }
 
-    fn chunk_end(&self, chunk: usize) -> u32 {
-        if chunk + 1 < self.arrays.len() {
-            self.chunks.row_id(chunk + 1, 0)
-        } else {
-            u32::MAX
-        }
-    }
-
-    fn count(&self, rows: &[u32]) -> usize {
+    fn count(&self, rows: Postings<'_>) -> usize {
         let readers: Vec<Reader<'a, ()>> = self
             .arrays
             .iter()
@@ -249,7 +234,7 @@ impl<'a> Values<'a> {
             .collect()
     }
 
-    fn int_sum(&self, rows: &[u32]) -> Option<i128> {
+    fn int_sum(&self, rows: Postings<'_>) -> Option<i128> {
         let mut sum: Option<i128> = None;
         self.each(&self.int_readers(), rows, |v| {
             if let Some(v) = v {
@@ -260,7 +245,7 @@ impl<'a> Values<'a> {
     }
 
     /// Avg of an integer column (exact sum, one division, as DataFusion).
-    fn int_avg(&self, rows: &[u32]) -> Option<f64> {
+    fn int_avg(&self, rows: Postings<'_>) -> Option<f64> {
         let (mut sum, mut n) = (0i128, 0u64);
         self.each(&self.int_readers(), rows, |v| {
             if let Some(v) = v {
@@ -271,7 +256,7 @@ impl<'a> Values<'a> {
         (n > 0).then(|| sum as f64 / n as f64)
     }
 
-    fn int_extreme(&self, rows: &[u32], op: AggOp) -> Option<i64> {
+    fn int_extreme(&self, rows: Postings<'_>, op: AggOp) -> Option<i64> {
         let mut best: Option<i128> = None;
         self.each(&self.int_readers(), rows, |v| {
             if let Some(v) = v {
@@ -285,7 +270,7 @@ impl<'a> Values<'a> {
         best.map(|b| b as i64)
     }
 
-    fn float_fold(&self, rows: &[u32], op: AggOp) -> Option<f64> {
+    fn float_fold(&self, rows: Postings<'_>, op: AggOp) -> Option<f64> {
         let readers: Vec<Reader<'a, f64>> = self
             .arrays
             .iter()

@@ -368,15 +368,20 @@ fn row_equals(chunks: &Chunks, columns: &[usize], id: u32, key: &[KeyRef<'_>]) -
 }
 
 /// Value → ascending row ids, for one column (nulls included, as [`KeyRef::Null`]).
+///
+/// Rows are kept as 16-bit offsets within their chunk (a chunk holds at most
+/// [`crate::state::MAX_CHUNK_ROWS`] rows), grouped by value, then by chunk: half the memory
+/// of 32-bit row ids, and the lists are most of an index.
 pub struct EqIndex {
     column: usize,
     hasher: DefaultHashBuilder,
     /// Group ids, hashed by value; verified against the group's first row.
     table: HashTable<u32>,
     first_row: Vec<u32>,
-    /// `rows[offsets[g]..offsets[g + 1]]` are group `g`'s row ids, ascending.
-    offsets: Vec<u32>,
-    rows: Vec<u32>,
+    /// Group `g`'s rows in chunk `c` are `rows[bounds[g * (chunks + 1) + c]..][..next]`, up
+    /// to the following bound; each group's `chunks + 1` bounds ascend.
+    bounds: Vec<u32>,
+    rows: Vec<u16>,
 }
 
 impl EqIndex {
@@ -389,7 +394,6 @@ impl EqIndex {
         let mut table: HashTable<u32> = HashTable::new();
         let mut group_hash: Vec<u64> = Vec::new();
         let mut first_row: Vec<u32> = Vec::new();
-        let mut counts: Vec<u32> = Vec::new();
         let mut group_of_row: Vec<u32> = Vec::with_capacity(total);
         for (c, acc) in accessors.iter().enumerate() {
             let acc = &acc[0];
@@ -408,37 +412,49 @@ impl EqIndex {
                         let g = first_row.len() as u32;
                         first_row.push(chunks.row_id(c, r));
                         group_hash.push(hash);
-                        counts.push(0);
                         table.insert_unique(hash, g, |&g| group_hash[g as usize]);
                         g
                     }
                 };
-                counts[group as usize] += 1;
                 group_of_row.push(group);
             }
         }
-        // Counting sort of row ids by group; iterating rows in order keeps each group ascending.
-        let mut offsets = Vec::with_capacity(counts.len() + 1);
-        let mut acc = 0u32;
-        offsets.push(0);
-        for &n in &counts {
-            acc += n;
-            offsets.push(acc);
-        }
-        let mut next: Vec<u32> = offsets[..counts.len()].to_vec();
-        let mut rows = vec![0u32; total];
-        for (id, &g) in group_of_row.iter().enumerate() {
-            let g = g as usize;
-            rows[next[g] as usize] = id as u32;
-            next[g] += 1;
-        }
         drop(accessors);
+        // Counting sort by (group, chunk); rows are visited in order, so each run ascends.
+        let stride = chunks.batches().len() + 1;
+        let mut bounds = vec![0u32; first_row.len() * stride];
+        for (c, batch) in chunks.batches().iter().enumerate() {
+            let start = chunks.row_id(c, 0) as usize;
+            for &g in &group_of_row[start..start + batch.num_rows()] {
+                bounds[g as usize * stride + c + 1] += 1;
+            }
+        }
+        // Counts to bounds: each entry becomes the running total of the entries up to it.
+        let mut position = 0u32;
+        for bound in bounds.iter_mut() {
+            position += *bound;
+            *bound = position;
+        }
+        let mut next: Vec<u32> = bounds.clone();
+        let mut rows = vec![0u16; total];
+        for (c, batch) in chunks.batches().iter().enumerate() {
+            let start = chunks.row_id(c, 0) as usize;
+            for (r, &g) in group_of_row[start..start + batch.num_rows()]
+                .iter()
+                .enumerate()
+            {
+                let slot = &mut next[g as usize * stride + c];
+                // `Chunks` caps chunks at 2^16 rows, so `r` fits.
+                rows[*slot as usize] = r as u16;
+                *slot += 1;
+            }
+        }
         Some(Self {
             column,
             hasher,
             table,
             first_row,
-            offsets,
+            bounds,
             rows,
         })
     }
@@ -451,35 +467,120 @@ impl EqIndex {
         self.first_row.len()
     }
 
-    /// Ascending row ids holding `value` (empty if none).
-    pub fn rows<'s>(&'s self, chunks: &Chunks, value: KeyRef<'_>) -> &'s [u32] {
+    /// The rows holding `value` (empty if none).
+    pub fn rows<'s>(&'s self, chunks: &'s Chunks, value: KeyRef<'_>) -> Postings<'s> {
         let hash = hash_key(&self.hasher, [value]);
         let group = self.table.find(hash, |&g| {
             row_equals(chunks, &[self.column], self.first_row[g as usize], &[value])
         });
         match group {
-            Some(&g) => {
-                let g = g as usize;
-                &self.rows[self.offsets[g] as usize..self.offsets[g + 1] as usize]
-            }
-            None => &[],
+            Some(&g) => self.postings(chunks, g as usize),
+            None => Postings::EMPTY,
         }
     }
 
-    /// Every group as (its first row, all its rows ascending); the null group included.
-    pub fn groups(&self) -> impl Iterator<Item = (u32, &[u32])> {
-        self.first_row.iter().enumerate().map(|(g, &first)| {
-            (
-                first,
-                &self.rows[self.offsets[g] as usize..self.offsets[g + 1] as usize],
-            )
-        })
+    /// Every group as (its first row, all its rows); the null group included.
+    pub fn groups<'s>(&'s self, chunks: &'s Chunks) -> impl Iterator<Item = (u32, Postings<'s>)> {
+        self.first_row
+            .iter()
+            .enumerate()
+            .map(move |(g, &first)| (first, self.postings(chunks, g)))
+    }
+
+    fn postings<'s>(&'s self, chunks: &'s Chunks, group: usize) -> Postings<'s> {
+        let stride = chunks.batches().len() + 1;
+        let bounds = &self.bounds[group * stride..(group + 1) * stride];
+        Postings {
+            rows: &self.rows[bounds[0] as usize..bounds[stride - 1] as usize],
+            bounds,
+            starts: chunks.starts(),
+        }
     }
 
     pub fn memory_bytes(&self) -> usize {
         self.table.capacity() * (size_of::<u32>() + 1)
-            + (self.first_row.capacity() + self.offsets.capacity() + self.rows.capacity())
-                * size_of::<u32>()
+            + (self.first_row.capacity() + self.bounds.capacity()) * size_of::<u32>()
+            + self.rows.capacity() * size_of::<u16>()
+    }
+}
+
+/// One value's rows in an [`EqIndex`], ascending: per chunk, offsets within the chunk.
+#[derive(Clone, Copy)]
+pub struct Postings<'a> {
+    /// All of the value's offsets, chunk after chunk.
+    rows: &'a [u16],
+    /// Chunk `c`'s offsets are `rows[bounds[c] - bounds[0]..bounds[c + 1] - bounds[0]]`.
+    bounds: &'a [u32],
+    /// Row id of each chunk's first row.
+    starts: &'a [u32],
+}
+
+impl<'a> Postings<'a> {
+    pub const EMPTY: Postings<'static> = Postings {
+        rows: &[],
+        bounds: &[],
+        starts: &[],
+    };
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// (chunk, the offsets in it), chunk by chunk; chunks without rows are skipped.
+    pub fn runs(self) -> impl Iterator<Item = (usize, &'a [u16])> {
+        let base = self.bounds.first().copied().unwrap_or(0);
+        self.bounds
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w[0] < w[1])
+            .map(move |(c, w)| {
+                (
+                    c,
+                    &self.rows[(w[0] - base) as usize..(w[1] - base) as usize],
+                )
+            })
+    }
+
+    /// The row ids, ascending.
+    pub fn ids(self) -> impl Iterator<Item = u32> + 'a {
+        let starts = self.starts;
+        self.runs()
+            .flat_map(move |(c, rows)| rows.iter().map(move |&r| starts[c] + u32::from(r)))
+    }
+
+    /// The row ids at positions `[start, end)` of the list (clamped to its length).
+    pub fn window(self, start: usize, end: usize) -> Vec<u32> {
+        let end = end.min(self.len());
+        if start >= end {
+            return Vec::new();
+        }
+        let base = self.bounds[0] as usize;
+        // The chunk holding position `start`: the last whose run begins at or before it.
+        let first = self
+            .bounds
+            .partition_point(|&b| b as usize - base <= start)
+            .saturating_sub(1);
+        let mut out = Vec::with_capacity(end - start);
+        let mut position = start;
+        for c in first..self.bounds.len() - 1 {
+            let (from, to) = (
+                self.bounds[c] as usize - base,
+                self.bounds[c + 1] as usize - base,
+            );
+            while position < to && position < end {
+                debug_assert!(position >= from);
+                out.push(self.starts[c] + u32::from(self.rows[position]));
+                position += 1;
+            }
+            if position == end {
+                break;
+            }
+        }
+        out
     }
 }
 
@@ -601,10 +702,15 @@ mod tests {
         for column in [1, 2] {
             let index = EqIndex::build(&chunks, column, 100).unwrap();
             assert_eq!(index.distinct(), 3);
-            assert_eq!(index.rows(&chunks, KeyRef::Str("a")), &[0, 4]);
-            assert_eq!(index.rows(&chunks, KeyRef::Str("b")), &[2, 3]);
-            assert_eq!(index.rows(&chunks, KeyRef::Null), &[1]);
+            let ids = |value| index.rows(&chunks, value).ids().collect::<Vec<_>>();
+            assert_eq!(ids(KeyRef::Str("a")), [0, 4]);
+            assert_eq!(ids(KeyRef::Str("b")), [2, 3]);
+            assert_eq!(ids(KeyRef::Null), [1]);
             assert!(index.rows(&chunks, KeyRef::Str("z")).is_empty());
+            let a = index.rows(&chunks, KeyRef::Str("a"));
+            assert_eq!(a.window(0, 9), [0, 4]);
+            assert_eq!(a.window(1, 2), [4]);
+            assert!(a.window(2, 3).is_empty());
         }
         assert!(EqIndex::build(&chunks, 0, 4).is_none(), "5 distinct > 4");
     }

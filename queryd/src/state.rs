@@ -20,11 +20,12 @@ use strata_daemon::config::IndexPolicy;
 use strata_shared::manifest::Manifest;
 
 use crate::error::QueryError;
-use crate::index::{EqIndex, KeyIndex, KeyRef, indexable};
+use crate::index::{EqIndex, KeyIndex, KeyRef, Postings, indexable};
 use crate::overlay::{self, Deleted, Overlay};
 
-/// Rows per chunk read from Parquet (the last chunk of each file may be shorter).
-pub const CHUNK_ROWS: usize = 64 * 1024;
+/// The most rows a chunk holds: equality indexes keep rows as 16-bit offsets within their
+/// chunk. Larger batches are sliced (no copy) into chunks of this size.
+pub const MAX_CHUNK_ROWS: usize = 1 << 16;
 
 /// A string column is dictionary-encoded in memory when it has at most this many distinct
 /// values and at most half as many as rows. Its logical type (schema, Arrow output) is
@@ -53,7 +54,15 @@ pub struct Chunks {
 
 impl Chunks {
     pub fn new(batches: Vec<RecordBatch>) -> Result<Self, QueryError> {
-        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let batches: Vec<RecordBatch> = batches
+            .into_iter()
+            .flat_map(|b| {
+                let n = b.num_rows();
+                (0..n)
+                    .step_by(MAX_CHUNK_ROWS)
+                    .map(move |start| b.slice(start, MAX_CHUNK_ROWS.min(n - start)))
+            })
+            .collect();
         let mut offsets = Vec::with_capacity(batches.len() + 1);
         let mut total: u64 = 0;
         offsets.push(0);
@@ -72,6 +81,11 @@ impl Chunks {
 
     pub fn rows(&self) -> usize {
         self.offsets.last().copied().unwrap_or(0) as usize
+    }
+
+    /// The row id of each chunk's first row, then the total.
+    pub fn starts(&self) -> &[u32] {
+        &self.offsets
     }
 
     /// (chunk, row in chunk) of a row id; the id must be < `rows()`.
@@ -152,11 +166,11 @@ impl Layer {
         self.key_index.as_ref()?.get(&self.chunks, key)
     }
 
-    /// Ascending row ids (this layer's own) holding `value` in `column`.
-    pub fn eq_rows(&self, column: usize, value: KeyRef<'_>) -> &[u32] {
+    /// The rows (this layer's own ids) holding `value` in `column`.
+    pub fn eq_rows(&self, column: usize, value: KeyRef<'_>) -> Postings<'_> {
         self.eq_indexes
             .get(&column)
-            .map_or(&[], |index| index.rows(&self.chunks, value))
+            .map_or(Postings::EMPTY, |index| index.rows(&self.chunks, value))
     }
 }
 
@@ -364,7 +378,7 @@ impl DatasetState {
 /// above every id of an earlier one. Deleted rows are still in the lists; readers skip them.
 #[derive(Clone)]
 pub struct RowList<'a> {
-    pub parts: Vec<(&'a [u32], u32)>,
+    pub parts: Vec<(Postings<'a>, u32)>,
 }
 
 impl<'a> RowList<'a> {
@@ -374,7 +388,7 @@ impl<'a> RowList<'a> {
         self.parts
             .clone()
             .into_iter()
-            .flat_map(|(ids, offset)| ids.iter().map(move |&id| offset + id))
+            .flat_map(|(ids, offset)| ids.ids().map(move |id| offset + id))
             .filter(move |&id| deleted.is_none_or(|d| !d.contains(id)))
     }
 
@@ -385,16 +399,21 @@ impl<'a> RowList<'a> {
         }
     }
 
-    /// The one list, when the value lives in the base only and nothing is deleted.
-    pub fn as_slice(&self, state: &DatasetState) -> Option<&'a [u32]> {
-        match self.parts.as_slice() {
-            [(ids, 0)] if state.deleted().is_none() => Some(ids),
-            parts
-                if state.deleted().is_none()
-                    && parts[1..].iter().all(|(ids, _)| ids.is_empty()) =>
-            {
-                Some(parts[0].0)
-            }
+    /// The live ids at positions `[start, end)` without walking the ones before, when the
+    /// value lives in one layer only and nothing is deleted.
+    pub fn window(&self, state: &DatasetState, start: usize, end: usize) -> Option<Vec<u32>> {
+        if state.deleted().is_some() {
+            return None;
+        }
+        let mut nonempty = self.parts.iter().filter(|(ids, _)| !ids.is_empty());
+        match (nonempty.next(), nonempty.next()) {
+            (None, _) => Some(Vec::new()),
+            (Some((ids, offset)), None) => Some(
+                ids.window(start, end)
+                    .into_iter()
+                    .map(|id| offset + id)
+                    .collect(),
+            ),
             _ => None,
         }
     }
@@ -587,6 +606,29 @@ mod tests {
             .collect();
         assert_eq!(ids, vec![2, 3, 4, 5]);
         assert!(chunks.slice(5, 5).is_empty());
+    }
+
+    #[test]
+    fn large_batches_are_cut_into_chunks_the_index_lists_cross() {
+        // 3 batches: 10, 150 000 (cut into 65 536 + 65 536 + 18 928) and 5 rows.
+        let n = 150_000;
+        let chunks =
+            Chunks::new(vec![batch(0..10), batch(10..10 + n), batch(10 + n..15 + n)]).unwrap();
+        let sizes: Vec<usize> = chunks.batches().iter().map(|b| b.num_rows()).collect();
+        assert_eq!(sizes, [10, 65_536, 65_536, 18_928, 5]);
+        let index = EqIndex::build(&chunks, 1, 10).unwrap();
+        let red = index.rows(&chunks, KeyRef::Str("red"));
+        let want: Vec<u32> = (0..(n as u32 + 15)).filter(|i| i % 3 == 0).collect();
+        assert_eq!(red.len(), want.len());
+        assert_eq!(red.ids().collect::<Vec<_>>(), want);
+        // Windows starting in, ending in and spanning the cut chunks.
+        for (start, end) in [(0, 5), (21_840, 21_850), (3, 50_003), (49_990, 60_000)] {
+            assert_eq!(
+                red.window(start, end),
+                want[start..end.min(want.len())],
+                "{start}..{end}"
+            );
+        }
     }
 
     #[test]
