@@ -25,6 +25,7 @@
 //! arrow's safe cast; a value the cast turns into null, or (between numeric and temporal types,
 //! other than into floats) one that does not survive the round trip, is refused.
 
+use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -43,7 +44,7 @@ use arrow::datatypes::{
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::delta::{self, OP_COLUMN, Op};
 use crate::keys;
@@ -128,9 +129,37 @@ impl Rows {
 #[serde(deny_unknown_fields)]
 struct JsonDelta {
     #[serde(default)]
-    upserts: Vec<Map<String, Value>>,
+    upserts: Vec<Members>,
     #[serde(default)]
-    deletes: Vec<Map<String, Value>>,
+    deletes: Vec<Members>,
+}
+
+/// A JSON object's members, in order. Rows are read into these rather than into serde_json's
+/// `Map`, a `BTreeMap`: building one per row and looking every column up in it by string
+/// comparison was a sixth of the CPU of a 10 000-row post.
+struct Members(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Members, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(member) = map.next_entry::<String, Value>()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 fn from_json(body: &[u8], schema: &Schema, primary_key: &[String]) -> Result<DeltaInput> {
@@ -148,20 +177,37 @@ fn from_json(body: &[u8], schema: &Schema, primary_key: &[String]) -> Result<Del
         return Err(invalid("the body has no upserts and no deletes"));
     }
     let rows = Rows::Json { upserts: n_up };
-    for (i, row) in delta.upserts.iter().enumerate() {
-        if let Some(name) = row.keys().find(|c| schema.index_of(c).is_err()) {
-            return Err(invalid(format!(
-                "{}: unknown column {name:?}",
-                rows.label(i)
-            )));
+    let width = schema.fields().len();
+    let columns_by_name: HashMap<&str, usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name().as_str(), i))
+        .collect();
+    // Row-major cells: `cells[row * width + column]`, the member's value if the row names
+    // the column (a repeated name: the last one, as a JSON object reads).
+    let mut cells: Vec<Option<&Value>> = vec![None; n * width];
+    for (r, row) in delta.upserts.iter().chain(&delta.deletes).enumerate() {
+        for (j, (name, value)) in row.0.iter().enumerate() {
+            // Clients usually send the columns in schema order: one comparison, no hashing.
+            let column = match schema.fields().get(j) {
+                Some(f) if f.name() == name => j,
+                _ => match columns_by_name.get(name.as_str()) {
+                    Some(&i) => i,
+                    None => {
+                        return Err(invalid(format!(
+                            "{}: unknown column {name:?}",
+                            rows.label(r)
+                        )));
+                    }
+                },
+            };
+            cells[r * width + column] = Some(value);
         }
     }
     for (i, row) in delta.deletes.iter().enumerate() {
         let at = rows.label(n_up + i);
-        for name in row.keys() {
-            if schema.index_of(name).is_err() {
-                return Err(invalid(format!("{at}: unknown column {name:?}")));
-            }
+        for (name, _) in &row.0 {
             if !primary_key.contains(name) {
                 return Err(invalid(format!(
                     "{at}: column {name:?} is not a primary key column; a delete names exactly \
@@ -170,22 +216,21 @@ fn from_json(body: &[u8], schema: &Schema, primary_key: &[String]) -> Result<Del
                 )));
             }
         }
-        if let Some(missing) = primary_key.iter().find(|k| !row.contains_key(*k)) {
+        if let Some(missing) = primary_key
+            .iter()
+            .find(|k| !row.0.iter().any(|(name, _)| name == *k))
+        {
             return Err(invalid(format!(
                 "{at}: missing primary key column {missing:?}"
             )));
         }
     }
 
-    let mut columns = Vec::with_capacity(schema.fields().len());
-    for field in schema.fields() {
-        let name = field.name();
+    let mut columns = Vec::with_capacity(width);
+    for (c, field) in schema.fields().iter().enumerate() {
         // Delete rows hold only the key; JSON null is the same as leaving the column out.
-        let values: Vec<Option<&Value>> = delta
-            .upserts
-            .iter()
-            .chain(&delta.deletes)
-            .map(|row| row.get(name).filter(|v| !v.is_null()))
+        let values: Vec<Option<&Value>> = (0..n)
+            .map(|r| cells[r * width + c].filter(|v| !v.is_null()))
             .collect();
         columns.push(json_column(field, &values, &rows)?);
     }

@@ -76,6 +76,28 @@ fn ids(batch: &RecordBatch) -> Vec<i64> {
 }
 
 #[test]
+fn members_in_any_order_and_repeated_names_read_as_one_object() {
+    let parse_raw = |body: &str| {
+        parse(
+            DeltaFormat::Json,
+            Bytes::from(body.to_string()),
+            &table(),
+            &pk(),
+        )
+        .unwrap()
+    };
+    // Schema order (one comparison per member), shuffled (looked up by name), and a name
+    // given twice: the last value counts, as when a JSON object is read.
+    let in_order =
+        parse_raw(r#"{"upserts":[{"id":1,"name":"a","qty":2},{"id":2,"name":"b","qty":3}]}"#);
+    let shuffled = parse_raw(
+        r#"{"upserts":[{"qty":2,"id":1,"name":"a"},{"name":"x","qty":3,"id":2,"name":"b"}]}"#,
+    );
+    assert_eq!(in_order.batch, shuffled.batch);
+    assert_eq!(in_order.upserts, 2);
+}
+
+#[test]
 fn json_upserts_and_deletes_become_one_sorted_delta() {
     let delta = json_delta(json!({
         "upserts": [
