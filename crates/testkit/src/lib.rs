@@ -5,19 +5,52 @@
 mod process;
 mod seaweed;
 
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher, RandomState};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub use process::{ChildProcess, StrataProcess};
 pub use seaweed::SeaweedFs;
 
-/// A TCP port free on 127.0.0.1 right now.
+/// A TCP port free on 127.0.0.1 right now, never the same twice in one process.
+///
+/// Chosen at random *below* the kernel's ephemeral range, not by binding port 0. Port 0 hands
+/// out ports from the ephemeral range, which every outgoing connection on the machine draws
+/// from too (SeaweedFS's components and the tests' clients connect constantly); between this
+/// check and the daemon's own bind, a connecting socket can take the port, and a listener
+/// cannot share its port with it: CI failed on exactly that ("Address already in use"). Below
+/// the range only listeners compete, and the tests' listeners pick here at random.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("the OS hands out an ephemeral port")
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    const LOWEST: u16 = 10_000;
+    let below = ephemeral_range_start().unwrap_or(32_768);
+    let random = RandomState::new();
+    for attempt in 0..10_000u32 {
+        let port = if below > LOWEST + 1_000 {
+            LOWEST + (random.hash_one(attempt) % u64::from(below - LOWEST)) as u16
+        } else {
+            // No room below the range on this machine: fall back to the OS's choice.
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("the OS hands out an ephemeral port")
+        };
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return port;
+        }
+    }
+    panic!("no free TCP port on 127.0.0.1 after 10 000 attempts")
+}
+
+/// The first port of the kernel's ephemeral range (`net.ipv4.ip_local_port_range`).
+fn ephemeral_range_start() -> Option<u16> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    range.split_whitespace().next()?.parse().ok()
 }
 
 /// The `strata` binary cargo built next to the test executable (`STRATA_BIN` overrides).

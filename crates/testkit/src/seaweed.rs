@@ -3,7 +3,6 @@
 //! dropped. SeaweedFS enforces `If-None-Match: *` (put-if-absent) and `If-Match` (conditional
 //! update), which the commit protocol and the conformance suite rely on.
 
-use std::collections::HashSet;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,14 +46,7 @@ impl SeaweedFs {
     /// Starts `weed mini` with a `strata` bucket and waits until S3 lists it.
     pub async fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let mut ports = Vec::new();
-        let mut seen = HashSet::new();
-        while ports.len() < PORT_FLAGS.len() {
-            let port = free_port();
-            if seen.insert(port) {
-                ports.push(port);
-            }
-        }
+        let ports: Vec<u16> = PORT_FLAGS.iter().map(|_| free_port()).collect();
         let bucket = "strata".to_owned();
         let mut command = Command::new("weed");
         command
