@@ -364,7 +364,21 @@ fn row_equals(chunks: &Chunks, columns: &[usize], id: u32, key: &[KeyRef<'_>]) -
     columns
         .iter()
         .zip(key)
-        .all(|(&col, probe)| accessor(chunk.column(col).as_ref()).is_some_and(|a| a(r) == *probe))
+        .all(|(&col, probe)| cell_equals(chunk.column(col).as_ref(), r, probe))
+}
+
+/// Whether the cell at row `r` equals `probe`. The common key types are read directly: a
+/// probe compares one cell, and boxing an [`accessor`] for it costs more than the comparison.
+fn cell_equals(array: &dyn Array, r: usize, probe: &KeyRef<'_>) -> bool {
+    match (array.data_type(), probe) {
+        (DataType::Int64, KeyRef::Int(v)) => {
+            array.is_valid(r) && array.as_primitive::<t::Int64Type>().value(r) == *v
+        }
+        (DataType::Utf8, KeyRef::Str(v)) => {
+            array.is_valid(r) && array.as_string::<i32>().value(r) == *v
+        }
+        _ => accessor(array).is_some_and(|a| a(r) == *probe),
+    }
 }
 
 /// Value → ascending row ids, for one column (nulls included, as [`KeyRef::Null`]).
@@ -395,28 +409,49 @@ impl EqIndex {
         let mut group_hash: Vec<u64> = Vec::new();
         let mut first_row: Vec<u32> = Vec::new();
         let mut group_of_row: Vec<u32> = Vec::with_capacity(total);
+        // The group of the value at chunk `c`, row `r`: found by hash, or a new group
+        // numbered in order of first appearance (`None` past `max_distinct`).
+        let mut group_of = |c: usize, r: usize, value: KeyRef<'_>| -> Option<u32> {
+            let hash = hash_key(&hasher, [value]);
+            let found = table.find(hash, |&g| {
+                let (gc, gr) = chunks.locate(first_row[g as usize]);
+                accessors[gc][0](gr) == value
+            });
+            if let Some(&g) = found {
+                return Some(g);
+            }
+            if first_row.len() >= max_distinct {
+                return None;
+            }
+            let g = first_row.len() as u32;
+            first_row.push(chunks.row_id(c, r));
+            group_hash.push(hash);
+            table.insert_unique(hash, g, |&g| group_hash[g as usize]);
+            Some(g)
+        };
         for (c, acc) in accessors.iter().enumerate() {
             let acc = &acc[0];
-            for r in 0..chunks.batches()[c].num_rows() {
-                let value = acc(r);
-                let hash = hash_key(&hasher, [value]);
-                let group = match table.find(hash, |&g| {
-                    let (gc, gr) = chunks.locate(first_row[g as usize]);
-                    accessors[gc][0](gr) == value
-                }) {
-                    Some(&g) => g,
-                    None => {
-                        if first_row.len() >= max_distinct {
-                            return None;
+            let array = chunks.batches()[c].column(column).as_ref();
+            let rows = array.len();
+            match array.data_type() {
+                // A dictionary column hashes each of its keys once per chunk, not each row.
+                DataType::Dictionary(key_type, _) => {
+                    let (keys, values) = dictionary_parts(array, key_type)?;
+                    let null = values.len();
+                    let mut cached = vec![u32::MAX; null + 1];
+                    for r in 0..rows {
+                        let slot = keys(r).unwrap_or(null);
+                        if cached[slot] == u32::MAX {
+                            cached[slot] = group_of(c, r, acc(r))?;
                         }
-                        let g = first_row.len() as u32;
-                        first_row.push(chunks.row_id(c, r));
-                        group_hash.push(hash);
-                        table.insert_unique(hash, g, |&g| group_hash[g as usize]);
-                        g
+                        group_of_row.push(cached[slot]);
                     }
-                };
-                group_of_row.push(group);
+                }
+                _ => {
+                    for r in 0..rows {
+                        group_of_row.push(group_of(c, r, acc(r))?);
+                    }
+                }
             }
         }
         drop(accessors);
@@ -713,6 +748,39 @@ mod tests {
             assert!(a.window(2, 3).is_empty());
         }
         assert!(EqIndex::build(&chunks, 0, 4).is_none(), "5 distinct > 4");
+    }
+
+    #[test]
+    fn dictionary_keys_with_equal_or_null_values_share_one_group() {
+        use arrow::array::Int32Array;
+        // Keys 0 and 2 both hold "x"; key 3's value is null, like a null key; key 4 is unused.
+        let values = StringArray::from(vec![Some("x"), Some("y"), Some("x"), None, Some("z")]);
+        let keys = Int32Array::from(vec![Some(0), Some(1), Some(2), None, Some(3), Some(1)]);
+        let d = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "d",
+            d.data_type().clone(),
+            true,
+        )]));
+        let chunks = Chunks::new(vec![
+            RecordBatch::try_new(schema, vec![Arc::new(d)]).unwrap(),
+        ])
+        .unwrap();
+        let index = EqIndex::build(&chunks, 0, 100).unwrap();
+        let groups: Vec<(u32, Vec<u32>)> = index
+            .groups(&chunks)
+            .map(|(first, rows)| (first, rows.ids().collect()))
+            .collect();
+        assert_eq!(
+            groups,
+            [(0, vec![0, 2]), (1, vec![1, 5]), (3, vec![3, 4])],
+            "groups in order of first appearance"
+        );
+        assert_eq!(
+            index.rows(&chunks, KeyRef::Null).ids().collect::<Vec<_>>(),
+            [3, 4]
+        );
+        assert!(index.rows(&chunks, KeyRef::Str("z")).is_empty());
     }
 
     #[test]
