@@ -351,12 +351,18 @@ fn merge_trailing(
         }
     }
     let offset = segments[from].offset;
-    let merged = concat_plain(&state.mem_schema, &parts)?;
+    // The parts share the in-memory schema, so they usually concatenate as they are (arrow
+    // merges their dictionaries). Only where a narrow dictionary key would overflow do they
+    // go through plain strings, cut into pieces whose dictionaries fit.
+    let merged = match concat_batches(&state.mem_schema, &parts) {
+        Ok(merged) => vec![merged],
+        Err(_) => encode_like(&state.mem_schema, &concat_plain(&state.mem_schema, &parts)?)?,
+    };
     deleted.clear_from(offset);
     segments.truncate(from);
     segments.push(Segment {
         layer: Arc::new(Layer::build(
-            Chunks::new(encode_like(&state.mem_schema, &merged)?)?,
+            Chunks::new(merged)?,
             &state.primary_key,
             &overlay_eq_columns(state),
         )),
@@ -458,7 +464,82 @@ fn encode_like(
 
 #[cfg(test)]
 mod tests {
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use strata_daemon::config::IndexPolicy;
+
     use super::*;
+    use crate::state::IndexSpec;
+
+    #[test]
+    fn merged_segments_keep_every_value_when_narrow_dictionary_keys_overflow() {
+        // 3 colors in the base: `color` is dictionary-encoded with 8-bit keys (<= 127 values).
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("color", DataType::Utf8, true),
+        ]));
+        let colors = ["red", "green", "blue"];
+        let base = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..300)),
+                Arc::new(StringArray::from_iter_values(
+                    (0..300).map(|i| colors[i % 3]),
+                )),
+            ],
+        )
+        .unwrap();
+        let spec = IndexSpec {
+            policy: IndexPolicy::List,
+            columns: vec!["color".into()],
+        };
+        let mut state = DatasetState::build(0, schema.clone(), vec![0], vec![base], &spec).unwrap();
+        assert_eq!(
+            state.mem_schema.field(1).data_type(),
+            &DataType::Dictionary(Box::new(DataType::Int8), Box::new(DataType::Utf8))
+        );
+        // Each version inserts 60 rows with 60 new colors; merged segments hold more colors
+        // than 8-bit keys number.
+        let delta_schema = strata_shared::delta::delta_schema(&schema, &["id".into()]);
+        let mut expected: Vec<(i64, String)> = Vec::new();
+        for version in 1..=6u64 {
+            let ids: Vec<i64> = (0..60).map(|i| 1000 * version as i64 + i).collect();
+            let names: Vec<String> = ids.iter().map(|id| format!("c{id}")).collect();
+            expected.extend(ids.iter().copied().zip(names.iter().cloned()));
+            let batch = RecordBatch::try_new(
+                delta_schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(ids)),
+                    Arc::new(StringArray::from(names)),
+                    Arc::new(UInt8Array::from(vec![Op::Upsert as u8; 60])),
+                ],
+            )
+            .unwrap();
+            let delta = LoadedDelta {
+                seq: version,
+                path: format!("d{version}"),
+                batch,
+            };
+            state = apply(&state, version, vec![delta]).unwrap();
+        }
+        let overlay = state.overlay.as_ref().unwrap();
+        assert!(
+            overlay
+                .segments
+                .iter()
+                .any(|s| s.layer.chunks.batches().len() > 1),
+            "some merged segment was cut where its dictionary would overflow"
+        );
+        assert_eq!(state.rows(), 300 + 360);
+        for (id, color) in &expected {
+            let row = state.lookup(&[KeyRef::Int(*id)]).unwrap();
+            let (c, r) = state.chunks.locate(row);
+            let cell = accessor(state.chunks.batches()[c].column(1).as_ref()).unwrap()(r);
+            assert_eq!(cell, KeyRef::Str(color), "row of id {id}");
+            let found: Vec<u32> = state.eq_rows(1, KeyRef::Str(color)).live(&state).collect();
+            assert_eq!(found, [row], "index entry of {color}");
+        }
+    }
 
     #[test]
     fn deleted_blocks_are_copied_on_write_and_cleared_from_an_id() {
