@@ -25,7 +25,6 @@
 //! arrow's safe cast; a value the cast turns into null, or (between numeric and temporal types,
 //! other than into floats) one that does not survive the round trip, is refused.
 
-use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -43,10 +42,10 @@ use arrow::datatypes::{
 };
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::delta::{self, OP_COLUMN, Op};
+use crate::json_rows::{self, Cell, JsonRows};
 use crate::keys;
 use crate::{Error, Result};
 
@@ -125,112 +124,45 @@ impl Rows {
 // ---------------------------------------------------------------------------------------------
 // JSON
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JsonDelta {
-    #[serde(default)]
-    upserts: Vec<Members>,
-    #[serde(default)]
-    deletes: Vec<Members>,
-}
-
-/// A JSON object's members, in order. Rows are read into these rather than into serde_json's
-/// `Map`, a `BTreeMap`: building one per row and looking every column up in it by string
-/// comparison was a sixth of the CPU of a 10 000-row post.
-struct Members(Vec<(String, Value)>);
-
-impl<'de> Deserialize<'de> for Members {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Members;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a map")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> std::result::Result<Members, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(member) = map.next_entry::<String, Value>()? {
-                    members.push(member);
-                }
-                Ok(Members(members))
-            }
-        }
-        d.deserialize_map(Visitor)
-    }
-}
-
 fn from_json(body: &[u8], schema: &Schema, primary_key: &[String]) -> Result<DeltaInput> {
-    // serde would also build the struct from an array (`[[…], […]]`); only an object is a body.
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return Err(invalid(
-            "invalid JSON body: expected an object {\"upserts\": […], \"deletes\": […]}",
-        ));
-    }
-    let delta: JsonDelta =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid JSON body: {e}")))?;
-    let n_up = delta.upserts.len();
-    let n = n_up + delta.deletes.len();
+    let JsonRows {
+        upserts: mut cells,
+        deletes,
+    } = json_rows::read(body, schema)?;
+    let width = schema.fields().len();
+    let n_up = cells.len() / width;
+    let n = n_up + deletes.len() / width;
     if n == 0 {
         return Err(invalid("the body has no upserts and no deletes"));
     }
     let rows = Rows::Json { upserts: n_up };
-    let width = schema.fields().len();
-    let columns_by_name: HashMap<&str, usize> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.name().as_str(), i))
-        .collect();
-    // Row-major cells: `cells[row * width + column]`, the member's value if the row names
-    // the column (a repeated name: the last one, as a JSON object reads).
-    let mut cells: Vec<Option<&Value>> = vec![None; n * width];
-    for (r, row) in delta.upserts.iter().chain(&delta.deletes).enumerate() {
-        for (j, (name, value)) in row.0.iter().enumerate() {
-            // Clients usually send the columns in schema order: one comparison, no hashing.
-            let column = match schema.fields().get(j) {
-                Some(f) if f.name() == name => j,
-                _ => match columns_by_name.get(name.as_str()) {
-                    Some(&i) => i,
-                    None => {
-                        return Err(invalid(format!(
-                            "{}: unknown column {name:?}",
-                            rows.label(r)
-                        )));
-                    }
-                },
-            };
-            cells[r * width + column] = Some(value);
-        }
-    }
-    for (i, row) in delta.deletes.iter().enumerate() {
+    // A delete names exactly the key.
+    let key_columns = keys::key_indices(schema, primary_key)?;
+    for (i, row) in deletes.chunks(width).enumerate() {
         let at = rows.label(n_up + i);
-        for (name, _) in &row.0 {
-            if !primary_key.contains(name) {
-                return Err(invalid(format!(
-                    "{at}: column {name:?} is not a primary key column; a delete names exactly \
-                     the key ({})",
-                    primary_key.join(", ")
-                )));
-            }
-        }
-        if let Some(missing) = primary_key
-            .iter()
-            .find(|k| !row.0.iter().any(|(name, _)| name == *k))
-        {
+        if let Some(c) = (0..width).find(|c| row[*c].is_some() && !key_columns.contains(c)) {
             return Err(invalid(format!(
-                "{at}: missing primary key column {missing:?}"
+                "{at}: column {:?} is not a primary key column; a delete names exactly the key \
+                 ({})",
+                schema.field(c).name(),
+                primary_key.join(", ")
+            )));
+        }
+        if let Some(&c) = key_columns.iter().find(|&&c| row[c].is_none()) {
+            return Err(invalid(format!(
+                "{at}: missing primary key column {:?}",
+                schema.field(c).name()
             )));
         }
     }
+    // Upserts, then deletes: `cells[row * width + column]`.
+    cells.extend(deletes);
 
     let mut columns = Vec::with_capacity(width);
     for (c, field) in schema.fields().iter().enumerate() {
         // Delete rows hold only the key; JSON null is the same as leaving the column out.
-        let values: Vec<Option<&Value>> = (0..n)
-            .map(|r| cells[r * width + c].filter(|v| !v.is_null()))
+        let values: Vec<Option<&Cell<'_>>> = (0..n)
+            .map(|r| cells[r * width + c].as_ref().filter(|v| !v.is_null()))
             .collect();
         columns.push(json_column(field, &values, &rows)?);
     }
@@ -242,7 +174,7 @@ fn from_json(body: &[u8], schema: &Schema, primary_key: &[String]) -> Result<Del
 }
 
 /// One column from JSON values (`None`: null or absent).
-fn json_column(field: &Field, values: &[Option<&Value>], rows: &Rows) -> Result<ArrayRef> {
+fn json_column(field: &Field, values: &[Option<&Cell<'_>>], rows: &Rows) -> Result<ArrayRef> {
     if values.iter().all(Option::is_none) {
         return Ok(new_null_array(field.data_type(), values.len()));
     }
@@ -257,10 +189,11 @@ fn json_column(field: &Field, values: &[Option<&Value>], rows: &Rows) -> Result<
         DataType::UInt32 => Arc::new(ctx.ints::<UInt32Type>(values)?),
         DataType::UInt64 => Arc::new(ctx.ints::<UInt64Type>(values)?),
         DataType::Float64 => {
-            Arc::new(ctx.map(values, "a number", |v| v.as_f64().map(Ok))?) as Arc<Float64Array>
+            Arc::new(ctx.map(values, "a number", |v| v.other()?.as_f64().map(Ok))?)
+                as Arc<Float64Array>
         }
         DataType::Float32 => Arc::new(ctx.map(values, "a number", |v| {
-            v.as_f64().map(|f| {
+            v.other()?.as_f64().map(|f| {
                 let narrow = f as f32;
                 if narrow.is_finite() {
                     Ok(narrow)
@@ -275,7 +208,8 @@ fn json_column(field: &Field, values: &[Option<&Value>], rows: &Rows) -> Result<
                 match value {
                     None => builder.append_null(),
                     Some(v) => builder.append_value(
-                        v.as_bool()
+                        v.other()
+                            .and_then(Value::as_bool)
                             .ok_or_else(|| ctx.expected(row, v, "true or false"))?,
                     ),
                 }
@@ -313,9 +247,9 @@ fn json_column(field: &Field, values: &[Option<&Value>], rows: &Rows) -> Result<
             let (precision, scale) = (*precision, *scale);
             let array: Decimal128Array = ctx.map(values, "a number or numeric string", |v| {
                 let text = match v {
-                    Value::Number(n) => n.to_string(),
-                    Value::String(s) => s.clone(),
-                    _ => return None,
+                    Cell::Other(Value::Number(n)) => n.to_string(),
+                    Cell::Str(s) => s.to_string(),
+                    Cell::Other(_) => return None,
                 };
                 Some(parse_plain_decimal(&text, precision, scale))
             })?;
@@ -359,7 +293,7 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn expected(&self, row: usize, value: &Value, what: &str) -> Error {
+    fn expected(&self, row: usize, value: &Cell<'_>, what: &str) -> Error {
         invalid(format!(
             "{}: column {:?} ({}) expects {what}, got {}",
             self.rows.label(row),
@@ -369,7 +303,7 @@ impl Ctx<'_> {
         ))
     }
 
-    fn refused(&self, row: usize, value: &Value, why: Refusal) -> Error {
+    fn refused(&self, row: usize, value: &Cell<'_>, why: Refusal) -> Error {
         invalid(format!(
             "{}: column {:?} ({}): {} {why}",
             self.rows.label(row),
@@ -383,13 +317,13 @@ impl Ctx<'_> {
     /// `Some(Err(why))` for a right type with an unacceptable value.
     fn map<T, F>(
         &self,
-        values: &[Option<&Value>],
+        values: &[Option<&Cell<'_>>],
         what: &str,
         convert: F,
     ) -> Result<arrow::array::PrimitiveArray<T>>
     where
         T: ArrowPrimitiveType,
-        F: Fn(&Value) -> Option<std::result::Result<T::Native, Refusal>>,
+        F: Fn(&Cell<'_>) -> Option<std::result::Result<T::Native, Refusal>>,
     {
         let mut builder = PrimitiveBuilder::<T>::with_capacity(values.len());
         for (row, value) in values.iter().enumerate() {
@@ -405,7 +339,7 @@ impl Ctx<'_> {
         Ok(builder.finish())
     }
 
-    fn ints<T>(&self, values: &[Option<&Value>]) -> Result<arrow::array::PrimitiveArray<T>>
+    fn ints<T>(&self, values: &[Option<&Cell<'_>>]) -> Result<arrow::array::PrimitiveArray<T>>
     where
         T: ArrowPrimitiveType,
         T::Native: TryFrom<i128>,
@@ -415,7 +349,7 @@ impl Ctx<'_> {
         })
     }
 
-    fn strings(&self, values: &[Option<&Value>]) -> Result<StringArray> {
+    fn strings(&self, values: &[Option<&Cell<'_>>]) -> Result<StringArray> {
         let mut out = Vec::with_capacity(values.len());
         for (row, value) in values.iter().enumerate() {
             out.push(match value {
@@ -431,13 +365,13 @@ impl Ctx<'_> {
 
     fn timestamps(
         &self,
-        values: &[Option<&Value>],
+        values: &[Option<&Cell<'_>>],
         unit: TimeUnit,
         tz: Option<Arc<str>>,
     ) -> Result<ArrayRef> {
         let naive_is_utc = tz.as_deref().is_none_or(is_utc);
         let what = "an RFC 3339 timestamp string";
-        let convert = |v: &Value| {
+        let convert = |v: &Cell<'_>| {
             v.as_str()
                 .map(|s| parse_timestamp(s, naive_is_utc).and_then(|t| in_unit(t, unit)))
         };
@@ -463,7 +397,7 @@ impl Ctx<'_> {
 }
 
 /// A JSON value as text for an error message, cut short.
-fn short(value: &Value) -> String {
+fn short(value: &Cell<'_>) -> String {
     let text = value.to_string();
     match text.char_indices().nth(40) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
@@ -472,8 +406,8 @@ fn short(value: &Value) -> String {
 }
 
 /// An integer, or an integral float (`3.0`), as i128; `None` for anything else (`3.5`, "3").
-fn json_integer(value: &Value) -> Option<i128> {
-    let n = value.as_number()?;
+fn json_integer(value: &Cell<'_>) -> Option<i128> {
+    let n = value.other()?.as_number()?;
     if let Some(i) = n.as_i64() {
         return Some(i.into());
     }

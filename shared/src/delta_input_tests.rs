@@ -98,6 +98,25 @@ fn members_in_any_order_and_repeated_names_read_as_one_object() {
 }
 
 #[test]
+fn escaped_names_and_strings_read_like_plain_ones() {
+    // Strings without escapes are borrowed from the body; with escapes they are decoded.
+    let body = r#"{"upserts":[{"id":1,"n\u0061me":"tab\there \"q\" \u00e9","qty":2,"kind":"k\/1"}],
+                  "deletes":[{"\u0069d":2}]}"#;
+    let input = parse(DeltaFormat::Json, Bytes::from(body), &table(), &pk()).unwrap();
+    assert_eq!(ids(&input.batch), [1, 2]);
+    assert_eq!(
+        input.batch.column(1).as_string::<i32>().value(0),
+        "tab\there \"q\" \u{e9}"
+    );
+    let kind = cast(input.batch.column(7), &DataType::Utf8).unwrap();
+    assert_eq!(kind.as_string::<i32>().value(0), "k/1");
+    assert_refused(
+        json!({"upserts": [{"id": 1, "qty": 1, "name": ["a"]}]}),
+        "upserts[0]: column \"name\" (Utf8) expects a string, got [\"a\"]",
+    );
+}
+
+#[test]
 fn json_upserts_and_deletes_become_one_sorted_delta() {
     let delta = json_delta(json!({
         "upserts": [
@@ -160,6 +179,21 @@ fn json_body_shape_is_strict() {
             .to_string()
             .contains("invalid JSON body")
     );
+    let raw_error = |body: &'static str| {
+        parse(DeltaFormat::Json, Bytes::from(body), &table(), &pk())
+            .unwrap_err()
+            .to_string()
+    };
+    let twice = raw_error(r#"{"upserts": [{"id": 1, "qty": 1}], "upserts": []}"#);
+    assert!(twice.contains("duplicate field `upserts`"), "{twice}");
+    let trailing = raw_error(r#"{"deletes": [{"id": 1}]} x"#);
+    assert!(
+        trailing.contains("invalid JSON body: trailing characters"),
+        "{trailing}"
+    );
+    // Rows are named by their list and index, whichever list comes first in the body.
+    let unknown = raw_error(r#"{"deletes": [{"id": 1}], "upserts": [{"id": 2, "x": 1}]}"#);
+    assert_eq!(unknown, "invalid input: upserts[0]: unknown column \"x\"");
     let empty = parse(DeltaFormat::Json, Bytes::new(), &table(), &pk());
     assert!(empty.unwrap_err().to_string().contains("the body is empty"));
     let keyless = parse(DeltaFormat::Json, Bytes::from("{}"), &table(), &[]);

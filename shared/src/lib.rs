@@ -19,6 +19,7 @@ pub mod delta;
 pub mod delta_input;
 pub mod error;
 pub mod gc;
+mod json_rows;
 pub mod keys;
 pub mod layout;
 pub mod manifest;
