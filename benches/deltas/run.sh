@@ -14,7 +14,7 @@
 #   WARMUP            seconds of an unrecorded wrk run before each measured one (default 2)
 #   POSTS_1           posts of 1-row batches (default 500)
 #   POSTS_100         posts of 100-row batches (default 200)
-#   POSTS_10000       posts of 10 000-row batches (default 20)
+#   POSTS_10000       posts of 10 000-row batches (default 60)
 #   CLIENTS           concurrent clients of the concurrent ingest runs (default 4)
 #   ARROW             1 = also ingest the 10 000-row batches as Arrow IPC (default 1)
 #   VISIBLE_SAMPLES   post→visible samples on the fresh store (default 300)
@@ -38,7 +38,7 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 POSTS_1=${POSTS_1:-500}
 POSTS_100=${POSTS_100:-200}
-POSTS_10000=${POSTS_10000:-20}
+POSTS_10000=${POSTS_10000:-60}
 CLIENTS=${CLIENTS:-4}
 ARROW=${ARROW:-1}
 VISIBLE_SAMPLES=${VISIBLE_SAMPLES:-300}
