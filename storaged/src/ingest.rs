@@ -20,6 +20,13 @@
 //! The committer task is process-local, but correctness never depends on it: the commit
 //! protocol's put-if-absent decides between processes, and resolution by transaction id
 //! answers lost responses (`strata_shared::commit`).
+//!
+//! **The latest manifest** a request is validated against, and a group's commit starts from,
+//! is the newest one this process read or committed ([`Latest`]), not one discovered anew for
+//! every request (four store requests). It is a hint: when another process (compactord, a
+//! second storaged) committed since, the first put-if-absent fails and the protocol reads the
+//! real latest version; a retry the hint does not know as committed is resolved by
+//! transaction id at commit. So a stale hint costs one failed put, never a wrong answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -86,7 +93,42 @@ struct Job {
 pub struct Ingest {
     store: Arc<dyn ObjectStore>,
     committers: Arc<Mutex<HashMap<DatasetName, mpsc::Sender<Job>>>>,
+    latest: Latest,
     notifier: Notifier,
+}
+
+/// The newest manifest this process read or committed, per dataset (see the module docs).
+#[derive(Clone, Default)]
+struct Latest(Arc<Mutex<HashMap<DatasetName, Arc<Manifest>>>>);
+
+impl Latest {
+    /// The hint for `table`, read from the store the first time.
+    async fn get(&self, table: &Table) -> Result<Arc<Manifest>, Error> {
+        if let Some(manifest) = self.lock().get(table.name()) {
+            return Ok(manifest.clone());
+        }
+        Ok(self.set(table.load_latest().await?))
+    }
+
+    /// Records `manifest` unless a newer one is known already.
+    fn set(&self, manifest: Manifest) -> Arc<Manifest> {
+        let mut known = self.lock();
+        match known.get(&manifest.dataset) {
+            Some(newer) if newer.version >= manifest.version => newer.clone(),
+            _ => {
+                let manifest = Arc::new(manifest);
+                known.insert(manifest.dataset.clone(), manifest.clone());
+                manifest
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DatasetName, Arc<Manifest>>> {
+        // Every operation is one lookup or insert: the map stays consistent after a panic.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Ingest {
@@ -94,6 +136,7 @@ impl Ingest {
         Self {
             store,
             committers: Arc::default(),
+            latest: Latest::default(),
             notifier,
         }
     }
@@ -106,8 +149,9 @@ impl Ingest {
             Some(key) => format!("client-{}", checked_key(key)?),
             None => format!("ingest-{}", uuid::Uuid::now_v7()),
         };
-        let manifest = Table::new(self.store.clone(), name.clone())
-            .load_latest()
+        let manifest = self
+            .latest
+            .get(&Table::new(self.store.clone(), name.clone()))
             .await?;
         if manifest.primary_key.is_empty() {
             return Err(Error::Conflict(format!(
@@ -182,7 +226,12 @@ impl Ingest {
         }
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
         let table = Table::new(self.store.clone(), name.clone());
-        tokio::spawn(run_committer(table, receiver, self.notifier.clone()));
+        tokio::spawn(run_committer(
+            table,
+            receiver,
+            self.latest.clone(),
+            self.notifier.clone(),
+        ));
         committers.insert(name.clone(), sender.clone());
         sender
     }
@@ -218,7 +267,12 @@ fn answer(name: &DatasetName, record: &TxnRecord, job: Option<&Txn>) -> DeltaCom
 }
 
 /// One dataset's committer: takes a group off the queue, commits it, answers its members.
-async fn run_committer(table: Table, mut queue: mpsc::Receiver<Job>, notifier: Notifier) {
+async fn run_committer(
+    table: Table,
+    mut queue: mpsc::Receiver<Job>,
+    latest: Latest,
+    notifier: Notifier,
+) {
     let mut held: Option<Job> = None;
     loop {
         let first = match held.take() {
@@ -243,7 +297,7 @@ async fn run_committer(table: Table, mut queue: mpsc::Receiver<Job>, notifier: N
             rows += job.delta.num_rows();
             group.push(job);
         }
-        let (results, landed) = commit_group(&table, &group).await;
+        let (results, landed) = commit_group(&table, &latest, &group).await;
         if let Some(version) = landed {
             notifier.notify(table.name().as_str(), version);
         }
@@ -265,7 +319,7 @@ type Results = HashMap<String, Result<DeltaCommitted, Arc<Error>>>;
 
 /// Commits a group: every member not yet committed lands in one delta file and one version.
 /// Returns each transaction id's result and the version this group committed, if it did.
-async fn commit_group(table: &Table, group: &[Job]) -> (Results, Option<u64>) {
+async fn commit_group(table: &Table, hint: &Latest, group: &[Job]) -> (Results, Option<u64>) {
     let name = table.name();
     let mut results = Results::new();
     // Members still to commit: the first member of each transaction id (a retry that queued
@@ -282,8 +336,16 @@ async fn commit_group(table: &Table, group: &[Job]) -> (Results, Option<u64>) {
         }
     };
     for attempt in 0..MAX_REGROUPS {
-        // Members an earlier request already committed are answered from their record.
-        let latest = match table.load_latest().await {
+        // Members an earlier request already committed are answered from their record. The
+        // first attempt starts from the hint; a regroup reads the store again.
+        let latest = match attempt {
+            0 => hint.get(table).await.map(|m| m.as_ref().clone()),
+            _ => table
+                .load_latest()
+                .await
+                .map(|m| hint.set(m).as_ref().clone()),
+        };
+        let latest = match latest {
             Ok(m) => m,
             Err(e) => {
                 fail(&mut results, &mut pending, Arc::new(e));
@@ -303,6 +365,7 @@ async fn commit_group(table: &Table, group: &[Job]) -> (Results, Option<u64>) {
         }
         match write_and_commit(table, &pending, latest).await {
             Ok(manifest) => {
+                hint.set(manifest.clone());
                 for job in pending.drain(..) {
                     let committed = match manifest.txn_record(&job.txn.id) {
                         Some(record) => answer(name, record, Some(&job.txn)),

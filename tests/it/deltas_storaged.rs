@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use strata_daemon::config::Config;
 use strata_shared::commit::Table;
 use strata_shared::layout::DatasetName;
-use strata_shared::manifest::Manifest;
+use strata_shared::manifest::{Manifest, Operation};
 use strata_storaged_api::deltas::{DeltaClient, DeltaCommitted, deltas_path};
 use strata_storaged_api::{ARROW_STREAM_CONTENT_TYPE, PARQUET_CONTENT_TYPE};
 
@@ -259,6 +259,42 @@ async fn upserts_deletes_and_reinserts_across_requests() {
     let manifest = f.latest("people").await;
     let seqs: Vec<u64> = manifest.deltas.iter().map(|d| d.seq).collect();
     assert_eq!(seqs, vec![1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn a_version_committed_elsewhere_between_posts_is_built_on() {
+    let f = Fixture::new(config()).await;
+    assert_eq!(
+        f.post_json("people", json!({"upserts": [{"id": 1, "name": "one"}]}))
+            .await
+            .version,
+        1
+    );
+    // Another process (compactord, a second storaged) commits version 2 behind storaged's
+    // back: storaged's latest manifest is now stale.
+    let table = Table::new(
+        f.storaged.store.clone(),
+        DatasetName::new("people").unwrap(),
+    );
+    let elsewhere = table
+        .commit("elsewhere-1", Operation::Ingest, |_| Ok(()))
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.manifest.version, 2);
+    let committed = f
+        .post_json("people", json!({"upserts": [{"id": 2, "name": "two"}]}))
+        .await;
+    assert_eq!(committed.version, 3, "the commit lands after the other one");
+    let manifest = f.latest("people").await;
+    assert_eq!(manifest.version, 3);
+    assert!(
+        manifest.find_txn("elsewhere-1").is_some(),
+        "nothing overwritten"
+    );
+    assert_eq!(
+        f.people_state().await,
+        model(&[(1, "one"), (2, "two"), (3, "person 3")])
+    );
 }
 
 /// What, dataset, content type, body, token, expected status, expected part of the message.
