@@ -18,7 +18,7 @@
 #   CLIENTS           concurrent clients of the concurrent ingest runs (default 4)
 #   ARROW             1 = also ingest the 10 000-row batches as Arrow IPC (default 1)
 #   VISIBLE_SAMPLES   post→visible samples on the fresh store (default 300)
-#   VISIBLE_SAMPLES_LOADED  post→visible samples again with 10% of rows in deltas (default 100; 0 = skip)
+#   VISIBLE_SAMPLES_LOADED  post→visible samples again with 10% of rows in deltas (default 300; 0 = skip)
 #   LEVEL_BATCH       rows per post when filling the 1% / 10% levels (default 1000)
 #   LEVELS            percentages of rows in deltas for the query runs (default "0 1 10")
 #   PHASES            which parts to run (default "ingest visible levels")
@@ -42,7 +42,7 @@ POSTS_10000=${POSTS_10000:-60}
 CLIENTS=${CLIENTS:-4}
 ARROW=${ARROW:-1}
 VISIBLE_SAMPLES=${VISIBLE_SAMPLES:-300}
-VISIBLE_SAMPLES_LOADED=${VISIBLE_SAMPLES_LOADED:-100}
+VISIBLE_SAMPLES_LOADED=${VISIBLE_SAMPLES_LOADED:-300}
 LEVEL_BATCH=${LEVEL_BATCH:-1000}
 LEVELS=${LEVELS:-0 1 10}
 PHASES=${PHASES:-ingest visible levels}
