@@ -13,8 +13,9 @@
 //! **Idempotency.** A request's transaction id is `client-{Idempotency-Key}`, or a fresh
 //! `ingest-{uuidv7}`. The id is recorded in the manifest (`recent_txns`, with the request's
 //! counts), so a retry is answered from there, also after a restart: before the request joins
-//! a group (its key is looked up in the latest manifest), and again by the committer just
-//! before it writes (a retry that raced the original into the queue is not written twice).
+//! a group (its key is looked up in the newest manifest storaged knows), again by the
+//! committer just before it writes (a retry that raced the original into the queue is not
+//! written twice), and by the commit protocol itself (a retry committed elsewhere).
 //! Reusing a key with a different body is not detected: the first body wins.
 //!
 //! The committer task is process-local, but correctness never depends on it: the commit
