@@ -501,7 +501,7 @@ impl Memcache {
         slot: &Slot,
         manifest: Manifest,
     ) -> Result<Arc<DatasetState>, QueryError> {
-        let state = DatasetState::load(self.store.as_ref(), &manifest, &slot.spec).await?;
+        let state = DatasetState::load(&self.store, &manifest, &slot.spec).await?;
         slot.advance_manifest(manifest);
         Ok(Arc::new(state))
     }

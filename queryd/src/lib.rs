@@ -23,6 +23,7 @@ pub mod fast;
 pub mod forward;
 pub mod group;
 pub mod index;
+pub mod load;
 pub mod metrics;
 pub mod overlay;
 pub mod plan;

@@ -11,26 +11,20 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use object_store::ObjectStore;
-use object_store::path::Path;
 use strata_daemon::config::IndexPolicy;
 use strata_shared::manifest::Manifest;
 
 use crate::error::QueryError;
 use crate::index::{EqIndex, KeyIndex, KeyRef, Postings, indexable};
+use crate::load::{self, MemLayout};
 use crate::overlay::{self, Deleted, Overlay};
 
 /// The most rows a chunk holds: equality indexes keep rows as 16-bit offsets within their
 /// chunk. Larger batches are sliced (no copy) into chunks of this size.
 pub const MAX_CHUNK_ROWS: usize = 1 << 16;
-
-/// A string column is dictionary-encoded in memory when it has at most this many distinct
-/// values and at most half as many as rows. Its logical type (schema, Arrow output) is
-/// unchanged.
-pub const DICTIONARY_MAX_DISTINCT: usize = 1 << 16;
 
 /// Under `index = "auto"`, a column gets an equality index when it has at most this many
 /// distinct values and at most a quarter as many as rows (low cardinality: the index then
@@ -201,30 +195,24 @@ pub struct DatasetState {
 }
 
 impl DatasetState {
-    /// Reads every file of `manifest` and builds the state. Async for the reads; the CPU
-    /// work runs on the blocking pool.
+    /// Reads every file of `manifest` and builds the state. Base files stream in one row
+    /// group at a time ([`load::read_base`]); the CPU work runs on the blocking pool.
     pub async fn load(
-        store: &dyn ObjectStore,
+        store: &Arc<dyn ObjectStore>,
         manifest: &Manifest,
         spec: &IndexSpec,
     ) -> Result<Self, QueryError> {
         let schema = manifest.arrow_schema();
-        let mut batches = Vec::new();
-        for file in &manifest.base_files {
-            let path = Path::parse(&file.path).map_err(strata_shared::Error::from)?;
-            let (_, file_batches) = strata_shared::parquet_io::read(store, &path).await?;
-            for b in file_batches {
-                batches.push(RecordBatch::try_new(schema.clone(), b.columns().to_vec())?);
-            }
-        }
-        let deltas = overlay::read_deltas(store, &manifest.deltas).await?;
-        let base_version = manifest.base_watermark_seq;
         let primary_key = strata_shared::keys::key_indices(&schema, &manifest.primary_key)?;
+        let layout = MemLayout::new(&schema, &primary_key, manifest.base_rows() as usize);
+        let layout = load::read_base(store, &manifest.base_files, layout).await?;
+        let deltas = overlay::read_deltas(store.as_ref(), &manifest.deltas).await?;
+        let base_version = manifest.base_watermark_seq;
         let base_files: Arc<[String]> =
             manifest.base_files.iter().map(|f| f.path.clone()).collect();
         let (version, spec) = (manifest.version, spec.clone());
         tokio::task::spawn_blocking(move || {
-            let base = Self::build(base_version, schema, primary_key, batches, &spec)?;
+            let base = Self::from_layout(base_version, schema, primary_key, layout, &spec)?;
             let base = Self { base_files, ..base };
             if deltas.is_empty() {
                 return Ok(Self { version, ..base });
@@ -245,9 +233,24 @@ impl DatasetState {
         spec: &IndexSpec,
     ) -> Result<Self, QueryError> {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let (mem_schema, batches) = dictionary_encode(&schema, &primary_key, batches, rows)?;
+        let mut layout = MemLayout::new(&schema, &primary_key, rows);
+        for batch in batches {
+            layout.push(batch)?;
+        }
+        Self::from_layout(version, schema, primary_key, layout, spec)
+    }
+
+    /// Indexes the rows collected in `layout` (no deltas).
+    fn from_layout(
+        version: u64,
+        schema: SchemaRef,
+        primary_key: Vec<usize>,
+        layout: MemLayout,
+        spec: &IndexSpec,
+    ) -> Result<Self, QueryError> {
+        let (mem_schema, batches) = layout.finish()?;
         let chunks = Chunks::new(batches)?;
-        let eq_columns = index_columns(&schema, &primary_key, spec, rows)?;
+        let eq_columns = index_columns(&schema, &primary_key, spec, chunks.rows())?;
         let base = Layer::build(chunks, &primary_key, &eq_columns);
         Ok(Self {
             version,
@@ -449,86 +452,6 @@ pub(crate) fn index_columns(
     }
 }
 
-/// Dictionary-encodes low-cardinality string columns (not key columns).
-pub(crate) fn dictionary_encode(
-    schema: &SchemaRef,
-    primary_key: &[usize],
-    batches: Vec<RecordBatch>,
-    rows: usize,
-) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
-    let cap = DICTIONARY_MAX_DISTINCT.min(rows / 2);
-    // Column → its in-memory dictionary type, keys as narrow as the distinct count allows
-    // (each chunk's dictionary holds at most that many values).
-    let mut encode: HashMap<usize, DataType> = HashMap::new();
-    for (i, field) in schema.fields().iter().enumerate() {
-        if field.data_type() != &DataType::Utf8 || primary_key.contains(&i) {
-            continue;
-        }
-        if let Some(distinct) = distinct_up_to(batches.iter().map(|b| b.column(i)), cap) {
-            let key = if distinct <= i8::MAX as usize {
-                DataType::Int8
-            } else if distinct <= i16::MAX as usize {
-                DataType::Int16
-            } else {
-                DataType::Int32
-            };
-            encode.insert(
-                i,
-                DataType::Dictionary(Box::new(key), Box::new(DataType::Utf8)),
-            );
-        }
-    }
-    if encode.is_empty() {
-        return Ok((schema.clone(), batches));
-    }
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(i, f)| match encode.get(&i) {
-            Some(dictionary) => f.as_ref().clone().with_data_type(dictionary.clone()),
-            None => f.as_ref().clone(),
-        })
-        .collect();
-    let mem_schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    let batches = batches
-        .into_iter()
-        .map(|b| {
-            let columns = b
-                .columns()
-                .iter()
-                .enumerate()
-                .map(|(i, c)| match encode.get(&i) {
-                    Some(dictionary) => cast(c, dictionary),
-                    None => Ok(c.clone()),
-                })
-                .collect::<Result<Vec<ArrayRef>, _>>()?;
-            Ok(RecordBatch::try_new(mem_schema.clone(), columns)?)
-        })
-        .collect::<Result<Vec<_>, QueryError>>()?;
-    Ok((mem_schema, batches))
-}
-
-/// The number of distinct values in the string arrays if it is at most `cap` (stops
-/// counting past it).
-fn distinct_up_to<'a>(arrays: impl Iterator<Item = &'a ArrayRef>, cap: usize) -> Option<usize> {
-    let mut seen: HashSet<&str> = HashSet::new();
-    for array in arrays {
-        let values: Box<dyn Iterator<Item = Option<&str>>> = match array.data_type() {
-            DataType::Utf8 => Box::new(array.as_string::<i32>().iter()),
-            DataType::LargeUtf8 => Box::new(array.as_string::<i64>().iter()),
-            DataType::Utf8View => Box::new(array.as_string_view().iter()),
-            _ => return None,
-        };
-        for v in values.flatten() {
-            if seen.insert(v) && seen.len() > cap {
-                return None;
-            }
-        }
-    }
-    Some(seen.len())
-}
-
 /// Bytes of the distinct buffers behind `batches`: slices of one buffer count once.
 pub fn buffer_bytes(batches: &[RecordBatch]) -> usize {
     fn visit(data: &arrow::array::ArrayData, seen: &mut HashSet<usize>, total: &mut usize) {
@@ -559,7 +482,8 @@ pub fn buffer_bytes(batches: &[RecordBatch]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{Int64Array, StringArray};
+    use arrow::array::{AsArray, Int64Array, StringArray};
+    use arrow::datatypes::Field;
 
     use super::*;
 

@@ -1,5 +1,7 @@
-//! Reading and writing whole Parquet objects. Base and delta files are written here so every
+//! Reading and writing Parquet objects. Base and delta files are written here so every
 //! writer uses the same properties.
+
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -7,7 +9,10 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::async_reader::{
+    ParquetObjectReader, ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder,
+};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
@@ -61,6 +66,37 @@ pub async fn read(store: &dyn ObjectStore, path: &Path) -> Result<(SchemaRef, Ve
         Err(join) => Err(crate::Error::InvalidInput(format!(
             "decoding {path} failed: {join}"
         ))),
+    }
+}
+
+/// The suffix [`RowGroups::open`] reads first: the footer of our files (a few KiB per row
+/// group) in one request.
+const FOOTER_HINT_BYTES: usize = 64 * 1024;
+
+/// A Parquet object read one row group at a time: [`Self::next`] fetches a row group's bytes
+/// (async I/O) and hands back a reader that decodes them, CPU work for the blocking pool. At
+/// most one row group of encoded bytes is held, not the whole object.
+pub struct RowGroups {
+    stream: ParquetRecordBatchStream<ParquetObjectReader>,
+}
+
+impl RowGroups {
+    /// Opens `path` (its footer is read here), decoding in batches of at most `batch_rows`.
+    /// The footer comes in one suffix read, without a HEAD for the size first (a manifest's
+    /// size is informative; the reader needs the truth, and the suffix read gets it).
+    pub async fn open(store: Arc<dyn ObjectStore>, path: &Path, batch_rows: usize) -> Result<Self> {
+        let reader =
+            ParquetObjectReader::new(store, path.clone()).with_footer_size_hint(FOOTER_HINT_BYTES);
+        let stream = ParquetRecordBatchStreamBuilder::new(reader)
+            .await?
+            .with_batch_size(batch_rows)
+            .build()?;
+        Ok(Self { stream })
+    }
+
+    /// The next row group's decoder, `None` after the last.
+    pub async fn next(&mut self) -> Result<Option<ParquetRecordBatchReader>> {
+        Ok(self.stream.next_row_group().await?)
     }
 }
 

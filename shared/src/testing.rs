@@ -12,8 +12,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    CopyOptions, GetOptions, GetRange, GetResult, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 use rand::Rng;
 
@@ -107,10 +107,12 @@ impl ObjectStore for FaultyStore {
     }
 }
 
-/// Wraps a store; while closed, whole-object GETs of paths containing `matching` wait until it
-/// opens. Ranged reads and HEADs pass (queryd's loader reads whole files; its cold path,
-/// through DataFusion, reads ranges), so a test can hold a build back while the cold path
-/// answers from the same files.
+/// Wraps a store; while closed, the GETs that open a file without knowing its size — whole
+/// objects and suffix ranges — of paths containing `matching` wait until it opens. Bounded
+/// ranges and HEADs pass. queryd's loader opens each file by a suffix read of its footer
+/// ([`crate::parquet_io::RowGroups`]); its cold path, through DataFusion, learns sizes first
+/// and reads bounded ranges. So a test can hold a build back while the cold path answers
+/// from the same files.
 #[derive(Debug)]
 pub struct GatedStore {
     inner: Arc<dyn ObjectStore>,
@@ -137,7 +139,8 @@ impl GatedStore {
     }
 
     async fn pass(&self, location: &Path, options: &GetOptions) {
-        if options.range.is_none() && !options.head && location.as_ref().contains(&self.matching) {
+        let opens = matches!(options.range, None | Some(GetRange::Suffix(_)));
+        if opens && !options.head && location.as_ref().contains(&self.matching) {
             let mut open = self.open.subscribe();
             // The sender lives as long as `self`: the wait ends when the gate opens.
             let _ = open.wait_for(|open| *open).await;
