@@ -56,6 +56,11 @@ impl Runtime {
         env.register_object_store(&url, store.clone());
         Ok(Self { env, store })
     }
+
+    /// The store the cold path reads.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
 }
 
 /// A DataFusion session over one source.

@@ -6,7 +6,7 @@
 //!
 //! Request path: `routes` → `api::*` handlers → [`query::QueryService`] → [`cache::Memcache`]
 //! picks the source (in-memory [`state::DatasetState`] or, cold, Parquet) → [`plan`]
-//! validates → [`fast`] hot paths or the DataFusion [`engine`] on the query runtime
+//! validates → [`fast`] hot paths (and [`cold`] key lookups) or the DataFusion [`engine`] on the query runtime
 //! ([`executor`]) → [`encode`].
 //!
 //! Writes and compactions are [`forward`]ed to storaged and compactord; new versions (from a
@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod cache;
+pub mod cold;
 pub mod encode;
 pub mod engine;
 pub mod error;

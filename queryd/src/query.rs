@@ -17,7 +17,7 @@ use crate::engine::{self, Engine, Runtime};
 use crate::error::QueryError;
 use crate::executor::Executor;
 use crate::plan::{self, Plan, Shape};
-use crate::{fast, group};
+use crate::{cold, fast, group};
 
 /// Response encodings of a query page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -326,6 +326,12 @@ async fn run_page(run: &Run) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError
     {
         let batches = fast::page(state, &run.plan, &candidates)?;
         return Ok((projected_schema(&state.mem_schema, &run.plan), batches));
+    }
+    if let Source::Cold(manifest) = &run.target.source
+        && run.limits.hot_paths
+        && let Some(page) = cold::key_lookup(run.runtime.store(), manifest, &run.plan).await
+    {
+        return page;
     }
     let (skip, fetch) = run.plan.window();
     if let Some(state) = run.hot()
