@@ -3,7 +3,7 @@
 //! answered from its files without DataFusion. The key's newest delta entry decides if there
 //! is one (an upsert is the row, a delete means no row); otherwise the base files are searched
 //! with [`parquet_io::read_equal`], which skips row groups by their statistics and decodes the
-//! other columns only for the matching row.
+//! other columns only for the matching row; footers are parsed once per file ([`Footers`]).
 //!
 //! Why: DataFusion answers the same lookup by planning a scan and decoding whole row groups,
 //! ~10 ms and ~10 MB of transient memory per lookup, and its first run maps ~26 MiB of code
@@ -22,8 +22,9 @@ use datafusion::common::ScalarValue;
 use object_store::ObjectStore;
 use object_store::path::Path;
 use strata_shared::delta::Op;
+use strata_shared::keys;
 use strata_shared::manifest::{DataFile, Manifest};
-use strata_shared::{keys, parquet_io};
+use strata_shared::parquet_io::{self, Footers};
 
 use crate::error::QueryError;
 use crate::overlay;
@@ -34,6 +35,7 @@ use crate::plan::{CmpOp, FilterOp, Plan, Shape};
 /// plan needs DataFusion.
 pub async fn key_lookup(
     store: &Arc<dyn ObjectStore>,
+    footers: &Footers,
     manifest: &Manifest,
     plan: &Plan,
 ) -> Option<Result<(SchemaRef, Vec<RecordBatch>), QueryError>> {
@@ -56,7 +58,7 @@ pub async fn key_lookup(
         async {
             let (skip, fetch) = plan.window();
             let row = match (skip, fetch) {
-                (0, 1..) => find(store, manifest, &schema, key[0], value).await?,
+                (0, 1..) => find(store, footers, manifest, &schema, key[0], value).await?,
                 _ => None,
             };
             let rows = row.map(|r| r.project(columns)).transpose()?;
@@ -69,6 +71,7 @@ pub async fn key_lookup(
 /// The live row holding `value` in the key column `key`, in the table schema.
 async fn find(
     store: &Arc<dyn ObjectStore>,
+    footers: &Footers,
     manifest: &Manifest,
     schema: &SchemaRef,
     key: usize,
@@ -92,7 +95,8 @@ async fn find(
     }
     for file in manifest.base_files.iter().filter(|f| may_hold(f, value)) {
         let path = Path::parse(&file.path).map_err(strata_shared::Error::from)?;
-        let batches = parquet_io::read_equal(store.clone(), &path, key, wanted.clone()).await?;
+        let batches =
+            parquet_io::read_equal(store.clone(), footers, &path, key, wanted.clone()).await?;
         if let Some(batch) = batches.first() {
             return Ok(Some(RecordBatch::try_new(
                 schema.clone(),

@@ -23,6 +23,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::ObjectStore;
 use strata_shared::manifest::Manifest;
+use strata_shared::parquet_io::Footers;
 use url::Url;
 
 use crate::cache::Source;
@@ -40,6 +41,8 @@ const STORE_URL: &str = "strata://store";
 pub struct Runtime {
     env: Arc<RuntimeEnv>,
     store: Arc<dyn ObjectStore>,
+    /// Footers for the cold path's key lookups ([`crate::cold`]).
+    footers: Footers,
 }
 
 /// Bound of the Parquet metadata cache (least recently used entries go first).
@@ -54,12 +57,20 @@ impl Runtime {
             .build_arc()?;
         let url = Url::parse(STORE_URL).map_err(|e| QueryError::Internal(e.to_string()))?;
         env.register_object_store(&url, store.clone());
-        Ok(Self { env, store })
+        Ok(Self {
+            env,
+            store,
+            footers: Footers::default(),
+        })
     }
 
     /// The store the cold path reads.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    pub fn footers(&self) -> &Footers {
+        &self.footers
     }
 }
 

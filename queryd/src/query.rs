@@ -329,7 +329,13 @@ async fn run_page(run: &Run) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError
     }
     if let Source::Cold(manifest) = &run.target.source
         && run.limits.hot_paths
-        && let Some(page) = cold::key_lookup(run.runtime.store(), manifest, &run.plan).await
+        && let Some(page) = cold::key_lookup(
+            run.runtime.store(),
+            run.runtime.footers(),
+            manifest,
+            &run.plan,
+        )
+        .await
     {
         return page;
     }

@@ -109,6 +109,51 @@ impl RowGroups {
     }
 }
 
+/// Parsed footers, page indexes included, of Parquet objects by path, for repeated point
+/// reads ([`read_equal`]). Objects are immutable (invariant 1), so an entry never goes stale.
+/// Bounded by [`MAX_FOOTERS`] entries: when full it starts over (simple; the next reads parse
+/// their footers again).
+#[derive(Default)]
+pub struct Footers {
+    entries: std::sync::Mutex<std::collections::HashMap<Path, ArrowReaderMetadata>>,
+}
+
+/// The most footers [`Footers`] keeps (a footer of a 16 MiB file with its page index is a
+/// few tens of KiB).
+pub const MAX_FOOTERS: usize = 256;
+
+impl Footers {
+    /// The footer of `path`, read (HEAD for the size, then the footer and page index) unless
+    /// known.
+    async fn get(&self, store: &Arc<dyn ObjectStore>, path: &Path) -> Result<ArrowReaderMetadata> {
+        let known = self.lock().get(path).cloned();
+        if let Some(meta) = known {
+            return Ok(meta);
+        }
+        // The size, for the page index: read by suffix, it lies before the footer's bytes and
+        // parquet refuses it ("index data range exceeds remainder length").
+        let size = store.head(path).await?.size;
+        let mut reader = ParquetObjectReader::new(store.clone(), path.clone())
+            .with_file_size(size)
+            .with_footer_size_hint(FOOTER_HINT_BYTES);
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let meta = ArrowReaderMetadata::load_async(&mut reader, options).await?;
+        let mut entries = self.lock();
+        if entries.len() >= MAX_FOOTERS {
+            entries.clear();
+        }
+        entries.insert(path.clone(), meta.clone());
+        Ok(meta)
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Path, ArrowReaderMetadata>> {
+        // Inserts and clears are single operations: a poisoned map is still consistent.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// The rows of a Parquet object whose column `column` (a top-level column) equals `value`, a
 /// one-element array of that column's type. Row groups whose statistics exclude the value are
 /// not read, and the comparison runs while that column decodes, so the other columns decode
@@ -116,18 +161,13 @@ impl RowGroups {
 /// lookups on a file: a few small reads and a few KiB decoded, not whole row groups.
 pub async fn read_equal(
     store: Arc<dyn ObjectStore>,
+    footers: &Footers,
     path: &Path,
     column: usize,
     value: ArrayRef,
 ) -> Result<Vec<RecordBatch>> {
-    // The size, for the page index: read by suffix, it lies before the footer's bytes and
-    // parquet refuses it ("index data range exceeds remainder length").
-    let size = store.head(path).await?.size;
-    let mut reader = ParquetObjectReader::new(store, path.clone())
-        .with_file_size(size)
-        .with_footer_size_hint(FOOTER_HINT_BYTES);
-    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-    let meta = ArrowReaderMetadata::load_async(&mut reader, options).await?;
+    let meta = footers.get(&store, path).await?;
+    let reader = ParquetObjectReader::new(store, path.clone());
     let name = meta.schema().field(column).name().clone();
     let stats = StatisticsConverter::try_new(&name, meta.schema(), meta.parquet_schema())?;
     let groups = meta.metadata().row_groups();
@@ -202,9 +242,12 @@ mod tests {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let path = Path::from("t/part-0.parquet");
         big_file(&store, &path).await;
+        let footers = Footers::default();
         for id in [0_i64, 131_071, 131_072, 299_999] {
             let value: ArrayRef = Arc::new(Int64Array::from(vec![id]));
-            let rows = read_equal(store.clone(), &path, 0, value).await.unwrap();
+            let rows = read_equal(store.clone(), &footers, &path, 0, value)
+                .await
+                .unwrap();
             assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1, "{id}");
             assert_eq!(rows[0].column(0).as_primitive::<Int64Type>().value(0), id);
             assert_eq!(
@@ -214,11 +257,12 @@ mod tests {
         }
         let missing: ArrayRef = Arc::new(Int64Array::from(vec![300_000]));
         assert!(
-            read_equal(store.clone(), &path, 0, missing)
+            read_equal(store.clone(), &footers, &path, 0, missing)
                 .await
                 .unwrap()
                 .is_empty()
         );
+        assert_eq!(footers.lock().len(), 1, "one footer read, then reused");
     }
 
     #[tokio::test]
