@@ -239,12 +239,7 @@ fn rows(
                 .collect(),
         ),
         Candidates::Rows(ids) => Cow::Borrowed(&ids[start.min(ids.len())..end.min(ids.len())]),
-        Candidates::List(list) => Cow::Owned(list.window(state, start, end).unwrap_or_else(|| {
-            list.live(state)
-                .skip(start)
-                .take(end.saturating_sub(start))
-                .collect()
-        })),
+        Candidates::List(list) => Cow::Owned(list.live_window(state, start, end)),
     };
     let mut out = Vec::new();
     let mut i = 0;

@@ -580,6 +580,12 @@ impl<'a> Postings<'a> {
             })
     }
 
+    /// (row id of the chunk's first row, the offsets in it), chunk by chunk.
+    pub fn chunk_runs(self) -> impl Iterator<Item = (u32, &'a [u16])> {
+        let starts = self.starts;
+        self.runs().map(move |(c, rows)| (starts[c], rows))
+    }
+
     /// The row ids, ascending.
     pub fn ids(self) -> impl Iterator<Item = u32> + 'a {
         let starts = self.starts;

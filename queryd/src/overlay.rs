@@ -561,4 +561,68 @@ mod tests {
         assert!(a.contains(70_000) && !a.contains(70_001) && !a.contains(200_000));
         assert_eq!(b.len(), 4);
     }
+
+    #[test]
+    fn live_windows_skip_deleted_rows_across_base_and_overlay() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("color", DataType::Utf8, true),
+        ]));
+        let colors = ["red", "green", "blue"];
+        let n = 150_000_i64; // three base chunks
+        let base = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..n)),
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| colors[i as usize % 3]),
+                )),
+            ],
+        )
+        .unwrap();
+        let spec = IndexSpec {
+            policy: IndexPolicy::List,
+            columns: vec!["color".into()],
+        };
+        let mut state = DatasetState::build(0, schema.clone(), vec![0], vec![base], &spec).unwrap();
+        // Every 7th id rewritten (as red), every 11th deleted, in two versions.
+        let delta_schema = strata_shared::delta::delta_schema(&schema, &["id".into()]);
+        for (version, step, op) in [(1_u64, 7_i64, Op::Upsert), (2, 11, Op::Delete)] {
+            let ids: Vec<i64> = (0..n).step_by(step as usize).collect();
+            let batch = RecordBatch::try_new(
+                delta_schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(ids.clone())),
+                    Arc::new(StringArray::from(vec![Some("red"); ids.len()])),
+                    Arc::new(UInt8Array::from(vec![op as u8; ids.len()])),
+                ],
+            )
+            .unwrap();
+            let delta = LoadedDelta {
+                seq: version,
+                path: format!("d{version}"),
+                batch,
+            };
+            state = apply(&state, version, vec![delta]).unwrap();
+        }
+        let red = state.eq_rows(1, KeyRef::Str("red"));
+        let all: Vec<u32> = red.live(&state).collect();
+        assert!(all.len() > 50_000);
+        for (start, end) in [
+            (0, 100),
+            (4_900, 5_000),
+            (49_990, 50_100),
+            (all.len() - 3, all.len() + 10),
+            (all.len() + 5, all.len() + 9),
+            (7, 7),
+        ] {
+            let want: Vec<u32> = all
+                .iter()
+                .copied()
+                .skip(start)
+                .take(end.saturating_sub(start))
+                .collect();
+            assert_eq!(red.live_window(&state, start, end), want, "{start}..{end}");
+        }
+    }
 }
