@@ -21,6 +21,8 @@
 #   VISIBLE_SAMPLES_LOADED  post→visible samples again with 10% of rows in deltas (default 300; 0 = skip)
 #   LEVEL_BATCH       rows per post when filling the 1% / 10% levels (default 1000)
 #   LEVELS            percentages of rows in deltas for the query runs (default "0 1 10")
+#   PAIRED_ROUNDS     at each level above 0%, alternating wrk runs against the level's process
+#                     and a second process at 0% (default 3; 0 = none)
 #   PHASES            which parts to run (default "ingest visible levels")
 #   BENCH_TARGET_DIR  cargo target dir for the release build (default ~/.cache/strata-bench-target)
 #   BENCH_VENV        Python venv with pyarrow (default ~/.cache/strata-bench-venv)
@@ -45,6 +47,7 @@ VISIBLE_SAMPLES=${VISIBLE_SAMPLES:-300}
 VISIBLE_SAMPLES_LOADED=${VISIBLE_SAMPLES_LOADED:-300}
 LEVEL_BATCH=${LEVEL_BATCH:-1000}
 LEVELS=${LEVELS:-0 1 10}
+PAIRED_ROUNDS=${PAIRED_ROUNDS:-3}
 PHASES=${PHASES:-ingest visible levels}
 BENCH_TARGET_DIR=${BENCH_TARGET_DIR:-$HOME/.cache/strata-bench-target}
 BENCH_VENV=${BENCH_VENV:-$HOME/.cache/strata-bench-venv}
@@ -224,14 +227,14 @@ if has_phase visible; then
 fi
 
 # ---------------------------------------------------------------- 3. query throughput per level
-run_wrk() { # LEVEL QUERY
-    local level=$1 query=$2 out=$RUN_DIR/wrk_${1}_${2} json
+run_wrk() { # LEVEL QUERY [URL]: wrk against URL (default the process under test)
+    local level=$1 query=$2 url=${3:-$URL} out=$RUN_DIR/wrk_${1}_${2} json
     if [ "$WARMUP" != 0 ]; then
         wrk -t$THREADS -c$CONNECTIONS -d"${WARMUP}s" --timeout 30s -s "$READ/wrk/query.lua" \
-            "$URL" -- "$query" >/dev/null 2>&1 || true
+            "$url" -- "$query" >/dev/null 2>&1 || true
     fi
     if wrk -t$THREADS -c$CONNECTIONS -d"${DURATION}s" --timeout 30s -s "$READ/wrk/query.lua" \
-        "$URL" -- "$query" >"$out.txt" 2>&1; then
+        "$url" -- "$query" >"$out.txt" 2>&1; then
         json=$(sed -n 's/^BENCH_JSON //p' "$out.txt")
     else
         json=""
@@ -266,9 +269,42 @@ level_state() { # LEVEL: resident memory, served version, store files
 EOF
     log "level $level%: $(tr -d '\n' <"$RUN_DIR/level_$level.json")"
 }
+# The reference for the paired rounds: a second `strata up` on its own copy of the imported
+# store, at 0% for the whole phase. Single wrk runs of this machine move by 10-20% over minutes,
+# so a level's slowdown is also measured as the median of PAIRED_ROUNDS ratios of runs taken
+# back to back against the level's process and this one.
+REF_PID=""
+start_ref() {
+    local store=$WORKDIR/deltas-store-ref ports
+    read -r -a ports <<<"$(free_ports 3)"
+    REF_URL=http://127.0.0.1:${ports[0]}
+    rm -rf "$store"
+    cp -a "$PRISTINE" "$store"
+    sed -e "s#file://$STORE#file://$store#" -e "s#127.0.0.1:$Q_PORT#127.0.0.1:${ports[0]}#" \
+        -e "s#127.0.0.1:$S_PORT#127.0.0.1:${ports[1]}#" -e "s#127.0.0.1:$C_PORT#127.0.0.1:${ports[2]}#" \
+        "$RUN_DIR/strata.toml" >"$RUN_DIR/strata-ref.toml"
+    "$STRATA_BIN" up --config "$RUN_DIR/strata-ref.toml" >"$RUN_DIR/strata-ref.log" 2>&1 &
+    REF_PID=$!
+    for _ in $(seq $((READY_TIMEOUT * 5))); do
+        orders_resident "$REF_URL" && break
+        kill -0 "$REF_PID" 2>/dev/null || { echo "reference strata exited" >&2; exit 1; }
+        sleep 0.2
+    done
+    log "reference strata at 0% ready (pid $REF_PID)"
+}
+stop_ref() {
+    [ -n "$REF_PID" ] || return 0
+    kill -TERM "$REF_PID" 2>/dev/null || true
+    wait "$REF_PID" 2>/dev/null || true
+    REF_PID=""
+    rm -rf "$WORKDIR/deltas-store-ref"
+}
+trap 'stop_strata; stop_ref; kill "$SAMPLER_PID" 2>/dev/null || true' EXIT
+
 if has_phase levels; then
     log "query throughput at ${LEVELS// /%, }% of rows in deltas: wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s per run (+${WARMUP}s warm-up)"
     start_strata levels
+    [ "$PAIRED_ROUNDS" -gt 0 ] && start_ref
     filled=0
     for level in $LEVELS; do
         target=$((ROWS * level / 100))
@@ -282,7 +318,16 @@ if has_phase levels; then
         fi
         level_state "$level"
         for query in pk_lookup indexed_page; do run_wrk "$level" "$query"; done
+        if [ "$level" -gt 0 ]; then
+            for round in $(seq "$PAIRED_ROUNDS"); do
+                for query in pk_lookup indexed_page; do
+                    run_wrk "paired${level}_ref_r$round" "$query" "$REF_URL"
+                    run_wrk "paired${level}_r$round" "$query"
+                done
+            done
+        fi
     done
+    stop_ref
     if [ "$VISIBLE_SAMPLES_LOADED" -gt 0 ]; then
         log "post→visible again with the last level's rows in deltas ($VISIBLE_SAMPLES_LOADED samples)"
         reload_metrics >"$RUN_DIR/visible_loaded.reload"
