@@ -471,9 +471,8 @@ mod tests {
     use super::*;
     use crate::state::IndexSpec;
 
-    #[test]
-    fn merged_segments_keep_every_value_when_narrow_dictionary_keys_overflow() {
-        // 3 colors in the base: `color` is dictionary-encoded with 8-bit keys (<= 127 values).
+    /// Ids `0..n` with colors red, green, blue in turn; `color` has an equality index.
+    fn colored(n: i64) -> (SchemaRef, DatasetState) {
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
             Field::new("color", DataType::Utf8, true),
@@ -482,9 +481,9 @@ mod tests {
         let base = RecordBatch::try_new(
             schema.clone(),
             vec![
-                Arc::new(Int64Array::from_iter_values(0..300)),
+                Arc::new(Int64Array::from_iter_values(0..n)),
                 Arc::new(StringArray::from_iter_values(
-                    (0..300).map(|i| colors[i % 3]),
+                    (0..n).map(|i| colors[i as usize % 3]),
                 )),
             ],
         )
@@ -493,7 +492,14 @@ mod tests {
             policy: IndexPolicy::List,
             columns: vec!["color".into()],
         };
-        let mut state = DatasetState::build(0, schema.clone(), vec![0], vec![base], &spec).unwrap();
+        let state = DatasetState::build(0, schema.clone(), vec![0], vec![base], &spec).unwrap();
+        (schema, state)
+    }
+
+    #[test]
+    fn merged_segments_keep_every_value_when_narrow_dictionary_keys_overflow() {
+        // 3 colors in the base: `color` is dictionary-encoded with 8-bit keys (<= 127 values).
+        let (schema, mut state) = colored(300);
         assert_eq!(
             state.mem_schema.field(1).data_type(),
             &DataType::Dictionary(Box::new(DataType::Int8), Box::new(DataType::Utf8))
@@ -564,27 +570,8 @@ mod tests {
 
     #[test]
     fn live_windows_skip_deleted_rows_across_base_and_overlay() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("color", DataType::Utf8, true),
-        ]));
-        let colors = ["red", "green", "blue"];
-        let n = 150_000_i64; // three base chunks
-        let base = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(Int64Array::from_iter_values(0..n)),
-                Arc::new(StringArray::from_iter_values(
-                    (0..n).map(|i| colors[i as usize % 3]),
-                )),
-            ],
-        )
-        .unwrap();
-        let spec = IndexSpec {
-            policy: IndexPolicy::List,
-            columns: vec!["color".into()],
-        };
-        let mut state = DatasetState::build(0, schema.clone(), vec![0], vec![base], &spec).unwrap();
+        let (schema, mut state) = colored(150_000); // three base chunks
+        let n = 150_000_i64;
         // Every 7th id rewritten (as red), every 11th deleted, in two versions.
         let delta_schema = strata_shared::delta::delta_schema(&schema, &["id".into()]);
         for (version, step, op) in [(1_u64, 7_i64, Op::Upsert), (2, 11, Op::Delete)] {
