@@ -1,0 +1,173 @@
+//! Tests of `index` (a file of their own: `index.rs` is long enough).
+
+use std::sync::Arc;
+
+use arrow::array::{DictionaryArray, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{Field, Int32Type, Schema};
+
+use super::*;
+
+fn chunks() -> Chunks {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("c", DataType::Utf8, true),
+        Field::new(
+            "d",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            true,
+        ),
+    ]));
+    let batch = |ids: Vec<i64>, c: Vec<Option<&str>>| {
+        let d: DictionaryArray<Int32Type> = c.iter().copied().collect();
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(c)),
+                Arc::new(d),
+            ],
+        )
+        .unwrap()
+    };
+    Chunks::new(vec![
+        batch(vec![10, 5, 7], vec![Some("a"), None, Some("b")]),
+        batch(vec![1, 99], vec![Some("b"), Some("a")]),
+    ])
+    .unwrap()
+}
+
+#[test]
+fn sorted_keys_need_no_table() {
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    let batch = |ids: Vec<i64>| {
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(ids))]).unwrap()
+    };
+    let chunks = Chunks::new(vec![batch(vec![1, 3, 5]), batch(vec![8, 13])]).unwrap();
+    let index = KeyIndex::build(&chunks, &[0]).unwrap();
+    assert!(matches!(index, KeyIndex::Sorted { .. }));
+    assert_eq!(index.memory_bytes(), 0);
+    for (key, row) in [(1, Some(0)), (5, Some(2)), (8, Some(3)), (13, Some(4))] {
+        assert_eq!(index.get(&chunks, &[KeyRef::Int(key)]), row, "{key}");
+    }
+    for missing in [0, 2, 6, 9, 14] {
+        assert_eq!(
+            index.get(&chunks, &[KeyRef::Int(missing)]),
+            None,
+            "{missing}"
+        );
+    }
+}
+
+#[test]
+fn key_index_finds_every_row_and_nothing_else() {
+    let chunks = chunks();
+    let index = KeyIndex::build(&chunks, &[0]).unwrap();
+    assert!(
+        matches!(index, KeyIndex::Hashed { .. }),
+        "ids are not sorted"
+    );
+    for (key, expected) in [(10, 0), (7, 2), (99, 4)] {
+        assert_eq!(index.get(&chunks, &[KeyRef::Int(key)]), Some(expected));
+    }
+    assert_eq!(index.get(&chunks, &[KeyRef::Int(2)]), None);
+    assert_eq!(index.get(&chunks, &[KeyRef::Str("10")]), None);
+}
+
+#[test]
+fn eq_index_groups_rows_ascending_for_plain_and_dictionary_strings() {
+    let chunks = chunks();
+    for column in [1, 2] {
+        let index = EqIndex::build(&chunks, column, 100).unwrap();
+        assert_eq!(index.distinct(), 3);
+        let ids = |value| index.rows(&chunks, value).ids().collect::<Vec<_>>();
+        assert_eq!(ids(KeyRef::Str("a")), [0, 4]);
+        assert_eq!(ids(KeyRef::Str("b")), [2, 3]);
+        assert_eq!(ids(KeyRef::Null), [1]);
+        assert!(index.rows(&chunks, KeyRef::Str("z")).is_empty());
+        let a = index.rows(&chunks, KeyRef::Str("a"));
+        assert_eq!(a.window(0, 9), [0, 4]);
+        assert_eq!(a.window(1, 2), [4]);
+        assert!(a.window(2, 3).is_empty());
+    }
+    assert!(EqIndex::build(&chunks, 0, 4).is_none(), "5 distinct > 4");
+}
+
+#[test]
+fn dictionary_keys_with_equal_or_null_values_share_one_group() {
+    use arrow::array::Int32Array;
+    // Keys 0 and 2 both hold "x"; key 3's value is null, like a null key; key 4 is unused.
+    let values = StringArray::from(vec![Some("x"), Some("y"), Some("x"), None, Some("z")]);
+    let keys = Int32Array::from(vec![Some(0), Some(1), Some(2), None, Some(3), Some(1)]);
+    let d = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "d",
+        d.data_type().clone(),
+        true,
+    )]));
+    let chunks = Chunks::new(vec![
+        RecordBatch::try_new(schema, vec![Arc::new(d)]).unwrap(),
+    ])
+    .unwrap();
+    let index = EqIndex::build(&chunks, 0, 100).unwrap();
+    let groups: Vec<(u32, Vec<u32>)> = index
+        .groups(&chunks)
+        .map(|(first, rows)| (first, rows.ids().collect()))
+        .collect();
+    assert_eq!(
+        groups,
+        [(0, vec![0, 2]), (1, vec![1, 5]), (3, vec![3, 4])],
+        "groups in order of first appearance"
+    );
+    assert_eq!(
+        index.rows(&chunks, KeyRef::Null).ids().collect::<Vec<_>>(),
+        [3, 4]
+    );
+    assert!(index.rows(&chunks, KeyRef::Str("z")).is_empty());
+}
+
+#[test]
+fn literals_compare_like_the_cells_of_their_type() {
+    use arrow::array::{ArrayRef, Date32Array, TimestampMicrosecondArray, UInt64Array};
+    let cases: Vec<(ScalarValue, ArrayRef)> = vec![
+        (
+            ScalarValue::Int64(Some(-7)),
+            Arc::new(Int64Array::from(vec![-7])),
+        ),
+        (
+            ScalarValue::Utf8(Some("x".into())),
+            Arc::new(StringArray::from(vec!["x"])),
+        ),
+        (
+            ScalarValue::Date32(Some(19_782)),
+            Arc::new(Date32Array::from(vec![19_782])),
+        ),
+        (
+            ScalarValue::TimestampMicrosecond(Some(5), Some("UTC".into())),
+            Arc::new(TimestampMicrosecondArray::from(vec![5]).with_timezone("UTC")),
+        ),
+        (
+            ScalarValue::UInt64(Some(u64::MAX)),
+            Arc::new(UInt64Array::from(vec![u64::MAX])),
+        ),
+        (
+            ScalarValue::Boolean(Some(true)),
+            Arc::new(arrow::array::BooleanArray::from(vec![true])),
+        ),
+    ];
+    for (literal, array) in cases {
+        let cell = accessor(array.as_ref()).unwrap()(0);
+        assert_eq!(key_of(&literal), Some(cell), "{literal:?}");
+    }
+    assert_eq!(key_of(&ScalarValue::Float64(Some(1.0))), None);
+}
+
+#[test]
+fn sorted_list_operations() {
+    assert_eq!(
+        union_sorted(&[&[1, 5, 9], &[2, 5, 10]]),
+        vec![1, 2, 5, 9, 10]
+    );
+    assert_eq!(intersect_sorted(&[1, 5, 9], &[2, 5, 9, 10]), vec![5, 9]);
+    let large: Vec<u32> = (0..1000).collect();
+    assert_eq!(intersect_sorted(&[3, 2000], &large), vec![3]);
+}
