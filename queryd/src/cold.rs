@@ -21,9 +21,10 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use object_store::ObjectStore;
 use object_store::path::Path;
-use strata_shared::delta::Op;
+use strata_shared::delta::{self, Op};
 use strata_shared::keys;
 use strata_shared::manifest::{DataFile, Manifest};
+use strata_shared::merge::supersedes;
 use strata_shared::parquet_io::{self, Footers};
 
 use crate::error::QueryError;
@@ -79,14 +80,27 @@ async fn find(
 ) -> Result<Option<RecordBatch>, QueryError> {
     let wanted = value.to_array()?;
     if !manifest.deltas.is_empty() {
+        // The key's entries in the delta files (at most one per file): the newest wins. No
+        // combining of every delta row (a sort of all of them) for one key.
         let deltas = overlay::read_deltas(store.as_ref(), &manifest.deltas).await?;
-        let combined = overlay::combine(schema, &[key], &deltas)?;
-        let hits = eq(combined.rows.column(key), &Scalar::new(wanted.clone()))?;
-        if let Some(r) = (0..hits.len()).find(|&r| hits.is_valid(r) && hits.value(r)) {
-            if combined.ops.value(r) != Op::Upsert as u8 {
+        let name = schema.field(key).name();
+        let mut newest: Option<(u64, &overlay::LoadedDelta, usize)> = None;
+        for d in &deltas {
+            let column = d.batch.column_by_name(name).ok_or_else(|| {
+                QueryError::Internal(format!("delta {} has no column {name}", d.path))
+            })?;
+            let hits = eq(column, &Scalar::new(wanted.clone()))?;
+            if let Some(r) = (0..hits.len()).find(|&r| hits.is_valid(r) && hits.value(r))
+                && newest.is_none_or(|(seq, _, _)| supersedes(d.seq, seq))
+            {
+                newest = Some((d.seq, d, r));
+            }
+        }
+        if let Some((_, d, r)) = newest {
+            if delta::op_column(&d.batch)?.value(r) != Op::Upsert as u8 {
                 return Ok(None);
             }
-            let row = combined.rows.slice(r, 1);
+            let row = delta::table_part(&d.batch.slice(r, 1), schema)?;
             return Ok(Some(RecordBatch::try_new(
                 schema.clone(),
                 row.columns().to_vec(),
