@@ -472,11 +472,8 @@ mod tests {
     use crate::state::IndexSpec;
 
     /// Ids `0..n` with colors red, green, blue in turn; `color` has an equality index.
-    fn colored(n: i64) -> (SchemaRef, DatasetState) {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("color", DataType::Utf8, true),
-        ]));
+    fn colored(n: i64) -> DatasetState {
+        let schema = colored_schema();
         let colors = ["red", "green", "blue"];
         let base = RecordBatch::try_new(
             schema.clone(),
@@ -492,40 +489,52 @@ mod tests {
             policy: IndexPolicy::List,
             columns: vec!["color".into()],
         };
-        let state = DatasetState::build(0, schema.clone(), vec![0], vec![base], &spec).unwrap();
-        (schema, state)
+        DatasetState::build(0, schema, vec![0], vec![base], &spec).unwrap()
+    }
+
+    fn colored_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("color", DataType::Utf8, true),
+        ]))
+    }
+
+    /// A delta of `colored`'s table at `version`: `ids` with `colors`, all with `op`.
+    fn colored_delta(version: u64, ids: Vec<i64>, colors: Vec<String>, op: Op) -> LoadedDelta {
+        let delta_schema = strata_shared::delta::delta_schema(&colored_schema(), &["id".into()]);
+        let n = ids.len();
+        let batch = RecordBatch::try_new(
+            delta_schema,
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(colors)),
+                Arc::new(UInt8Array::from(vec![op as u8; n])),
+            ],
+        )
+        .unwrap();
+        LoadedDelta {
+            seq: version,
+            path: format!("d{version}"),
+            batch,
+        }
     }
 
     #[test]
     fn merged_segments_keep_every_value_when_narrow_dictionary_keys_overflow() {
         // 3 colors in the base: `color` is dictionary-encoded with 8-bit keys (<= 127 values).
-        let (schema, mut state) = colored(300);
+        let mut state = colored(300);
         assert_eq!(
             state.mem_schema.field(1).data_type(),
             &DataType::Dictionary(Box::new(DataType::Int8), Box::new(DataType::Utf8))
         );
         // Each version inserts 60 rows with 60 new colors; merged segments hold more colors
         // than 8-bit keys number.
-        let delta_schema = strata_shared::delta::delta_schema(&schema, &["id".into()]);
         let mut expected: Vec<(i64, String)> = Vec::new();
         for version in 1..=6u64 {
             let ids: Vec<i64> = (0..60).map(|i| 1000 * version as i64 + i).collect();
             let names: Vec<String> = ids.iter().map(|id| format!("c{id}")).collect();
             expected.extend(ids.iter().copied().zip(names.iter().cloned()));
-            let batch = RecordBatch::try_new(
-                delta_schema.clone(),
-                vec![
-                    Arc::new(Int64Array::from(ids)),
-                    Arc::new(StringArray::from(names)),
-                    Arc::new(UInt8Array::from(vec![Op::Upsert as u8; 60])),
-                ],
-            )
-            .unwrap();
-            let delta = LoadedDelta {
-                seq: version,
-                path: format!("d{version}"),
-                batch,
-            };
+            let delta = colored_delta(version, ids, names, Op::Upsert);
             state = apply(&state, version, vec![delta]).unwrap();
         }
         let overlay = state.overlay.as_ref().unwrap();
@@ -570,26 +579,13 @@ mod tests {
 
     #[test]
     fn live_windows_skip_deleted_rows_across_base_and_overlay() {
-        let (schema, mut state) = colored(150_000); // three base chunks
+        let mut state = colored(150_000); // three base chunks
         let n = 150_000_i64;
         // Every 7th id rewritten (as red), every 11th deleted, in two versions.
-        let delta_schema = strata_shared::delta::delta_schema(&schema, &["id".into()]);
         for (version, step, op) in [(1_u64, 7_i64, Op::Upsert), (2, 11, Op::Delete)] {
             let ids: Vec<i64> = (0..n).step_by(step as usize).collect();
-            let batch = RecordBatch::try_new(
-                delta_schema.clone(),
-                vec![
-                    Arc::new(Int64Array::from(ids.clone())),
-                    Arc::new(StringArray::from(vec![Some("red"); ids.len()])),
-                    Arc::new(UInt8Array::from(vec![op as u8; ids.len()])),
-                ],
-            )
-            .unwrap();
-            let delta = LoadedDelta {
-                seq: version,
-                path: format!("d{version}"),
-                batch,
-            };
+            let reds = vec!["red".to_owned(); ids.len()];
+            let delta = colored_delta(version, ids, reds, op);
             state = apply(&state, version, vec![delta]).unwrap();
         }
         let red = state.eq_rows(1, KeyRef::Str("red"));
