@@ -22,62 +22,114 @@ use bytes::Bytes;
 use crate::error::QueryError;
 use crate::index::dictionary_parts;
 
+/// Rows of one batch to encode: all of them, or those at `ids` (ascending positions in the
+/// batch). A page of scattered rows is written straight from the resident chunks this way;
+/// gathering them into a new batch first (`take`) would copy every value once more.
+#[derive(Clone, Debug)]
+pub struct Selection {
+    pub batch: RecordBatch,
+    pub ids: Option<Vec<u32>>,
+}
+
+impl Selection {
+    /// Every row of `batch`.
+    pub fn all(batch: RecordBatch) -> Self {
+        Self { batch, ids: None }
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.ids.as_ref().map_or(self.batch.num_rows(), Vec::len)
+    }
+
+    /// The selected rows as one batch (gathered with `take` when they are scattered).
+    pub fn into_batch(self) -> Result<RecordBatch, QueryError> {
+        let Some(ids) = self.ids else {
+            return Ok(self.batch);
+        };
+        let indices = arrow::array::UInt32Array::from(ids);
+        let columns = self
+            .batch
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::take(c.as_ref(), &indices, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RecordBatch::try_new(self.batch.schema(), columns)?)
+    }
+}
+
 /// `{"data":[…],"page":p,"page_size":n}`.
-pub fn json_page(
-    batches: &[RecordBatch],
-    page: u64,
-    page_size: u64,
-) -> Result<Vec<u8>, QueryError> {
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let columns = batches.first().map_or(0, |b| b.num_columns());
+pub fn json_page(rows: &[Selection], page: u64, page_size: u64) -> Result<Vec<u8>, QueryError> {
+    let count: usize = rows.iter().map(Selection::num_rows).sum();
+    let columns = rows.first().map_or(0, |r| r.batch.num_columns());
     // About 24 bytes per value (key, quotes, value): one allocation for most pages.
-    let mut out = Vec::with_capacity(64 + rows * columns * 24);
-    out.extend_from_slice(b"{\"data\":");
-    json_rows(batches, &mut out)?;
+    let mut out = Vec::with_capacity(64 + count * columns * 24);
+    out.extend_from_slice(b"{\"data\":[");
+    let mut first_row = true;
+    for selection in rows {
+        write_rows(selection, &mut first_row, &mut out)?;
+    }
+    out.push(b']');
     write!(out, ",\"page\":{page},\"page_size\":{page_size}}}")
         .map_err(|e| QueryError::Internal(e.to_string()))?;
     Ok(out)
 }
 
-/// The rows as a JSON array of objects.
+/// The rows of `batches` as a JSON array of objects.
 pub fn json_rows(batches: &[RecordBatch], out: &mut Vec<u8>) -> Result<(), QueryError> {
     out.push(b'[');
     let mut first_row = true;
     for batch in batches {
-        let schema = batch.schema();
-        // Keys are escaped once per batch: `"name":`.
-        let keys: Vec<Vec<u8>> = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                let mut k = Vec::with_capacity(f.name().len() + 3);
-                write_json_str(f.name(), &mut k);
-                k.push(b':');
-                k
-            })
-            .collect();
-        let writers = batch
-            .columns()
-            .iter()
-            .map(|c| value_writer(c))
-            .collect::<Result<Vec<_>, _>>()?;
-        for row in 0..batch.num_rows() {
-            if !first_row {
-                out.push(b',');
-            }
-            first_row = false;
-            out.push(b'{');
-            for (i, write) in writers.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(&keys[i]);
-                write(row, out);
-            }
-            out.push(b'}');
-        }
+        write_rows(&Selection::all(batch.clone()), &mut first_row, out)?;
     }
     out.push(b']');
+    Ok(())
+}
+
+/// Appends the selected rows as JSON objects, each preceded by a comma unless it is the
+/// first row of the array (`first_row`, updated).
+fn write_rows(
+    selection: &Selection,
+    first_row: &mut bool,
+    out: &mut Vec<u8>,
+) -> Result<(), QueryError> {
+    let batch = &selection.batch;
+    // Each value is preceded by its escaped key and the separator before it, prepared once
+    // per batch: `{"name":` for the first column, `,"name":` for the others.
+    let prefixes: Vec<Vec<u8>> = batch
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let mut k = Vec::with_capacity(f.name().len() + 4);
+            k.push(if i == 0 { b'{' } else { b',' });
+            write_json_str(f.name(), &mut k);
+            k.push(b':');
+            k
+        })
+        .collect();
+    let writers = batch
+        .columns()
+        .iter()
+        .map(|c| value_writer(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut write_row = |row: usize| {
+        if !std::mem::take(first_row) {
+            out.push(b',');
+        }
+        if writers.is_empty() {
+            out.push(b'{');
+        }
+        for (prefix, write) in prefixes.iter().zip(&writers) {
+            out.extend_from_slice(prefix);
+            write(row, out);
+        }
+        out.push(b'}');
+    };
+    match &selection.ids {
+        None => (0..batch.num_rows()).for_each(&mut write_row),
+        Some(ids) => ids.iter().for_each(|&i| write_row(i as usize)),
+    }
     Ok(())
 }
 
@@ -97,14 +149,14 @@ fn value_writer(array: &ArrayRef) -> Result<ValueWriter<'_>, QueryError> {
         }};
     }
     macro_rules! float {
-        ($t:ty) => {{
+        ($t:ty, $write:expr) => {{
             let a = array.as_primitive::<$t>();
             Box::new(move |i, out: &mut Vec<u8>| {
                 let v = a.value(i);
                 if a.is_null(i) || !v.is_finite() {
                     out.extend_from_slice(b"null");
                 } else {
-                    out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+                    $write(v, out);
                 }
             })
         }};
@@ -130,8 +182,10 @@ fn value_writer(array: &ArrayRef) -> Result<ValueWriter<'_>, QueryError> {
         DataType::UInt16 => int!(t::UInt16Type),
         DataType::UInt32 => int!(t::UInt32Type),
         DataType::UInt64 => int!(t::UInt64Type),
-        DataType::Float32 => float!(t::Float32Type),
-        DataType::Float64 => float!(t::Float64Type),
+        DataType::Float32 => float!(t::Float32Type, |v: f32, out: &mut Vec<u8>| {
+            out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes())
+        }),
+        DataType::Float64 => float!(t::Float64Type, write_f64),
         DataType::Boolean => {
             let a = array.as_boolean();
             Box::new(move |i, out: &mut Vec<u8>| {
@@ -217,6 +271,36 @@ fn value_writer(array: &ArrayRef) -> Result<ValueWriter<'_>, QueryError> {
         }
     };
     Ok(writer)
+}
+
+/// Writes a finite `v` exactly as ryu does: the shortest digits that read back as `v`, and
+/// `1.0` for integers.
+///
+/// Values with at most two decimals (prices, rates: the common case) are written without
+/// ryu's search. Below 2^46 the doubles are closer together than 0.01, so at most one number
+/// with two decimals reads back as `v`, and any shorter candidate would have at most two
+/// decimals too: when `cents / 100` reads back as `v`, it is ryu's answer. (The division is
+/// correctly rounded, so it equals reading the decimal.)
+fn write_f64(v: f64, out: &mut Vec<u8>) {
+    const LIMIT: f64 = (1u64 << 46) as f64;
+    if v != 0.0 && v.abs() < LIMIT {
+        let cents = (v * 100.0).round();
+        if cents / 100.0 == v {
+            if v < 0.0 {
+                out.push(b'-');
+            }
+            let cents = cents.abs() as u64;
+            out.extend_from_slice(itoa::Buffer::new().format(cents / 100).as_bytes());
+            let (tenths, hundredths) = ((cents / 10 % 10) as u8, (cents % 10) as u8);
+            if hundredths == 0 {
+                out.extend_from_slice(&[b'.', b'0' + tenths]);
+            } else {
+                out.extend_from_slice(&[b'.', b'0' + tenths, b'0' + hundredths]);
+            }
+            return;
+        }
+    }
+    out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
 }
 
 fn is_utc(tz: &str) -> bool {
@@ -428,6 +512,92 @@ mod tests {
     use super::*;
 
     #[test]
+    fn selected_rows_encode_as_the_gathered_batch() {
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "id",
+                Arc::new(Int64Array::from_iter_values(0..10)) as ArrayRef,
+            ),
+            (
+                "s",
+                Arc::new(StringArray::from_iter_values(
+                    (0..10).map(|i| format!("v{i}")),
+                )) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let selected = vec![
+            Selection {
+                batch: batch.clone(),
+                ids: Some(vec![1, 4, 9]),
+            },
+            Selection::all(batch.slice(2, 2)),
+        ];
+        let gathered: Vec<Selection> = selected
+            .iter()
+            .map(|s| Selection::all(s.clone().into_batch().unwrap()))
+            .collect();
+        assert_eq!(gathered[0].batch.num_rows(), 3);
+        let direct = String::from_utf8(json_page(&selected, 1, 5).unwrap()).unwrap();
+        assert_eq!(
+            direct,
+            String::from_utf8(json_page(&gathered, 1, 5).unwrap()).unwrap()
+        );
+        assert!(direct.starts_with(r#"{"data":[{"id":1,"s":"v1"},{"id":4,"s":"v4"},"#));
+    }
+
+    #[test]
+    fn doubles_are_written_as_ryu_writes_them() {
+        let ryu = |v: f64| ryu::Buffer::new().format_finite(v).to_owned();
+        let mine = |v: f64| {
+            let mut out = Vec::new();
+            write_f64(v, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        // Every cent up to ±1000.00, then cents, tenths and other values across the range
+        // (a fixed-seed LCG), the edges of the two-decimal path, and values beyond it.
+        let mut values: Vec<f64> = (-100_000..=100_000).map(|c| c as f64 / 100.0).collect();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            x
+        };
+        for _ in 0..200_000 {
+            let r = next();
+            let limit = 1u64 << (r % 47);
+            values.push((next() % limit) as f64 / 100.0);
+            values.push((next() % limit) as f64 / 10.0);
+            values.push(-((next() % limit) as f64) / 100.0);
+            values.push(f64::from_bits(next() >> 2));
+        }
+        let edge = (1u64 << 46) as f64;
+        values.extend([
+            0.0,
+            -0.0,
+            0.01,
+            -0.01,
+            0.1,
+            0.3,
+            0.1 + 0.2,
+            1e-7,
+            1.5e300,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            edge,
+            edge - 0.01,
+            edge - 0.5,
+            edge + 1.0,
+            edge - 0.25,
+            1e15,
+            1e16,
+            123_456_789.99,
+        ]);
+        for v in values.into_iter().filter(|v| v.is_finite()) {
+            assert_eq!(mine(v), ryu(v), "{v:e}");
+        }
+    }
+
+    #[test]
     fn json_values_are_encoded_like_datap_rs() {
         let dict: DictionaryArray<Int32Type> = vec![Some("x"), None].into_iter().collect();
         let batch = RecordBatch::try_from_iter(vec![
@@ -461,7 +631,7 @@ mod tests {
             ),
         ])
         .unwrap();
-        let json = String::from_utf8(json_page(&[batch], 2, 5).unwrap()).unwrap();
+        let json = String::from_utf8(json_page(&[Selection::all(batch)], 2, 5).unwrap()).unwrap();
         assert_eq!(
             json,
             concat!(

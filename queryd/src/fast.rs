@@ -4,12 +4,11 @@
 //! DataFusion path returns for the same plan (the engine conformance tests check this).
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
-use arrow::array::{RecordBatch, UInt32Array};
-use arrow::compute::take;
+use arrow::array::RecordBatch;
 use datafusion::common::ScalarValue;
 
+use crate::encode::Selection;
 use crate::error::QueryError;
 use crate::index::{KeyRef, intersect_sorted, key_of, union_sorted};
 use crate::plan::{CmpOp, FilterOp, Plan, Shape};
@@ -175,12 +174,12 @@ fn probe_values(op: &FilterOp) -> Option<Vec<&ScalarValue>> {
     }
 }
 
-/// The plan's page of `candidates` as record batches of the plan's columns.
+/// The plan's page of `candidates`: the selected rows of the resident chunks, projected.
 pub fn page(
     state: &DatasetState,
     plan: &Plan,
     candidates: &Candidates,
-) -> Result<Vec<RecordBatch>, QueryError> {
+) -> Result<Vec<Selection>, QueryError> {
     // No total is needed: with deleted rows, counting a long list would cost more than the
     // page. Each kind of candidates clamps the window itself.
     let (skip, fetch) = plan.window();
@@ -198,29 +197,34 @@ pub fn all(
     let end = plan
         .limit
         .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-    rows(state, plan, candidates, 0, end)
+    rows(state, plan, candidates, 0, end)?
+        .into_iter()
+        .map(Selection::into_batch)
+        .collect()
 }
 
-/// The candidates in positions `[start, end)` (clamped to how many there are).
+/// The candidates in positions `[start, end)` (clamped to how many there are), one
+/// selection per chunk they fall in.
 fn rows(
     state: &DatasetState,
     plan: &Plan,
     candidates: &Candidates,
     start: usize,
     end: usize,
-) -> Result<Vec<RecordBatch>, QueryError> {
+) -> Result<Vec<Selection>, QueryError> {
     let Shape::Rows { columns } = &plan.shape else {
         return Err(QueryError::Internal("fast path on a non-row plan".into()));
     };
-    let schema = if columns.len() == state.mem_schema.fields().len()
-        && columns.iter().enumerate().all(|(i, &c)| i == c)
-    {
-        state.mem_schema.clone()
-    } else {
-        Arc::new(state.mem_schema.project(columns)?)
+    // Projecting builds a new schema: skipped when every column is asked for, in order.
+    let every_column = columns.len() == state.mem_schema.fields().len()
+        && columns.iter().enumerate().all(|(i, &c)| i == c);
+    let project = |batch: &RecordBatch| -> Result<RecordBatch, QueryError> {
+        Ok(if every_column {
+            batch.clone()
+        } else {
+            batch.project(columns)?
+        })
     };
-    let project =
-        |batch: &RecordBatch| -> Result<RecordBatch, QueryError> { Ok(batch.project(columns)?) };
     let ids: Cow<'_, [u32]> = match candidates {
         Candidates::All if state.deleted().is_none() => {
             let total = state.rows();
@@ -228,7 +232,7 @@ fn rows(
                 .chunks
                 .slice(start.min(total), end.min(total))
                 .iter()
-                .map(project)
+                .map(|b| Ok(Selection::all(project(b)?)))
                 .collect();
         }
         Candidates::All => Cow::Owned(
@@ -244,7 +248,7 @@ fn rows(
     let mut out = Vec::new();
     let mut i = 0;
     while i < ids.len() {
-        // Ids are ascending: gather each chunk's run with one `take` per column.
+        // Ids are ascending: each chunk's run becomes one selection.
         let (chunk, _) = state.chunks.locate(ids[i]);
         let chunk_start = state.chunks.row_id(chunk, 0);
         let mut local = Vec::new();
@@ -252,20 +256,18 @@ fn rows(
             local.push(ids[i] - chunk_start);
             i += 1;
         }
-        let batch = &state.chunks.batches()[chunk];
+        let batch = project(&state.chunks.batches()[chunk])?;
         // A contiguous run (a key lookup's single row, a page between deletions) is a
-        // zero-copy slice; `take` copies and allocates for every column.
+        // zero-copy slice.
         let (first, last) = (local[0] as usize, local[local.len() - 1] as usize);
-        if last - first + 1 == local.len() {
-            out.push(project(&batch.slice(first, local.len()))?);
-            continue;
-        }
-        let indices = UInt32Array::from(local);
-        let arrays = columns
-            .iter()
-            .map(|&c| take(batch.column(c).as_ref(), &indices, None))
-            .collect::<Result<Vec<_>, _>>()?;
-        out.push(RecordBatch::try_new(schema.clone(), arrays)?);
+        out.push(if last - first + 1 == local.len() {
+            Selection::all(batch.slice(first, local.len()))
+        } else {
+            Selection {
+                batch,
+                ids: Some(local),
+            }
+        });
     }
     Ok(out)
 }

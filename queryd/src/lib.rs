@@ -57,7 +57,8 @@ pub enum QuerydError {
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<query::QueryService>,
-    pub forward: forward::Forwarder,
+    /// Shared, not cloned with the state: every request clones the `AppState`.
+    pub forward: Arc<forward::Forwarder>,
     pub metrics: Arc<metrics::Metrics>,
 }
 
@@ -139,7 +140,7 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
     let service = Arc::new(query::QueryService::new(cache, runtime, executor, limits));
     Ok(AppState {
         service,
-        forward: forward::Forwarder::new(config),
+        forward: Arc::new(forward::Forwarder::new(config)),
         metrics,
     })
 }

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use strata_queryd_api::QueryRequest;
 
 use crate::cache::{Memcache, Source};
-use crate::encode::{self, IpcEncoder};
+use crate::encode::{self, IpcEncoder, Selection};
 use crate::engine::{self, Engine, Runtime};
 use crate::error::QueryError;
 use crate::executor::Executor;
@@ -185,11 +185,15 @@ impl QueryService {
         format: Format,
     ) -> Result<Page, QueryError> {
         self.execute(name, request, move |run| async move {
-            let (schema, batches) = run_page(&run).await?;
+            let (schema, rows) = run_page(&run).await?;
             let Run { target, plan, .. } = run;
             let body = match format {
-                Format::Json => encode::json_page(&batches, plan.page, plan.page_size)?,
+                Format::Json => encode::json_page(&rows, plan.page, plan.page_size)?,
                 Format::Arrow => {
+                    let batches = rows
+                        .into_iter()
+                        .map(Selection::into_batch)
+                        .collect::<Result<Vec<_>, _>>()?;
                     encode::arrow_stream(&batches, encode::logical_schema(&schema, &target.schema))?
                 }
             };
@@ -320,13 +324,19 @@ impl Run {
 }
 
 /// One page of the plan with its schema (as produced, possibly dictionary-encoded).
-async fn run_page(run: &Run) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+async fn run_page(run: &Run) -> Result<(SchemaRef, Vec<Selection>), QueryError> {
     if let Some(state) = run.hot()
         && let Some(candidates) = fast::candidates(state, &run.plan)
     {
-        let batches = fast::page(state, &run.plan, &candidates)?;
-        return Ok((projected_schema(&state.mem_schema, &run.plan), batches));
+        let rows = fast::page(state, &run.plan, &candidates)?;
+        return Ok((projected_schema(&state.mem_schema, &run.plan), rows));
     }
+    let (schema, batches) = run_general_page(run).await?;
+    Ok((schema, batches.into_iter().map(Selection::all).collect()))
+}
+
+/// [`run_page`] off the index hot paths: cold key lookups, answered groups, DataFusion.
+async fn run_general_page(run: &Run) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
     if let Source::Cold(manifest) = &run.target.source
         && run.limits.hot_paths
         && let Some(page) = cold::key_lookup(
