@@ -63,12 +63,8 @@ pub fn json_page(rows: &[Selection], page: u64, page_size: u64) -> Result<Vec<u8
     let columns = rows.first().map_or(0, |r| r.batch.num_columns());
     // About 24 bytes per value (key, quotes, value): one allocation for most pages.
     let mut out = Vec::with_capacity(64 + count * columns * 24);
-    out.extend_from_slice(b"{\"data\":[");
-    let mut first_row = true;
-    for selection in rows {
-        write_rows(selection, &mut first_row, &mut out)?;
-    }
-    out.push(b']');
+    out.extend_from_slice(b"{\"data\":");
+    write_array(rows, &mut out)?;
     write!(out, ",\"page\":{page},\"page_size\":{page_size}}}")
         .map_err(|e| QueryError::Internal(e.to_string()))?;
     Ok(out)
@@ -76,10 +72,16 @@ pub fn json_page(rows: &[Selection], page: u64, page_size: u64) -> Result<Vec<u8
 
 /// The rows of `batches` as a JSON array of objects.
 pub fn json_rows(batches: &[RecordBatch], out: &mut Vec<u8>) -> Result<(), QueryError> {
+    let rows: Vec<Selection> = batches.iter().cloned().map(Selection::all).collect();
+    write_array(&rows, out)
+}
+
+/// The selected rows as a JSON array of objects.
+fn write_array(rows: &[Selection], out: &mut Vec<u8>) -> Result<(), QueryError> {
     out.push(b'[');
     let mut first_row = true;
-    for batch in batches {
-        write_rows(&Selection::all(batch.clone()), &mut first_row, out)?;
+    for selection in rows {
+        write_rows(selection, &mut first_row, out)?;
     }
     out.push(b']');
     Ok(())
