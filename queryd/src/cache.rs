@@ -220,6 +220,10 @@ pub struct Memcache {
     lru: Mutex<Lru>,
     evictions: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Where work that outlives a request runs (loads, catch-ups): the runtime that made the
+    /// cache. Requests are served on per-core connection runtimes, whose `tokio::spawn`
+    /// would tie the work to one connection thread.
+    background: tokio::runtime::Handle,
 }
 
 impl Memcache {
@@ -242,6 +246,7 @@ impl Memcache {
             }),
             evictions: AtomicU64::new(0),
             metrics,
+            background: tokio::runtime::Handle::current(),
         })
     }
 
@@ -257,7 +262,7 @@ impl Memcache {
         let slots = self.refresh().await?;
         let (pinned, rest): (Vec<_>, Vec<_>) = slots.into_iter().partition(|s| s.pinned());
         let cache = self.clone();
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             for slot in pinned.into_iter().chain(rest) {
                 cache.load_logged(&slot).await;
             }
@@ -465,7 +470,7 @@ impl Memcache {
     /// Loads the newest version of `slot` in the background (the caller set `loading`).
     fn load_in_background(self: &Arc<Self>, slot: &Arc<Slot>) {
         let (cache, slot) = (self.clone(), slot.clone());
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             if let Err(e) = cache.load_locked(&slot, false, None, Rebuild::Beside).await {
                 tracing::warn!(dataset = %slot.name, error = %e, "background load failed");
             }
@@ -686,6 +691,20 @@ impl Memcache {
             self.load_in_background(&slot);
         }
         Ok(reloaded.version)
+    }
+
+    /// Starts [`Self::catch_up_to`] `version` in the background, unless `name` is served at
+    /// `version` or newer already (a notification of a commit this queryd applied itself).
+    pub fn catch_up_in_background(self: &Arc<Self>, name: String, version: u64) {
+        if self.served_version(&name).is_some_and(|v| v >= version) {
+            return;
+        }
+        let cache = self.clone();
+        self.background.spawn(async move {
+            if let Err(e) = cache.catch_up_to(&name, Some(version)).await {
+                tracing::warn!(dataset = %name, error = %e, "catching up after a notification failed");
+            }
+        });
     }
 
     /// The newest version of each known dataset, caught up where the store has a newer one

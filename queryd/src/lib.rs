@@ -99,7 +99,8 @@ pub async fn serve_with_store(
     }
     let router = routes::router(state, &config);
     tracing::info!(addr = %listener.local_addr()?, "queryd serving");
-    strata_daemon::serve::serve(listener, router, shutdown).await?;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    strata_daemon::serve::serve_per_core(listener, router, threads, shutdown).await?;
     Ok(())
 }
 

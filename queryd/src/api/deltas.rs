@@ -71,15 +71,8 @@ pub async fn notify(
     Path(name): Path<String>,
     ApiJson(notice): ApiJson<NotifyVersion>,
 ) -> StatusCode {
-    let cache = app.service.cache.clone();
-    tokio::spawn(async move {
-        let known = cache.served_version(&name);
-        if known.is_some_and(|v| v >= notice.version) {
-            return;
-        }
-        if let Err(e) = cache.catch_up_to(&name, Some(notice.version)).await {
-            tracing::warn!(dataset = %name, error = %e, "catching up after a notification failed");
-        }
-    });
+    app.service
+        .cache
+        .catch_up_in_background(name, notice.version);
     StatusCode::ACCEPTED
 }
