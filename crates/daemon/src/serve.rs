@@ -53,17 +53,14 @@ pub async fn serve(
 ///
 /// Each runtime has an OS thread of its own and accepts from the shared `listener`; a
 /// connection stays on the thread that accepted it, so its requests are read, handled and
-/// answered on one thread with no hand-off. On the multi-threaded runtime most requests woke
-/// a second worker; one runtime per core measured 1.3–1.4x the throughput of 100-row pages
-/// and of `/health` (benches/read, 2026-12-03).
-///
-/// Balance: a thread accepts only while it has fewer than [`MAX_AHEAD`] connections more
-/// than the least loaded thread ([`Balance`]). Within that slack the thread the kernel wakes
-/// first takes the connection, which keeps a burst of connections from one client thread
-/// together; on the benchmark's loopback (2 wrk threads of 4 connections each) that served
-/// 100-row pages 1.5x faster than alternating strictly (30–33k against 20–23k req/s), and
-/// than handing connections out from one acceptor. With no bound at all, all 8 connections
-/// landed on one thread in one run of three.
+/// answered on one thread, with none of the multi-threaded scheduler's hand-offs (it woke a
+/// second worker for most requests). A thread accepts only while it has fewer than
+/// [`MAX_AHEAD`] connections more than the least loaded one ([`Balance`]): within that slack
+/// the thread the kernel wakes first takes the connection, which keeps a client thread's
+/// burst of connections together. Measured in docs/decisions.md ("Connections are served on
+/// one single-threaded runtime per core"): 100-row pages 1.5x faster than the multi-threaded
+/// runtime, and than strict alternation; with no bound, all connections sometimes landed on
+/// one thread.
 ///
 /// What this asks of the handlers: they must not block (long work goes to another runtime or
 /// `spawn_blocking`), and work that outlives a request is spawned on a runtime of its own,
@@ -84,33 +81,35 @@ pub async fn serve_per_core(
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        // Registered here, so that every thread that runs can accept: a thread that failed
+        // to start would hold the others back (its count stays 0).
+        let listener = {
+            let _in_runtime = runtime.enter();
+            TcpListener::from_std(listener.try_clone()?)?
+        };
         let thread = Thread {
             index: i,
-            listener: listener.try_clone()?,
+            listener,
             router: router.clone(),
             balance: balance.clone(),
             stopped: stopped.clone(),
         };
-        let (done, done_rx) = oneshot::channel();
+        let (done, done_rx) = oneshot::channel::<()>();
         std::thread::Builder::new()
             .name(format!("http-{i}"))
             .spawn(move || {
-                let _ = done.send(runtime.block_on(thread.serve()));
+                runtime.block_on(thread.serve());
+                drop(done);
             })?;
         finished.push(done_rx);
     }
     shutdown.await;
     let _ = stop.send(true);
-    let mut failed = None;
+    // Each thread drops its sender when its connections are closed (or if it panicked).
     for done in finished {
-        let served = done
-            .await
-            .unwrap_or_else(|_| Err(std::io::Error::other("a connection thread panicked")));
-        if let Err(e) = served {
-            failed.get_or_insert(e);
-        }
+        let _ = done.await;
     }
-    failed.map_or(Ok(()), Err)
+    Ok(())
 }
 
 /// How many connections one thread of [`serve_per_core`] may have open beyond the least
@@ -164,7 +163,7 @@ impl Balance {
 /// One connection thread of [`serve_per_core`].
 struct Thread {
     index: usize,
-    listener: std::net::TcpListener,
+    listener: TcpListener,
     router: Router,
     balance: Arc<Balance>,
     stopped: watch::Receiver<bool>,
@@ -173,7 +172,7 @@ struct Thread {
 impl Thread {
     /// Accepts and serves connections until `stopped` turns true, then shuts the open ones
     /// down gracefully (requests in flight are answered) and returns when all are closed.
-    async fn serve(self) -> std::io::Result<()> {
+    async fn serve(self) {
         let Self {
             index,
             listener,
@@ -181,7 +180,6 @@ impl Thread {
             balance,
             mut stopped,
         } = self;
-        let listener = TcpListener::from_std(listener)?;
         // Every connection task holds a receiver of `live`; `closed()` resolves when the
         // last one is dropped.
         let (live, _) = watch::channel(());
@@ -234,7 +232,6 @@ impl Thread {
         }
         drop(listener);
         live.closed().await;
-        Ok(())
     }
 }
 
