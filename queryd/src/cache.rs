@@ -227,6 +227,7 @@ pub struct Memcache {
 }
 
 impl Memcache {
+    /// Must be called inside a Tokio runtime: that runtime runs the cache's background work.
     pub fn new(
         store: Arc<dyn ObjectStore>,
         capacity: u64,
