@@ -99,17 +99,14 @@ pub async fn serve_with_store(
     }
     let router = routes::router(state, &config);
     tracing::info!(addr = %listener.local_addr()?, "queryd serving");
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    strata_daemon::serve::serve_per_core(listener, router, threads, shutdown).await?;
+    strata_daemon::serve::serve_per_core(listener, router, cores(), shutdown).await?;
     Ok(())
 }
 
 /// The shared state for `config` over `store` (no background work started).
 pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppState, QuerydError> {
     let q = &config.queryd;
-    let threads = q
-        .query_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let threads = q.query_threads.unwrap_or_else(cores);
     let metrics = Arc::new(metrics::Metrics::default());
     let configured: HashMap<String, (state::IndexSpec, bool)> = config
         .datasets
@@ -144,4 +141,9 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
         forward: Arc::new(forward::Forwarder::new(config)),
         metrics,
     })
+}
+
+/// The cores this process may use: the default count of connection threads and query threads.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
