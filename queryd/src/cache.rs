@@ -335,7 +335,8 @@ impl Memcache {
         if let Some(slot) = self.read_slots().get(&name) {
             return Ok(slot.clone());
         }
-        self.discover(&name).await
+        // Boxed: a store read, once per dataset, kept out of every request's future.
+        Box::pin(self.discover(&name)).await
     }
 
     async fn discover(&self, name: &DatasetName) -> Result<Arc<Slot>, QueryError> {
