@@ -65,8 +65,11 @@ pub fn json_page(rows: &[Selection], page: u64, page_size: u64) -> Result<Vec<u8
     let mut out = Vec::with_capacity(64 + count * columns * 24);
     out.extend_from_slice(b"{\"data\":");
     write_array(rows, &mut out)?;
-    write!(out, ",\"page\":{page},\"page_size\":{page_size}}}")
-        .map_err(|e| QueryError::Internal(e.to_string()))?;
+    out.extend_from_slice(b",\"page\":");
+    out.extend_from_slice(itoa::Buffer::new().format(page).as_bytes());
+    out.extend_from_slice(b",\"page_size\":");
+    out.extend_from_slice(itoa::Buffer::new().format(page_size).as_bytes());
+    out.push(b'}');
     Ok(out)
 }
 
@@ -96,20 +99,17 @@ fn write_rows(
 ) -> Result<(), QueryError> {
     let batch = &selection.batch;
     // Each value is preceded by its escaped key and the separator before it, prepared once
-    // per batch: `{"name":` for the first column, `,"name":` for the others.
-    let prefixes: Vec<Vec<u8>> = batch
-        .schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let mut k = Vec::with_capacity(f.name().len() + 4);
-            k.push(if i == 0 { b'{' } else { b',' });
-            write_json_str(f.name(), &mut k);
-            k.push(b':');
-            k
-        })
-        .collect();
+    // per batch in one buffer: `{"name":` for the first column, `,"name":` for the others;
+    // key `i` is `keys[ends[i - 1]..ends[i]]`.
+    let schema = batch.schema_ref();
+    let mut keys = Vec::with_capacity(schema.fields().iter().map(|f| f.name().len() + 4).sum());
+    let mut ends = Vec::with_capacity(schema.fields().len());
+    for (i, field) in schema.fields().iter().enumerate() {
+        keys.push(if i == 0 { b'{' } else { b',' });
+        write_json_str(field.name(), &mut keys);
+        keys.push(b':');
+        ends.push(keys.len());
+    }
     let writers = batch
         .columns()
         .iter()
@@ -122,8 +122,10 @@ fn write_rows(
         if writers.is_empty() {
             out.push(b'{');
         }
-        for (prefix, write) in prefixes.iter().zip(&writers) {
-            out.extend_from_slice(prefix);
+        let mut start = 0;
+        for (&end, write) in ends.iter().zip(&writers) {
+            out.extend_from_slice(&keys[start..end]);
+            start = end;
             write(row, out);
         }
         out.push(b'}');

@@ -203,6 +203,9 @@ pub fn all(
         .collect()
 }
 
+/// Shortest contiguous run of rows that [`rows`] answers with a slice instead of ids.
+const SLICE_MIN_ROWS: usize = 64;
+
 /// The candidates in positions `[start, end)` (clamped to how many there are), one
 /// selection per chunk they fall in.
 fn rows(
@@ -216,8 +219,7 @@ fn rows(
         return Err(QueryError::Internal("fast path on a non-row plan".into()));
     };
     // Projecting builds a new schema: skipped when every column is asked for, in order.
-    let every_column = columns.len() == state.mem_schema.fields().len()
-        && columns.iter().enumerate().all(|(i, &c)| i == c);
+    let every_column = plan.rows_of_every_column(state.mem_schema.fields().len());
     let project = |batch: &RecordBatch| -> Result<RecordBatch, QueryError> {
         Ok(if every_column {
             batch.clone()
@@ -257,17 +259,20 @@ fn rows(
             i += 1;
         }
         let batch = project(&state.chunks.batches()[chunk])?;
-        // A contiguous run (a key lookup's single row, a page between deletions) is a
-        // zero-copy slice.
+        // A long contiguous run (a page between deletions) is a zero-copy slice. A short one
+        // (a key lookup's row) keeps its ids: slicing makes a new array per column, which
+        // costs more than the answer.
         let (first, last) = (local[0] as usize, local[local.len() - 1] as usize);
-        out.push(if last - first + 1 == local.len() {
-            Selection::all(batch.slice(first, local.len()))
-        } else {
-            Selection {
-                batch,
-                ids: Some(local),
-            }
-        });
+        out.push(
+            if last - first + 1 == local.len() && local.len() >= SLICE_MIN_ROWS {
+                Selection::all(batch.slice(first, local.len()))
+            } else {
+                Selection {
+                    batch,
+                    ids: Some(local),
+                }
+            },
+        );
     }
     Ok(out)
 }

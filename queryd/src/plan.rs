@@ -121,6 +121,13 @@ impl Plan {
         (skip, fetch)
     }
 
+    /// Whether the plan returns rows of all `width` dataset columns, in dataset order: the
+    /// resident batches and their schema are then used as they are, not projected.
+    pub fn rows_of_every_column(&self, width: usize) -> bool {
+        matches!(&self.shape, Shape::Rows { columns }
+            if columns.len() == width && columns.iter().enumerate().all(|(i, &c)| i == c))
+    }
+
     /// Names of the output columns, in order.
     pub fn output_names(&self, schema: &Schema) -> Vec<String> {
         let name = |i: &usize| schema.field(*i).name().clone();

@@ -129,14 +129,16 @@ impl QueryService {
         }
     }
 
-    /// Bounds `work` by the request timeout.
+    /// Bounds `work` by the request timeout. Work that finished, but not within the limit,
+    /// is over it too: the answer does not depend on whether the timer fired first.
     async fn timed<T>(
         &self,
         work: impl Future<Output = Result<T, QueryError>>,
     ) -> Result<T, QueryError> {
+        let started = tokio::time::Instant::now();
         match tokio::time::timeout(self.limits.timeout, work).await {
-            Ok(result) => result,
-            Err(_) => Err(QueryError::Timeout(self.limits.timeout.as_millis() as u64)),
+            Ok(result) if started.elapsed() < self.limits.timeout => result,
+            _ => Err(QueryError::Timeout(self.limits.timeout.as_millis() as u64)),
         }
     }
 
@@ -373,7 +375,10 @@ async fn run_general_page(run: &Run) -> Result<(SchemaRef, Vec<RecordBatch>), Qu
     Ok((schema, engine::collect_window(frame, skip, fetch).await?))
 }
 
-fn projected_schema(schema: &Schema, plan: &Plan) -> SchemaRef {
+fn projected_schema(schema: &SchemaRef, plan: &Plan) -> SchemaRef {
+    if plan.rows_of_every_column(schema.fields().len()) {
+        return schema.clone();
+    }
     match &plan.shape {
         Shape::Rows { columns } => {
             Arc::new(schema.project(columns).unwrap_or_else(|_| Schema::empty()))

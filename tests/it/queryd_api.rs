@@ -429,7 +429,7 @@ async fn metrics_count_routes_statuses_and_cache() {
 #[tokio::test]
 async fn a_request_over_the_time_limit_is_a_504() {
     let mut config = Config::default();
-    // Zero: no query can finish in time (the work always yields at least once).
+    // Zero: no query can finish in time (work that finishes at all takes some time).
     config.queryd.request_timeout_ms = 0;
     let (_, q) = setup(config).await;
     let (status, body) = q.post(QUERY, &json!({"group_by": ["name"]}), false).await;
