@@ -99,8 +99,7 @@ fn write_rows(
 ) -> Result<(), QueryError> {
     let batch = &selection.batch;
     // Each value is preceded by its escaped key and the separator before it, prepared once
-    // per batch in one buffer: `{"name":` for the first column, `,"name":` for the others;
-    // key `i` is `keys[ends[i - 1]..ends[i]]`.
+    // per batch in one buffer: `{"name":` for the first column, `,"name":` for the others.
     let schema = batch.schema_ref();
     let mut keys = Vec::with_capacity(schema.fields().iter().map(|f| f.name().len() + 4).sum());
     let mut ends = Vec::with_capacity(schema.fields().len());
@@ -110,6 +109,11 @@ fn write_rows(
         keys.push(b':');
         ends.push(keys.len());
     }
+    let prefixes: Vec<&[u8]> = std::iter::once(0)
+        .chain(ends.iter().copied())
+        .zip(&ends)
+        .map(|(start, &end)| &keys[start..end])
+        .collect();
     let writers = batch
         .columns()
         .iter()
@@ -122,10 +126,8 @@ fn write_rows(
         if writers.is_empty() {
             out.push(b'{');
         }
-        let mut start = 0;
-        for (&end, write) in ends.iter().zip(&writers) {
-            out.extend_from_slice(&keys[start..end]);
-            start = end;
+        for (prefix, write) in prefixes.iter().zip(&writers) {
+            out.extend_from_slice(prefix);
             write(row, out);
         }
         out.push(b'}');
