@@ -30,6 +30,7 @@ use strata_shared::layout::DatasetName;
 use strata_shared::manifest::Manifest;
 
 use crate::error::QueryError;
+use crate::executor;
 use crate::metrics::Metrics;
 use crate::overlay;
 use crate::state::{DatasetState, IndexSpec};
@@ -224,16 +225,20 @@ pub struct Memcache {
     /// cache. Requests are served on per-core connection runtimes, whose `tokio::spawn`
     /// would tie the work to one connection thread.
     background: tokio::runtime::Handle,
+    /// Where states are built and changed: the query runtime ([`executor::compute`]).
+    compute: tokio::runtime::Handle,
 }
 
 impl Memcache {
-    /// Must be called inside a Tokio runtime: that runtime runs the cache's background work.
+    /// Must be called inside a Tokio runtime: that runtime runs the cache's background work;
+    /// `compute` (the query runtime) builds the states.
     pub fn new(
         store: Arc<dyn ObjectStore>,
         capacity: u64,
         rebuild: Rebuild,
         configured: HashMap<String, (IndexSpec, bool)>,
         metrics: Arc<Metrics>,
+        compute: tokio::runtime::Handle,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -248,6 +253,7 @@ impl Memcache {
             evictions: AtomicU64::new(0),
             metrics,
             background: tokio::runtime::Handle::current(),
+            compute,
         })
     }
 
@@ -495,9 +501,10 @@ impl Memcache {
         };
         let deltas = overlay::read_deltas(self.store.as_ref(), pending).await?;
         let version = manifest.version;
-        let applied = tokio::task::spawn_blocking(move || overlay::apply(&state, version, deltas))
-            .await
-            .map_err(|e| QueryError::Internal(format!("applying deltas: {e}")))??;
+        let applied = executor::compute(&self.compute, "applying deltas", move || {
+            overlay::apply(&state, version, deltas)
+        })
+        .await?;
         slot.advance_manifest(manifest);
         Ok(Arc::new(applied))
     }
@@ -508,7 +515,7 @@ impl Memcache {
         slot: &Slot,
         manifest: Manifest,
     ) -> Result<Arc<DatasetState>, QueryError> {
-        let state = DatasetState::load(&self.store, &manifest, &slot.spec).await?;
+        let state = DatasetState::load(&self.store, &manifest, &slot.spec, &self.compute).await?;
         slot.advance_manifest(manifest);
         Ok(Arc::new(state))
     }

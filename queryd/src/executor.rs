@@ -44,6 +44,11 @@ impl Executor {
         })
     }
 
+    /// The query runtime, for work that is not a request's ([`compute`]).
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     /// Runs `work` on the query runtime once admitted.
     pub async fn run<T, F>(&self, work: F) -> Result<T, QueryError>
     where
@@ -82,6 +87,26 @@ impl Executor {
             drop(permit);
         });
         Ok(())
+    }
+}
+
+/// Runs the CPU-heavy `work` of building or changing a dataset state (decoding row groups,
+/// building indexes, applying deltas) as a task of the query runtime `compute`.
+///
+/// Not on the blocking pool: a state's small buffers are allocated by the thread that builds
+/// them, and each blocking-pool thread that did so kept the partly used pages of its own heap
+/// once the load's transients were freed. Which and how many threads took part varied from
+/// start to start, and with it the resident memory after a load: 82–109 MiB for the same
+/// binary and data (`benches/read`, 2026-12-03); on the query runtime's long-lived workers,
+/// 88–91 MiB.
+pub async fn compute<T, F>(compute: &Handle, what: &'static str, work: F) -> Result<T, QueryError>
+where
+    F: FnOnce() -> Result<T, QueryError> + Send + 'static,
+    T: Send + 'static,
+{
+    match compute.spawn(async move { work() }).await {
+        Ok(result) => result,
+        Err(e) => Err(QueryError::Internal(format!("{what}: {e}"))),
     }
 }
 

@@ -119,15 +119,16 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
             (d.name.clone(), (spec, d.pin))
         })
         .collect();
+    let executor =
+        executor::Executor::new(threads, q.max_concurrent_queries.unwrap_or(threads * 4))?;
     let cache = cache::Memcache::new(
         store.clone(),
         q.cache_bytes,
         q.rebuild,
         configured,
         metrics.clone(),
+        executor.handle().clone(),
     );
-    let executor =
-        executor::Executor::new(threads, q.max_concurrent_queries.unwrap_or(threads * 4))?;
     let limits = query::Limits {
         max_page_size: q.max_page_size,
         timeout: Duration::from_millis(q.request_timeout_ms),

@@ -16,7 +16,10 @@ use object_store::path::Path;
 use strata_shared::manifest::DataFile;
 use strata_shared::parquet_io::RowGroups;
 
+use tokio::runtime::Handle;
+
 use crate::error::QueryError;
+use crate::executor;
 use crate::state::MAX_CHUNK_ROWS;
 
 /// A string column is dictionary-encoded in memory when it has at most this many distinct
@@ -25,24 +28,24 @@ use crate::state::MAX_CHUNK_ROWS;
 pub const DICTIONARY_MAX_DISTINCT: usize = 1 << 16;
 
 /// Streams `files` (all of the layout's schema, in manifest order) into `layout`. I/O runs
-/// here; decoding and encoding each row group run on the blocking pool.
+/// here; decoding and encoding each row group run on `compute` ([`executor::compute`]).
 pub(crate) async fn read_base(
     store: &Arc<dyn ObjectStore>,
     files: &[DataFile],
     mut layout: MemLayout,
+    compute: &Handle,
 ) -> Result<MemLayout, QueryError> {
     for file in files {
         let path = Path::parse(&file.path).map_err(strata_shared::Error::from)?;
         let mut groups = RowGroups::open(store.clone(), &path, MAX_CHUNK_ROWS).await?;
         while let Some(group) = groups.next().await? {
-            layout = tokio::task::spawn_blocking(move || {
+            layout = executor::compute(compute, "decoding a row group", move || {
                 for batch in group {
                     layout.push(batch?)?;
                 }
-                Ok::<_, QueryError>(layout)
+                Ok(layout)
             })
-            .await
-            .map_err(|e| QueryError::Internal(format!("decoding {path}: {e}")))??;
+            .await?;
         }
     }
     Ok(layout)

@@ -18,6 +18,7 @@ use strata_daemon::config::IndexPolicy;
 use strata_shared::manifest::Manifest;
 
 use crate::error::QueryError;
+use crate::executor;
 use crate::index::{EqIndex, KeyIndex, KeyRef, Postings, indexable};
 use crate::load::{self, MemLayout};
 use crate::overlay::{self, Deleted, Overlay};
@@ -196,22 +197,24 @@ pub struct DatasetState {
 
 impl DatasetState {
     /// Reads every file of `manifest` and builds the state. Base files stream in one row
-    /// group at a time ([`load::read_base`]); the CPU work runs on the blocking pool.
+    /// group at a time ([`load::read_base`]); the CPU work runs on `compute`
+    /// ([`executor::compute`]).
     pub async fn load(
         store: &Arc<dyn ObjectStore>,
         manifest: &Manifest,
         spec: &IndexSpec,
+        compute: &tokio::runtime::Handle,
     ) -> Result<Self, QueryError> {
         let schema = manifest.arrow_schema();
         let primary_key = strata_shared::keys::key_indices(&schema, &manifest.primary_key)?;
         let layout = MemLayout::new(&schema, &primary_key, manifest.base_rows() as usize);
-        let layout = load::read_base(store, &manifest.base_files, layout).await?;
+        let layout = load::read_base(store, &manifest.base_files, layout, compute).await?;
         let deltas = overlay::read_deltas(store.as_ref(), &manifest.deltas).await?;
         let base_version = manifest.base_watermark_seq;
         let base_files: Arc<[String]> =
             manifest.base_files.iter().map(|f| f.path.clone()).collect();
         let (version, spec) = (manifest.version, spec.clone());
-        tokio::task::spawn_blocking(move || {
+        executor::compute(compute, "building a state", move || {
             let base = Self::from_layout(base_version, schema, primary_key, layout, &spec)?;
             let base = Self { base_files, ..base };
             if deltas.is_empty() {
@@ -220,7 +223,6 @@ impl DatasetState {
             overlay::apply(&base, version, deltas)
         })
         .await
-        .map_err(|e| QueryError::Internal(format!("building state: {e}")))?
     }
 
     /// Builds the in-memory structures over `batches` (all of `schema`, storage order), with
