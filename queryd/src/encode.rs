@@ -102,18 +102,15 @@ fn write_rows(
     // per batch in one buffer: `{"name":` for the first column, `,"name":` for the others.
     let schema = batch.schema_ref();
     let mut keys = Vec::with_capacity(schema.fields().iter().map(|f| f.name().len() + 4).sum());
-    let mut ends = Vec::with_capacity(schema.fields().len());
+    let mut spans = Vec::with_capacity(schema.fields().len());
     for (i, field) in schema.fields().iter().enumerate() {
+        let start = keys.len();
         keys.push(if i == 0 { b'{' } else { b',' });
         write_json_str(field.name(), &mut keys);
         keys.push(b':');
-        ends.push(keys.len());
+        spans.push(start..keys.len());
     }
-    let prefixes: Vec<&[u8]> = std::iter::once(0)
-        .chain(ends.iter().copied())
-        .zip(&ends)
-        .map(|(start, &end)| &keys[start..end])
-        .collect();
+    let prefixes: Vec<&[u8]> = spans.into_iter().map(|span| &keys[span]).collect();
     let writers = batch
         .columns()
         .iter()

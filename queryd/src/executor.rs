@@ -98,7 +98,7 @@ impl Executor {
 /// once the load's transients were freed. Which and how many threads took part varied from
 /// start to start, and with it the resident memory after a load: 82–109 MiB for the same
 /// binary and data (`benches/read`, 2026-12-03); on the query runtime's long-lived workers,
-/// 88–91 MiB.
+/// 88–90 MiB.
 pub async fn compute<T, F>(compute: &Handle, what: &'static str, work: F) -> Result<T, QueryError>
 where
     F: FnOnce() -> Result<T, QueryError> + Send + 'static,

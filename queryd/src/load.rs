@@ -15,7 +15,6 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 use strata_shared::manifest::DataFile;
 use strata_shared::parquet_io::RowGroups;
-
 use tokio::runtime::Handle;
 
 use crate::error::QueryError;
