@@ -26,3 +26,10 @@ def log_findings(run_dir, title):
     else:
         lines.append("none")
     return lines
+
+
+def median(values):
+    """The median of a non-empty list of numbers."""
+    v = sorted(values)
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2

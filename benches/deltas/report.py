@@ -19,7 +19,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from report_common import load, log_findings  # noqa: E402
+from report_common import load, log_findings, median  # noqa: E402
 
 QUERIES = ["pk_lookup", "indexed_page"]
 
@@ -223,8 +223,7 @@ def main():
         w("| rows in deltas | query | rounds: level / 0% req/s (ratio) | median ratio |")
         w("|---|---|---|--:|")
         for (lv, q), pairs in sorted(paired.items()):
-            rs = sorted(a / b for a, b in pairs)
-            med = rs[len(rs) // 2] if len(rs) % 2 else (rs[len(rs) // 2 - 1] + rs[len(rs) // 2]) / 2
+            med = median([a / b for a, b in pairs])
             ratio[(lv, q)] = med
             rounds = "; ".join(f"{a:,.0f} / {b:,.0f} ({a / b:.2f}x)" for a, b in pairs)
             w(f"| {lv}% | {q} | {rounds} | {med:.2f}x |")

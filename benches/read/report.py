@@ -4,7 +4,8 @@
 Usage: report.py RUN_DIR > report.md
 
 RUN_DIR holds:
-  wrk_<server>_<query>.json   the BENCH_JSON line of each measured wrk run (or {"failed": "..."})
+  wrk_<server>_<query>_r<round>.json   the BENCH_JSON line of each measured wrk run (or
+                                       {"failed": "..."}), rounds numbered from 1
   verify.json                 findings of verify.py
   meta.json                   machine, versions, settings, memory, start-up times
 """
@@ -13,7 +14,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from report_common import load  # noqa: E402
+from report_common import load, median  # noqa: E402
 
 QUERIES = [
     ("pk_lookup", "POST query, `id eq <random 1..1M>`"),
@@ -25,30 +26,41 @@ SERVERS = [("strata", "Strata"), ("datap", "datap-rs")]
 
 
 
-def errors(r) -> int:
-    if not r or "failed" in r:
-        return 0
-    return sum(r[k] for k in ("non2xx", "connect_err", "read_err", "write_err", "timeout_err"))
+def ok(r) -> bool:
+    return bool(r) and "failed" not in r
 
 
-def err_text(r) -> str:
-    if r is None:
+def errors(rounds) -> int:
+    return sum(sum(r[k] for k in ("non2xx", "connect_err", "read_err", "write_err", "timeout_err"))
+               for r in rounds if ok(r))
+
+
+def err_text(rounds) -> str:
+    rounds = [r for r in rounds if r is not None]
+    if not rounds:
         return "not run"
-    if "failed" in r:
+    if not all(ok(r) for r in rounds):
         return "FAILED"
-    if errors(r) == 0:
+    if errors(rounds) == 0:
         return "0"
-    parts = [f"{r['non2xx']} non-2xx"] if r["non2xx"] else []
-    for k in ("connect_err", "read_err", "write_err", "timeout_err"):
-        if r[k]:
-            parts.append(f"{r[k]} {k.replace('_err', '')}")
-    return f"**{', '.join(parts)}** of {r['requests']}"
+    parts = []
+    for k in ("non2xx", "connect_err", "read_err", "write_err", "timeout_err"):
+        n = sum(r[k] for r in rounds)
+        if n:
+            parts.append(f"{n} {k.replace('_err', '').replace('non2xx', 'non-2xx')}")
+    return f"**{', '.join(parts)}** of {sum(r['requests'] for r in rounds)}"
 
 
-def num(r, key, fmt):
-    if not r or "failed" in r:
-        return "—"
-    return format(r[key], fmt)
+def num(rounds, key, fmt):
+    """The median over the rounds that ran of `key`."""
+    values = [r[key] for r in rounds if ok(r)]
+    return format(median(values), fmt) if values else "—"
+
+
+def paired(a_rounds, b_rounds):
+    """The ratio a/b of each round in which both ran, in round order."""
+    return [a["rps"] / b["rps"] for a, b in zip(a_rounds, b_rounds)
+            if ok(a) and ok(b) and b["rps"] > 0]
 
 
 def mib(kb):
@@ -59,8 +71,10 @@ def main() -> None:
     run_dir = sys.argv[1]
     meta = load(os.path.join(run_dir, "meta.json")) or {}
     verify = load(os.path.join(run_dir, "verify.json")) or []
+    rounds = int(meta.get("rounds") or 1)
     runs = {
-        (s, q): load(os.path.join(run_dir, f"wrk_{s}_{q}.json"))
+        # One entry per round, None where that run did not happen.
+        (s, q): [load(os.path.join(run_dir, f"wrk_{s}_{q}_r{i}.json")) for i in range(1, rounds + 1)]
         for s, _ in SERVERS
         for q, _ in QUERIES + [("health", "")]
     }
@@ -76,33 +90,41 @@ def main() -> None:
     w(f"- Load: `{meta.get('wrk_version', 'wrk')}`, `wrk -t2 -c8 -d{meta.get('duration', '?')}s` per "
       f"query and server, after a {meta.get('warmup', '?')} s warm-up run; one server loaded at a time, "
       "both servers and wrk on the same machine (numbers are relative)")
+    w(f"- Rounds: {rounds}. Each round runs every query on both servers one right after the other "
+      "(who goes first alternates) and Strata's `/health` right after its key lookups. Figures "
+      "are medians over the rounds; a ratio is the median of the rounds' ratios, because the "
+      "machine's speed drifts by tens of percent within minutes")
     w(f"- Data: {meta.get('data', '?')}")
     w(f"- Load average: {meta.get('loadavg', '?')}")
     w("")
     w("## Throughput and latency")
     w("")
     w("| query | Strata req/s | p50 ms | p99 ms | datap-rs req/s | p50 ms | p99 ms "
-      "| ratio (Strata / datap-rs) | errors Strata / datap-rs |")
-    w("|---|--:|--:|--:|--:|--:|--:|--:|---|")
+      "| ratio (Strata / datap-rs) | ratio by round | errors Strata / datap-rs |")
+    w("|---|--:|--:|--:|--:|--:|--:|--:|---|---|")
+
+    def by_round(ratios, f):
+        return ", ".join(format(r, f) for r in ratios) or "—"
+
     ratios = {}
     for q, _ in QUERIES:
         s, d = runs[("strata", q)], runs[("datap", q)]
-        ratio = None
-        if s and d and "failed" not in s and "failed" not in d and d["rps"] > 0:
-            ratio = s["rps"] / d["rps"]
-        ratios[q] = ratio
+        rs = paired(s, d)
+        ratios[q] = median(rs) if rs else None
         w(f"| {q} | {num(s, 'rps', ',.0f')} | {num(s, 'p50_ms', '.2f')} | {num(s, 'p99_ms', '.2f')} "
           f"| {num(d, 'rps', ',.0f')} | {num(d, 'p50_ms', '.2f')} | {num(d, 'p99_ms', '.2f')} "
-          f"| {'—' if ratio is None else f'{ratio:.2f}x'} | {err_text(s)} / {err_text(d)} |")
+          f"| {'—' if ratios[q] is None else f'{ratios[q]:.2f}x'} | {by_round(rs, '.2f')} "
+          f"| {err_text(s)} / {err_text(d)} |")
     h = runs[("strata", "health")]
     w(f"| health (Strata `GET /health`, the HTTP ceiling) | {num(h, 'rps', ',.0f')} "
-      f"| {num(h, 'p50_ms', '.2f')} | {num(h, 'p99_ms', '.2f')} | — | — | — | — | {err_text(h)} / — |")
+      f"| {num(h, 'p50_ms', '.2f')} | {num(h, 'p99_ms', '.2f')} | — | — | — | — "
+      f"| {by_round([r['rps'] for r in h if ok(r)], ',.0f')} req/s | {err_text(h)} / — |")
     w("")
-    pk = runs[("strata", "pk_lookup")]
-    pk_of_health = None
-    if pk and h and "failed" not in pk and "failed" not in h and h["rps"] > 0:
-        pk_of_health = pk["rps"] / h["rps"]
-        w(f"pk_lookup on Strata is **{pk_of_health:.0%}** of Strata's `/health` throughput.")
+    of_health = paired(runs[("strata", "pk_lookup")], h)
+    pk_of_health = median(of_health) if of_health else None
+    if pk_of_health is not None:
+        w(f"pk_lookup on Strata is **{pk_of_health:.0%}** of Strata's `/health` throughput "
+          f"(median; by round: {by_round(of_health, '.0%')}).")
         w("")
     w("Queries (same request sequence for both servers: per-thread fixed seeds):")
     w("")
@@ -163,7 +185,7 @@ def main() -> None:
         if value is None:
             return "MISS (not measured)"
         v = "PASS" if ok else "MISS"
-        errs = sum(errors(runs.get(k)) for k in involved)
+        errs = sum(errors(runs.get(k, [])) for k in involved)
         bad = [f["check"] for f in verify if not f["ok"] and f["kind"] in {k[1] for k in involved}]
         flags = []
         if errs:
@@ -211,15 +233,16 @@ def main() -> None:
             w(f"  - `{p[:1500]}`")
     w("")
 
-    flagged = [(s, q, r) for (s, q), r in runs.items() if r and (errors(r) or "failed" in r)]
+    flagged = [(s, q, i + 1, r) for (s, q), rs in runs.items() for i, r in enumerate(rs)
+               if r is not None and (not ok(r) or errors([r]))]
     if flagged:
         w("## Runs with errors")
         w("")
-        for s, q, r in flagged:
-            if "failed" in r:
-                w(f"- {s} {q}: wrk failed: {r['failed']}")
+        for s, q, i, r in flagged:
+            if not ok(r):
+                w(f"- {s} {q} round {i}: wrk failed: {r['failed']}")
             else:
-                w(f"- {s} {q}: {err_text(r)} (req/s above counts them)")
+                w(f"- {s} {q} round {i}: {err_text([r])} (req/s above counts them)")
         samples = meta.get("error_samples", {})
         for key, text in samples.items():
             w(f"- sample answer for {key}: `{text[:1000]}`")

@@ -6,8 +6,9 @@
 # Usage: bash benches/read/run.sh
 #
 # Environment:
-#   DURATION          seconds per measured wrk run (default 10)
-#   WARMUP            seconds of an unrecorded wrk run before each measured one (default 2)
+#   ROUNDS            rounds of the whole query mix (default 3); the report takes medians
+#   DURATION          seconds per measured wrk run (default 5)
+#   WARMUP            seconds of an unrecorded wrk run before each measured one (default 1)
 #   BENCH_TARGET_DIR  cargo target dir for the release build (default ~/.cache/strata-bench-target)
 #   BENCH_VENV        Python venv with datap-rs 0.8.6 and pyarrow (default ~/.cache/strata-bench-venv)
 #   WORKDIR           data, configs, logs and raw results (default /tmp/strata-bench)
@@ -20,8 +21,9 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-DURATION=${DURATION:-10}
-WARMUP=${WARMUP:-2}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
 BENCH_TARGET_DIR=${BENCH_TARGET_DIR:-$HOME/.cache/strata-bench-target}
 BENCH_VENV=${BENCH_VENV:-$HOME/.cache/strata-bench-venv}
 WORKDIR=${WORKDIR:-/tmp/strata-bench}
@@ -172,10 +174,10 @@ log "verifying answers"
 
 declare -A ERROR_SAMPLES
 url_of() { if [ "$1" = strata ]; then echo "$STRATA_URL"; else echo "$DATAP_URL"; fi; }
-run_wrk() { # SERVER QUERY
-    local server=$1 query=$2 url out json
+run_wrk() { # SERVER QUERY ROUND
+    local server=$1 query=$2 round=$3 url out json
     url=$(url_of "$server")
-    out=$RUN_DIR/wrk_${server}_${query}
+    out=$RUN_DIR/wrk_${server}_${query}_r${round}
     if [ "$WARMUP" != 0 ]; then
         wrk -t$THREADS -c$CONNECTIONS -d"${WARMUP}s" --timeout 30s -s "$HERE/wrk/query.lua" \
             "$url" -- "$query" >/dev/null 2>&1 || true
@@ -191,32 +193,44 @@ run_wrk() { # SERVER QUERY
             "wrk: $(tr '\n' ' ' <"$out.txt" | cut -c1-500)")
     fi
     echo "$json" >"$out.json"
-    "$PY" - "$server" "$query" "$out.json" <<'EOF' >&2
+    "$PY" - "$server" "$query" "$round" "$out.json" <<'EOF' >&2
 import json, sys
-server, query, path = sys.argv[1:]
+server, query, round_, path = sys.argv[1:]
 r = json.load(open(path))
 if "failed" in r:
-    print(f"  {server:6s} {query:12s} FAILED: {r['failed']}")
+    print(f"  r{round_} {server:6s} {query:12s} FAILED: {r['failed']}")
 else:
     errs = sum(r[k] for k in ("non2xx", "connect_err", "read_err", "write_err", "timeout_err"))
-    print(f"  {server:6s} {query:12s} {r['rps']:10.1f} req/s  p50 {r['p50_ms']:8.2f} ms  "
+    print(f"  r{round_} {server:6s} {query:12s} {r['rps']:10.1f} req/s  p50 {r['p50_ms']:8.2f} ms  "
           f"p99 {r['p99_ms']:8.2f} ms" + (f"  ERRORS: {errs}" if errs else ""))
 EOF
     if grep -q '"non2xx":[1-9]\|"connect_err":[1-9]\|"read_err":[1-9]\|"write_err":[1-9]\|"timeout_err":[1-9]\|"failed"' "$out.json"; then
         "$PY" "$HERE/verify.py" --sample "$query" "$url" "$out.sample.txt" >/dev/null || true
-        ERROR_SAMPLES["$server $query"]=$(cat "$out.sample.txt" 2>/dev/null || true)
-        log "WARNING: $server $query had failed requests; sample: ${ERROR_SAMPLES["$server $query"]}"
+        ERROR_SAMPLES["$server $query r$round"]=$(cat "$out.sample.txt" 2>/dev/null || true)
+        log "WARNING: $server $query (round $round) had failed requests; sample: ${ERROR_SAMPLES["$server $query r$round"]}"
     fi
 }
 
 LOADAVG_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-log "load: wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s per run (+${WARMUP}s warm-up), one server at a time"
-for query in "${QUERIES[@]}"; do
-    for server in strata datap; do
-        has "$server" && run_wrk "$server" "$query"
+# The machine's speed drifts by tens of percent within minutes (a fixed Python loop, timed
+# every 2 s on an idle machine, took 344–478 ms), so a ratio of two runs minutes apart measures
+# the drift as much as the servers. Each round therefore runs every query on both servers one
+# right after the other (who goes first alternates), and Strata's /health right after its key
+# lookups (the target compares the two); the report takes each round's ratio and their median.
+log "load: wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s per run (+${WARMUP}s warm-up), one server at a time, $ROUNDS rounds"
+for round in $(seq "$ROUNDS"); do
+    order="strata datap"
+    [ $((round % 2)) = 0 ] && order="datap strata"
+    for query in "${QUERIES[@]}"; do
+        for server in $order; do
+            has "$server" || continue
+            run_wrk "$server" "$query" "$round"
+            if [ "$server" = strata ] && [ "$query" = pk_lookup ]; then
+                run_wrk strata health "$round"
+            fi
+        done
     done
 done
-has strata && run_wrk strata health
 
 # ---------------------------------------------------------------- 7. memory, meta, report
 declare -A MEM_AFTER MEM_HWM MEM_ANON MEM_FILE
@@ -255,6 +269,7 @@ meta = {
     "kernel": "$(uname -r)",
     "wrk_version": """$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)""",
     "duration": "$DURATION",
+    "rounds": "$ROUNDS",
     "loadavg": "$LOADAVG_BEFORE (1/5/15 min, before the wrk runs) → $(cut -d' ' -f1-3 /proc/loadavg) (after)",
     "warmup": "$WARMUP",
     "data": "orders.parquet, 1,000,000 rows, $(stat -c %s "$DATA") bytes, 8 row groups (benches/read/gen_data.py, fixed seed)",

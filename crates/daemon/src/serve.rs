@@ -13,8 +13,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
 use tower::ServiceExt;
 
 use crate::error::{json_errors, route_not_found};
@@ -51,16 +51,14 @@ pub async fn serve(
 /// Serves until `shutdown` resolves, then drains in-flight requests, on `threads`
 /// single-threaded runtimes (queryd's read path).
 ///
-/// Each runtime has an OS thread of its own and accepts from the shared `listener`; a
-/// connection stays on the thread that accepted it, so its requests are read, handled and
-/// answered on one thread, with none of the multi-threaded scheduler's hand-offs (it woke a
-/// second worker for most requests). A thread accepts only while it has fewer than
-/// [`MAX_AHEAD`] connections more than the least loaded one ([`Balance`]): within that slack
-/// the thread the kernel wakes first takes the connection, which keeps a client thread's
-/// burst of connections together. Measured in docs/decisions.md ("Connections are served on
-/// one single-threaded runtime per core"): 100-row pages 1.5x faster than the multi-threaded
-/// runtime, and than strict alternation; with no bound, all connections sometimes landed on
-/// one thread.
+/// Each runtime has an OS thread of its own (`http-0`, `http-1`, …); a connection stays on
+/// the thread it is placed on, so its requests are read, handled and answered on one thread,
+/// with none of the multi-threaded scheduler's hand-offs (it woke a second worker for most
+/// requests). One acceptor, on the calling runtime, places every connection ([`Placement`]):
+/// connections whose handshake ran on the same CPU — on loopback, those a client thread opened
+/// — go to the same thread, so that thread and the client's can share a core; a thread never
+/// gets more than [`MAX_AHEAD`] connections beyond the least loaded one. Measured in
+/// docs/decisions.md ("Connections are served on one single-threaded runtime per core").
 ///
 /// What this asks of the handlers: they must not block (long work goes to another runtime or
 /// `spawn_blocking`), and work that outlives a request is spawned on a runtime of its own,
@@ -73,38 +71,79 @@ pub async fn serve_per_core(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let threads = threads.max(1);
-    let listener = listener.into_std()?;
-    let balance = Arc::new(Balance::new(threads));
+    let open: Arc<[AtomicUsize]> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
     let (stop, stopped) = watch::channel(false);
+    let mut inboxes = Vec::new();
     let mut finished = Vec::new();
-    for i in 0..threads {
+    for index in 0..threads {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        // Registered here, so that every thread that runs can accept: a thread that failed
-        // to start would hold the others back (its count stays 0).
-        let listener = {
-            let _in_runtime = runtime.enter();
-            TcpListener::from_std(listener.try_clone()?)?
-        };
+        let (inbox, connections) = mpsc::unbounded_channel();
         let thread = Thread {
-            index: i,
-            listener,
+            index,
+            connections,
             router: router.clone(),
-            balance: balance.clone(),
+            open: open.clone(),
             stopped: stopped.clone(),
         };
         let (done, done_rx) = oneshot::channel::<()>();
         std::thread::Builder::new()
-            .name(format!("http-{i}"))
+            .name(format!("http-{index}"))
             .spawn(move || {
                 runtime.block_on(thread.serve());
                 drop(done);
             })?;
+        inboxes.push(inbox);
         finished.push(done_rx);
     }
-    shutdown.await;
+
+    let mut placement = Placement::default();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) if is_connection_error(&e) => continue,
+                // Out of descriptors or memory: pause instead of spinning (as axum::serve).
+                Err(e) => {
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Answers are written whole; waiting to coalesce them (Nagle) only adds latency.
+        let _ = stream.set_nodelay(true);
+        // At accept, the CPU of the handshake. (Waiting for the first request's bytes gave
+        // the same CPU in every connection measured: wrk sends right after connecting.)
+        let cpu = incoming_cpu(&stream);
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        let mut stream = Some(stream);
+        while let Some(unplaced) = stream.take() {
+            let counts: Vec<usize> = open.iter().map(|o| o.load(Ordering::Relaxed)).collect();
+            if counts.iter().all(|&c| c >= ENDED) {
+                break; // every thread has ended; the connection is dropped
+            }
+            let to = placement.place(cpu, &counts);
+            tracing::debug!(?cpu, thread = to, "connection placed");
+            // Counted here, before the next placement reads the counts; the thread uncounts
+            // it when it closes (or drops it unserved).
+            open[to].fetch_add(1, Ordering::Relaxed);
+            if let Err(returned) = inboxes[to].send(unplaced) {
+                // That thread has ended (it panicked): never again the least loaded, so no
+                // CPU's home stays there.
+                open[to].store(ENDED, Ordering::Relaxed);
+                stream = Some(returned.0);
+            }
+        }
+    }
+    drop(listener);
     let _ = stop.send(true);
+    drop(inboxes);
     // Each thread drops its sender when its connections are closed (or if it panicked).
     for done in finished {
         let _ = done.await;
@@ -113,71 +152,66 @@ pub async fn serve_per_core(
 }
 
 /// How many connections one thread of [`serve_per_core`] may have open beyond the least
-/// loaded one before it stops accepting.
+/// loaded one.
 pub const MAX_AHEAD: usize = 4;
 
-/// The connections open on each thread of [`serve_per_core`].
-struct Balance {
-    open: Vec<AtomicUsize>,
-    /// Notified whenever a count changes.
-    changed: Notify,
+/// The open-connection count of a thread of [`serve_per_core`] that has ended.
+const ENDED: usize = usize::MAX / 2;
+
+/// Which thread of [`serve_per_core`] serves a new connection.
+///
+/// Every CPU a handshake may arrive on has a home thread, at first `cpu % threads`. On
+/// loopback a connection's handshake runs on the CPU of the client thread that connected
+/// (`SO_INCOMING_CPU`), so a client thread's connections share a home, and the client thread
+/// and the server thread can then share a core, waking each other without an interrupt to
+/// the other CPU. When a home is [`MAX_AHEAD`] connections ahead of the least loaded thread,
+/// the CPU's home moves to that thread: two client threads that connected from one CPU, one
+/// after the other, still end up on two server threads, each with its own client's
+/// connections.
+#[derive(Debug, Default)]
+struct Placement {
+    /// By CPU number.
+    home: Vec<usize>,
 }
 
-impl Balance {
-    fn new(threads: usize) -> Self {
-        Self {
-            open: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
-            changed: Notify::new(),
+impl Placement {
+    /// The thread for a connection whose handshake ran on `cpu` (`None`: not known), given
+    /// each thread's open connections (`open`, not empty).
+    fn place(&mut self, cpu: Option<usize>, open: &[usize]) -> usize {
+        let threads = open.len();
+        let cpu = cpu.unwrap_or(0);
+        if self.home.len() <= cpu {
+            self.home
+                .extend((self.home.len()..=cpu).map(|c| c % threads));
         }
-    }
-
-    /// Resolves once thread `i` has fewer than [`MAX_AHEAD`] connections open beyond every
-    /// other thread.
-    async fn turn(&self, i: usize) {
-        loop {
-            // Created before the check, so a change right after it still wakes us.
-            let changed = self.changed.notified();
-            let mine = self.open[i].load(Ordering::Relaxed);
-            if self
-                .open
-                .iter()
-                .all(|o| mine < o.load(Ordering::Relaxed) + MAX_AHEAD)
-            {
-                return;
-            }
-            changed.await;
+        let least = (0..threads).min_by_key(|&t| open[t]).unwrap_or(0);
+        if open[self.home[cpu]] >= open[least] + MAX_AHEAD {
+            self.home[cpu] = least;
         }
-    }
-
-    fn add(&self, i: usize) {
-        self.open[i].fetch_add(1, Ordering::Relaxed);
-        self.changed.notify_waiters();
-    }
-
-    fn remove(&self, i: usize) {
-        self.open[i].fetch_sub(1, Ordering::Relaxed);
-        self.changed.notify_waiters();
+        self.home[cpu]
     }
 }
 
 /// One connection thread of [`serve_per_core`].
 struct Thread {
     index: usize,
-    listener: TcpListener,
+    /// Connections placed on this thread, registered with its runtime when they arrive.
+    connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
     router: Router,
-    balance: Arc<Balance>,
+    /// Open connections by thread (this one's at `index`).
+    open: Arc<[AtomicUsize]>,
     stopped: watch::Receiver<bool>,
 }
 
 impl Thread {
-    /// Accepts and serves connections until `stopped` turns true, then shuts the open ones
-    /// down gracefully (requests in flight are answered) and returns when all are closed.
+    /// Serves the connections placed on it until `stopped` turns true, then shuts the open
+    /// ones down gracefully (requests in flight are answered) and returns when all are closed.
     async fn serve(self) {
         let Self {
             index,
-            listener,
+            mut connections,
             router,
-            balance,
+            open,
             mut stopped,
         } = self;
         // Every connection task holds a receiver of `live`; `closed()` resolves when the
@@ -186,34 +220,24 @@ impl Thread {
         let mut http = hyper::server::conn::http1::Builder::new();
         http.keep_alive(true);
         loop {
-            let accepted = async {
-                balance.turn(index).await;
-                listener.accept().await
-            };
             let stream = tokio::select! {
-                accepted = accepted => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) if is_connection_error(&e) => continue,
-                    // Out of descriptors or memory: pause instead of spinning (as axum::serve).
-                    Err(e) => {
-                        tracing::error!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                        continue;
-                    }
+                stream = connections.recv() => match stream {
+                    Some(stream) => stream,
+                    None => break,
                 },
                 _ = stopped.wait_for(|stop| *stop) => break,
             };
-            balance.add(index);
-            // Answers are written whole; waiting to coalesce them (Nagle) only adds latency.
-            let _ = stream.set_nodelay(true);
+            let Ok(stream) = TcpStream::from_std(stream) else {
+                open[index].fetch_sub(1, Ordering::Relaxed);
+                continue;
+            };
             let service = TowerToHyperService::new(
                 router
                     .clone()
                     .map_request(|req: Request<Incoming>| req.map(Body::new)),
             );
             let conn = http.serve_connection(TokioIo::new(stream), service);
-            let (mut stopped, guard, balance) =
-                (stopped.clone(), live.subscribe(), balance.clone());
+            let (mut stopped, guard, open) = (stopped.clone(), live.subscribe(), open.clone());
             tokio::spawn(async move {
                 let mut conn = std::pin::pin!(conn);
                 let stopping = async move {
@@ -226,13 +250,30 @@ impl Thread {
                         let _ = conn.await;
                     }
                 }
-                balance.remove(index);
+                open[index].fetch_sub(1, Ordering::Relaxed);
                 drop(guard);
             });
         }
-        drop(listener);
+        // Connections placed but not yet taken are closed unserved.
+        connections.close();
+        while let Ok(stream) = connections.try_recv() {
+            drop(stream);
+            open[index].fetch_sub(1, Ordering::Relaxed);
+        }
         live.closed().await;
     }
+}
+
+/// The CPU that processed the connection's last incoming packet (`SO_INCOMING_CPU`): at
+/// accept, the handshake's.
+#[cfg(target_os = "linux")]
+fn incoming_cpu(stream: &TcpStream) -> Option<usize> {
+    socket2::SockRef::from(stream).cpu_affinity().ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn incoming_cpu(_: &TcpStream) -> Option<usize> {
+    None
 }
 
 /// Errors of one connection that was reset before it was accepted.
@@ -286,6 +327,71 @@ mod tests {
                 .route("/thread", get(thread))
                 .route("/slow", get(slow)),
         )
+    }
+
+    /// Places a connection from `cpu` and counts it open, as the acceptor does.
+    fn place(placement: &mut Placement, open: &mut [usize], cpu: Option<usize>) -> usize {
+        let to = placement.place(cpu, open);
+        open[to] += 1;
+        to
+    }
+
+    #[test]
+    fn a_client_threads_connections_share_a_server_thread() {
+        // Two client threads on CPUs 0 and 1, connecting in turns.
+        let (mut placement, mut open) = (Placement::default(), vec![0; 2]);
+        let on: Vec<usize> = [0, 1, 1, 0, 0, 1, 0, 1]
+            .into_iter()
+            .map(|cpu| place(&mut placement, &mut open, Some(cpu)))
+            .collect();
+        assert_eq!(on, [0, 1, 1, 0, 0, 1, 0, 1]);
+
+        // Both connected from CPU 0, one after the other: the first one's connections fill
+        // one thread up to MAX_AHEAD, the second one's go to the other.
+        let (mut placement, mut open) = (Placement::default(), vec![0; 2]);
+        let on: Vec<usize> = (0..2 * MAX_AHEAD)
+            .map(|_| place(&mut placement, &mut open, Some(0)))
+            .collect();
+        assert_eq!(on, [[0; MAX_AHEAD], [1; MAX_AHEAD]].concat());
+
+        // More CPUs than threads, and a CPU not known.
+        let (mut placement, mut open) = (Placement::default(), vec![0; 2]);
+        assert_eq!(place(&mut placement, &mut open, Some(3)), 1);
+        assert_eq!(place(&mut placement, &mut open, Some(2)), 0);
+        assert_eq!(place(&mut placement, &mut open, None), 0);
+
+        // A thread that ended is no CPU's home.
+        let (mut placement, mut open) = (Placement::default(), vec![ENDED, 0]);
+        for cpu in [0, 1, 0, 2] {
+            assert_eq!(place(&mut placement, &mut open, Some(cpu)), 1);
+        }
+    }
+
+    #[test]
+    fn no_thread_is_placed_more_than_max_ahead_beyond_the_least_loaded() {
+        // Connections from random CPUs, some closing in between (a fixed-seed generator).
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n) as usize
+        };
+        let (mut placement, mut open) = (Placement::default(), vec![0_usize; 3]);
+        for _ in 0..10_000 {
+            if next(3) == 0 {
+                let t = next(3);
+                open[t] = open[t].saturating_sub(1);
+                continue;
+            }
+            let cpu = (next(5) != 0).then(|| next(8));
+            let to = place(&mut placement, &mut open, cpu);
+            let least = open.iter().copied().min().unwrap();
+            assert!(
+                open[to] <= least + MAX_AHEAD,
+                "{open:?} after placing on {to}"
+            );
+        }
     }
 
     #[tokio::test]
