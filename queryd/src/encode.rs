@@ -114,7 +114,7 @@ fn write_rows(
     let writers = batch
         .columns()
         .iter()
-        .map(|c| value_writer(c))
+        .map(|c| value_writer(c, selection.num_rows()))
         .collect::<Result<Vec<_>, _>>()?;
     let mut write_row = |row: usize| {
         if !std::mem::take(first_row) {
@@ -138,7 +138,8 @@ fn write_rows(
 
 type ValueWriter<'a> = Box<dyn Fn(usize, &mut Vec<u8>) + 'a>;
 
-fn value_writer(array: &ArrayRef) -> Result<ValueWriter<'_>, QueryError> {
+/// The writer of `array`'s values, for a page that writes `rows` of them.
+fn value_writer(array: &ArrayRef, rows: usize) -> Result<ValueWriter<'_>, QueryError> {
     macro_rules! int {
         ($t:ty) => {{
             let a = array.as_primitive::<$t>();
@@ -208,10 +209,18 @@ fn value_writer(array: &ArrayRef) -> Result<ValueWriter<'_>, QueryError> {
                 QueryError::Internal(format!("unsupported dictionary key type {key}"))
             })?;
             let values = values.as_string::<i32>();
-            Box::new(move |i, out: &mut Vec<u8>| match keys(i) {
-                Some(k) if values.is_valid(k) => write_json_str(values.value(k), out),
-                _ => out.extend_from_slice(b"null"),
-            })
+            if values.len() <= DictionaryJson::MAX_VALUES && rows >= DictionaryJson::MIN_ROWS {
+                let encoded = std::cell::RefCell::new(DictionaryJson::new(values.len()));
+                Box::new(move |i, out: &mut Vec<u8>| match keys(i) {
+                    Some(k) if values.is_valid(k) => encoded.borrow_mut().write(values, k, out),
+                    _ => out.extend_from_slice(b"null"),
+                })
+            } else {
+                Box::new(move |i, out: &mut Vec<u8>| match keys(i) {
+                    Some(k) if values.is_valid(k) => write_json_str(values.value(k), out),
+                    _ => out.extend_from_slice(b"null"),
+                })
+            }
         }
         DataType::Timestamp(unit, tz) if tz.as_deref().is_none_or(is_utc) => {
             let (unit, utc) = (*unit, tz.is_some());
@@ -377,11 +386,63 @@ fn write_timestamp(
     true
 }
 
-/// Fills `slot` with the last `slot.len()` decimal digits of `value`, zero-padded.
+/// The two decimal digits of each number below 100, `00` to `99`.
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut pairs = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        pairs[2 * i] = b'0' + (i / 10) as u8;
+        pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    pairs
+};
+
+/// Fills `slot` with the last `slot.len()` decimal digits of `value`, zero-padded, two at
+/// a time (one division per pair: this runs for every field of every timestamp).
 fn digits(slot: &mut [u8], mut value: u64) {
-    for d in slot.iter_mut().rev() {
-        *d = b'0' + (value % 10) as u8;
-        value /= 10;
+    let mut end = slot.len();
+    while end >= 2 {
+        let pair = (value % 100) as usize * 2;
+        slot[end - 2..end].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        value /= 100;
+        end -= 2;
+    }
+    if end == 1 {
+        slot[0] = b'0' + (value % 10) as u8;
+    }
+}
+
+/// The JSON of a string dictionary's values, each escaped on its first use and copied after
+/// that: a page repeats a few values of a low-cardinality column many times.
+struct DictionaryJson {
+    /// Where value `k`'s JSON is in `json`; empty until it is first written (a JSON string
+    /// is never empty: it has its quotes).
+    spans: Vec<std::ops::Range<usize>>,
+    json: Vec<u8>,
+}
+
+impl DictionaryJson {
+    /// Dictionaries up to this size get a cache (its spans are allocated per page)…
+    const MAX_VALUES: usize = 4096;
+    /// …on pages of at least this many rows: for a key lookup's one row, setting up the
+    /// cache costs more than it saves.
+    const MIN_ROWS: usize = 16;
+
+    fn new(values: usize) -> Self {
+        Self {
+            spans: vec![0..0; values],
+            json: Vec::new(),
+        }
+    }
+
+    fn write(&mut self, values: &arrow::array::StringArray, k: usize, out: &mut Vec<u8>) {
+        if self.spans[k].is_empty() {
+            let start = self.json.len();
+            write_json_str(values.value(k), &mut self.json);
+            self.spans[k] = start..self.json.len();
+        }
+        out.extend_from_slice(&self.json[self.spans[k].clone()]);
     }
 }
 
@@ -647,6 +708,45 @@ mod tests {
     }
 
     #[test]
+    fn dictionary_strings_are_written_as_their_values() {
+        use arrow::array::{DictionaryArray, Int32Array, StringArray};
+        // Repeated, escaped, null keys and a null value; then a dictionary too large for
+        // the per-page cache.
+        let small: Vec<Option<&str>> = vec![Some("DE"), Some("q\"uote"), None, Some("")];
+        let large: Vec<String> = (0..DictionaryJson::MAX_VALUES + 1)
+            .map(|i| format!("v{i}\n"))
+            .collect();
+        let large: Vec<Option<&str>> = large.iter().map(|v| Some(v.as_str())).collect();
+        for values in [small, large] {
+            let n = values.len() as i32;
+            let keys = Int32Array::from(vec![
+                Some(0),
+                Some(1),
+                Some(0),
+                None,
+                Some(2),
+                Some(3),
+                Some(n - 1),
+                Some(1),
+                Some(0),
+            ]);
+            let dictionary = StringArray::from(values.clone());
+            let array: ArrayRef =
+                Arc::new(DictionaryArray::try_new(keys.clone(), Arc::new(dictionary)).unwrap());
+            // A key lookup's page (no cache) and a larger one.
+            for rows in [1, DictionaryJson::MIN_ROWS] {
+                let write = value_writer(&array, rows).unwrap();
+                for (i, key) in keys.iter().enumerate() {
+                    let mut out = Vec::new();
+                    write(i, &mut out);
+                    let want = key.and_then(|k| values[k as usize]);
+                    assert_eq!(out, serde_json::to_vec(&want).unwrap(), "row {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn strings_are_escaped_like_serde_json() {
         for s in [
             "",
@@ -700,7 +800,7 @@ mod tests {
         for array in arrays {
             let formatter =
                 ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default()).unwrap();
-            let fast = value_writer(&array).unwrap();
+            let fast = value_writer(&array, array.len()).unwrap();
             for i in 0..array.len() {
                 let mut out = Vec::new();
                 fast(i, &mut out);

@@ -328,9 +328,7 @@ fn sorted_get(chunks: &Chunks, column: usize, probe: KeyRef<'_>) -> Option<u32> 
         let chunk = batches
             .partition_point(|b| values(b, column)[0] <= probe)
             .checked_sub(1)?;
-        return values(&batches[chunk], column)
-            .binary_search(&probe)
-            .ok()
+        return search_ascending(values(&batches[chunk], column), probe)
             .map(|row| chunks.row_id(chunk, row));
     }
     let first_key = |c: usize| accessor(batches[c].column(column).as_ref()).map(|a| a(0));
@@ -356,6 +354,35 @@ fn sorted_get(chunks: &Chunks, column: usize, probe: KeyRef<'_>) -> Option<u32> 
         }
     }
     None
+}
+
+/// The position of `probe` in strictly ascending `values`.
+///
+/// A few interpolation steps first, then a binary search of what is left: keys are mostly
+/// dense (ids), where the first guess is the row, and each step of a binary search over a
+/// 125k-row chunk is a cache miss of its own (key lookups spent ~5% of their time there).
+fn search_ascending(values: &[i64], probe: i64) -> Option<usize> {
+    let (mut lo, mut hi) = (0, values.len()); // the probe, if present, is in lo..hi
+    for _ in 0..3 {
+        if hi - lo < 16 {
+            break;
+        }
+        let (first, last) = (values[lo], values[hi - 1]);
+        if probe < first || probe > last {
+            return None;
+        }
+        // first < last (strictly ascending, at least 16 values), and the offset fits: it is
+        // at most (hi - 1 - lo).
+        let offset = (i128::from(probe) - i128::from(first)) * (hi - 1 - lo) as i128
+            / (i128::from(last) - i128::from(first));
+        let guess = lo + offset as usize;
+        match values[guess].cmp(&probe) {
+            std::cmp::Ordering::Equal => return Some(guess),
+            std::cmp::Ordering::Less => lo = guess + 1,
+            std::cmp::Ordering::Greater => hi = guess,
+        }
+    }
+    values[lo..hi].binary_search(&probe).ok().map(|i| lo + i)
 }
 
 fn row_equals(chunks: &Chunks, columns: &[usize], id: u32, key: &[KeyRef<'_>]) -> bool {

@@ -171,3 +171,39 @@ fn sorted_list_operations() {
     let large: Vec<u32> = (0..1000).collect();
     assert_eq!(intersect_sorted(&[3, 2000], &large), vec![3]);
 }
+
+#[test]
+fn ascending_search_finds_what_binary_search_finds() {
+    // Dense, gapped, skewed (a jump in the middle) and extreme keys; every probe around them.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let dense: Vec<i64> = (1..=1000).collect();
+    let gapped: Vec<i64> = (0..1000).map(|i| i * 7 + (i % 3)).collect();
+    let mut skewed: Vec<i64> = (0..500).collect();
+    skewed.extend((0..500).map(|i| 1_000_000_000 + i));
+    let extreme = vec![i64::MIN, i64::MIN + 1, -5, 0, 3, i64::MAX - 1, i64::MAX];
+    let mut random: Vec<i64> = (0..2000).map(|_| next() as i64).collect();
+    random.sort_unstable();
+    random.dedup();
+    for values in [dense, gapped, skewed, extreme, random, vec![], vec![4]] {
+        let mut probes: Vec<i64> = values
+            .iter()
+            .flat_map(|&v| [v.saturating_sub(1), v, v.saturating_add(1)])
+            .collect();
+        probes.extend([i64::MIN, i64::MAX, 0]);
+        probes.extend((0..200).map(|_| next() as i64));
+        for probe in probes {
+            assert_eq!(
+                search_ascending(&values, probe),
+                values.binary_search(&probe).ok(),
+                "{probe} in {} values",
+                values.len()
+            );
+        }
+    }
+}

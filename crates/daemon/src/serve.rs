@@ -98,7 +98,7 @@ pub async fn serve_per_core(
         finished.push(done_rx);
     }
 
-    let mut placement = Placement::default();
+    let mut placement = Placement::new(threads);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -160,35 +160,48 @@ const ENDED: usize = usize::MAX / 2;
 
 /// Which thread of [`serve_per_core`] serves a new connection.
 ///
-/// Every CPU a handshake may arrive on has a home thread, at first `cpu % threads`. On
-/// loopback a connection's handshake runs on the CPU of the client thread that connected
-/// (`SO_INCOMING_CPU`), so a client thread's connections share a home, and the client thread
-/// and the server thread can then share a core, waking each other without an interrupt to
-/// the other CPU. When a home is [`MAX_AHEAD`] connections ahead of the least loaded thread,
-/// the CPU's home moves to that thread: two client threads that connected from one CPU, one
-/// after the other, still end up on two server threads, each with its own client's
-/// connections.
-#[derive(Debug, Default)]
+/// On loopback a connection's handshake runs on the CPU of the client thread that connected
+/// (`SO_INCOMING_CPU`). CPUs are grouped by `cpu % threads`, and each group is served by one
+/// thread, so a client thread's connections share a server thread, and the two can share a
+/// core, waking each other without an interrupt to the other CPU; client threads on other
+/// CPUs get the other server threads. When a group's thread is [`MAX_AHEAD`] connections
+/// ahead of the least loaded thread, the two threads trade groups: two client threads that
+/// connected from one CPU, one after the other, still end up on two server threads, each
+/// with its own client's connections.
+///
+/// Invariant: `thread_of` is a permutation of the threads, so different groups are never
+/// served by one thread. (An earlier version moved only the overflowing CPU's home, and two
+/// CPUs could then share a thread for good: a client thread's connections were split in
+/// 2 of 14 runs.)
+#[derive(Debug)]
 struct Placement {
-    /// By CPU number.
-    home: Vec<usize>,
+    /// The thread serving each group of CPUs.
+    thread_of: Vec<usize>,
 }
 
 impl Placement {
+    fn new(threads: usize) -> Self {
+        Self {
+            thread_of: (0..threads).collect(),
+        }
+    }
+
     /// The thread for a connection whose handshake ran on `cpu` (`None`: not known), given
-    /// each thread's open connections (`open`, not empty).
+    /// each thread's open connections (`open`: one count per thread).
     fn place(&mut self, cpu: Option<usize>, open: &[usize]) -> usize {
-        let threads = open.len();
-        let cpu = cpu.unwrap_or(0);
-        if self.home.len() <= cpu {
-            self.home
-                .extend((self.home.len()..=cpu).map(|c| c % threads));
+        let group = cpu.unwrap_or(0) % self.thread_of.len();
+        let home = self.thread_of[group];
+        let least = (0..open.len()).min_by_key(|&t| open[t]).unwrap_or(home);
+        if open[home] >= open[least] + MAX_AHEAD {
+            for t in &mut self.thread_of {
+                if *t == home {
+                    *t = least;
+                } else if *t == least {
+                    *t = home;
+                }
+            }
         }
-        let least = (0..threads).min_by_key(|&t| open[t]).unwrap_or(0);
-        if open[self.home[cpu]] >= open[least] + MAX_AHEAD {
-            self.home[cpu] = least;
-        }
-        self.home[cpu]
+        self.thread_of[group]
     }
 }
 
@@ -339,7 +352,7 @@ mod tests {
     #[test]
     fn a_client_threads_connections_share_a_server_thread() {
         // Two client threads on CPUs 0 and 1, connecting in turns.
-        let (mut placement, mut open) = (Placement::default(), vec![0; 2]);
+        let (mut placement, mut open) = (Placement::new(2), vec![0; 2]);
         let on: Vec<usize> = [0, 1, 1, 0, 0, 1, 0, 1]
             .into_iter()
             .map(|cpu| place(&mut placement, &mut open, Some(cpu)))
@@ -348,20 +361,28 @@ mod tests {
 
         // Both connected from CPU 0, one after the other: the first one's connections fill
         // one thread up to MAX_AHEAD, the second one's go to the other.
-        let (mut placement, mut open) = (Placement::default(), vec![0; 2]);
+        let (mut placement, mut open) = (Placement::new(2), vec![0; 2]);
         let on: Vec<usize> = (0..2 * MAX_AHEAD)
             .map(|_| place(&mut placement, &mut open, Some(0)))
             .collect();
         assert_eq!(on, [[0; MAX_AHEAD], [1; MAX_AHEAD]].concat());
+        // Once those closed, two client threads on CPUs 0 and 1 still get a thread each
+        // (the groups traded threads; they did not come to share one).
+        open.fill(0);
+        let on: Vec<usize> = [0, 1, 0, 1, 1, 0, 1, 0]
+            .into_iter()
+            .map(|cpu| place(&mut placement, &mut open, Some(cpu)))
+            .collect();
+        assert_eq!(on, [1, 0, 1, 0, 0, 1, 0, 1]);
 
         // More CPUs than threads, and a CPU not known.
-        let (mut placement, mut open) = (Placement::default(), vec![0; 2]);
+        let (mut placement, mut open) = (Placement::new(2), vec![0; 2]);
         assert_eq!(place(&mut placement, &mut open, Some(3)), 1);
         assert_eq!(place(&mut placement, &mut open, Some(2)), 0);
         assert_eq!(place(&mut placement, &mut open, None), 0);
 
-        // A thread that ended is no CPU's home.
-        let (mut placement, mut open) = (Placement::default(), vec![ENDED, 0]);
+        // A thread that ended gets no connections.
+        let (mut placement, mut open) = (Placement::new(2), vec![ENDED, 0]);
         for cpu in [0, 1, 0, 2] {
             assert_eq!(place(&mut placement, &mut open, Some(cpu)), 1);
         }
@@ -377,7 +398,7 @@ mod tests {
             seed ^= seed << 17;
             (seed % n) as usize
         };
-        let (mut placement, mut open) = (Placement::default(), vec![0_usize; 3]);
+        let (mut placement, mut open) = (Placement::new(3), vec![0_usize; 3]);
         for _ in 0..10_000 {
             if next(3) == 0 {
                 let t = next(3);
@@ -391,6 +412,9 @@ mod tests {
                 open[to] <= least + MAX_AHEAD,
                 "{open:?} after placing on {to}"
             );
+            let mut threads = placement.thread_of.clone();
+            threads.sort_unstable();
+            assert_eq!(threads, [0, 1, 2], "groups share a thread");
         }
     }
 
