@@ -100,6 +100,7 @@ pub async fn serve_per_core(
 
     let mut placement = Placement::new(threads);
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut ended = Ok(());
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -122,23 +123,9 @@ pub async fn serve_per_core(
         let Ok(stream) = stream.into_std() else {
             continue;
         };
-        let mut stream = Some(stream);
-        while let Some(unplaced) = stream.take() {
-            let counts: Vec<usize> = open.iter().map(|o| o.load(Ordering::Relaxed)).collect();
-            if counts.iter().all(|&c| c >= ENDED) {
-                break; // every thread has ended; the connection is dropped
-            }
-            let to = placement.place(cpu, &counts);
-            tracing::debug!(?cpu, thread = to, "connection placed");
-            // Counted here, before the next placement reads the counts; the thread uncounts
-            // it when it closes (or drops it unserved).
-            open[to].fetch_add(1, Ordering::Relaxed);
-            if let Err(returned) = inboxes[to].send(unplaced) {
-                // That thread has ended (it panicked): never again the least loaded, so no
-                // CPU's home stays there.
-                open[to].store(ENDED, Ordering::Relaxed);
-                stream = Some(returned.0);
-            }
+        if !hand_over(stream, cpu, &mut placement, &open, &inboxes) {
+            ended = Err(std::io::Error::other("every connection thread has ended"));
+            break;
         }
     }
     drop(listener);
@@ -148,7 +135,38 @@ pub async fn serve_per_core(
     for done in finished {
         let _ = done.await;
     }
-    Ok(())
+    ended
+}
+
+/// Hands `stream` (its handshake on `cpu`) to the thread [`Placement`] picks, counting it
+/// there; false if every thread has ended (the connection is dropped).
+fn hand_over(
+    mut stream: std::net::TcpStream,
+    cpu: Option<usize>,
+    placement: &mut Placement,
+    open: &[AtomicUsize],
+    inboxes: &[mpsc::UnboundedSender<std::net::TcpStream>],
+) -> bool {
+    loop {
+        let counts: Vec<usize> = open.iter().map(|o| o.load(Ordering::Relaxed)).collect();
+        if counts.iter().all(|&c| c >= ENDED) {
+            return false;
+        }
+        let to = placement.place(cpu, &counts);
+        tracing::debug!(?cpu, thread = to, "connection placed");
+        // Counted here, before the next placement reads the counts; the thread uncounts it
+        // when it closes (or drops it unserved).
+        open[to].fetch_add(1, Ordering::Relaxed);
+        match inboxes[to].send(stream) {
+            Ok(()) => return true,
+            Err(returned) => {
+                // That thread has ended (it panicked): from now on never the least loaded,
+                // so no group of CPUs stays on it.
+                open[to].store(ENDED, Ordering::Relaxed);
+                stream = returned.0;
+            }
+        }
+    }
 }
 
 /// How many connections one thread of [`serve_per_core`] may have open beyond the least
