@@ -367,30 +367,33 @@ mod tests {
         to
     }
 
+    /// The threads of connections from `cpus`, placed one after the other.
+    fn place_all<const N: usize>(
+        placement: &mut Placement,
+        open: &mut [usize],
+        cpus: [usize; N],
+    ) -> Vec<usize> {
+        cpus.into_iter()
+            .map(|cpu| place(placement, open, Some(cpu)))
+            .collect()
+    }
+
     #[test]
     fn a_client_threads_connections_share_a_server_thread() {
         // Two client threads on CPUs 0 and 1, connecting in turns.
         let (mut placement, mut open) = (Placement::new(2), vec![0; 2]);
-        let on: Vec<usize> = [0, 1, 1, 0, 0, 1, 0, 1]
-            .into_iter()
-            .map(|cpu| place(&mut placement, &mut open, Some(cpu)))
-            .collect();
+        let on = place_all(&mut placement, &mut open, [0, 1, 1, 0, 0, 1, 0, 1]);
         assert_eq!(on, [0, 1, 1, 0, 0, 1, 0, 1]);
 
         // Both connected from CPU 0, one after the other: the first one's connections fill
         // one thread up to MAX_AHEAD, the second one's go to the other.
         let (mut placement, mut open) = (Placement::new(2), vec![0; 2]);
-        let on: Vec<usize> = (0..2 * MAX_AHEAD)
-            .map(|_| place(&mut placement, &mut open, Some(0)))
-            .collect();
+        let on = place_all(&mut placement, &mut open, [0; 2 * MAX_AHEAD]);
         assert_eq!(on, [[0; MAX_AHEAD], [1; MAX_AHEAD]].concat());
         // Once those closed, two client threads on CPUs 0 and 1 still get a thread each
         // (the groups traded threads; they did not come to share one).
         open.fill(0);
-        let on: Vec<usize> = [0, 1, 0, 1, 1, 0, 1, 0]
-            .into_iter()
-            .map(|cpu| place(&mut placement, &mut open, Some(cpu)))
-            .collect();
+        let on = place_all(&mut placement, &mut open, [0, 1, 0, 1, 1, 0, 1, 0]);
         assert_eq!(on, [1, 0, 1, 0, 0, 1, 0, 1]);
 
         // More CPUs than threads, and a CPU not known.
