@@ -209,18 +209,16 @@ fn value_writer(array: &ArrayRef, rows: usize) -> Result<ValueWriter<'_>, QueryE
                 QueryError::Internal(format!("unsupported dictionary key type {key}"))
             })?;
             let values = values.as_string::<i32>();
-            if values.len() <= DictionaryJson::MAX_VALUES && rows >= DictionaryJson::MIN_ROWS {
-                let encoded = std::cell::RefCell::new(DictionaryJson::new(values.len()));
-                Box::new(move |i, out: &mut Vec<u8>| match keys(i) {
-                    Some(k) if values.is_valid(k) => encoded.borrow_mut().write(values, k, out),
-                    _ => out.extend_from_slice(b"null"),
-                })
-            } else {
-                Box::new(move |i, out: &mut Vec<u8>| match keys(i) {
-                    Some(k) if values.is_valid(k) => write_json_str(values.value(k), out),
-                    _ => out.extend_from_slice(b"null"),
-                })
-            }
+            let cached = (values.len() <= DictionaryJson::MAX_VALUES
+                && rows >= DictionaryJson::MIN_ROWS)
+                .then(|| std::cell::RefCell::new(DictionaryJson::new(values.len())));
+            Box::new(move |i, out: &mut Vec<u8>| match keys(i) {
+                Some(k) if values.is_valid(k) => match &cached {
+                    Some(cached) => cached.borrow_mut().write(values, k, out),
+                    None => write_json_str(values.value(k), out),
+                },
+                _ => out.extend_from_slice(b"null"),
+            })
         }
         DataType::Timestamp(unit, tz) if tz.as_deref().is_none_or(is_utc) => {
             let (unit, utc) = (*unit, tz.is_some());
