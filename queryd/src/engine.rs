@@ -10,15 +10,15 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, UInt64Array};
+use arrow::datatypes::{DataType, Decimal128Type, Field, Schema, SchemaRef};
 use datafusion::catalog::MemTable;
 use datafusion::common::ScalarValue;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::functions_aggregate::expr_fn::{avg, count, max, min, sum};
 use datafusion::logical_expr::{Expr, JoinType, SortExpr, ident, lit};
-use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext, cast};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::ObjectStore;
@@ -224,11 +224,18 @@ pub fn apply(
                 .iter()
                 .map(|a| {
                     let arg = a.column.map(|c| ident(name(&c)));
+                    let column_type = a.column.map(|c| schema.field(c).data_type());
                     let expr = match (a.op, arg) {
                         (AggOp::Count, None) => count(lit(1i64)),
                         (AggOp::Count, Some(e)) => count(e),
+                        // Exact: see `narrow_sums`.
+                        (AggOp::Sum, Some(e)) if column_type.is_some_and(DataType::is_integer) => {
+                            sum(cast(e, EXACT_SUM))
+                        }
                         (AggOp::Sum, Some(e)) => sum(e),
-                        (AggOp::Avg, Some(e)) => avg(e),
+                        // An average is a double whatever the column (DataFusion's own
+                        // average of a decimal is a decimal).
+                        (AggOp::Avg, Some(e)) => avg(cast(e, DataType::Float64)),
                         (AggOp::Min, Some(e)) => min(e),
                         (AggOp::Max, Some(e)) => max(e),
                         (op, None) => {
@@ -243,6 +250,64 @@ pub fn apply(
         }
     }
     limit(frame, plan)
+}
+
+/// The type integer sums are computed in: exact for any row count a dataset can have
+/// (2^32 rows of 64-bit values stay far below 10^38).
+pub const EXACT_SUM: DataType = DataType::Decimal128(38, 0);
+
+/// A grouped answer with its integer sums in their plan type (`Int64`, `UInt64` for a
+/// `uint64` column). Sums are computed exactly ([`EXACT_SUM`], so `having` and `order_by`
+/// compare exact values) and narrowed only here, as they are answered: a sum that does not
+/// fit is a [`QueryError::Overflow`], never a wrapped number. Other shapes pass unchanged.
+pub fn narrow_sums(batch: RecordBatch, plan: &Plan) -> Result<RecordBatch, QueryError> {
+    let Shape::Grouped { aggregates, .. } = &plan.shape else {
+        return Ok(batch);
+    };
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut columns = batch.columns().to_vec();
+    for a in aggregates {
+        let (Ok(i), AggOp::Sum) = (schema.index_of(&a.alias), a.op) else {
+            continue;
+        };
+        if columns[i].data_type() != &EXACT_SUM {
+            continue;
+        }
+        let exact = columns[i].as_primitive::<Decimal128Type>();
+        let overflow = |v: i128| {
+            QueryError::Overflow(format!(
+                "the sum {:?} is {v}, which does not fit its type {}",
+                a.alias, a.data_type
+            ))
+        };
+        let narrowed: ArrayRef = match a.data_type {
+            DataType::UInt64 => Arc::new(
+                exact
+                    .iter()
+                    .map(|v| {
+                        v.map(|v| u64::try_from(v).map_err(|_| overflow(v)))
+                            .transpose()
+                    })
+                    .collect::<Result<UInt64Array, _>>()?,
+            ),
+            _ => Arc::new(
+                exact
+                    .iter()
+                    .map(|v| {
+                        v.map(|v| i64::try_from(v).map_err(|_| overflow(v)))
+                            .transpose()
+                    })
+                    .collect::<Result<Int64Array, _>>()?,
+            ),
+        };
+        fields[i] = fields[i]
+            .clone()
+            .with_data_type(narrowed.data_type().clone());
+        columns[i] = narrowed;
+    }
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// The part of a grouped plan after aggregation: `having`, the order (group columns break

@@ -15,6 +15,10 @@ pub enum QueryError {
     TooLarge(String),
     #[error("request timed out after {0} ms")]
     Timeout(u64),
+    /// An exact answer does not fit its type (an integer sum beyond `int64`): never a
+    /// wrapped number.
+    #[error("{0}")]
+    Overflow(String),
     #[error("{0}")]
     Unavailable(String),
     /// storaged refused a forwarded request: its status and message, passed on.
@@ -41,6 +45,9 @@ impl From<QueryError> for ApiError {
             }
             QueryError::Timeout(_) => {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message)
+            }
+            QueryError::Overflow(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "overflow", message)
             }
             QueryError::Unavailable(_) => ApiError::unavailable(message, 1),
             QueryError::Upstream { status, .. } => upstream(status, message),

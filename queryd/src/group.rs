@@ -12,10 +12,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
+};
 use arrow::compute::{SortColumn, SortOptions, interleave, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{self as t, DataType, Field, Schema, SchemaRef};
 
+use crate::engine::EXACT_SUM;
 use crate::error::QueryError;
 use crate::index::Postings;
 use crate::plan::{AggOp, Aggregate, Plan, Shape};
@@ -97,10 +100,8 @@ fn sort(batch: &RecordBatch, plan: &Plan) -> Result<RecordBatch, QueryError> {
 enum Kind {
     CountRows,
     CountValues,
-    /// Sum/avg/min/max over integers (read as i128); `unsigned` for a UInt64 sum.
-    Int {
-        unsigned: bool,
-    },
+    /// Sum/avg/min/max over integers (read as i128).
+    Int,
     /// Sum/avg over floats.
     Float,
 }
@@ -111,12 +112,7 @@ impl Kind {
         Some(match (a.op, data_type) {
             (AggOp::Count, None) => Kind::CountRows,
             (AggOp::Count, Some(_)) => Kind::CountValues,
-            (_, Some(t)) if t.is_integer() => Kind::Int {
-                unsigned: matches!(
-                    t,
-                    DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64
-                ),
-            },
+            (_, Some(t)) if t.is_integer() => Kind::Int,
             (AggOp::Sum | AggOp::Avg, Some(t)) if t.is_floating() => Kind::Float,
             _ => return None,
         })
@@ -155,27 +151,24 @@ fn compute(
             (Kind::CountValues, _, Some(v)) => Arc::new(Int64Array::from_iter_values(
                 groups.iter().map(|&(_, rows)| v.count(rows) as i64),
             )),
-            (Kind::Int { unsigned }, op, Some(v)) => {
+            (Kind::Int, op, Some(v)) => {
                 match op {
                     AggOp::Avg => Arc::new(Float64Array::from_iter(
                         groups.iter().map(|&(_, rows)| v.int_avg(rows)),
                     )),
-                    AggOp::Sum if *unsigned => Arc::new(UInt64Array::from_iter(
-                        groups
-                            .iter()
-                            .map(|&(_, rows)| v.int_sum(rows).map(|s| s as u64)),
-                    )),
-                    AggOp::Sum => Arc::new(Int64Array::from_iter(
-                        groups
-                            .iter()
-                            .map(|&(_, rows)| v.int_sum(rows).map(|s| s as i64)),
-                    )),
-                    // min/max keep the column's type.
+                    // Exact, as on the DataFusion path: `engine::narrow_sums`.
+                    AggOp::Sum => Arc::new(
+                        Decimal128Array::from_iter(groups.iter().map(|&(_, rows)| v.int_sum(rows)))
+                            .with_data_type(EXACT_SUM),
+                    ),
+                    // min/max keep the column's type (read exactly, as i128: a uint64
+                    // beyond i64::MAX too).
                     _ => {
-                        let as_i64 = Int64Array::from_iter(
+                        let exact = Decimal128Array::from_iter(
                             groups.iter().map(|&(_, rows)| v.int_extreme(rows, op)),
-                        );
-                        arrow::compute::cast(&as_i64, &a.data_type)?
+                        )
+                        .with_data_type(EXACT_SUM);
+                        arrow::compute::cast(&exact, &a.data_type)?
                     }
                 }
             }
@@ -256,7 +249,7 @@ impl<'a> Values<'a> {
         (n > 0).then(|| sum as f64 / n as f64)
     }
 
-    fn int_extreme(&self, rows: Postings<'_>, op: AggOp) -> Option<i64> {
+    fn int_extreme(&self, rows: Postings<'_>, op: AggOp) -> Option<i128> {
         let mut best: Option<i128> = None;
         self.each(&self.int_readers(), rows, |v| {
             if let Some(v) = v {
@@ -267,7 +260,7 @@ impl<'a> Values<'a> {
                 });
             }
         });
-        best.map(|b| b as i64)
+        best
     }
 
     fn float_fold(&self, rows: Postings<'_>, op: AggOp) -> Option<f64> {

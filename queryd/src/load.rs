@@ -5,12 +5,14 @@
 //! raised queryd's peak memory during a load or a rebuild after a compaction
 //! (`benches/compact`).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, DictionaryArray, Int32Array, RecordBatch, StringArray,
+};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Int8Type, Int16Type, Int32Type, Schema, SchemaRef};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use strata_shared::manifest::DataFile;
@@ -51,22 +53,66 @@ pub(crate) async fn read_base(
 }
 
 /// Batches of one schema, collected in their in-memory layout: low-cardinality string
-/// columns (not key columns) dictionary-encoded, each batch with its own dictionary, keys as
-/// narrow as the column's distinct count allows.
+/// columns (not key columns) dictionary-encoded, with keys as narrow as the column's
+/// distinct count allows.
 ///
-/// Whether a column qualifies is known only at the end, so a candidate column is encoded
-/// from its first batch on while its distinct values are counted (up to the cap); a column
-/// that passes the cap goes back to plain strings in every batch seen so far and stays plain.
-/// Keys are chosen for the distinct count seen so far and widened in [`Self::finish`] where
-/// a later batch brought more values.
+/// Invariant: every batch of a dictionary column shares **one** values array (the same
+/// buffers), so Arrow's kernels that combine chunks — `concat`, `interleave`, DataFusion's
+/// sorts and merges — see a single dictionary and reuse it. With one dictionary per batch
+/// they concatenate the dictionaries instead, and 16 chunks of a 50-value column already
+/// outgrow 8-bit keys ("Dictionary key bigger than the key type": every `order_by` on a
+/// 1M-row table answered 500).
+///
+/// Whether a column qualifies is known only at the end, so a candidate column's values are
+/// numbered from its first batch on (up to the cap); a column that passes the cap goes back
+/// to plain strings in every batch seen so far and stays plain. Keys are held as `i32` while
+/// loading and narrowed in [`Self::finish`].
 pub(crate) struct MemLayout {
     schema: SchemaRef,
     /// The most distinct values a dictionary column may have.
     cap: usize,
-    /// Per column: `Some(distinct values seen)` while it is dictionary-encoded.
-    dictionaries: Vec<Option<HashSet<Box<str>>>>,
-    /// The columns of every batch pushed so far.
+    /// Per column: `Some` while it is a dictionary candidate.
+    dictionaries: Vec<Option<Dictionary>>,
+    /// The columns of every batch pushed so far (candidates as `i32` keys into their
+    /// [`Dictionary`]).
     batches: Vec<Vec<ArrayRef>>,
+}
+
+/// The distinct values of one column, numbered in order of first appearance.
+#[derive(Default)]
+struct Dictionary {
+    ids: HashMap<Box<str>, i32>,
+    values: Vec<Box<str>>,
+}
+
+impl Dictionary {
+    /// The keys of `array`'s values, numbering new ones; `None` once the column holds more
+    /// than `cap` distinct values.
+    fn keys(&mut self, array: &StringArray, cap: usize) -> Option<Int32Array> {
+        let mut keys = Vec::with_capacity(array.len());
+        for value in array.iter() {
+            keys.push(match value {
+                None => None,
+                Some(v) => Some(match self.ids.get(v) {
+                    Some(&id) => id,
+                    None => {
+                        if self.values.len() >= cap {
+                            return None;
+                        }
+                        let id = i32::try_from(self.values.len()).ok()?;
+                        self.ids.insert(v.into(), id);
+                        self.values.push(v.into());
+                        id
+                    }
+                }),
+            });
+        }
+        Some(Int32Array::from(keys))
+    }
+
+    fn values(&self) -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(self.values.iter()))
+    }
 }
 
 impl MemLayout {
@@ -77,7 +123,8 @@ impl MemLayout {
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                (f.data_type() == &DataType::Utf8 && !primary_key.contains(&i)).then(HashSet::new)
+                (f.data_type() == &DataType::Utf8 && !primary_key.contains(&i))
+                    .then(Dictionary::default)
             })
             .collect();
         Self {
@@ -94,16 +141,20 @@ impl MemLayout {
         let mut columns = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?
             .columns()
             .to_vec();
-        for (i, dictionary) in self.dictionaries.iter_mut().enumerate() {
-            let Some(seen) = dictionary else { continue };
-            if count_distinct(seen, columns[i].as_string::<i32>(), self.cap) {
-                columns[i] = cast(&columns[i], &dictionary_type(seen.len()))?;
-            } else {
-                *dictionary = None;
-                for batch in &mut self.batches {
-                    batch[i] = cast(&batch[i], &DataType::Utf8)?;
-                }
+        for (i, candidate) in self.dictionaries.iter_mut().enumerate() {
+            let Some(dictionary) = candidate else {
+                continue;
+            };
+            if let Some(keys) = dictionary.keys(columns[i].as_string::<i32>(), self.cap) {
+                columns[i] = Arc::new(keys);
+                continue;
             }
+            // Past the cap: back to plain strings, in the batches seen so far too.
+            let values = dictionary.values();
+            for batch in &mut self.batches {
+                batch[i] = plain(&batch[i], &values)?;
+            }
+            *candidate = None;
         }
         if columns.first().is_some_and(|c| !c.is_empty()) {
             self.batches.push(columns);
@@ -114,12 +165,13 @@ impl MemLayout {
     /// The in-memory schema (the logical one with dictionary types where chosen) and the
     /// batches in it.
     pub fn finish(self) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
-        let types: Vec<Option<DataType>> = self
+        // Per column: the key type and the one values array every batch shares.
+        let dictionaries: Vec<Option<(DataType, ArrayRef)>> = self
             .dictionaries
             .iter()
-            .map(|d| d.as_ref().map(|seen| dictionary_type(seen.len())))
+            .map(|d| d.as_ref().map(|d| (key_type(d.values.len()), d.values())))
             .collect();
-        if types.iter().all(Option::is_none) {
+        if dictionaries.iter().all(Option::is_none) {
             let batches = self.batches.into_iter().map(|columns| {
                 RecordBatch::try_new(self.schema.clone(), columns).map_err(QueryError::from)
             });
@@ -129,9 +181,12 @@ impl MemLayout {
             .schema
             .fields()
             .iter()
-            .zip(&types)
-            .map(|(f, t)| match t {
-                Some(t) => f.as_ref().clone().with_data_type(t.clone()),
+            .zip(&dictionaries)
+            .map(|(f, d)| match d {
+                Some((key, _)) => f.as_ref().clone().with_data_type(DataType::Dictionary(
+                    Box::new(key.clone()),
+                    Box::new(DataType::Utf8),
+                )),
                 None => f.as_ref().clone(),
             })
             .collect();
@@ -145,10 +200,10 @@ impl MemLayout {
             .map(|columns| {
                 let columns = columns
                     .into_iter()
-                    .zip(&types)
-                    .map(|(c, t)| match t {
-                        Some(t) if c.data_type() != t => cast(&c, t),
-                        _ => Ok(c),
+                    .zip(&dictionaries)
+                    .map(|(c, d)| match d {
+                        Some((key, values)) => shared_dictionary(&c, key, values),
+                        None => Ok(c),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(RecordBatch::try_new(mem_schema.clone(), columns)?)
@@ -158,29 +213,46 @@ impl MemLayout {
     }
 }
 
-/// Adds `array`'s values to `seen`; false once `seen` holds more than `cap` (it stops there).
-fn count_distinct(seen: &mut HashSet<Box<str>>, array: &StringArray, cap: usize) -> bool {
-    for value in array.iter().flatten() {
-        if !seen.contains(value) {
-            seen.insert(value.into());
-            if seen.len() > cap {
-                return false;
-            }
-        }
-    }
-    true
+/// `i32` keys into `values` as plain strings.
+fn plain(keys: &ArrayRef, values: &ArrayRef) -> Result<ArrayRef, QueryError> {
+    let keys = keys.as_primitive::<Int32Type>().clone();
+    let dictionary = DictionaryArray::<Int32Type>::try_new(keys, values.clone())?;
+    Ok(cast(&dictionary, &DataType::Utf8)?)
 }
 
-/// A string dictionary with keys wide enough for `distinct` values.
-fn dictionary_type(distinct: usize) -> DataType {
-    let key = if distinct <= i8::MAX as usize {
+/// `i32` keys narrowed to `key` over the shared `values`.
+fn shared_dictionary(
+    keys: &ArrayRef,
+    key: &DataType,
+    values: &ArrayRef,
+) -> Result<ArrayRef, QueryError> {
+    // Every key is below the values' length, which `key_type` chose the width for.
+    let narrow = cast(keys, key)?;
+    Ok(match key {
+        DataType::Int8 => Arc::new(DictionaryArray::<Int8Type>::try_new(
+            narrow.as_primitive::<Int8Type>().clone(),
+            values.clone(),
+        )?),
+        DataType::Int16 => Arc::new(DictionaryArray::<Int16Type>::try_new(
+            narrow.as_primitive::<Int16Type>().clone(),
+            values.clone(),
+        )?),
+        _ => Arc::new(DictionaryArray::<Int32Type>::try_new(
+            narrow.as_primitive::<Int32Type>().clone(),
+            values.clone(),
+        )?),
+    })
+}
+
+/// Keys wide enough to number `distinct` values.
+fn key_type(distinct: usize) -> DataType {
+    if distinct <= i8::MAX as usize {
         DataType::Int8
     } else if distinct <= i16::MAX as usize {
         DataType::Int16
     } else {
         DataType::Int32
-    };
-    DataType::Dictionary(Box::new(key), Box::new(DataType::Utf8))
+    }
 }
 
 #[cfg(test)]
@@ -230,7 +302,7 @@ mod tests {
         layout.push(first).unwrap();
         layout.push(second).unwrap();
         let (mem_schema, batches) = layout.finish().unwrap();
-        let dictionary = dictionary_type(300);
+        let dictionary = DataType::Dictionary(Box::new(key_type(300)), Box::new(DataType::Utf8));
         assert_eq!(mem_schema.field(1).data_type(), &dictionary);
         assert_eq!(mem_schema.field(0).data_type(), &DataType::Int64);
         assert!(
@@ -239,6 +311,36 @@ mod tests {
                 .all(|b| b.column(1).data_type() == &dictionary)
         );
         assert_eq!(tags(&batches), want, "values survive the re-encoding");
+    }
+
+    #[test]
+    fn every_batch_shares_one_dictionary_so_chunks_combine() {
+        // 20 batches of the same 100 values: 2 000 dictionary entries if each batch had its
+        // own, far more than 8-bit keys number once a kernel combines the batches.
+        let mut layout = MemLayout::new(&schema(), &[0], 20_000);
+        let parts: Vec<RecordBatch> = (0..20)
+            .map(|b| batch(b * 1_000..(b + 1) * 1_000, |i| format!("t{}", i % 100)))
+            .collect();
+        let want = tags(&parts);
+        for part in parts {
+            layout.push(part).unwrap();
+        }
+        let (mem_schema, batches) = layout.finish().unwrap();
+        assert_eq!(
+            mem_schema.field(1).data_type(),
+            &DataType::Dictionary(Box::new(DataType::Int8), Box::new(DataType::Utf8))
+        );
+        let columns: Vec<&dyn Array> = batches.iter().map(|b| b.column(1).as_ref()).collect();
+        let all = arrow::compute::concat(&columns).unwrap();
+        assert_eq!(
+            all.as_any_dictionary().values().len(),
+            100,
+            "one dictionary"
+        );
+        let picks: Vec<(usize, usize)> = (0..20).map(|b| (19 - b, b)).collect();
+        let mixed = arrow::compute::interleave(&columns, &picks).unwrap();
+        assert_eq!(mixed.len(), 20);
+        assert_eq!(tags(&batches), want);
     }
 
     #[test]

@@ -346,6 +346,10 @@ fn aggregate(a: &Aggregation, schema: &Schema) -> Result<Aggregate, QueryError> 
         (AggOp::Sum, Some(t)) if t.is_floating() => DataType::Float64,
         (AggOp::Sum, Some(DataType::UInt64)) => DataType::UInt64,
         (AggOp::Sum, Some(t)) if t.is_integer() => DataType::Int64,
+        // DataFusion's (and DuckDB's) widening: ten more digits, the same scale.
+        (AggOp::Sum, Some(DataType::Decimal128(precision, scale))) => {
+            DataType::Decimal128((*precision + 10).min(38), *scale)
+        }
         (_, Some(t)) => t.clone(),
         (_, None) => DataType::Null,
     };
@@ -602,6 +606,18 @@ mod tests {
         assert!(literal(&json!(1i64 << 40), s.field(1).data_type(), "severity").is_err());
         assert!(literal(&json!(true), s.field(0).data_type(), "id").is_err());
         assert!(literal(&json!(3), s.field(3).data_type(), "name").is_err());
+    }
+
+    #[test]
+    fn double_literals_parse_exactly() {
+        // serde_json's default parse reads this one a unit in the last place off.
+        let body = r#"{"predicates": [{"col": "score", "op": "eq", "val": 0.9313448545125593}]}"#;
+        let request: QueryRequest = serde_json::from_str(body).unwrap();
+        let p = plan(&request, &schema(), 10).unwrap();
+        let FilterOp::Cmp(CmpOp::Eq, ScalarValue::Float64(Some(value))) = &p.filters[0].op else {
+            panic!("{:?}", p.filters[0].op);
+        };
+        assert_eq!(value.to_bits(), 0.9313448545125593f64.to_bits());
     }
 
     #[test]

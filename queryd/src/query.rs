@@ -368,11 +368,18 @@ async fn run_general_page(run: &Run) -> Result<(SchemaRef, Vec<RecordBatch>), Qu
         let len = usize::try_from(fetch)
             .unwrap_or(usize::MAX)
             .min(groups.num_rows() - start);
-        return Ok((groups.schema(), vec![groups.slice(start, len)]));
+        let page = engine::narrow_sums(groups.slice(start, len), &run.plan)?;
+        return Ok((page.schema(), vec![page]));
     }
     let frame = run.frame().await?;
-    let schema = Arc::new(frame.schema().as_arrow().clone());
-    Ok((schema, engine::collect_window(frame, skip, fetch).await?))
+    let empty = RecordBatch::new_empty(Arc::new(frame.schema().as_arrow().clone()));
+    let schema = engine::narrow_sums(empty, &run.plan)?.schema();
+    let batches = engine::collect_window(frame, skip, fetch)
+        .await?
+        .into_iter()
+        .map(|batch| engine::narrow_sums(batch, &run.plan))
+        .collect::<Result<_, _>>()?;
+    Ok((schema, batches))
 }
 
 fn projected_schema(schema: &SchemaRef, plan: &Plan) -> SchemaRef {
@@ -413,12 +420,24 @@ async fn produce_stream(
         return Ok(());
     }
     let (schema, mut batches) = engine::stream(run.frame().await?, run.plan.limit).await?;
+    let schema = engine::narrow_sums(RecordBatch::new_empty(schema), &run.plan)?.schema();
+    // The first batch is made before the schema goes out: an error in it (a sum that
+    // overflows) is then answered with its status, not as a broken stream.
+    let first = match batches.next().await {
+        Some(batch) => Some(engine::narrow_sums(batch?, &run.plan)?),
+        None => None,
+    };
     let mut encoder = IpcEncoder::new(encode::logical_schema(&schema, &run.target.schema))?;
     if !send(encoder.take()).await {
         return Ok(());
     }
+    if let Some(first) = first
+        && !send(encoder.write(&first)?).await
+    {
+        return Ok(());
+    }
     while let Some(batch) = batches.next().await {
-        if !send(encoder.write(&batch?)?).await {
+        if !send(encoder.write(&engine::narrow_sums(batch?, &run.plan)?)?).await {
             return Ok(());
         }
     }
