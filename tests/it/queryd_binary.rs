@@ -188,8 +188,9 @@ async fn the_read_api_over_the_real_binary() {
     );
 }
 
-/// The Python with `datap_rs_client` and `pyarrow` (installed by scripts/install-test-tools.sh).
-fn client_python() -> PathBuf {
+/// The Python with `datap_rs_client`, `pyarrow` and `duckdb` (installed by
+/// scripts/install-test-tools.sh).
+pub(crate) fn client_python() -> PathBuf {
     let venv = std::env::var_os("STRATA_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| {

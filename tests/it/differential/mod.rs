@@ -1,0 +1,637 @@
+//! Differential testing: random requests over the whole query language, answered by Strata
+//! and by DuckDB on the same data, compared answer by answer.
+//!
+//! The table ([`table`]) has a million rows (`STRATA_DIFF_ROWS`) of every column type, keys
+//! in random order, nulls everywhere they may be. Strata runs as real binaries: storaged,
+//! compactord and four queryd processes, one per execution path —
+//!
+//! - `hot`: in memory, index hot paths on;
+//! - `general`: in memory, every request through DataFusion;
+//! - `cold`: never in memory (`cache_bytes = 1`): the cold key path and DataFusion over
+//!   Parquet;
+//! - `cold-general`: never in memory, every request through DataFusion over Parquet.
+//!
+//! The requests run in phases: the imported base; after deltas (upserts of existing keys,
+//! new keys, deletes, re-inserts; Parquet and Arrow bodies); after a compaction; and after
+//! an evict (hot, answered cold while it reloads) and a reload (general). DuckDB
+//! (`tests/python/duckdb_oracle.py`) reads the same source and delta Parquet files and
+//! applies the same changes. Each request is checked as a JSON page and, in turn, as an
+//! Arrow page, a count or a stream. The rules the SQL encodes are in [`request`]'s doc.
+//!
+//! `STRATA_DIFF_SEED` (default 1) and `STRATA_DIFF_QUERIES` (default 1024, spread over the
+//! phases and paths) run longer campaigns. A failure prints a reproducer: the path, the
+//! request body, the SQL with its parameters, and the first difference.
+
+mod compare;
+mod oracle;
+mod request;
+mod table;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use strata_testkit::{ChildProcess, free_port, strata_bin, wait_http_ok, write_parquet};
+
+use compare::{Cell, Table, difference};
+use oracle::Oracle;
+use request::{Query, Sampler};
+
+const ADMIN: &str = "diff-admin";
+const DATASET: &str = "diff";
+const PATHS: [&str; 4] = ["hot", "general", "cold", "cold-general"];
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// storaged, compactord and one queryd per path, as separate processes on one local store.
+struct Cluster {
+    storaged: String,
+    queryd: Vec<(&'static str, String)>,
+    _processes: Vec<ChildProcess>,
+}
+
+impl Cluster {
+    async fn start(dir: &Path) -> Self {
+        let (s, c) = (free_port(), free_port());
+        let ports: Vec<u16> = PATHS.iter().map(|_| free_port()).collect();
+        let url = |p: u16| format!("http://127.0.0.1:{p}");
+        let notify: Vec<String> = ports.iter().map(|&p| format!("\"{}\"", url(p))).collect();
+        let config = |queryd: u16, path: &str| {
+            let extra = match path {
+                "general" => "hot_paths = false\n",
+                "cold" => "cache_bytes = 1\n",
+                "cold-general" => "cache_bytes = 1\nhot_paths = false\n",
+                _ => "",
+            };
+            format!(
+                "[store]\nurl = \"file://data\"\n\
+                 [storaged]\nlisten = \"127.0.0.1:{s}\"\nnotify_urls = [{}]\n\
+                 [queryd]\nlisten = \"127.0.0.1:{queryd}\"\npoll_interval_ms = 500\n\
+                 request_timeout_ms = 300000\n{extra}\
+                 [compactord]\nlisten = \"127.0.0.1:{c}\"\ncheck_interval_ms = 0\ngc_schedule = \"\"\n\
+                 [auth]\nadmin_token = \"{ADMIN}\"\n",
+                notify.join(", ")
+            )
+        };
+        let spawn = |daemon: &str, name: &str, text: String| {
+            let path = dir.join(format!("{name}.toml"));
+            std::fs::write(&path, text).unwrap();
+            let mut command = Command::new(strata_bin());
+            command
+                .arg(daemon)
+                .arg("--config")
+                .arg(&path)
+                .env("STRATA_INTERNAL_TOKEN", "diff-internal")
+                .env("RUST_LOG", "warn")
+                .env_remove("STRATA_ADMIN_TOKEN")
+                .current_dir(dir);
+            ChildProcess::spawn(name, command, &dir.join(format!("{name}.log"))).unwrap()
+        };
+        let mut processes = vec![spawn("storaged", "storaged", config(ports[0], "hot"))];
+        wait(&url(s), &processes[0]).await;
+        processes.push(spawn("compactord", "compactord", config(ports[0], "hot")));
+        wait(&url(c), &processes[1]).await;
+        let mut queryd = Vec::new();
+        for (path, &port) in PATHS.iter().zip(&ports) {
+            processes.push(spawn(
+                "queryd",
+                &format!("queryd-{path}"),
+                config(port, path),
+            ));
+            wait(&url(port), processes.last().unwrap()).await;
+            queryd.push((*path, url(port)));
+        }
+        Self {
+            storaged: url(s),
+            queryd,
+            _processes: processes,
+        }
+    }
+}
+
+async fn wait(url: &str, process: &ChildProcess) {
+    if let Err(e) = wait_http_ok(&format!("{url}/health"), Duration::from_secs(60)).await {
+        panic!("{e}\n{}", process.log());
+    }
+}
+
+/// What the requests covered: printed, and checked so that the test cannot pass on
+/// requests that select nothing.
+#[derive(Debug, Default)]
+struct Tally {
+    rows: u64,
+    distinct: u64,
+    grouped: u64,
+    filtered: u64,
+    nonempty: u64,
+    overflows: u64,
+    arrow: u64,
+    counts: u64,
+    streams: u64,
+}
+
+impl Tally {
+    fn add(&mut self, query: &Query, format: &str, checked: &Checked) {
+        match query.shape {
+            request::Shape::Rows => self.rows += 1,
+            request::Shape::Distinct => self.distinct += 1,
+            request::Shape::Grouped { .. } => self.grouped += 1,
+        }
+        self.filtered += u64::from(!query.filters.is_empty());
+        self.nonempty += u64::from(checked.rows > 0);
+        self.overflows += u64::from(checked.overflow);
+        match format {
+            "arrow" => self.arrow += 1,
+            "count" => self.counts += 1,
+            _ => self.streams += u64::from(checked.streamed),
+        }
+    }
+}
+
+/// What one check saw.
+#[derive(Default)]
+struct Checked {
+    /// Rows on the oracle's page.
+    rows: usize,
+    /// The page held a sum Strata must refuse.
+    overflow: bool,
+    /// The whole answer was streamed and compared.
+    streamed: bool,
+}
+
+/// The test's side of the table: the oracle, the keys alive, and the version.
+struct Model {
+    oracle: Oracle,
+    live: Vec<i64>,
+    version: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_path_answers_like_duckdb() {
+    let rows = setting("STRATA_DIFF_ROWS", 1_000_000);
+    let seed = setting("STRATA_DIFF_SEED", 1);
+    let total = setting("STRATA_DIFF_QUERIES", 1024);
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("src/table.parquet");
+    let keys: Vec<i64> = (0..rows).map(table::key).collect();
+    let base = table::rows(&keys, 0, seed);
+    // Several row groups and files' worth of rows: write in slices.
+    let slices: Vec<RecordBatch> = (0..base.num_rows())
+        .step_by(131_072)
+        .map(|start| base.slice(start, 131_072.min(base.num_rows() - start)))
+        .collect();
+    write_parquet(&source, &slices).unwrap();
+    eprintln!(
+        "differential: {rows} rows written ({:?})",
+        started.elapsed()
+    );
+
+    let cluster = Cluster::start(dir.path()).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let created = admin(
+        &http,
+        &format!("{}/api/v1/datasets", cluster.storaged),
+        json!({"name": DATASET, "source": source, "primary_key": [table::KEY]}),
+    )
+    .await;
+    assert_eq!(created["version"], 0, "{created}");
+    let mut model = Model {
+        oracle: Oracle::start(),
+        live: keys.clone(),
+        version: 0,
+    };
+    model.oracle.execute(
+        "CREATE TABLE t AS SELECT *, 0::BIGINT AS _seq FROM read_parquet(?)",
+        &[json!(source)],
+    );
+    eprintln!("differential: imported ({:?})", started.elapsed());
+
+    let sampler = Sampler { base: &base };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let phases = ["base", "deltas", "compacted", "evicted"];
+    let per_cell = total.div_ceil((phases.len() * PATHS.len()) as u64).max(1);
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    let mut tally = Tally::default();
+    for phase in phases {
+        match phase {
+            "deltas" => post_deltas(&http, &cluster, &mut model, dir.path(), seed).await,
+            "compacted" => {
+                let run = admin(
+                    &http,
+                    &format!("{}/api/v1/datasets/{DATASET}/compact", cluster.queryd[0].1),
+                    json!({}),
+                )
+                .await;
+                assert_eq!(run["outcome"], "committed", "{run}");
+                model.version = run["version"].as_u64().unwrap();
+                model.oracle.execute("UPDATE t SET _seq = 0", &[]);
+            }
+            "evicted" => {
+                let evicted = admin(
+                    &http,
+                    &format!("{}/api/v1/cache/evict", cluster.queryd[0].1),
+                    json!({"dataset": DATASET}),
+                )
+                .await;
+                assert_eq!(evicted["residency"], "cold", "{evicted}");
+                let reload = admin(
+                    &http,
+                    &format!("{}/api/v1/datasets/{DATASET}/reload", cluster.queryd[1].1),
+                    json!({}),
+                )
+                .await;
+                assert_eq!(reload["version"], model.version, "{reload}");
+            }
+            _ => {}
+        }
+        for (path, url) in &cluster.queryd {
+            // The in-memory paths answer from memory (the evicted one on purpose not).
+            if matches!(*path, "hot" | "general") && !(phase == "evicted" && *path == "hot") {
+                resident(&http, url, model.version).await;
+            }
+            for _ in 0..per_cell {
+                let query = sampler.query(&mut rng);
+                let label = format!("[{phase} / {path}]");
+                let format = *["arrow", "count", "stream"].choose(&mut rng).unwrap();
+                match check(&http, url, &query, format, &mut model, &label).await {
+                    Ok(seen) => tally.add(&query, format, &seen),
+                    Err(e) => {
+                        eprintln!("{e}\n");
+                        failures.push(e);
+                    }
+                }
+                checked += 1;
+            }
+        }
+        eprintln!(
+            "differential: phase {phase} done, {checked} requests, {} failures ({:?})",
+            failures.len(),
+            started.elapsed()
+        );
+    }
+    eprintln!("differential: {tally:?}");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} requests differ from DuckDB (seed {seed}); the first:\n{}",
+        failures.len(),
+        failures[0]
+    );
+    // The requests selected something: a generator that drifted into empty answers would
+    // compare nothing.
+    let n = checked as u64;
+    assert!(tally.nonempty * 2 > n, "most pages hold rows: {tally:?}");
+    assert!(
+        tally.rows * 4 > n && tally.distinct * 20 > n && tally.grouped * 10 > n,
+        "every shape is drawn: {tally:?}"
+    );
+    assert!(tally.filtered * 2 > n, "most requests filter: {tally:?}");
+}
+
+/// POSTs `body` with the admin token; the JSON answer, which must be a success.
+async fn admin(http: &reqwest::Client, url: &str, body: Value) -> Value {
+    let response = http
+        .post(url)
+        .header("x-admin-token", ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{url}: {status} {answer}");
+    answer
+}
+
+/// Waits until `url` serves the dataset from memory at `version` (pinning loads it).
+async fn resident(http: &reqwest::Client, url: &str, version: u64) {
+    let pinned = admin(
+        http,
+        &format!("{url}/api/v1/cache/pin"),
+        json!({"dataset": DATASET}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut last = pinned;
+    while Instant::now() < deadline {
+        let list: Value = http
+            .get(format!("{url}/api/v1/datasets"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(d) = list["datasets"]
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["name"] == DATASET))
+        {
+            if d["residency"] == "memory" && d["version"] == version {
+                return;
+            }
+            last = d.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} did not serve {DATASET} from memory at version {version}: {last}");
+}
+
+/// Three deltas through the hot queryd: upserts of existing keys with new values (and
+/// new dictionary values), new keys, deletes (also of missing keys), re-inserts of deleted
+/// keys; as Parquet and Arrow IPC bodies. The oracle applies each as DuckDB statements.
+async fn post_deltas(
+    http: &reqwest::Client,
+    cluster: &Cluster,
+    model: &mut Model,
+    dir: &Path,
+    seed: u64,
+) {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xDE17A);
+    let mut deleted: Vec<i64> = Vec::new();
+    let mut next_key = model.live.len() as u64 + 1_000;
+    for (generation, (updates, inserts, deletes, body)) in [
+        (5_000, 5_000, 2_000, "parquet"),
+        (3_000, 1_000, 1_000, "arrow"),
+        (100, 50, 100, "parquet"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let generation = generation as u64 + 1;
+        model.live.shuffle(&mut rng);
+        let mut upsert_keys: Vec<i64> = model.live[..updates].to_vec();
+        upsert_keys.extend((0..inserts).map(|i| table::key(next_key + i as u64)));
+        next_key += inserts as u64;
+        // Re-insert some keys an earlier delta deleted.
+        upsert_keys.extend(deleted.drain(..deleted.len().min(200)));
+        let mut delete_keys: Vec<i64> = model.live[updates..updates + deletes].to_vec();
+        delete_keys.extend((0..10).map(|_| rng.random_range(-(1i64 << 50)..-(1i64 << 45))));
+        let upserts = table::rows(&upsert_keys, generation, seed);
+        let delta = table::delta(&upserts, &delete_keys);
+        let file = dir.join(format!("deltas/{generation}.parquet"));
+        write_parquet(&file, std::slice::from_ref(&delta)).unwrap();
+        let (content_type, bytes) = match body {
+            "arrow" => ("application/vnd.apache.arrow.stream", ipc(&delta)),
+            _ => (
+                "application/vnd.apache.parquet",
+                std::fs::read(&file).unwrap(),
+            ),
+        };
+        let response = http
+            .post(format!(
+                "{}/api/v1/datasets/{DATASET}/deltas",
+                cluster.queryd[0].1
+            ))
+            .header("x-admin-token", ADMIN)
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 200, "delta {generation}: {answer}");
+        model.version = answer["version"].as_u64().unwrap();
+        let file = json!(file);
+        model.oracle.execute(
+            &format!(
+                "DELETE FROM t WHERE {} IN (SELECT {0} FROM read_parquet(?))",
+                request::ident(table::KEY)
+            ),
+            std::slice::from_ref(&file),
+        );
+        model.oracle.execute(
+            "INSERT INTO t SELECT * EXCLUDE (_op), ?::BIGINT FROM read_parquet(?) WHERE _op = 0",
+            &[json!(model.version), file],
+        );
+        let gone: HashSet<i64> = delete_keys.iter().copied().collect();
+        model.live.retain(|k| !gone.contains(k));
+        deleted.extend(delete_keys.iter().filter(|k| **k >= -(1i64 << 44)));
+        let live: HashSet<i64> = model.live.iter().copied().collect();
+        model
+            .live
+            .extend(upsert_keys.iter().filter(|k| !live.contains(k)).copied());
+    }
+}
+
+fn ipc(batch: &RecordBatch) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).unwrap();
+    writer.write(batch).unwrap();
+    writer.finish().unwrap();
+    drop(writer);
+    out
+}
+
+/// Checks one request on one queryd: the JSON page, then the page as Arrow, the count or
+/// the stream. `Err` is a reproducer.
+async fn check(
+    http: &reqwest::Client,
+    url: &str,
+    query: &Query,
+    format: &str,
+    model: &mut Model,
+    label: &str,
+) -> Result<Checked, String> {
+    let mut body = query.body();
+    body["min_version"] = model.version.into();
+    let (sql, params) = query.sql();
+    let expected = query.expected();
+    let repro = |what: &str, detail: String| {
+        format!(
+            "{label} {what}: {detail}\n  request: {body}\n  sql: {sql}\n  params: {}",
+            Value::from(params.clone())
+        )
+    };
+    let oracle = |model: &mut Model, sql: &str| -> Result<Table, String> {
+        let (schema, batches) = model
+            .oracle
+            .query(sql, &params)
+            .map_err(|e| repro("oracle failed", e))?;
+        Ok(Table::from_batches(&schema, &batches))
+    };
+    let count_sql = format!("SELECT count(*) FROM ({sql})");
+    let total = match oracle(model, &count_sql)?.rows[0][0] {
+        Cell::Int(n) => n as u64,
+        ref other => return Err(repro("oracle count", format!("{other:?}"))),
+    };
+    let (skip, fetch) = query.window();
+    let page = oracle(model, &format!("{sql} LIMIT {fetch} OFFSET {skip}"))?;
+    let mut seen = Checked {
+        rows: page.rows.len(),
+        overflow: overflows(&page, &expected),
+        streamed: false,
+    };
+    let post = |path: &str| {
+        http.post(format!("{url}/api/v1/datasets/{DATASET}/{path}"))
+            .json(&body)
+            .send()
+    };
+
+    // The JSON page.
+    let response = post("query")
+        .await
+        .map_err(|e| repro("json", e.to_string()))?;
+    let status = response.status().as_u16();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| repro("json", e.to_string()))?;
+    if let Some(e) = status_difference(status, &bytes, overflows(&page, &expected)) {
+        return Err(repro("json", e));
+    }
+    if status == 200 {
+        let answer: Value =
+            serde_json::from_slice(&bytes).map_err(|e| repro("json", e.to_string()))?;
+        let rows = answer["data"].as_array().cloned().unwrap_or_default();
+        let got = Table::from_json_rows(&expected.names, &rows).map_err(|e| repro("json", e))?;
+        if let Some(d) = difference(
+            &got,
+            &page_with_names(page.rows.clone(), &expected.names),
+            &expected.modes,
+        ) {
+            return Err(repro("json", d));
+        }
+    }
+
+    match format {
+        "arrow" => {
+            let response = http
+                .post(format!(
+                    "{url}/api/v1/datasets/{DATASET}/query?format=arrow"
+                ))
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| repro("arrow", e.to_string()))?;
+            let status = response.status().as_u16();
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| repro("arrow", e.to_string()))?;
+            if let Some(e) = status_difference(status, &bytes, overflows(&page, &expected)) {
+                return Err(repro("arrow", e));
+            }
+            if status == 200 {
+                let got = arrow_table(&bytes).map_err(|e| repro("arrow", e))?;
+                if let Some(d) = difference(
+                    &got,
+                    &page_with_names(page.rows, &expected.names),
+                    &expected.modes,
+                ) {
+                    return Err(repro("arrow", d));
+                }
+            }
+        }
+        "count" => {
+            let response = post("count")
+                .await
+                .map_err(|e| repro("count", e.to_string()))?;
+            let status = response.status().as_u16();
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            let want = query.limit.map_or(total, |l| l.min(total));
+            if status != 200 || answer["count"] != want {
+                return Err(repro(
+                    "count",
+                    format!("{status} {answer}, expected {want}"),
+                ));
+            }
+        }
+        _ => {
+            // Every row (paging ignored, `limit` kept): only for answers of modest size.
+            let rows = query.limit.map_or(total, |l| l.min(total));
+            if rows > 20_000 {
+                return Ok(seen);
+            }
+            seen.streamed = true;
+            let all = oracle(model, &format!("{sql} LIMIT {rows}"))?;
+            let response = post("query/stream")
+                .await
+                .map_err(|e| repro("stream", e.to_string()))?;
+            let status = response.status().as_u16();
+            let bytes = response.bytes().await;
+            let broken = overflows(&all, &expected);
+            match (status, bytes, broken) {
+                // An overflow past the first batch can only end the stream early.
+                (200, Err(_), true) => {}
+                (status, Ok(bytes), broken) => {
+                    if let Some(e) = status_difference(status, &bytes, broken) {
+                        return Err(repro("stream", e));
+                    }
+                    if status == 200 {
+                        let got = arrow_table(&bytes).map_err(|e| repro("stream", e))?;
+                        if let Some(d) = difference(
+                            &got,
+                            &page_with_names(all.rows, &expected.names),
+                            &expected.modes,
+                        ) {
+                            return Err(repro("stream", d));
+                        }
+                    }
+                }
+                (status, Err(e), _) => return Err(repro("stream", format!("{status}: {e}"))),
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// The oracle's rows under the names Strata must answer with.
+fn page_with_names(rows: Vec<Vec<Cell>>, names: &[String]) -> Table {
+    Table {
+        names: names.to_vec(),
+        rows,
+    }
+}
+
+/// Whether a sum in `rows` does not fit the type Strata answers it in.
+fn overflows(rows: &Table, expected: &request::Expected) -> bool {
+    rows.rows.iter().any(|row| {
+        row.iter()
+            .zip(&expected.ranges)
+            .any(|(cell, range)| match (cell, range) {
+                (Cell::Int(v), Some((lo, hi))) => v < lo || v > hi,
+                _ => false,
+            })
+    })
+}
+
+/// A wrong status: 200 where the oracle's answer fits, 422 `overflow` where it does not.
+fn status_difference(status: u16, body: &[u8], overflow: bool) -> Option<String> {
+    let text = || String::from_utf8_lossy(&body[..body.len().min(2_000)]).into_owned();
+    match (status, overflow) {
+        (200, false) => None,
+        (422, true) => {
+            let error: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            (error["kind"] != "overflow").then(|| format!("422 without kind overflow: {}", text()))
+        }
+        (status, true) => Some(format!("{status}, expected a 422 overflow: {}", text())),
+        (status, false) => Some(format!("{status}: {}", text())),
+    }
+}
+
+fn arrow_table(bytes: &[u8]) -> Result<Table, String> {
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+            .map_err(|e| e.to_string())?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    Ok(Table::from_batches(&schema, &batches))
+}

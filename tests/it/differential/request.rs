@@ -1,0 +1,727 @@
+//! Random requests over the whole query language, each with its DuckDB equivalent.
+//!
+//! The SQL states Strata's documented semantics explicitly, so the oracle needs no
+//! knowledge of Strata's code:
+//! - without `order_by`, rows come in storage order: the oracle's table carries `_seq`
+//!   (0 for rows of the base, else the version of the delta that wrote the row), and storage
+//!   order is `_seq, id`;
+//! - `asc` sorts nulls last, `desc` nulls first; ties are broken by the primary key (rows),
+//!   by the distinct columns (distinct) or the group columns (grouped), ascending;
+//! - `like`/`ilike`: `%`, `_`, and `\` escapes the next character;
+//! - integer sums are exact; one that does not fit the answer's type (`int64`, `uint64` for
+//!   a `uint64` column) is a 422 `overflow`, never a wrapped number;
+//! - averages are doubles; float sums and averages may differ in the last bits (another
+//!   summation order), so those columns compare with a relative 1e-9.
+
+use arrow::array::{Array, RecordBatch};
+use rand::Rng;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use serde_json::{Map, Value, json};
+
+use super::compare::{Cell, Mode, cell};
+use super::table::{COLUMNS, KEY, Kind};
+
+/// The most rows a page may have (queryd's default `max_page_size`).
+const MAX_PAGE_SIZE: u64 = 100_000;
+
+#[derive(Clone, Debug)]
+pub struct Query {
+    /// Projection of a row or distinct query (`None`: every column).
+    pub columns: Option<Vec<usize>>,
+    pub filters: Vec<Pred>,
+    pub shape: Shape,
+    /// Output name, descending.
+    pub order_by: Vec<(String, bool)>,
+    pub limit: Option<u64>,
+    pub page: Option<u64>,
+    pub page_size: Option<u64>,
+    /// Name columns in upper case in the request (names resolve case-insensitively).
+    pub upper: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum Shape {
+    Rows,
+    Distinct,
+    Grouped {
+        group: Vec<usize>,
+        aggs: Vec<Agg>,
+        having: Vec<Having>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Pred {
+    pub column: usize,
+    pub op: &'static str,
+    /// One value, several for `in`, none for the null tests, the pattern for `like`.
+    pub values: Vec<Cell>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Agg {
+    pub op: &'static str,
+    pub column: Option<usize>,
+    pub alias: Option<String>,
+}
+
+impl Agg {
+    pub fn name(&self) -> String {
+        match (&self.alias, self.column) {
+            (Some(alias), _) => alias.clone(),
+            (None, None) => "count".into(),
+            (None, Some(c)) => format!("{}_{}", self.op, COLUMNS[c].name),
+        }
+    }
+
+    fn kind(&self) -> Option<Kind> {
+        self.column.map(|c| COLUMNS[c].kind)
+    }
+
+    /// How the aggregate's values compare: with a tolerance where floats were added.
+    pub fn mode(&self) -> Mode {
+        match (self.op, self.kind()) {
+            ("avg", _) => Mode::Approx,
+            ("sum", Some(k)) if k.is_float() => Mode::Approx,
+            ("min" | "max", Some(Kind::F32)) => Mode::Float32,
+            _ => Mode::Exact,
+        }
+    }
+
+    /// The range an exact integer sum must fit (Strata's answer type).
+    pub fn sum_range(&self) -> Option<(i128, i128)> {
+        let kind = self.kind()?;
+        (self.op == "sum" && kind.is_integer()).then(|| match kind {
+            Kind::U64 => (0, u64::MAX.into()),
+            _ => (i64::MIN.into(), i64::MAX.into()),
+        })
+    }
+
+    fn sql(&self) -> String {
+        match self.column {
+            None => "count(*)".into(),
+            Some(c) => format!("{}({})", self.op, ident(COLUMNS[c].name)),
+        }
+    }
+
+    /// The DuckDB type a `having` literal on this aggregate is cast to.
+    fn sql_type(&self) -> &'static str {
+        match (self.op, self.kind()) {
+            ("count", _) => "BIGINT",
+            ("avg", _) => "DOUBLE",
+            ("sum", Some(k)) if k.is_integer() => "HUGEINT",
+            ("sum", Some(k)) if k.is_float() => "DOUBLE",
+            ("sum", Some(_)) => "DECIMAL(38,2)",
+            (_, Some(k)) => k.sql_type(),
+            _ => "BIGINT",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Having {
+    pub output: String,
+    pub op: &'static str,
+    pub value: Cell,
+    pub sql_type: &'static str,
+}
+
+/// What the test compares of one request.
+pub struct Expected {
+    /// Output names, in order.
+    pub names: Vec<String>,
+    /// Per output column: how its cells compare.
+    pub modes: Vec<Mode>,
+    /// Per output column: the range an integer sum must fit.
+    pub ranges: Vec<Option<(i128, i128)>>,
+}
+
+impl Query {
+    pub fn body(&self) -> Value {
+        let name = |c: usize| {
+            let name = COLUMNS[c].name;
+            Value::from(if self.upper {
+                name.to_uppercase()
+            } else {
+                name.to_owned()
+            })
+        };
+        let mut body = Map::new();
+        if let Some(columns) = &self.columns {
+            body.insert("columns".into(), columns.iter().map(|&c| name(c)).collect());
+        }
+        if !self.filters.is_empty() {
+            let preds: Vec<Value> = self
+                .filters
+                .iter()
+                .map(|p| {
+                    let mut pred = json!({"col": name(p.column), "op": p.op});
+                    match p.op {
+                        "is_null" | "is_not_null" => {}
+                        "in" => pred["val"] = p.values.iter().map(Cell::to_json).collect(),
+                        _ => pred["val"] = p.values[0].to_json(),
+                    }
+                    pred
+                })
+                .collect();
+            body.insert("predicates".into(), preds.into());
+        }
+        match &self.shape {
+            Shape::Rows => {}
+            Shape::Distinct => {
+                body.insert("distinct".into(), true.into());
+            }
+            Shape::Grouped {
+                group,
+                aggs,
+                having,
+            } => {
+                body.insert("group_by".into(), group.iter().map(|&c| name(c)).collect());
+                let aggs: Vec<Value> = aggs
+                    .iter()
+                    .map(|a| {
+                        let mut agg = json!({"op": a.op});
+                        if let Some(c) = a.column {
+                            agg["col"] = name(c);
+                        }
+                        if let Some(alias) = &a.alias {
+                            agg["alias"] = alias.clone().into();
+                        }
+                        agg
+                    })
+                    .collect();
+                body.insert("aggregations".into(), aggs.into());
+                if !having.is_empty() {
+                    let having: Vec<Value> = having
+                        .iter()
+                        .map(|h| json!({"col": h.output, "op": h.op, "val": h.value.to_json()}))
+                        .collect();
+                    body.insert("having".into(), having.into());
+                }
+            }
+        }
+        if !self.order_by.is_empty() {
+            let keys: Vec<Value> = self
+                .order_by
+                .iter()
+                .map(|(n, desc)| json!({"col": n, "dir": if *desc { "desc" } else { "asc" }}))
+                .collect();
+            body.insert("order_by".into(), keys.into());
+        }
+        for (key, value) in [
+            ("limit", self.limit),
+            ("page", self.page),
+            ("page_size", self.page_size),
+        ] {
+            if let Some(v) = value {
+                body.insert(key.into(), v.into());
+            }
+        }
+        Value::Object(body)
+    }
+
+    /// Rows skipped and returned by the requested page, after `limit`.
+    pub fn window(&self) -> (u64, u64) {
+        let page = self.page.unwrap_or(1).max(1);
+        let size = self.page_size.unwrap_or(1000).clamp(1, MAX_PAGE_SIZE);
+        let skip = (page - 1) * size;
+        let fetch = match self.limit {
+            Some(limit) => size.min(limit.saturating_sub(skip)),
+            None => size,
+        };
+        (skip, fetch)
+    }
+
+    pub fn expected(&self) -> Expected {
+        let projection = self.projection();
+        match &self.shape {
+            Shape::Grouped { group, aggs, .. } => Expected {
+                names: group
+                    .iter()
+                    .map(|&c| COLUMNS[c].name.to_owned())
+                    .chain(aggs.iter().map(Agg::name))
+                    .collect(),
+                modes: group
+                    .iter()
+                    .map(|&c| column_mode(c))
+                    .chain(aggs.iter().map(Agg::mode))
+                    .collect(),
+                ranges: group
+                    .iter()
+                    .map(|_| None)
+                    .chain(aggs.iter().map(Agg::sum_range))
+                    .collect(),
+            },
+            _ => Expected {
+                names: projection
+                    .iter()
+                    .map(|&c| COLUMNS[c].name.to_owned())
+                    .collect(),
+                modes: projection.iter().map(|&c| column_mode(c)).collect(),
+                ranges: vec![None; projection.len()],
+            },
+        }
+    }
+
+    fn projection(&self) -> Vec<usize> {
+        self.columns
+            .clone()
+            .unwrap_or_else(|| (0..COLUMNS.len()).collect())
+    }
+
+    /// The query without paging or `limit`, ordered: (SQL, parameters).
+    pub fn sql(&self) -> (String, Vec<Value>) {
+        let mut params = Vec::new();
+        let mut conditions = Vec::new();
+        for p in &self.filters {
+            let column = ident(COLUMNS[p.column].name);
+            let t = COLUMNS[p.column].kind.sql_type();
+            let mut bind = |v: &Cell| {
+                params.push(v.to_json());
+                format!("CAST(? AS {t})")
+            };
+            conditions.push(match p.op {
+                "is_null" => format!("{column} IS NULL"),
+                "is_not_null" => format!("{column} IS NOT NULL"),
+                "in" => {
+                    let values: Vec<String> = p.values.iter().map(&mut bind).collect();
+                    format!("{column} IN ({})", values.join(", "))
+                }
+                "like" | "ilike" => {
+                    params.push(p.values[0].to_json());
+                    format!(
+                        "{column} {} ? ESCAPE '\\'",
+                        if p.op == "like" { "LIKE" } else { "ILIKE" }
+                    )
+                }
+                op => format!("{column} {} {}", sql_op(op), bind(&p.values[0])),
+            });
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let order = |keys: &[(String, bool)], tiebreak: &[String]| {
+            let mut terms: Vec<String> = keys
+                .iter()
+                .map(|(n, desc)| {
+                    format!(
+                        "{} {}",
+                        ident(n),
+                        if *desc {
+                            "DESC NULLS FIRST"
+                        } else {
+                            "ASC NULLS LAST"
+                        }
+                    )
+                })
+                .collect();
+            for n in tiebreak {
+                if !keys.iter().any(|(k, _)| k == n) {
+                    terms.push(format!("{} ASC NULLS LAST", ident(n)));
+                }
+            }
+            terms.join(", ")
+        };
+        let projection: Vec<String> = self
+            .projection()
+            .iter()
+            .map(|&c| COLUMNS[c].name.to_owned())
+            .collect();
+        let select = projection
+            .iter()
+            .map(|n| ident(n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = match &self.shape {
+            Shape::Rows if self.order_by.is_empty() => {
+                format!(
+                    "SELECT {select} FROM t{filter} ORDER BY _seq, {}",
+                    ident(KEY)
+                )
+            }
+            Shape::Rows => format!(
+                "SELECT {select} FROM t{filter} ORDER BY {}",
+                order(&self.order_by, &[KEY.to_owned()])
+            ),
+            Shape::Distinct => format!(
+                "SELECT * FROM (SELECT DISTINCT {select} FROM t{filter}) ORDER BY {}",
+                order(&self.order_by, &projection)
+            ),
+            Shape::Grouped {
+                group,
+                aggs,
+                having,
+            } => {
+                let groups: Vec<String> =
+                    group.iter().map(|&c| COLUMNS[c].name.to_owned()).collect();
+                let group_list = groups
+                    .iter()
+                    .map(|n| ident(n))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let outputs: Vec<String> = groups
+                    .iter()
+                    .map(|n| ident(n))
+                    .chain(
+                        aggs.iter()
+                            .map(|a| format!("{} AS {}", a.sql(), ident(&a.name()))),
+                    )
+                    .collect();
+                let mut having_sql = Vec::new();
+                for h in having {
+                    params.push(h.value.to_json());
+                    having_sql.push(format!(
+                        "{} {} CAST(? AS {})",
+                        ident(&h.output),
+                        sql_op(h.op),
+                        h.sql_type
+                    ));
+                }
+                let having_sql = if having_sql.is_empty() {
+                    String::new()
+                } else {
+                    format!(" WHERE {}", having_sql.join(" AND "))
+                };
+                format!(
+                    "SELECT * FROM (SELECT {} FROM t{filter} GROUP BY {group_list}){having_sql} ORDER BY {}",
+                    outputs.join(", "),
+                    order(&self.order_by, &groups)
+                )
+            }
+        };
+        (sql, params)
+    }
+}
+
+fn column_mode(c: usize) -> Mode {
+    if COLUMNS[c].kind == Kind::F32 {
+        Mode::Float32
+    } else {
+        Mode::Exact
+    }
+}
+
+fn sql_op(op: &str) -> &'static str {
+    match op {
+        "eq" => "=",
+        "neq" => "<>",
+        "gt" => ">",
+        "gte" => ">=",
+        "lt" => "<",
+        _ => "<=",
+    }
+}
+
+/// A quoted SQL identifier.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Draws literals from the base table's values, so predicates select something.
+pub struct Sampler<'a> {
+    pub base: &'a RecordBatch,
+}
+
+impl Sampler<'_> {
+    /// A value of `column` from a random row (never null: `None` after a few nulls).
+    fn value(&self, rng: &mut StdRng, column: usize) -> Option<Cell> {
+        let array = self.base.column(column);
+        (0..8).find_map(|_| {
+            let c = cell(array.as_ref(), rng.random_range(0..array.len()));
+            (c != Cell::Null).then_some(c)
+        })
+    }
+
+    pub fn query(&self, rng: &mut StdRng) -> Query {
+        let n = COLUMNS.len();
+        let mut filters = Vec::new();
+        // Key lookups (hot and cold key paths) in about one request of six.
+        if rng.random_bool(0.16) {
+            filters.push(self.key_pred(rng));
+        }
+        let extra = *[0, 0, 1, 1, 1, 2, 2, 3].choose(rng).unwrap();
+        for _ in 0..extra {
+            let column = rng.random_range(1..n);
+            filters.extend(self.pred(rng, column));
+        }
+        let shape_roll = rng.random_range(0..100);
+        let mut query = Query {
+            columns: None,
+            filters,
+            shape: Shape::Rows,
+            order_by: Vec::new(),
+            limit: rng
+                .random_bool(0.25)
+                .then(|| *[1, 7, 100, 1000, 5000].choose(rng).unwrap()),
+            page: None,
+            page_size: None,
+            upper: rng.random_bool(0.05),
+        };
+        match rng.random_range(0..10) {
+            0..=4 => {}
+            5..=7 => {
+                query.page_size = Some(*[1, 5, 20, 50, 100, 500].choose(rng).unwrap());
+                query.page = Some(rng.random_range(0..6));
+            }
+            8 => {
+                // Deep pages.
+                query.page_size = Some(50);
+                query.page = Some(rng.random_range(100..2_000));
+            }
+            _ => query.page_size = Some(rng.random_range(1..3_000)),
+        }
+        if shape_roll < 55 {
+            if rng.random_bool(0.6) {
+                let count = rng.random_range(1..7);
+                query.columns = Some(self.columns(rng, count));
+            }
+            let keys = *[0, 0, 1, 1, 2].choose(rng).unwrap();
+            query.order_by = (0..keys)
+                .map(|_| {
+                    (
+                        COLUMNS[rng.random_range(0..n)].name.to_owned(),
+                        rng.random_bool(0.5),
+                    )
+                })
+                .collect();
+            dedup_keys(&mut query.order_by);
+        } else if shape_roll < 70 {
+            query.shape = Shape::Distinct;
+            let groupable: Vec<usize> = (1..n).filter(|&c| COLUMNS[c].kind.groupable()).collect();
+            let count = rng.random_range(1..3);
+            let mut columns: Vec<usize> = groupable.choose_multiple(rng, count).copied().collect();
+            columns.dedup();
+            query.order_by = self.output_keys(
+                rng,
+                &columns
+                    .iter()
+                    .map(|&c| COLUMNS[c].name.to_owned())
+                    .collect::<Vec<_>>(),
+            );
+            query.columns = Some(columns);
+        } else {
+            query.shape = self.grouped(rng);
+            if let Shape::Grouped { group, aggs, .. } = &query.shape {
+                let outputs: Vec<String> = group
+                    .iter()
+                    .map(|&c| COLUMNS[c].name.to_owned())
+                    .chain(aggs.iter().map(Agg::name))
+                    .collect();
+                query.order_by = self.output_keys(rng, &outputs);
+            }
+        }
+        query
+    }
+
+    fn output_keys(&self, rng: &mut StdRng, outputs: &[String]) -> Vec<(String, bool)> {
+        let keys = *[0, 1, 1, 2].choose(rng).unwrap();
+        let mut keys: Vec<(String, bool)> = (0..keys)
+            .map(|_| (outputs.choose(rng).unwrap().clone(), rng.random_bool(0.5)))
+            .collect();
+        dedup_keys(&mut keys);
+        keys
+    }
+
+    fn columns(&self, rng: &mut StdRng, count: usize) -> Vec<usize> {
+        let all: Vec<usize> = (0..COLUMNS.len()).collect();
+        all.choose_multiple(rng, count).copied().collect()
+    }
+
+    fn key_pred(&self, rng: &mut StdRng) -> Pred {
+        let key = |rng: &mut StdRng| match self.value(rng, 0) {
+            // Sometimes a key that is not there.
+            Some(Cell::Int(k)) if rng.random_bool(0.9) => Cell::Int(k),
+            _ => Cell::Int(rng.random_range(-(1i128 << 43)..(1i128 << 43))),
+        };
+        if rng.random_bool(0.7) {
+            Pred {
+                column: 0,
+                op: "eq",
+                values: vec![key(rng)],
+            }
+        } else {
+            let values = (0..rng.random_range(1..6)).map(|_| key(rng)).collect();
+            Pred {
+                column: 0,
+                op: "in",
+                values,
+            }
+        }
+    }
+
+    fn pred(&self, rng: &mut StdRng, column: usize) -> Option<Pred> {
+        let kind = COLUMNS[column].kind;
+        let mut ops = vec![
+            "eq",
+            "eq",
+            "neq",
+            "gt",
+            "gte",
+            "lt",
+            "lte",
+            "in",
+            "in",
+            "is_null",
+            "is_not_null",
+        ];
+        if kind.is_string() {
+            ops.extend(["like", "like", "ilike", "ilike"]);
+        }
+        let op = *ops.choose(rng).unwrap();
+        let values = match op {
+            "is_null" | "is_not_null" => Vec::new(),
+            "in" => (0..rng.random_range(1..5))
+                .filter_map(|_| self.value(rng, column))
+                .collect(),
+            "like" | "ilike" => {
+                let Cell::Str(s) = self.value(rng, column)? else {
+                    return None;
+                };
+                vec![Cell::Str(pattern(rng, &s, op == "ilike"))]
+            }
+            _ => vec![self.value(rng, column)?],
+        };
+        if values.is_empty() && !op.starts_with("is_") {
+            return None;
+        }
+        Some(Pred { column, op, values })
+    }
+
+    fn grouped(&self, rng: &mut StdRng) -> Shape {
+        let n = COLUMNS.len();
+        let groupable: Vec<usize> = (1..n).filter(|&c| COLUMNS[c].kind.groupable()).collect();
+        let count = *[1, 1, 1, 2].choose(rng).unwrap();
+        let group: Vec<usize> = groupable.choose_multiple(rng, count).copied().collect();
+        let mut aggs: Vec<Agg> = Vec::new();
+        for _ in 0..rng.random_range(0..4) {
+            let column = rng.random_range(1..n);
+            let kind = COLUMNS[column].kind;
+            let mut ops = vec!["count", "min", "max"];
+            if kind.is_numeric() {
+                ops.extend(["sum", "sum", "avg", "avg"]);
+            }
+            let op = *ops.choose(rng).unwrap();
+            let column = (op != "count" || rng.random_bool(0.7)).then_some(column);
+            let alias = match rng.random_range(0..10) {
+                0 => Some(format!("total {}", aggs.len())),
+                1 => Some(format!("é \"q\" {}", aggs.len())),
+                _ => None,
+            };
+            let agg = Agg { op, column, alias };
+            let name = agg.name();
+            let taken = group.iter().any(|&c| COLUMNS[c].name == name)
+                || aggs.iter().any(|a| a.name() == name);
+            if !taken {
+                aggs.push(agg);
+            }
+        }
+        if aggs.is_empty() {
+            // What Strata does without aggregations: count(*) as `count`.
+            aggs.push(Agg {
+                op: "count",
+                column: None,
+                alias: None,
+            });
+        }
+        let mut having = Vec::new();
+        if rng.random_bool(0.3) {
+            let a = aggs.choose(rng).unwrap();
+            let op = *["gt", "gte", "lt", "lte"].choose(rng).unwrap();
+            let value = match (a.op, a.column) {
+                ("count", _) => Some(Cell::Int(rng.random_range(0..20_000))),
+                // Literals are cast to the aggregate's type: a uint64 sum takes no negative.
+                ("sum", Some(c)) if COLUMNS[c].kind == Kind::U64 => {
+                    Some(Cell::Int(rng.random_range(0..u64::MAX.into())))
+                }
+                ("sum", Some(c)) if COLUMNS[c].kind.is_integer() => {
+                    Some(Cell::Int(rng.random_range(-1_000_000_000..1_000_000_000)))
+                }
+                ("sum", Some(c)) if COLUMNS[c].kind == Kind::Dec => Some(Cell::Str(format!(
+                    "{}.00",
+                    rng.random_range(-1_000_000..1_000_000)
+                ))),
+                ("sum" | "avg", Some(_)) => Some(Cell::Float(rng.random_range(-1e6..1e6))),
+                (_, Some(c)) => self.value(rng, c),
+                _ => None,
+            };
+            if let Some(value) = value {
+                having.push(Having {
+                    output: a.name(),
+                    op,
+                    value,
+                    sql_type: a.sql_type(),
+                });
+            }
+        }
+        if rng.random_bool(0.15) {
+            let c = *group.choose(rng).unwrap();
+            if let Some(value) = self.value(rng, c) {
+                having.push(Having {
+                    output: COLUMNS[c].name.to_owned(),
+                    op: "neq",
+                    value,
+                    sql_type: COLUMNS[c].kind.sql_type(),
+                });
+            }
+        }
+        Shape::Grouped {
+            group,
+            aggs,
+            having,
+        }
+    }
+}
+
+/// Keeps the first key of each name.
+fn dedup_keys(keys: &mut Vec<(String, bool)>) {
+    let mut seen = std::collections::HashSet::new();
+    keys.retain(|(n, _)| seen.insert(n.clone()));
+}
+
+/// A LIKE pattern matching `value` (usually): a prefix, a suffix, a middle part or the
+/// whole value with one character as `_`; special characters escaped with `\`.
+fn pattern(rng: &mut StdRng, value: &str, ilike: bool) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    let escape = |part: &[char]| -> String {
+        part.iter()
+            .flat_map(|&c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect()
+    };
+    let len = chars.len();
+    let cut = if len == 0 {
+        0
+    } else {
+        rng.random_range(0..=len)
+    };
+    let pattern = match rng.random_range(0..4) {
+        0 => format!("{}%", escape(&chars[..cut])),
+        1 => format!("%{}", escape(&chars[cut..])),
+        2 => {
+            let end = if cut == len {
+                len
+            } else {
+                rng.random_range(cut..=len)
+            };
+            format!("%{}%", escape(&chars[cut..end]))
+        }
+        _ if len > 0 => {
+            let at = rng.random_range(0..len);
+            format!("{}_{}", escape(&chars[..at]), escape(&chars[at + 1..]))
+        }
+        _ => String::new(),
+    };
+    if !ilike {
+        return pattern;
+    }
+    match rng.random_range(0..3) {
+        0 => pattern.to_uppercase(),
+        1 => pattern.to_lowercase(),
+        _ => pattern,
+    }
+}
