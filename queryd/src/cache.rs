@@ -220,6 +220,8 @@ pub struct Memcache {
     slots: RwLock<HashMap<DatasetName, Arc<Slot>>>,
     lru: Mutex<Lru>,
     evictions: AtomicU64,
+    /// Set once the store's list of datasets has been read (readiness).
+    catalog_read: AtomicBool,
     metrics: Arc<Metrics>,
     /// Where work that outlives a request runs (loads, catch-ups): the runtime that made the
     /// cache. Requests are served on per-core connection runtimes, whose `tokio::spawn`
@@ -251,6 +253,7 @@ impl Memcache {
                 used: 0,
             }),
             evictions: AtomicU64::new(0),
+            catalog_read: AtomicBool::new(false),
             metrics,
             background: tokio::runtime::Handle::current(),
             compute,
@@ -323,9 +326,19 @@ impl Memcache {
                 }
             }
         }
+        self.catalog_read.store(true, Ordering::Release);
         let mut slots: Vec<Arc<Slot>> = self.read_slots().values().cloned().collect();
         slots.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(slots)
+    }
+
+    /// How many datasets are known, once the store's list has been read (listing it now if
+    /// it never was): what `/readyz` answers.
+    pub async fn ready(&self) -> Result<usize, QueryError> {
+        if self.catalog_read.load(Ordering::Acquire) {
+            return Ok(self.read_slots().len());
+        }
+        Ok(self.refresh().await?.len())
     }
 
     fn read_slots(&self) -> std::sync::RwLockReadGuard<'_, HashMap<DatasetName, Arc<Slot>>> {
@@ -457,14 +470,19 @@ impl Memcache {
         if !released {
             self.metrics.reload(elapsed, result.is_ok());
         }
-        if result.is_ok() && !released {
-            slot.consecutive_failures.store(0, Ordering::Relaxed);
-            slot.last_load_ms
-                .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
-            slot.last_load_duration_ms
-                .store(elapsed.as_millis() as u64, Ordering::Relaxed);
-        } else {
-            slot.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+        match (&result, released) {
+            (Ok(_), false) => {
+                slot.consecutive_failures.store(0, Ordering::Relaxed);
+                slot.last_load_ms
+                    .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+                slot.last_load_duration_ms
+                    .store(elapsed.as_millis() as u64, Ordering::Relaxed);
+            }
+            // Released for a rebuild, which records its own outcome: not a failure.
+            (Ok(_), true) => {}
+            (Err(_), _) => {
+                slot.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let (version, rows) = result?;
         let reloaded = Reloaded {

@@ -22,6 +22,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/api/v1/datasets/{name}/query/stream", post(query::stream))
         .route("/api/v1/datasets/{name}/count", post(query::count))
         .route("/api/v1/cache/stats", get(cache::stats))
+        .route("/readyz", get(datasets::ready))
         .route("/metrics", get(metrics_text));
 
     let admin = Router::new()
@@ -72,7 +73,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(DefaultBodyLimit::max(config.queryd.max_body_bytes))
         .merge(write)
         .with_state(state);
-    strata_daemon::serve::finish("queryd", routes)
+    // datap-rs's `/version` names its engine too.
+    let version = serde_json::json!({"backend": "datafusion"});
+    strata_daemon::serve::finish_with("queryd", version, routes)
         .layer(compression)
         .route_layer(from_fn_with_state(metrics, metrics::track))
 }

@@ -436,3 +436,56 @@ async fn a_request_over_the_time_limit_is_a_504() {
     assert_eq!(status, 504, "{body}");
     assert!(body["error"].as_str().unwrap().contains("timed out"));
 }
+
+/// What datap-rs's clients and probes rely on: `/readyz` with the dataset count once the
+/// catalog is known (503 before), `/version` naming the service and its engine, and a bare
+/// `POST …/count` counting every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_version_and_a_bare_count_answer_as_datap_rs_does() {
+    // Nothing listens there: the catalog cannot be read.
+    let nowhere = format!("http://127.0.0.1:{}", strata_testkit::free_port());
+    let store = strata_storaged_api::RemoteStore::new(&nowhere, "token");
+    let unready = Queryd::new(Arc::new(store), Config::default());
+    let (status, body) = unready.get("/readyz").await;
+    assert_eq!(
+        (status, &body["status"]),
+        (503, &json!("not ready")),
+        "{body}"
+    );
+    assert_eq!(body["kind"], "unavailable", "{body}");
+
+    let (_, q) = setup(Config::default()).await;
+    let (status, body) = q.get("/readyz").await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"status": "ready", "datasets": 2}))
+    );
+    let (_, version) = q.get("/version").await;
+    assert_eq!(
+        (&version["name"], &version["service"], &version["backend"]),
+        (&json!("strata"), &json!("queryd"), &json!("datafusion")),
+        "{version}"
+    );
+    assert!(version["version"].is_string(), "{version}");
+
+    let bare = axum::http::Request::post("/api/v1/datasets/people/count")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let (status, _, body) = q.send(bare).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status, body), (200, json!({"count": 5})));
+    let (status, _, body) = q
+        .post_raw(
+            "/api/v1/datasets/people/count",
+            "{\"predicates\":".into(),
+            &[],
+            false,
+        )
+        .await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, &body["kind"]),
+        (400, &json!("bad_request")),
+        "{body}"
+    );
+}

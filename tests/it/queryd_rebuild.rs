@@ -122,6 +122,11 @@ async fn release_first_answers_the_new_version_cold_at_once_and_rebuilds_in_the_
     s.gate.open();
     until_in_memory(&s.queryd, later).await;
     assert_eq!(ids(&s.queryd, 0).await, (vec![1, 3, 5, 6, 7], later));
+    let (_, status) = s.queryd.get(STATUS).await;
+    assert_eq!(
+        status["consecutive_failures"], 0,
+        "a release-first rebuild is not a failure: {status}"
+    );
     let (_, stats) = s.queryd.get("/api/v1/cache/stats").await;
     assert_eq!(
         stats["datasets"][0]["pinned"], true,

@@ -195,15 +195,47 @@ where
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|r| ApiError::body_rejected(r.status(), r.body_text()))?;
-        // A well-formed body parses with serde_json alone. axum's parse tracks the path
-        // into the body on every call, for its error message ("at line 1 column 9:
-        // predicates[0].val: …"); only a body that fails pays for it.
-        match serde_json::from_slice(&bytes) {
-            Ok(value) => Ok(Self(value)),
-            Err(_) => Json::<T>::from_bytes(&bytes)
-                .map(|Json(value)| Self(value))
-                .map_err(rejected),
+        parse_json(&bytes).map(Self)
+    }
+}
+
+/// A JSON body as `T`. A well-formed body parses with serde_json alone. axum's parse tracks
+/// the path into the body on every call, for its error message ("at line 1 column 9:
+/// predicates[0].val: …"); only a body that fails pays for it.
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    match serde_json::from_slice(bytes) {
+        Ok(value) => Ok(value),
+        Err(_) => Json::<T>::from_bytes(bytes)
+            .map(|Json(value)| value)
+            .map_err(|r| ApiError::body_rejected(r.status(), r.body_text())),
+    }
+}
+
+/// [`ApiJson`] that reads an absent (empty) body as `T::default()`, as datap-rs does for a
+/// bare `POST …/count`. A body that is there must be JSON of `T`, as for `ApiJson`.
+pub struct OptionalJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: serde::de::DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = is_json(req.headers());
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| ApiError::body_rejected(r.status(), r.body_text()))?;
+        if bytes.is_empty() {
+            return Ok(Self(T::default()));
         }
+        if !json {
+            return Err(ApiError::unsupported_media_type(
+                "Expected request with `Content-Type: application/json`",
+            ));
+        }
+        parse_json(&bytes).map(Self)
     }
 }
 

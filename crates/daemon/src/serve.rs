@@ -19,17 +19,30 @@ use tower::ServiceExt;
 
 use crate::error::{json_errors, route_not_found};
 
-/// Adds what every daemon's router has: health and version routes, JSON 404/405 answers.
+/// Adds what every daemon's router has: health, readiness (ready once serving) and version
+/// routes, JSON 404/405 answers.
 pub fn finish(service: &'static str, router: Router) -> Router {
+    let ready = move || async move { axum::Json(json!({"status": "ok", "service": service})) };
+    finish_with(service, json!({}), router.route("/readyz", get(ready)))
+}
+
+/// [`finish`] for a daemon whose router answers `/readyz` itself, with `version`'s fields
+/// added to the `/version` answer.
+pub fn finish_with(service: &'static str, version: serde_json::Value, router: Router) -> Router {
     let health = move || async move { axum::Json(json!({"status": "ok", "service": service})) };
+    let mut answer =
+        json!({"name": "strata", "service": service, "version": env!("CARGO_PKG_VERSION")});
+    if let (Some(answer), serde_json::Value::Object(extra)) = (answer.as_object_mut(), version) {
+        answer.extend(extra);
+    }
     router
         .route("/health", get(health))
         .route("/healthz", get(health))
-        .route("/readyz", get(health))
         .route(
             "/version",
-            get(move || async move {
-                axum::Json(json!({"service": service, "version": env!("CARGO_PKG_VERSION")}))
+            get(move || {
+                let answer = answer.clone();
+                async move { axum::Json(answer) }
             }),
         )
         .fallback(route_not_found)

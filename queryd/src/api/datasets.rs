@@ -19,6 +19,23 @@ pub async fn list(State(app): State<AppState>) -> Result<Json<DatasetList>, ApiE
     }))
 }
 
+/// `GET /readyz`: ready once the catalog of datasets is known, with their count (datap-rs's
+/// answer); 503 before, or while the store cannot be listed.
+pub async fn ready(State(app): State<AppState>) -> axum::response::Response {
+    match app.service.cache.ready().await {
+        Ok(datasets) => {
+            Json(serde_json::json!({"status": "ready", "datasets": datasets})).into_response()
+        }
+        Err(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({
+                "status": "not ready", "error": e.to_string(), "kind": "unavailable"
+            })),
+        )
+            .into_response(),
+    }
+}
+
 pub async fn status(
     State(app): State<AppState>,
     Path(name): Path<String>,

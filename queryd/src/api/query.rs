@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use strata_daemon::error::{ApiError, ApiJson};
+use strata_daemon::error::{ApiError, ApiJson, OptionalJson};
 use strata_queryd_api::{ARROW_STREAM, CountResponse, QueryRequest};
 
 use super::version_header;
@@ -67,10 +67,11 @@ pub async fn stream(
         .into_response())
 }
 
+/// An absent body counts every row (datap-rs does too); a malformed one is a 400.
 pub async fn count(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    ApiJson(request): ApiJson<QueryRequest>,
+    OptionalJson(request): OptionalJson<QueryRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (count, version) = app.service.count(&name, &request).await?;
     Ok(([version_header(version)], Json(CountResponse { count })))
