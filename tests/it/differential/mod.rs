@@ -12,7 +12,7 @@
 //! - `cold-general`: never in memory, every request through DataFusion over Parquet.
 //!
 //! The requests run in phases: the imported base; after deltas (upserts of existing keys,
-//! new keys, deletes, re-inserts; Parquet and Arrow bodies); after a compaction; and after
+//! new keys, deletes, re-inserts; Parquet, Arrow and JSON bodies); after a compaction; and after
 //! an evict (hot, answered cold while it reloads) and a reload (general). DuckDB
 //! (`tests/python/duckdb_oracle.py`) reads the same source and delta Parquet files and
 //! applies the same changes. Each request is checked as a JSON page and, in turn, as an
@@ -353,7 +353,7 @@ async fn resident(http: &reqwest::Client, url: &str, version: u64) {
 
 /// Three deltas through the hot queryd: upserts of existing keys with new values (and
 /// new dictionary values), new keys, deletes (also of missing keys), re-inserts of deleted
-/// keys; as Parquet and Arrow IPC bodies. The oracle applies each as DuckDB statements.
+/// keys; as Parquet, Arrow IPC and JSON bodies. The oracle applies each as DuckDB statements.
 async fn post_deltas(
     http: &reqwest::Client,
     cluster: &Cluster,
@@ -367,7 +367,7 @@ async fn post_deltas(
     for (generation, (updates, inserts, deletes, body)) in [
         (5_000, 5_000, 2_000, "parquet"),
         (3_000, 1_000, 1_000, "arrow"),
-        (100, 50, 100, "parquet"),
+        (300, 100, 200, "json"),
     ]
     .into_iter()
     .enumerate()
@@ -387,6 +387,7 @@ async fn post_deltas(
         write_parquet(&file, std::slice::from_ref(&delta)).unwrap();
         let (content_type, bytes) = match body {
             "arrow" => ("application/vnd.apache.arrow.stream", ipc(&delta)),
+            "json" => ("application/json", json_delta(&upserts, &delete_keys)),
             _ => (
                 "application/vnd.apache.parquet",
                 std::fs::read(&file).unwrap(),
@@ -427,6 +428,27 @@ async fn post_deltas(
             .live
             .extend(upsert_keys.iter().filter(|k| !live.contains(k)).copied());
     }
+}
+
+/// A JSON delta body: each value written as a query literal is (numbers; strings for
+/// decimals, dates and timestamps).
+fn json_delta(upserts: &RecordBatch, deletes: &[i64]) -> Vec<u8> {
+    let schema = upserts.schema();
+    let rows: Vec<Value> = (0..upserts.num_rows())
+        .map(|r| {
+            let row: serde_json::Map<String, Value> = schema
+                .fields()
+                .iter()
+                .zip(upserts.columns())
+                .map(|(f, c)| (f.name().clone(), compare::cell(c.as_ref(), r).to_json()))
+                .collect();
+            Value::Object(row)
+        })
+        .collect();
+    let deletes: Vec<Value> = deletes.iter().map(|k| json!({table::KEY: k})).collect();
+    json!({"upserts": rows, "deletes": deletes})
+        .to_string()
+        .into_bytes()
 }
 
 fn ipc(batch: &RecordBatch) -> Vec<u8> {
