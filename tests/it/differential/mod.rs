@@ -19,13 +19,15 @@
 //! Arrow page, a count or a stream. The rules the SQL encodes are in [`request`]'s doc.
 //!
 //! `STRATA_DIFF_SEED` (default 1) and `STRATA_DIFF_QUERIES` (default 1024, spread over the
-//! phases and paths) run longer campaigns. A failure prints a reproducer: the path, the
-//! request body, the SQL with its parameters, and the first difference.
+//! phases and paths) run longer campaigns. A failure prints a reproducer: its number, the
+//! phase and path, the request body, the SQL with its parameters, and the first difference;
+//! `STRATA_DIFF_ONLY=<number>` (or `<from>..<to>`) with the same seed, size and count sends
+//! only those requests.
 
 mod compare;
 mod oracle;
 mod request;
-mod table;
+pub(crate) mod table;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -41,7 +43,8 @@ use strata_testkit::{ChildProcess, free_port, strata_bin, wait_http_ok, write_pa
 
 use compare::{Cell, Table, difference};
 use oracle::Oracle;
-use request::{Query, Sampler};
+use request::Query;
+pub(crate) use request::Sampler;
 
 const ADMIN: &str = "diff-admin";
 const DATASET: &str = "diff";
@@ -182,6 +185,12 @@ async fn every_path_answers_like_duckdb() {
     let rows = setting("STRATA_DIFF_ROWS", 1_000_000);
     let seed = setting("STRATA_DIFF_SEED", 1);
     let total = setting("STRATA_DIFF_QUERIES", 1024);
+    // Replays request #N (or #N..M) of a campaign (the number its reproducer shows) alone.
+    let only: Option<std::ops::Range<u64>> = std::env::var("STRATA_DIFF_ONLY").ok().map(|v| {
+        let (from, to) = v.split_once("..").unwrap_or((&v, ""));
+        let from: u64 = from.parse().expect("STRATA_DIFF_ONLY=N or N..M");
+        from..to.parse().unwrap_or(from + 1)
+    });
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("src/table.parquet");
@@ -266,9 +275,16 @@ async fn every_path_answers_like_duckdb() {
                 resident(&http, url, model.version).await;
             }
             for _ in 0..per_cell {
+                let number = checked;
+                checked += 1;
                 let query = sampler.query(&mut rng);
-                let label = format!("[{phase} / {path}]");
                 let format = *["arrow", "count", "stream"].choose(&mut rng).unwrap();
+                // Replaying one request: the others are drawn (the sequence stays the same)
+                // but not sent.
+                if only.as_ref().is_some_and(|only| !only.contains(&number)) {
+                    continue;
+                }
+                let label = format!("[#{number} {phase} / {path}]");
                 match check(&http, url, &query, format, &mut model, &label).await {
                     Ok(seen) => tally.add(&query, format, &seen),
                     Err(e) => {
@@ -276,7 +292,6 @@ async fn every_path_answers_like_duckdb() {
                         failures.push(e);
                     }
                 }
-                checked += 1;
             }
         }
         eprintln!(
@@ -292,9 +307,12 @@ async fn every_path_answers_like_duckdb() {
         failures.len(),
         failures[0]
     );
+    if only.is_some() {
+        return;
+    }
     // The requests selected something: a generator that drifted into empty answers would
     // compare nothing.
-    let n = checked as u64;
+    let n = checked;
     assert!(tally.nonempty * 2 > n, "most pages hold rows: {tally:?}");
     assert!(
         tally.rows * 4 > n && tally.distinct * 20 > n && tally.grouped * 10 > n,
@@ -432,7 +450,7 @@ async fn post_deltas(
 
 /// A JSON delta body: each value written as a query literal is (numbers; strings for
 /// decimals, dates and timestamps).
-fn json_delta(upserts: &RecordBatch, deletes: &[i64]) -> Vec<u8> {
+pub(crate) fn json_delta(upserts: &RecordBatch, deletes: &[i64]) -> Vec<u8> {
     let schema = upserts.schema();
     let rows: Vec<Value> = (0..upserts.num_rows())
         .map(|r| {
