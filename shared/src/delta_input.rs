@@ -25,7 +25,6 @@
 //! arrow's safe cast; a value the cast turns into null, or (between numeric and temporal types,
 //! other than into floats) one that does not survive the round trip, is refused.
 
-use std::io::Cursor;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -47,6 +46,7 @@ use serde_json::Value;
 use crate::delta::{self, OP_COLUMN, Op};
 use crate::json_rows::{self, Cell, JsonRows};
 use crate::keys;
+use crate::untrusted;
 use crate::{Error, Result};
 
 /// The encodings a delta body may come in.
@@ -82,23 +82,17 @@ pub fn parse(
     if body.is_empty() {
         return Err(invalid("the body is empty"));
     }
-    match format {
-        DeltaFormat::Json => from_json(&body, schema, primary_key),
-        DeltaFormat::ArrowStream => {
-            let reader = arrow::ipc::reader::StreamReader::try_new(Cursor::new(body), None)
-                .map_err(|e| invalid(format!("invalid Arrow IPC stream: {e}")))?;
-            let input = reader.schema();
-            let batches = reader
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| invalid(format!("invalid Arrow IPC stream: {e}")))?;
-            from_batches(&input, &batches, schema, primary_key)
+    // Decoding and validation both run under `contain`: a panic on a body is that body's
+    // fault, answered as invalid input (see `untrusted`).
+    let (what, decoded) = match format {
+        DeltaFormat::Json => {
+            return untrusted::contain("JSON body", || from_json(&body, schema, primary_key));
         }
-        DeltaFormat::Parquet => {
-            let (input, batches) = crate::parquet_io::decode(body)
-                .map_err(|e| invalid(format!("invalid Parquet file: {e}")))?;
-            from_batches(&input, &batches, schema, primary_key)
-        }
-    }
+        DeltaFormat::ArrowStream => ("Arrow IPC stream", untrusted::arrow_stream(body)?),
+        DeltaFormat::Parquet => ("Parquet file", untrusted::parquet(body)?),
+    };
+    let (input, batches) = decoded;
+    untrusted::contain(what, || from_batches(&input, &batches, schema, primary_key))
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -414,9 +408,11 @@ fn json_integer(value: &Cell<'_>) -> Option<i128> {
     if let Some(u) = n.as_u64() {
         return Some(u.into());
     }
+    // A number that is neither an i64 nor a u64 came as a double: taken only while doubles
+    // are exact integers (|f| ≤ 2^53). Beyond, the double may be another number rounded:
+    // -9223372036854775809 reads as -2^63 and was stored as i64::MIN.
     let f = n.as_f64()?;
-    // 2^126 keeps the conversion exact and far outside every integer column's range.
-    (f.is_finite() && f.fract() == 0.0 && f.abs() < 2f64.powi(126)).then_some(f as i128)
+    (f.is_finite() && f.fract() == 0.0 && f.abs() <= 2f64.powi(53)).then_some(f as i128)
 }
 
 fn is_utc(tz: &str) -> bool {

@@ -280,6 +280,9 @@ fn json_types_are_checked() {
         "column \"qty\" (Int32): 3000000000 is out of range",
     );
     assert_refused(up("qty", json!(1e300)), "expects an integer");
+    // Beyond what a double holds exactly: refused, not rounded to i64::MIN.
+    let beyond = r#"{"upserts": [{"id": -9223372036854775809, "qty": 1}]}"#;
+    assert_refused(serde_json::from_str(beyond).unwrap(), "expects an integer");
     json_delta(up("qty", json!(3.0))).expect("an integral float is an integer");
     json_delta(up("qty", json!(-2147483648i64))).unwrap();
     assert_refused(

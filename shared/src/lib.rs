@@ -11,7 +11,8 @@
 //! - [`merge`]: the one merge rule readers and compaction share, and the reference
 //!   materialisation of `state(V)`,
 //! - [`selftest`]: the startup proof that the store enforces put-if-absent,
-//! - [`keys`]: primary-key helpers (sorting, uniqueness, key ranges).
+//! - [`keys`]: primary-key helpers (sorting, uniqueness, key ranges),
+//! - [`untrusted`]: decoding client bytes without trusting their declared lengths or panics.
 
 pub mod commit;
 pub mod compact;
@@ -26,6 +27,7 @@ pub mod manifest;
 pub mod merge;
 pub mod parquet_io;
 pub mod selftest;
+pub mod untrusted;
 
 pub use error::{Error, Result};
 

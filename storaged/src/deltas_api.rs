@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, header};
 use strata_daemon::ApiError;
 use strata_shared::delta_input::DeltaFormat;
 use strata_storaged_api::deltas::{
-    ARROW_STREAM_CONTENT_TYPE, DeltaCommitted, IDEMPOTENCY_KEY_HEADER, JSON_CONTENT_TYPE,
-    PARQUET_ALT_CONTENT_TYPE, PARQUET_CONTENT_TYPE,
+    ARROW_STREAM_CONTENT_TYPE, DeltaCommitted, JSON_CONTENT_TYPE, PARQUET_ALT_CONTENT_TYPE,
+    PARQUET_CONTENT_TYPE, idempotency_key,
 };
 
 use crate::AppState;
@@ -27,7 +27,7 @@ pub async fn post_deltas(
         dataset,
         format: format_of(&headers)?,
         body,
-        idempotency_key: idempotency_key(&headers)?,
+        idempotency_key: idempotency_key(&headers)?.map(str::to_owned),
     };
     Ok(Json(state.ingest.submit(request).await?))
 }
@@ -53,17 +53,6 @@ fn format_of(headers: &HeaderMap) -> Result<DeltaFormat, ApiError> {
              {ARROW_STREAM_CONTENT_TYPE} or {PARQUET_CONTENT_TYPE}"
         ))),
     }
-}
-
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    headers
-        .get(IDEMPOTENCY_KEY_HEADER)
-        .map(|v| {
-            v.to_str().map(str::to_owned).map_err(|_| {
-                ApiError::bad_request(format!("header {IDEMPOTENCY_KEY_HEADER} is not text"))
-            })
-        })
-        .transpose()
 }
 
 /// Ingest failures as responses; the kinds of table-format errors map in `strata_daemon`.

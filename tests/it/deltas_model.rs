@@ -630,6 +630,26 @@ async fn retries_and_bad_input_never_move_the_version() {
         )
         .await;
     assert_eq!(status, 415, "wrong content type: {answer}");
+    // A key queryd cannot forward as text is refused, not dropped (a retry would write twice).
+    let response = client
+        .http
+        .post(format!("{}{items}", client.queryd))
+        .header("x-admin-token", &client.token)
+        .header(
+            "idempotency-key",
+            reqwest::header::HeaderValue::from_bytes("café".as_bytes()).unwrap(),
+        )
+        .json(&json!({"deletes": [{"id": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(
+        (status, &answer["kind"]),
+        (400, &json!("bad_request")),
+        "{answer}"
+    );
     for (token, want) in [(None, 401), (Some("wrong"), 403)] {
         let mut request = client
             .http

@@ -13,6 +13,7 @@ mod deltas_crash;
 mod deltas_model;
 mod deltas_storaged;
 mod differential;
+mod hostile;
 mod object_api;
 mod query_conformance;
 mod queryd_api;

@@ -28,6 +28,24 @@ pub const PARQUET_ALT_CONTENT_TYPE: &str = "application/x-parquet";
 /// The longest accepted idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 
+/// A request's idempotency key: absent, or text (visible ASCII). Anything else is a 400 —
+/// at queryd as at storaged: a key queryd could not forward must not be dropped, or a retry
+/// writes twice.
+pub fn idempotency_key(
+    headers: &http::HeaderMap,
+) -> Result<Option<&str>, strata_daemon::error::ApiError> {
+    headers
+        .get(IDEMPOTENCY_KEY_HEADER)
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                strata_daemon::error::ApiError::bad_request(format!(
+                    "header {IDEMPOTENCY_KEY_HEADER} must be visible ASCII"
+                ))
+            })
+        })
+        .transpose()
+}
+
 /// The answer to an accepted delta: the version that holds it and what this request wrote.
 /// Requests committed together (group commit) share the version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

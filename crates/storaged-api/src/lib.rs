@@ -14,7 +14,7 @@ mod remote_store;
 pub use catalog::StoragedClient;
 pub use deltas::{
     ARROW_STREAM_CONTENT_TYPE, DELTAS_ROUTE, DeltaClient, DeltaCommitted, IDEMPOTENCY_KEY_HEADER,
-    PARQUET_CONTENT_TYPE,
+    PARQUET_CONTENT_TYPE, idempotency_key,
 };
 pub use remote_store::{NoInternalToken, RemoteStore};
 

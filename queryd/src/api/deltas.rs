@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use strata_compactord_api::{CompactionRun, RunsResponse};
 use strata_daemon::error::{ApiError, ApiJson};
 use strata_queryd_api::internal::NotifyVersion;
-use strata_storaged_api::IDEMPOTENCY_KEY_HEADER;
+use strata_storaged_api::idempotency_key;
 
 use super::version_header;
 use crate::AppState;
@@ -23,14 +23,16 @@ pub async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let text = |h| headers.get(h).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let committed = app
         .forward
         .post(
             &name,
-            text(header::CONTENT_TYPE.as_str()).unwrap_or_default(),
+            content_type.unwrap_or_default(),
             body,
-            text(IDEMPOTENCY_KEY_HEADER),
+            idempotency_key(&headers)?,
         )
         .await?;
     // The write is durable already; if this queryd cannot serve it in time, say so, with the
