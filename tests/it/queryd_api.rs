@@ -489,3 +489,46 @@ async fn readiness_version_and_a_bare_count_answer_as_datap_rs_does() {
         "{body}"
     );
 }
+
+/// axum's own refusals answer in the JSON envelope too: a path segment that is not UTF-8, a
+/// body over the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framework_refusals_are_json_errors() {
+    let mut config = Config::default();
+    config.queryd.max_body_bytes = 1024;
+    config.queryd.max_delta_bytes = 1024;
+    let (_, q) = setup(config).await;
+    let request = axum::http::Request::post("/api/v1/datasets/%ff/query")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from("{}"))
+        .unwrap();
+    let (status, headers, body) = q.send(request).await;
+    let error: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!(
+        (status, &error["kind"]),
+        (400, &json!("bad_request")),
+        "{headers:?} {body:?}"
+    );
+    assert!(error["error"].is_string(), "{error}");
+
+    let big = json!({"columns": ["x".repeat(2048)]}).to_string();
+    let (status, _, body) = q
+        .post_raw("/api/v1/datasets/people/query", big.clone(), &[], false)
+        .await;
+    let error: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!(
+        (status, &error["kind"]),
+        (413, &json!("too_large")),
+        "{body:?}"
+    );
+    // A delta body is read as bytes, not through the JSON extractor: axum's own 413.
+    let (status, _, body) = q
+        .post_raw("/api/v1/datasets/people/deltas", big, &[], true)
+        .await;
+    let error: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!(
+        (status, &error["kind"]),
+        (413, &json!("too_large")),
+        "{body:?}"
+    );
+}

@@ -257,20 +257,44 @@ pub async fn route_not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
 
-/// Turns axum's bare 405 (and other empty-bodied errors from layers) into the JSON envelope.
+/// Every error answer in the JSON envelope: axum's own refusals — a bare 405, a path segment
+/// that is not valid UTF-8 (`%ff`), a body over the limit (413) — come as plain text or
+/// empty; they are rewritten here with a kind for their status.
 pub async fn json_errors(request: Request, next: axum::middleware::Next) -> Response {
     let response = next.run(request).await;
-    let is_bare = response.status() == StatusCode::METHOD_NOT_ALLOWED
-        && response.headers().get(header::CONTENT_TYPE).is_none();
-    if is_bare {
-        return ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed on this route",
-        )
-        .into_response();
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
     }
-    response
+    // Such bodies are a short message at most.
+    let text = axum::body::to_bytes(response.into_body(), 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let (kind, fallback) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "method not allowed on this route")
+        }
+        StatusCode::NOT_FOUND => ("not_found", "not found"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "the body is too large"),
+        StatusCode::REQUEST_TIMEOUT => ("timeout", "the request timed out"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "unsupported content type")
+        }
+        s if s.is_server_error() => ("internal", "internal error"),
+        _ => ("bad_request", "bad request"),
+    };
+    let message = if text.is_empty() {
+        fallback.to_owned()
+    } else {
+        text
+    };
+    ApiError::new(status, kind, message).into_response()
 }
 
 #[cfg(test)]
