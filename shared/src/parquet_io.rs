@@ -195,20 +195,55 @@ pub async fn read_equal(
 }
 
 /// Writes an immutable object: put-if-absent, so nothing is ever overwritten (invariant 1).
+///
+/// For names the writer alone chose (a fresh id): an object already there holding exactly
+/// these bytes is this write's own earlier attempt — its response was lost and the store
+/// client retried it — and counts as written. Answering that as "already exists" made a
+/// client drop a write that was never committed. Other bytes there are a true conflict.
 pub async fn put_new(store: &dyn ObjectStore, path: &Path, bytes: Bytes) -> Result<()> {
-    store
+    let put = store
         .put_opts(
             path,
-            PutPayload::from(bytes),
+            PutPayload::from(bytes.clone()),
             PutOptions::from(PutMode::Create),
         )
-        .await?;
-    Ok(())
+        .await;
+    match put {
+        Err(already @ object_store::Error::AlreadyExists { .. }) => {
+            let there = store.get(path).await?.bytes().await?;
+            if there == bytes {
+                Ok(())
+            } else {
+                Err(already.into())
+            }
+        }
+        other => other.map(|_| ()).map_err(Into::into),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use arrow::array::{AsArray, Int64Array, StringArray};
+
+    #[tokio::test]
+    async fn a_put_whose_response_was_lost_counts_as_written_but_other_bytes_conflict() {
+        let store = object_store::memory::InMemory::new();
+        let path = Path::from("deltas/one.parquet");
+        let bytes = Bytes::from_static(b"delta bytes");
+        super::put_new(&store, &path, bytes.clone()).await.unwrap();
+        // The retry of a put that landed: the same bytes.
+        super::put_new(&store, &path, bytes).await.unwrap();
+        let other = super::put_new(&store, &path, Bytes::from_static(b"other")).await;
+        assert!(
+            matches!(
+                other,
+                Err(crate::Error::ObjectStore(
+                    object_store::Error::AlreadyExists { .. }
+                ))
+            ),
+            "{other:?}"
+        );
+    }
     use arrow::datatypes::{DataType, Field, Int64Type, Schema};
     use object_store::memory::InMemory;
 
