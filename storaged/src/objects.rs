@@ -21,8 +21,39 @@ use strata_storaged_api::objects::{
 
 use crate::AppState;
 
+/// The longest object key taken, in bytes (S3's limit).
+const MAX_KEY_BYTES: usize = 1024;
+/// The longest segment of a key (a file name on a local store).
+const MAX_SEGMENT_BYTES: usize = 255;
+
+/// An object's key: a valid path that names something (not the root), short enough for
+/// every store. A key a store cannot hold is the request's fault (400), not the store's
+/// (502, which is what a 5 000-character or empty key answered).
 fn parse_path(path: &str) -> Result<Path, ApiError> {
-    Path::parse(path).map_err(|e| ApiError::bad_request(format!("invalid path {path:?}: {e}")))
+    let key = parse_prefix(path)?;
+    if key.parts().next().is_none() {
+        return Err(ApiError::bad_request(format!(
+            "invalid path {path:?}: it names no object"
+        )));
+    }
+    Ok(key)
+}
+
+/// A path that may be the root (a listing prefix or offset).
+fn parse_prefix(path: &str) -> Result<Path, ApiError> {
+    let shown = || path.chars().take(64).collect::<String>();
+    let key = Path::parse(path)
+        .map_err(|e| ApiError::bad_request(format!("invalid path {:?}: {e}", shown())))?;
+    if key.as_ref().len() > MAX_KEY_BYTES
+        || key.parts().any(|p| p.as_ref().len() > MAX_SEGMENT_BYTES)
+    {
+        return Err(ApiError::bad_request(format!(
+            "invalid path {:?}…: keys have at most {MAX_KEY_BYTES} bytes, segments \
+             {MAX_SEGMENT_BYTES}",
+            shown()
+        )));
+    }
+    Ok(key)
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
@@ -238,7 +269,7 @@ pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<ListResponse>, ApiError> {
-    let prefix = query.prefix.as_deref().map(parse_path).transpose()?;
+    let prefix = query.prefix.as_deref().map(parse_prefix).transpose()?;
     let response = if query.delimiter {
         let listed = state.store.list_with_delimiter(prefix.as_ref()).await?;
         ListResponse {
@@ -257,7 +288,7 @@ pub async fn list(
         // The offset is applied here rather than pushed down as S3 `start-after`: SeaweedFS
         // skips whole directories that sort after the offset's prefix (e.g. `a/…` for offset
         // `a`), and correctness beats saving one listing.
-        let offset = query.offset.as_deref().map(parse_path).transpose()?;
+        let offset = query.offset.as_deref().map(parse_prefix).transpose()?;
         let objects: Vec<ObjectMeta> = state
             .store
             .list(prefix.as_ref())

@@ -148,4 +148,24 @@ async fn internal_api_needs_the_internal_token() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
+    // Keys that name nothing or that no store can hold are the request's fault: 400, not a
+    // store error (a 5 000-character key was a 502 on a local directory).
+    let long = "k".repeat(5_000);
+    for path in ["", "/", long.as_str()] {
+        let response = http
+            .put(format!("{}/internal/v1/object", storaged.url))
+            .query(&[("path", path)])
+            .header("x-internal-token", INTERNAL)
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        assert_eq!(
+            (status, &body["kind"]),
+            (400, &serde_json::json!("bad_request")),
+            "{path:.20}: {body}"
+        );
+    }
 }
