@@ -55,6 +55,17 @@ impl Storaged {
     }
 }
 
+/// `batch` as an Arrow IPC stream (a delta body).
+pub fn arrow_stream(batch: &RecordBatch) -> Vec<u8> {
+    let mut buffer = Vec::new();
+    let mut writer =
+        arrow::ipc::writer::StreamWriter::try_new(&mut buffer, &batch.schema()).unwrap();
+    writer.write(batch).unwrap();
+    writer.finish().unwrap();
+    drop(writer);
+    buffer
+}
+
 /// A small keyed table: `id` (Int64) and `name` (Utf8, "person {id}").
 pub fn people(ids: &[i64]) -> RecordBatch {
     named(ids, "person")

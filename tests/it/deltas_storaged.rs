@@ -21,7 +21,7 @@ use strata_shared::manifest::{Manifest, Operation};
 use strata_storaged_api::deltas::{DeltaClient, DeltaCommitted, deltas_path};
 use strata_storaged_api::{ARROW_STREAM_CONTENT_TYPE, PARQUET_CONTENT_TYPE};
 
-use crate::common::{INTERNAL, Storaged, create_dataset, people};
+use crate::common::{INTERNAL, Storaged, arrow_stream, create_dataset, people};
 
 // Every refusal of the route, in a file of its own.
 #[path = "deltas_storaged_refusals.rs"]
@@ -140,16 +140,6 @@ async fn post_raw(
     let status = response.status().as_u16();
     let body = response.json().await.unwrap_or(Value::Null);
     (status, body)
-}
-
-fn arrow_stream(batch: &RecordBatch) -> Vec<u8> {
-    let mut buffer = Vec::new();
-    let mut writer =
-        arrow::ipc::writer::StreamWriter::try_new(&mut buffer, &batch.schema()).unwrap();
-    writer.write(batch).unwrap();
-    writer.finish().unwrap();
-    drop(writer);
-    buffer
 }
 
 fn people_delta(ids: &[i64], names: &[Option<&str>], ops: ArrayRef) -> RecordBatch {

@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use bytes::Bytes;
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
@@ -18,7 +17,7 @@ use strata_daemon::config::Config;
 use strata_daemon::error::ApiError;
 use strata_shared::delta_input::{self, DeltaFormat};
 
-use crate::common::{Queryd, create_dataset};
+use crate::common::{Queryd, arrow_stream, create_dataset};
 use crate::differential::{Sampler, table};
 
 fn cases() -> usize {
@@ -61,15 +60,6 @@ fn mutate(rng: &mut StdRng, valid: &[u8]) -> Vec<u8> {
     body
 }
 
-fn arrow_body(batch: &RecordBatch) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).unwrap();
-    writer.write(batch).unwrap();
-    writer.finish().unwrap();
-    drop(writer);
-    out
-}
-
 #[test]
 fn mutated_delta_bodies_are_refused_cleanly_and_cheaply() {
     let mut rng = StdRng::seed_from_u64(24);
@@ -79,7 +69,7 @@ fn mutated_delta_bodies_are_refused_cleanly_and_cheaply() {
     let schema = table::schema();
     let key = vec![table::KEY.to_owned()];
     let bodies = [
-        (DeltaFormat::ArrowStream, arrow_body(&delta)),
+        (DeltaFormat::ArrowStream, arrow_stream(&delta)),
         (
             DeltaFormat::Parquet,
             strata_shared::parquet_io::encode(delta.schema(), std::slice::from_ref(&delta))

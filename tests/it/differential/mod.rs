@@ -404,7 +404,10 @@ async fn post_deltas(
         let file = dir.join(format!("deltas/{generation}.parquet"));
         write_parquet(&file, std::slice::from_ref(&delta)).unwrap();
         let (content_type, bytes) = match body {
-            "arrow" => ("application/vnd.apache.arrow.stream", ipc(&delta)),
+            "arrow" => (
+                "application/vnd.apache.arrow.stream",
+                crate::common::arrow_stream(&delta),
+            ),
             "json" => ("application/json", json_delta(&upserts, &delete_keys)),
             _ => (
                 "application/vnd.apache.parquet",
@@ -467,15 +470,6 @@ pub(crate) fn json_delta(upserts: &RecordBatch, deletes: &[i64]) -> Vec<u8> {
     json!({"upserts": rows, "deletes": deletes})
         .to_string()
         .into_bytes()
-}
-
-fn ipc(batch: &RecordBatch) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).unwrap();
-    writer.write(batch).unwrap();
-    writer.finish().unwrap();
-    drop(writer);
-    out
 }
 
 /// Checks one request on one queryd: the JSON page, then the page as Arrow, the count or
