@@ -453,6 +453,19 @@ async fn readiness_version_and_a_bare_count_answer_as_datap_rs_does() {
         "{body}"
     );
     assert_eq!(body["kind"], "unavailable", "{body}");
+    assert!(!body.to_string().contains("127.0.0.1"), "{body}");
+    // So are reads: a 503 to retry, not a 502, and the endpoint stays in the log.
+    let (status, headers, body) = unready
+        .post_raw("/api/v1/datasets/people/count", "{}".into(), &[], false)
+        .await;
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!(
+        (status, &body["kind"]),
+        (503, &json!("unavailable")),
+        "{body}"
+    );
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+    assert!(!body.to_string().contains("127.0.0.1"), "{body}");
 
     let (_, q) = setup(Config::default()).await;
     let (status, body) = q.get("/readyz").await;

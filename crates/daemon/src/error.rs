@@ -154,6 +154,16 @@ impl From<object_store::Error> for ApiError {
 /// other side can rebuild the same `object_store::Error` variant.
 fn object_store_error(e: &object_store::Error, message: String) -> ApiError {
     use object_store::Error as O;
+    // The store (storaged, or S3) did not answer at all: a passing condition, said as such,
+    // without the endpoint (logged instead).
+    if let O::Generic { source, .. } = e
+        && source
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(|r| r.is_connect() || r.is_timeout())
+    {
+        tracing::warn!(error = %message, "the store is unreachable");
+        return ApiError::unavailable("the store is unreachable; retry shortly", 1);
+    }
     let (status, kind) = match e {
         O::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
         O::AlreadyExists { .. } => (StatusCode::CONFLICT, "already_exists"),

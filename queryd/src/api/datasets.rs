@@ -26,13 +26,17 @@ pub async fn ready(State(app): State<AppState>) -> axum::response::Response {
         Ok(datasets) => {
             Json(serde_json::json!({"status": "ready", "datasets": datasets})).into_response()
         }
-        Err(e) => (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({
-                "status": "not ready", "error": e.to_string(), "kind": "unavailable"
-            })),
-        )
-            .into_response(),
+        Err(e) => {
+            // The message as an error answer would say it (no endpoints).
+            let error = ApiError::from(e);
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({
+                    "status": "not ready", "error": error.message, "kind": "unavailable"
+                })),
+            )
+                .into_response()
+        }
     }
 }
 
