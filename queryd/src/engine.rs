@@ -280,7 +280,9 @@ pub fn narrow_sums(batch: RecordBatch, plan: &Plan) -> Result<RecordBatch, Query
         let (Ok(i), AggOp::Sum) = (schema.index_of(&a.alias), a.op) else {
             continue;
         };
-        if columns[i].data_type() != &EXACT_SUM {
+        // Integer sums only: a decimal(28, 0) column's sum is a decimal(38, 0) too, and stays.
+        let integer = matches!(a.data_type, DataType::Int64 | DataType::UInt64);
+        if !integer || columns[i].data_type() != &EXACT_SUM {
             continue;
         }
         let exact = columns[i].as_primitive::<Decimal128Type>();
@@ -489,6 +491,49 @@ mod tests {
             .iter()
             .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
             .collect()
+    }
+
+    #[test]
+    fn only_integer_sums_are_narrowed_and_one_that_does_not_fit_is_refused() {
+        use arrow::array::Decimal128Array;
+        let schema = Schema::new(vec![
+            Field::new("g", DataType::Int64, false),
+            Field::new("n", DataType::Int64, true),
+            Field::new("d", DataType::Decimal128(28, 0), true),
+        ]);
+        let request: strata_queryd_api::QueryRequest = serde_json::from_value(serde_json::json!({
+            "group_by": ["g"],
+            "aggregations": [{"op": "sum", "col": "n"}, {"op": "sum", "col": "d"}]
+        }))
+        .unwrap();
+        let plan = crate::plan::plan(&request, &schema, 100).unwrap();
+        let exact = |values: Vec<i128>| {
+            Arc::new(Decimal128Array::from(values).with_data_type(EXACT_SUM)) as ArrayRef
+        };
+        let answer = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("g", DataType::Int64, false),
+                Field::new("sum_n", EXACT_SUM, true),
+                Field::new("sum_d", EXACT_SUM, true),
+            ])),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                exact(vec![5, i128::from(i64::MAX) + 1]),
+                exact(vec![7, 8]),
+            ],
+        )
+        .unwrap();
+        let first = narrow_sums(answer.slice(0, 1), &plan).unwrap();
+        assert_eq!(first.column(1).as_primitive::<Int64Type>().value(0), 5);
+        assert_eq!(
+            first.schema().field(2).data_type(),
+            &EXACT_SUM,
+            "a decimal sum stays"
+        );
+        assert!(matches!(
+            narrow_sums(answer, &plan),
+            Err(QueryError::Overflow(_))
+        ));
     }
 
     #[tokio::test]
