@@ -59,9 +59,10 @@ pub(crate) async fn read_base(
 /// Invariant: every batch of a dictionary column shares **one** values array (the same
 /// buffers), so Arrow's kernels that combine chunks — `concat`, `interleave`, DataFusion's
 /// sorts and merges — see a single dictionary and reuse it. With one dictionary per batch
-/// they concatenate the dictionaries instead, and 16 chunks of a 50-value column already
-/// outgrow 8-bit keys ("Dictionary key bigger than the key type": every `order_by` on a
-/// 1M-row table answered 500).
+/// each such kernel must merge or concatenate the dictionaries, and a concatenation of 16
+/// chunks' 50-value dictionaries (800 entries) does not fit 8-bit keys: a report had every
+/// `order_by` on a 1M-row in-memory table answer 500 "Dictionary key bigger than the key
+/// type" (not reproduced here; one dictionary removes the class and the merging work).
 ///
 /// Whether a column qualifies is known only at the end, so a candidate column's values are
 /// numbered from its first batch on (up to the cap); a column that passes the cap goes back
