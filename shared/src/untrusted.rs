@@ -58,13 +58,18 @@ pub fn parquet(body: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
 /// present. Rows: a batch of `n` rows needs at least `n` bits of body for any column but
 /// the null type, so a row count above `8 × body + 64` is refused too (delta bodies are
 /// flat columns).
-fn check_framing(body: &[u8]) -> std::result::Result<(), String> {
+fn check_framing(body: &[u8]) -> Result<()> {
+    let invalid = |why: String| Error::InvalidInput(format!("invalid Arrow IPC stream: {why}"));
     let mut pos = 0usize;
     let mut message = 0usize;
-    let word = |pos: usize, message: usize| -> std::result::Result<i32, String> {
+    let word = |pos: usize, message: usize| -> Result<i32> {
         body.get(pos..pos + 4)
             .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .ok_or_else(|| format!("message {message}: the stream ends inside a length"))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "message {message}: the stream ends inside a length"
+                ))
+            })
     };
     while pos < body.len() {
         let mut length = word(pos, message)?;
@@ -82,20 +87,22 @@ fn check_framing(body: &[u8]) -> std::result::Result<(), String> {
             .ok()
             .filter(|&l| l <= left)
             .ok_or_else(|| {
-                format!("message {message}: metadata of {length} bytes, {left} bytes left")
+                invalid(format!(
+                    "message {message}: metadata of {length} bytes, {left} bytes left"
+                ))
             })?;
         let header = arrow::ipc::root_as_message(&body[pos..pos + length])
-            .map_err(|e| format!("message {message}: {e}"))?;
+            .map_err(|e| invalid(format!("message {message}: {e}")))?;
         pos += length;
         let left = body.len() - pos;
         let body_length = usize::try_from(header.bodyLength())
             .ok()
             .filter(|&l| l <= left)
             .ok_or_else(|| {
-                format!(
+                invalid(format!(
                     "message {message}: a body of {} bytes, {left} bytes left",
                     header.bodyLength()
-                )
+                ))
             })?;
         let batch = header
             .header_as_record_batch()
@@ -104,14 +111,16 @@ fn check_framing(body: &[u8]) -> std::result::Result<(), String> {
             let rows_bound = body_length.saturating_mul(8).saturating_add(64);
             let too_many = |rows: i64| usize::try_from(rows).map_or(true, |r| r > rows_bound);
             if too_many(batch.length()) {
-                return Err(format!(
+                return Err(invalid(format!(
                     "message {message}: {} rows in a body of {body_length} bytes",
                     batch.length()
-                ));
+                )));
             }
             for node in batch.nodes().into_iter().flatten() {
                 if too_many(node.length()) || too_many(node.null_count()) {
-                    return Err(format!("message {message}: a column longer than its body"));
+                    return Err(invalid(format!(
+                        "message {message}: a column longer than its body"
+                    )));
                 }
             }
             for buffer in batch.buffers().into_iter().flatten() {
@@ -120,12 +129,12 @@ fn check_framing(body: &[u8]) -> std::result::Result<(), String> {
                     .zip(usize::try_from(buffer.length()).ok())
                     .and_then(|(offset, length)| offset.checked_add(length));
                 if end.is_none_or(|end| end > body_length) {
-                    return Err(format!(
+                    return Err(invalid(format!(
                         "message {message}: a buffer at {} of {} bytes, outside the body of \
                          {body_length}",
                         buffer.offset(),
                         buffer.length()
-                    ));
+                    )));
                 }
             }
         }
