@@ -349,10 +349,17 @@ pub fn finish_groups(
     limit(frame, plan)
 }
 
+/// The most rows a `limit` node may ask DataFusion for. The readers apply `limit` anyway
+/// (`collect_window`, `stream`, the count), so the node is only an optimization (top-k sorts
+/// and aggregations), and those size their tables by it: a `limit` of 7e18 on a distinct
+/// query made DataFusion's top-k hash table overflow computing its capacity (a panic, 500),
+/// and one of 10^8 would have allocated gigabytes. Found by `hostile.rs`.
+const MAX_ENGINE_LIMIT: u64 = 10_000;
+
 fn limit(frame: DataFrame, plan: &Plan) -> Result<DataFrame, QueryError> {
     Ok(match plan.limit {
-        Some(limit) => frame.limit(0, Some(usize::try_from(limit).unwrap_or(usize::MAX)))?,
-        None => frame,
+        Some(limit) if limit <= MAX_ENGINE_LIMIT => frame.limit(0, Some(limit as usize))?,
+        _ => frame,
     })
 }
 

@@ -83,16 +83,37 @@ pub fn parse(
         return Err(invalid("the body is empty"));
     }
     // Decoding and validation both run under `contain`: a panic on a body is that body's
-    // fault, answered as invalid input (see `untrusted`).
-    let (what, decoded) = match format {
-        DeltaFormat::Json => {
-            return untrusted::contain("JSON body", || from_json(&body, schema, primary_key));
+    // fault, answered as invalid input (see `untrusted`). So is an Arrow or Parquet error
+    // here (a cast to a decimal(12, 46) the body declared): nothing but the body is read.
+    let (what, parsed) = match format {
+        DeltaFormat::Json => (
+            "JSON body",
+            untrusted::contain("JSON body", || from_json(&body, schema, primary_key)),
+        ),
+        DeltaFormat::ArrowStream => {
+            let (input, batches) = untrusted::arrow_stream(body)?;
+            (
+                "Arrow IPC stream",
+                untrusted::contain("Arrow IPC stream", || {
+                    from_batches(&input, &batches, schema, primary_key)
+                }),
+            )
         }
-        DeltaFormat::ArrowStream => ("Arrow IPC stream", untrusted::arrow_stream(body)?),
-        DeltaFormat::Parquet => ("Parquet file", untrusted::parquet(body)?),
+        DeltaFormat::Parquet => {
+            let (input, batches) = untrusted::parquet(body)?;
+            (
+                "Parquet file",
+                untrusted::contain("Parquet file", || {
+                    from_batches(&input, &batches, schema, primary_key)
+                }),
+            )
+        }
     };
-    let (input, batches) = decoded;
-    untrusted::contain(what, || from_batches(&input, &batches, schema, primary_key))
+    parsed.map_err(|e| match e {
+        Error::Arrow(e) => invalid(format!("invalid {what}: {e}")),
+        Error::Parquet(e) => invalid(format!("invalid {what}: {e}")),
+        other => other,
+    })
 }
 
 fn invalid(message: impl Into<String>) -> Error {
