@@ -455,7 +455,7 @@ impl Sampler<'_> {
             order_by: Vec::new(),
             limit: rng
                 .random_bool(0.25)
-                .then(|| *[1, 7, 100, 1000, 5000].choose(rng).unwrap()),
+                .then(|| *[1, 7, 100, 1000, 5000, 50_000].choose(rng).unwrap()),
             page: None,
             page_size: None,
             upper: rng.random_bool(0.05),
