@@ -7,7 +7,8 @@
 //!   order is `_seq, id`;
 //! - `asc` sorts nulls last, `desc` nulls first; ties are broken by the primary key (rows),
 //!   by the distinct columns (distinct) or the group columns (grouped), ascending;
-//! - `like`/`ilike`: `%`, `_`, and `\` escapes the next character;
+//! - `like`/`ilike`: `%`, `_`, and `\` escapes the next character; `ilike` folds case as
+//!   Unicode's simple case folding does (σ, ς and Σ are one letter);
 //! - integer sums are exact; one that does not fit the answer's type (`int64`, `uint64` for
 //!   a `uint64` column) is a 422 `overflow`, never a wrapped number;
 //! - averages are doubles; float sums and averages may differ in the last bits (another
@@ -288,11 +289,18 @@ impl Query {
                     let values: Vec<String> = p.values.iter().map(&mut bind).collect();
                     format!("{column} IN ({})", values.join(", "))
                 }
-                "like" | "ilike" => {
+                "like" => {
+                    params.push(p.values[0].to_json());
+                    format!("{column} LIKE ? ESCAPE '\\'")
+                }
+                // Strata's `ilike` folds case as Unicode's simple case folding does (σ, ς and
+                // Σ are one letter); DuckDB's ILIKE lowercases, where final ς stays apart.
+                // Lowercasing both sides and taking ς as σ is the folding for every letter
+                // the generated strings hold.
+                "ilike" => {
                     params.push(p.values[0].to_json());
                     format!(
-                        "{column} {} ? ESCAPE '\\'",
-                        if p.op == "like" { "LIKE" } else { "ILIKE" }
+                        "replace(lower({column}), 'ς', 'σ') LIKE replace(lower(?), 'ς', 'σ') ESCAPE '\\'"
                     )
                 }
                 op => format!("{column} {} {}", sql_op(op), bind(&p.values[0])),
