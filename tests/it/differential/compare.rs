@@ -174,6 +174,17 @@ fn timestamp(nanos: i128, utc: bool) -> String {
     out
 }
 
+/// Why an answer differs from the oracle's or could not be read, in words: the test prints
+/// it as (part of) a reproducer.
+#[derive(Debug)]
+pub struct Mismatch(pub String);
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// An answer: its column names and rows of cells.
 #[derive(Debug, Default)]
 pub struct Table {
@@ -196,20 +207,22 @@ impl Table {
     }
 
     /// JSON rows (objects) in the order of `names`; a missing or extra key is a difference.
-    pub fn from_json_rows(names: &[String], rows: &[Value]) -> Result<Self, String> {
+    pub fn from_json_rows(names: &[String], rows: &[Value]) -> Result<Self, Mismatch> {
         let rows = rows
             .iter()
             .map(|row| {
-                let object = row.as_object().ok_or("a row is not an object")?;
+                let object = row
+                    .as_object()
+                    .ok_or_else(|| Mismatch("a row is not an object".into()))?;
                 if object.len() != names.len() || names.iter().any(|n| !object.contains_key(n)) {
-                    return Err(format!(
+                    return Err(Mismatch(format!(
                         "row keys {:?}, expected {names:?}",
                         object.keys().collect::<Vec<_>>()
-                    ));
+                    )));
                 }
                 Ok(names.iter().map(|n| Cell::from_json(&object[n])).collect())
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, Mismatch>>()?;
         Ok(Self {
             names: names.to_vec(),
             rows,

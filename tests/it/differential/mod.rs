@@ -41,7 +41,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use strata_testkit::{ChildProcess, free_port, strata_bin, wait_http_ok, write_parquet};
 
-use compare::{Cell, Table, difference};
+use compare::{Cell, Mismatch, Table, difference};
 use oracle::Oracle;
 use request::Query;
 pub(crate) use request::Sampler;
@@ -481,22 +481,22 @@ async fn check(
     format: &str,
     model: &mut Model,
     label: &str,
-) -> Result<Checked, String> {
+) -> Result<Checked, Mismatch> {
     let mut body = query.body();
     body["min_version"] = model.version.into();
     let (sql, params) = query.sql();
     let expected = query.expected();
     let repro = |what: &str, detail: String| {
-        format!(
+        Mismatch(format!(
             "{label} {what}: {detail}\n  request: {body}\n  sql: {sql}\n  params: {}",
             Value::from(params.clone())
-        )
+        ))
     };
-    let oracle = |model: &mut Model, sql: &str| -> Result<Table, String> {
+    let oracle = |model: &mut Model, sql: &str| -> Result<Table, Mismatch> {
         let (schema, batches) = model
             .oracle
             .query(sql, &params)
-            .map_err(|e| repro("oracle failed", e))?;
+            .map_err(|e| repro("oracle failed", e.0))?;
         Ok(Table::from_batches(&schema, &batches))
     };
     let count_sql = format!("SELECT count(*) FROM ({sql})");
@@ -533,7 +533,7 @@ async fn check(
         let answer: Value =
             serde_json::from_slice(&bytes).map_err(|e| repro("json", e.to_string()))?;
         let rows = answer["data"].as_array().cloned().unwrap_or_default();
-        let got = Table::from_json_rows(&expected.names, &rows).map_err(|e| repro("json", e))?;
+        let got = Table::from_json_rows(&expected.names, &rows).map_err(|e| repro("json", e.0))?;
         if let Some(d) = difference(
             &got,
             &page_with_names(page.rows.clone(), &expected.names),
@@ -562,7 +562,7 @@ async fn check(
                 return Err(repro("arrow", e));
             }
             if status == 200 {
-                let got = arrow_table(&bytes).map_err(|e| repro("arrow", e))?;
+                let got = arrow_table(&bytes).map_err(|e| repro("arrow", e.0))?;
                 if let Some(d) = difference(
                     &got,
                     &page_with_names(page.rows, &expected.names),
@@ -608,7 +608,7 @@ async fn check(
                         return Err(repro("stream", e));
                     }
                     if status == 200 {
-                        let got = arrow_table(&bytes).map_err(|e| repro("stream", e))?;
+                        let got = arrow_table(&bytes).map_err(|e| repro("stream", e.0))?;
                         if let Some(d) = difference(
                             &got,
                             &page_with_names(all.rows, &expected.names),
@@ -659,13 +659,12 @@ fn status_difference(status: u16, body: &[u8], overflow: bool) -> Option<String>
     }
 }
 
-fn arrow_table(bytes: &[u8]) -> Result<Table, String> {
+fn arrow_table(bytes: &[u8]) -> Result<Table, Mismatch> {
+    let unreadable = |e: arrow::error::ArrowError| Mismatch(format!("unreadable Arrow: {e}"));
     let reader =
         arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
-            .map_err(|e| e.to_string())?;
+            .map_err(unreadable)?;
     let schema = reader.schema();
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(unreadable)?;
     Ok(Table::from_batches(&schema, &batches))
 }

@@ -9,6 +9,16 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use serde_json::{Value, json};
 
+/// DuckDB's refusal of a statement, as it worded it.
+#[derive(Debug)]
+pub struct OracleError(pub String);
+
+impl std::fmt::Display for OracleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 pub struct Oracle {
     child: Child,
     stdin: ChildStdin,
@@ -38,7 +48,7 @@ impl Oracle {
         &mut self,
         sql: &str,
         params: &[Value],
-    ) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), OracleError> {
         let line = json!({"sql": sql, "params": params}).to_string();
         writeln!(self.stdin, "{line}").expect("writing to the oracle");
         self.stdin.flush().unwrap();
@@ -46,7 +56,7 @@ impl Oracle {
         self.stdout.read_line(&mut header).unwrap();
         let header = header.trim_end();
         if let Some(error) = header.strip_prefix("ERR ") {
-            return Err(error.to_owned());
+            return Err(OracleError(error.to_owned()));
         }
         let len: usize = header
             .strip_prefix("OK ")
