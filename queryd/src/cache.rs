@@ -766,6 +766,7 @@ impl Memcache {
         let mut datasets: Vec<CacheEntry> = self.read_slots().values().map(|s| s.stats()).collect();
         datasets.sort_by(|a, b| a.dataset.cmp(&b.dataset));
         CacheStats {
+            instance: String::new(),
             capacity_bytes: self.capacity,
             used_bytes: used,
             hits: datasets.iter().map(|d| d.hits).sum(),

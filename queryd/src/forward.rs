@@ -4,7 +4,8 @@
 use bytes::Bytes;
 use strata_compactord_api::{CompactionRun, CompactordClient};
 use strata_daemon::config::Config;
-use strata_storaged_api::{ClientError, DeltaClient, DeltaCommitted};
+use strata_storaged_api::catalog::{CreateDatasetRequest, DatasetInfo};
+use strata_storaged_api::{ClientError, DeltaClient, DeltaCommitted, StoragedClient};
 
 use crate::error::QueryError;
 
@@ -14,6 +15,7 @@ pub struct Forwarder {
     /// routes.
     client: Option<DeltaClient>,
     compactor: Option<CompactordClient>,
+    storaged_url: String,
 }
 
 const NO_TOKEN: &str =
@@ -29,6 +31,7 @@ impl Forwarder {
         Self {
             client: token.map(|t| DeltaClient::new(&config.storaged.url(), t)),
             compactor: token.map(|t| CompactordClient::new(&config.compactord.url(), t)),
+            storaged_url: config.storaged.url(),
         }
     }
 
@@ -53,6 +56,30 @@ impl Forwarder {
             .map_err(compactord_error)
     }
 
+    /// Creates a dataset in storaged's catalog, with the admin token the caller presented
+    /// here (storaged checks it again: the catalog is storaged's).
+    pub async fn create(
+        &self,
+        admin_token: &str,
+        create: Create,
+    ) -> Result<DatasetInfo, QueryError> {
+        let catalog = StoragedClient::new(&self.storaged_url, Some(admin_token));
+        let answer = match create {
+            Create::FromSource(request) => catalog.create_dataset(&request).await,
+            Create::Upload {
+                name,
+                primary_key,
+                content_type,
+                body,
+            } => {
+                catalog
+                    .upload_dataset(&name, &primary_key, &content_type, body)
+                    .await
+            }
+        };
+        answer.map_err(storaged_error)
+    }
+
     pub async fn post(
         &self,
         dataset: &str,
@@ -67,12 +94,29 @@ impl Forwarder {
         client
             .post_deltas(dataset, content_type, body, idempotency_key)
             .await
-            .map_err(|e| match e {
-                ClientError::Status {
-                    status, message, ..
-                } => QueryError::Upstream { status, message },
-                other => QueryError::Unavailable(format!("storaged: {other}")),
-            })
+            .map_err(storaged_error)
+    }
+}
+
+/// What a dataset is created from.
+pub enum Create {
+    /// A file, directory, glob or `s3://` URL that storaged reads.
+    FromSource(CreateDatasetRequest),
+    /// A Parquet file or an Arrow IPC stream, streamed through to storaged.
+    Upload {
+        name: String,
+        primary_key: Vec<String>,
+        content_type: String,
+        body: reqwest::Body,
+    },
+}
+
+fn storaged_error(e: ClientError) -> QueryError {
+    match e {
+        ClientError::Status {
+            status, message, ..
+        } => QueryError::Upstream { status, message },
+        other => QueryError::Unavailable(format!("storaged: {other}")),
     }
 }
 

@@ -60,6 +60,8 @@ pub struct AppState {
     /// Shared, not cloned with the state: every request clones the `AppState`.
     pub forward: Arc<forward::Forwarder>,
     pub metrics: Arc<metrics::Metrics>,
+    /// This queryd's name in answers (`[queryd] instance`).
+    pub instance: Arc<str>,
 }
 
 /// Serves on `listener`, reaching objects through storaged's internal API.
@@ -141,6 +143,7 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
         service,
         forward: Arc::new(forward::Forwarder::new(config)),
         metrics,
+        instance: q.instance().into(),
     })
 }
 

@@ -2,10 +2,14 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::from_fn_with_state;
+use axum::middleware::map_response;
+use axum::response::Response;
 use axum::routing::{get, post};
 use strata_daemon::auth::{TokenGuard, require_token};
 use strata_daemon::config::Config;
+use strata_queryd_api::INSTANCE_HEADER;
 use strata_queryd_api::internal::NOTIFY_ROUTE;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
@@ -26,6 +30,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/metrics", get(metrics_text));
 
     let admin = Router::new()
+        .route("/api/v1/datasets", post(datasets::create))
         .route("/api/v1/datasets/{name}/reload", post(cache::reload))
         .route("/api/v1/cache/pin", post(cache::pin))
         .route("/api/v1/cache/unpin", post(cache::unpin))
@@ -67,6 +72,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
         NotForContentType::const_new(strata_queryd_api::ARROW_STREAM),
     ));
     let metrics = state.metrics.clone();
+    let instance = HeaderValue::from_str(&state.instance)
+        .unwrap_or_else(|_| HeaderValue::from_static("queryd"));
     let routes = public
         .merge(admin)
         .merge(internal)
@@ -78,6 +85,16 @@ pub fn router(state: AppState, config: &Config) -> Router {
     strata_daemon::serve::finish_with("queryd", version, routes)
         .layer(compression)
         .route_layer(from_fn_with_state(metrics, metrics::track))
+        // Every answer names its replica: caches (pin, evict, stats) are per replica.
+        .layer(map_response(move |mut response: Response| {
+            let instance = instance.clone();
+            async move {
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static(INSTANCE_HEADER), instance);
+                response
+            }
+        }))
 }
 
 async fn metrics_text(

@@ -9,11 +9,18 @@ use strata_daemon::config::Config;
 use strata_shared::commit::{self, Table};
 use strata_shared::layout::{self, DatasetName};
 use strata_shared::manifest::Manifest;
-use strata_shared::{Error, Result};
+use strata_shared::{Error, Result, untrusted};
 use strata_storaged_api::catalog::{CreateDatasetRequest, ManifestVersions};
 
 use crate::StoragedError;
 use crate::import::{self, Source};
+
+/// The encodings an uploaded dataset may come in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadFormat {
+    Parquet,
+    ArrowStream,
+}
 
 #[derive(Clone)]
 pub struct Catalog {
@@ -36,20 +43,55 @@ impl Catalog {
     /// Creates a dataset from its source. [`Error::DatasetExists`] if it is already there:
     /// the check before reading saves the work, the put-if-absent of version 0 decides.
     pub async fn create(&self, request: &CreateDatasetRequest) -> Result<Manifest> {
-        let name = DatasetName::new(request.name.as_str())?;
-        let table = self.table(&name);
-        match table.latest_version().await {
-            Ok(_) => return Err(Error::DatasetExists(name)),
-            Err(Error::DatasetNotFound(_)) => {}
-            Err(e) => return Err(e),
-        }
-        let started = std::time::Instant::now();
+        let name = self.absent(&request.name).await?;
         let (schema, batches) = Source::parse(&request.source, &self.config)?.read().await?;
+        self.commit_new(name, schema, batches, &request.primary_key)
+            .await
+    }
+
+    /// Creates a dataset from an uploaded body: a Parquet file or an Arrow IPC stream, decoded
+    /// as untrusted input (`strata_shared::untrusted`) off the async workers.
+    pub async fn upload(
+        &self,
+        name: &str,
+        primary_key: &[String],
+        format: UploadFormat,
+        body: bytes::Bytes,
+    ) -> Result<Manifest> {
+        let name = self.absent(name).await?;
+        let (schema, batches) = tokio::task::spawn_blocking(move || match format {
+            UploadFormat::Parquet => untrusted::parquet(body),
+            UploadFormat::ArrowStream => untrusted::arrow_stream(body),
+        })
+        .await
+        .map_err(|e| Error::InvalidInput(format!("decoding the upload failed: {e}")))??;
+        self.commit_new(name, schema, batches, primary_key).await
+    }
+
+    /// `name`, validated, if no dataset of that name exists yet.
+    async fn absent(&self, name: &str) -> Result<DatasetName> {
+        let name = DatasetName::new(name)?;
+        match self.table(&name).latest_version().await {
+            Ok(_) => Err(Error::DatasetExists(name)),
+            Err(Error::DatasetNotFound(_)) => Ok(name),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `batches` as the base files of a new dataset and commits its version 0.
+    async fn commit_new(
+        &self,
+        name: DatasetName,
+        schema: arrow::datatypes::SchemaRef,
+        batches: Vec<arrow::array::RecordBatch>,
+        primary_key: &[String],
+    ) -> Result<Manifest> {
+        let started = std::time::Instant::now();
         let (schema, files) =
-            import::write_base(&self.store, &name, schema, batches, &request.primary_key).await?;
+            import::write_base(&self.store, &name, schema, batches, primary_key).await?;
         let txn = format!("create-{}", uuid::Uuid::now_v7());
-        let manifest = Manifest::initial(name, schema, request.primary_key.clone(), files, &txn);
-        table.create(&manifest).await?;
+        let manifest = Manifest::initial(name, schema, primary_key.to_vec(), files, &txn);
+        self.table(&manifest.dataset).create(&manifest).await?;
         tracing::info!(
             dataset = %manifest.dataset,
             rows = manifest.base_rows(),

@@ -1,15 +1,20 @@
 //! Handlers of the catalog API (routes in `strata_storaged_api::catalog`).
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use strata_daemon::{ApiError, ApiJson};
+use strata_shared::delta_input::DeltaFormat;
 use strata_shared::manifest::Manifest;
 use strata_storaged_api::catalog::{
-    CreateDatasetRequest, DatasetInfo, DatasetList, ManifestVersions,
+    CreateDatasetRequest, DatasetInfo, DatasetList, ManifestVersions, UploadQuery,
 };
 
 use crate::AppState;
+use crate::catalog::UploadFormat;
+use crate::deltas_api::format_of;
 
 pub async fn list_datasets(State(state): State<AppState>) -> Result<Json<DatasetList>, ApiError> {
     let manifests = state.catalog.list().await?;
@@ -23,6 +28,34 @@ pub async fn create_dataset(
     ApiJson(request): ApiJson<CreateDatasetRequest>,
 ) -> Result<(StatusCode, Json<DatasetInfo>), ApiError> {
     let manifest = state.catalog.create(&request).await?;
+    Ok((StatusCode::CREATED, Json(DatasetInfo::from(&manifest))))
+}
+
+/// `POST /api/v1/datasets/{name}/upload`: a new dataset from the body (Parquet or Arrow).
+pub async fn upload_dataset(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<UploadQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<DatasetInfo>), ApiError> {
+    let Path(name) = name.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let format = match format_of(&headers)? {
+        DeltaFormat::Parquet => UploadFormat::Parquet,
+        DeltaFormat::ArrowStream => UploadFormat::ArrowStream,
+        DeltaFormat::Json => {
+            return Err(ApiError::unsupported_media_type(
+                "upload a Parquet file or an Arrow IPC stream; to create a dataset from a \
+                 source URL, POST its JSON description to /api/v1/datasets",
+            ));
+        }
+    };
+    let body = body.map_err(|e| ApiError::body_rejected(e.status(), e.body_text()))?;
+    let manifest = state
+        .catalog
+        .upload(&name, &query.primary_key(), format, body)
+        .await?;
     Ok((StatusCode::CREATED, Json(DatasetInfo::from(&manifest))))
 }
 

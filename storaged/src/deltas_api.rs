@@ -33,7 +33,7 @@ pub async fn post_deltas(
 }
 
 /// The body format from `Content-Type` (parameters such as `charset` ignored).
-fn format_of(headers: &HeaderMap) -> Result<DeltaFormat, ApiError> {
+pub(crate) fn format_of(headers: &HeaderMap) -> Result<DeltaFormat, ApiError> {
     let raw = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -60,12 +60,37 @@ pub async fn serve_with_store(
     Ok(())
 }
 
+/// How long start-up waits for the store to answer its self-test: in a deployment the store
+/// may start after storaged (compose starts them together).
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The put-if-absent self-test, retried while the store does not answer (or answers with an
+/// error) until [`STORE_WAIT`] has passed. A store that answers but does not enforce
+/// put-if-absent fails at once: waiting cannot fix it.
+async fn verify_store(store: &Arc<dyn ObjectStore>) -> Result<(), StoragedError> {
+    let deadline = tokio::time::Instant::now() + STORE_WAIT;
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        match strata_shared::selftest::verify_put_if_absent(store.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e @ strata_shared::Error::PutIfAbsentUnsupported(_)) => return Err(e.into()),
+            Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64,
+                    "the store's self-test failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// The start-up checks and catalog bootstrap, without serving.
 pub async fn prepare(
     config: &Config,
     store: Arc<dyn ObjectStore>,
 ) -> Result<AppState, StoragedError> {
-    strata_shared::selftest::verify_put_if_absent(store.clone()).await?;
+    verify_store(&store).await?;
     tracing::info!("store enforces put-if-absent");
     let catalog = Catalog::new(store.clone(), config.clone());
     catalog.create_declared().await?;

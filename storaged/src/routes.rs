@@ -6,7 +6,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use strata_daemon::auth::{TokenGuard, require_token};
 use strata_daemon::config::Config;
-use strata_storaged_api::catalog::DATASETS_ROUTE;
+use strata_storaged_api::catalog::{DATASETS_ROUTE, UPLOAD_ROUTE};
 use strata_storaged_api::deltas::DELTAS_ROUTE;
 use strata_storaged_api::objects::{COPY_ROUTE, LIST_ROUTE, OBJECT_ROUTE};
 
@@ -14,6 +14,9 @@ use crate::{AppState, catalog_api, deltas_api, objects};
 
 /// The largest object the internal API accepts in one PUT.
 const MAX_OBJECT_BYTES: usize = 4 * 1024 * 1024 * 1024;
+/// The largest upload that creates a dataset: the import holds the whole source in memory
+/// while it sorts (`import`); a bigger table comes from a file or `s3://` source.
+const MAX_UPLOAD_BYTES: usize = 1024 * 1024 * 1024;
 
 pub fn router(state: AppState, config: &Config) -> Router {
     let internal = Router::new()
@@ -46,6 +49,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route(
             &format!("{DATASETS_ROUTE}/{{name}}"),
             get(catalog_api::dataset),
+        )
+        .route(
+            UPLOAD_ROUTE,
+            post(catalog_api::upload_dataset).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
         )
         .route(
             &format!("{DATASETS_ROUTE}/{{name}}/manifests"),

@@ -20,7 +20,7 @@ use strata_testkit::{StrataProcess, write_parquet};
 
 const BASE_ROWS: i64 = 2_000;
 /// Keys are drawn from `0..KEY_SPACE`: about half exist in the base (even ids).
-const KEY_SPACE: i64 = 6_000;
+pub(crate) const KEY_SPACE: i64 = 6_000;
 const GROUPS: [&str; 5] = ["north", "south", "east", "west", "centre"];
 
 #[derive(Clone, Debug, PartialEq)]
@@ -52,6 +52,19 @@ pub(crate) fn base_items() -> Vec<Item> {
             grp: GROUPS[(i % 5) as usize],
             val: (i * 7919) % 1000,
             note: (i % 3 != 0).then(|| format!("base {i}")),
+        })
+        .collect()
+}
+
+/// `n` more rows, keyed from [`KEY_SPACE`] up, which [`random_request`] never touches: bulk
+/// for tests that need a bigger table than the model's keys.
+pub(crate) fn filler_items(n: i64) -> Vec<Item> {
+    (KEY_SPACE..KEY_SPACE + n)
+        .map(|id| Item {
+            id,
+            grp: GROUPS[(id % 5) as usize],
+            val: id % 997,
+            note: (id % 4 == 0).then(|| format!("filler {id}")),
         })
         .collect()
 }

@@ -8,6 +8,8 @@ mod catalog;
 mod common;
 mod compaction;
 mod compaction_crash;
+mod compose;
+mod create_api;
 mod deltas_cluster;
 mod deltas_crash;
 mod deltas_model;

@@ -139,6 +139,9 @@ pub struct QuerydConfig {
     pub max_delta_bytes: usize,
     /// How a dataset in memory moves to a version with new base files (after a compaction).
     pub rebuild: Rebuild,
+    /// Names this queryd in its answers (`X-Strata-Instance`, cache stats): with replicas
+    /// behind a load balancer, the cache a pin or evict acted on. Default: the host name.
+    pub instance: Option<String>,
 }
 
 /// How queryd moves a dataset in memory to a version whose base files changed, which it must
@@ -170,11 +173,23 @@ impl Default for QuerydConfig {
             poll_interval_ms: 2_000,
             max_delta_bytes: 64 << 20,
             rebuild: Rebuild::default(),
+            instance: None,
         }
     }
 }
 
 impl QuerydConfig {
+    /// [`Self::instance`], or the host name (a container's id under Docker).
+    pub fn instance(&self) -> String {
+        self.instance.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "queryd".into())
+        })
+    }
+
     pub fn url(&self) -> String {
         self.url
             .clone()

@@ -192,9 +192,15 @@ pub struct CacheEntry {
     pub last_access: Option<String>,
 }
 
+/// Names the queryd that answered (each replica has its own cache).
+pub const INSTANCE_HEADER: &str = "x-strata-instance";
+
 /// `GET /api/v1/cache/stats`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CacheStats {
+    /// The queryd these figures are of: each replica has its own cache.
+    #[serde(default)]
+    pub instance: String,
     pub capacity_bytes: u64,
     pub used_bytes: u64,
     pub hits: u64,

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | GET | `/api/v1/datasets` | [`DatasetList`] |
 //! | POST | `/api/v1/datasets` | [`CreateDatasetRequest`] → 201 [`DatasetInfo`] (409 if it exists) |
+//! | POST | `/api/v1/datasets/{name}/upload?primary_key=a,b` | a Parquet file or an Arrow IPC stream as the body → 201 [`DatasetInfo`] (409 if it exists) |
 //! | GET | `/api/v1/datasets/{name}` | [`DatasetInfo`] of the latest version |
 //! | GET | `/api/v1/datasets/{name}/manifests` | [`ManifestVersions`] |
 //! | GET | `/api/v1/datasets/{name}/manifests/{version\|latest}` | the manifest JSON |
@@ -16,6 +17,35 @@ use strata_shared::manifest::Manifest;
 use crate::{ClientError, send_json};
 
 pub const DATASETS_ROUTE: &str = "/api/v1/datasets";
+pub const UPLOAD_ROUTE: &str = "/api/v1/datasets/{name}/upload";
+
+/// The query of an upload: the primary key as comma-separated column names (none: a table
+/// without a key, which takes no deltas).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    #[serde(default)]
+    pub primary_key: Option<String>,
+}
+
+impl UploadQuery {
+    pub fn new(primary_key: &[String]) -> Self {
+        Self {
+            primary_key: (!primary_key.is_empty()).then(|| primary_key.join(",")),
+        }
+    }
+
+    /// The key columns, in order.
+    pub fn primary_key(&self) -> Vec<String> {
+        self.primary_key
+            .iter()
+            .flat_map(|k| k.split(','))
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,6 +162,25 @@ impl StoragedClient {
         self.call(
             self.request(reqwest::Method::POST, DATASETS_ROUTE)
                 .json(request),
+        )
+        .await
+    }
+
+    /// Creates `name` from `body`, a Parquet file or an Arrow IPC stream (`content_type`
+    /// says which), streamed to storaged.
+    pub async fn upload_dataset(
+        &self,
+        name: &str,
+        primary_key: &[String],
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<DatasetInfo, ClientError> {
+        let route = UPLOAD_ROUTE.replace("{name}", name);
+        self.call(
+            self.request(reqwest::Method::POST, &route)
+                .query(&UploadQuery::new(primary_key))
+                .header(http::header::CONTENT_TYPE, content_type)
+                .body(body),
         )
         .await
     }

@@ -70,6 +70,11 @@ pub fn deltas_path(dataset: &str) -> String {
     DELTAS_ROUTE.replace("{name}", &encoded)
 }
 
+/// How long a forwarded delta waits to connect to storaged.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a forwarded delta waits for storaged's answer (its commit) to start.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Typed client of storaged's delta route.
 #[derive(Clone, Debug)]
 pub struct DeltaClient {
@@ -84,7 +89,15 @@ impl DeltaClient {
         Self {
             base_url: storaged_url.trim_end_matches('/').to_owned(),
             token: internal_token.to_owned(),
-            http: reqwest::Client::new(),
+            // Without these a partition from storaged holds a write forever: a pooled
+            // connection to an address that went away gets no answer and no reset. A timed
+            // out write may have been committed; its client retries with the same
+            // idempotency key and learns the version.
+            http: reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(ANSWER_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
         }
     }
 

@@ -96,15 +96,20 @@ pub fn batch(first_id: i64, rows: usize, seed: u64) -> RecordBatch {
     RecordBatch::try_new(schema(), columns).expect("demo columns match the demo schema")
 }
 
-/// Writes `rows` demo rows as one Parquet file.
-pub fn write_file(path: &Path, rows: usize) -> anyhow::Result<()> {
+/// `rows` demo rows as the bytes of one Parquet file.
+pub fn encode(rows: usize) -> anyhow::Result<bytes::Bytes> {
     const CHUNK: usize = 64 * 1024;
     let batches: Vec<RecordBatch> = (0..rows)
         .step_by(CHUNK)
         .enumerate()
         .map(|(i, start)| batch(start as i64 + 1, CHUNK.min(rows - start), i as u64))
         .collect();
-    let bytes = strata_shared::parquet_io::encode(schema(), &batches)?;
+    Ok(strata_shared::parquet_io::encode(schema(), &batches)?)
+}
+
+/// Writes `rows` demo rows as one Parquet file.
+pub fn write_file(path: &Path, rows: usize) -> anyhow::Result<()> {
+    let bytes = encode(rows)?;
     let tmp = path.with_extension("parquet.tmp");
     std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;

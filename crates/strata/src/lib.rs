@@ -2,6 +2,7 @@
 //! one store (the embedded default); `strata storaged|queryd|compactord` run one daemon each
 //! with the same code, for a deployment of separate processes.
 
+pub mod client;
 pub mod demo;
 
 use std::net::SocketAddr;
@@ -34,6 +35,12 @@ pub enum Command {
     Queryd(DaemonArgs),
     /// Run compactord: compaction and garbage collection.
     Compactord(DaemonArgs),
+    /// Exit 0 if URL answers 2xx within the timeout, else 1 (a container healthcheck: no
+    /// curl needed in the image).
+    Health(client::HealthArgs),
+    /// Create the demo dataset on a running queryd by uploading it (the compose `demo`
+    /// profile); succeeds if it exists already.
+    Demo(client::DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +94,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = strata_daemon::serve::shutdown_signal();
             Ok(strata_compactord::serve(config, listener, shutdown).await?)
         }
+        Command::Health(args) => client::health(&args).await,
+        Command::Demo(args) => client::demo(&args).await,
     }
 }
 

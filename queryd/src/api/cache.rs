@@ -32,7 +32,9 @@ pub async fn evict(
 }
 
 pub async fn stats(State(app): State<AppState>) -> Json<CacheStats> {
-    Json(app.service.cache.stats())
+    let mut stats = app.service.cache.stats();
+    stats.instance = app.instance.to_string();
+    Json(stats)
 }
 
 pub async fn reload(

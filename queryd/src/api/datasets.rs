@@ -1,16 +1,82 @@
-//! `GET /api/v1/datasets`, `…/{name}/schema`, `…/{name}/status`.
+//! `GET /api/v1/datasets`, `…/{name}/schema`, `…/{name}/status`, and `POST /api/v1/datasets`
+//! (admin), which creates a dataset in storaged's catalog.
 
 use arrow::datatypes::DataType;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use strata_daemon::error::ApiError;
+use strata_daemon::auth::ADMIN_TOKEN_HEADER;
+use strata_daemon::error::{ApiError, ApiJson};
 use strata_queryd_api::{ColumnInfo, DatasetList, DatasetSummary, SchemaResponse};
+use strata_shared::layout::DatasetName;
+use strata_storaged_api::catalog::{CreateDatasetRequest, DatasetInfo};
+use strata_storaged_api::deltas::JSON_CONTENT_TYPE;
 
 use super::version_header;
 use crate::AppState;
 use crate::cache::Slot;
+use crate::forward::Create;
 use crate::plan::logical_value_type;
+
+/// The query of an upload: `POST /api/v1/datasets?name=N&primary_key=k1,k2`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    name: Option<String>,
+    primary_key: Option<String>,
+}
+
+/// `POST /api/v1/datasets` (admin): a JSON body describes a source storaged reads (a file,
+/// directory, glob or `s3://` URL: [`CreateDatasetRequest`]); any other body is the data
+/// itself — a Parquet file or an Arrow IPC stream, as its `Content-Type` says — streamed
+/// through to storaged, with the name and key in the query. 201 with the new dataset.
+pub async fn create(
+    State(app): State<AppState>,
+    request: Request,
+) -> Result<(StatusCode, Json<DatasetInfo>), ApiError> {
+    let token = request
+        .headers()
+        .get(ADMIN_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    let create = if essence.eq_ignore_ascii_case(JSON_CONTENT_TYPE) {
+        let ApiJson(source) = ApiJson::<CreateDatasetRequest>::from_request(request, &()).await?;
+        Create::FromSource(source)
+    } else {
+        let Query(query) = Query::<UploadQuery>::try_from_uri(request.uri())
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let name = query.name.ok_or_else(|| {
+            ApiError::bad_request(
+                "an upload names its dataset: POST /api/v1/datasets?name=N&primary_key=k \
+                 (or send a JSON body with a source)",
+            )
+        })?;
+        // Checked here: the name becomes part of storaged's route.
+        DatasetName::new(&name)?;
+        let key = strata_storaged_api::catalog::UploadQuery {
+            primary_key: query.primary_key,
+        };
+        Create::Upload {
+            name,
+            primary_key: key.primary_key(),
+            content_type,
+            body: reqwest::Body::wrap_stream(request.into_body().into_data_stream()),
+        }
+    };
+    let created = app.forward.create(&token, create).await?;
+    // Listed here at once (other replicas discover it on their next listing).
+    app.service.cache.refresh().await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
 
 pub async fn list(State(app): State<AppState>) -> Result<Json<DatasetList>, ApiError> {
     let slots = app.service.cache.refresh().await?;
