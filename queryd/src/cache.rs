@@ -29,6 +29,7 @@ use strata_shared::commit::{Table, list_datasets};
 use strata_shared::layout::DatasetName;
 use strata_shared::manifest::Manifest;
 
+use crate::delta_cache::DeltaCache;
 use crate::error::QueryError;
 use crate::executor;
 use crate::metrics::Metrics;
@@ -213,6 +214,8 @@ struct Lru {
 
 pub struct Memcache {
     store: Arc<dyn ObjectStore>,
+    /// Decoded delta files, shared with the cold path.
+    deltas: Arc<DeltaCache>,
     capacity: u64,
     rebuild: Rebuild,
     /// Per-dataset settings from the config (index policy, pin at start).
@@ -235,7 +238,7 @@ impl Memcache {
     /// Must be called inside a Tokio runtime: that runtime runs the cache's background work;
     /// `compute` (the query runtime) builds the states.
     pub fn new(
-        store: Arc<dyn ObjectStore>,
+        deltas: Arc<DeltaCache>,
         capacity: u64,
         rebuild: Rebuild,
         configured: HashMap<String, (IndexSpec, bool)>,
@@ -243,7 +246,8 @@ impl Memcache {
         compute: tokio::runtime::Handle,
     ) -> Arc<Self> {
         Arc::new(Self {
-            store,
+            store: deltas.store().clone(),
+            deltas,
             capacity,
             rebuild,
             configured,
@@ -517,7 +521,7 @@ impl Memcache {
                 manifest.version, manifest.dataset, state.version
             )));
         };
-        let deltas = overlay::read_deltas(self.store.as_ref(), pending).await?;
+        let deltas = self.deltas.read(pending).await?;
         let version = manifest.version;
         let applied = executor::compute(&self.compute, "applying deltas", move || {
             overlay::apply(&state, version, deltas)
@@ -533,7 +537,7 @@ impl Memcache {
         slot: &Slot,
         manifest: Manifest,
     ) -> Result<Arc<DatasetState>, QueryError> {
-        let state = DatasetState::load(&self.store, &manifest, &slot.spec, &self.compute).await?;
+        let state = DatasetState::load(&self.deltas, &manifest, &slot.spec, &self.compute).await?;
         slot.advance_manifest(manifest);
         Ok(Arc::new(state))
     }

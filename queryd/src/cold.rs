@@ -19,7 +19,6 @@ use arrow::array::{Array, RecordBatch, Scalar};
 use arrow::compute::kernels::cmp::eq;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
-use object_store::ObjectStore;
 use object_store::path::Path;
 use strata_shared::delta::{self, Op};
 use strata_shared::keys;
@@ -27,6 +26,7 @@ use strata_shared::manifest::{DataFile, Manifest};
 use strata_shared::merge::supersedes;
 use strata_shared::parquet_io::{self, Footers};
 
+use crate::delta_cache::DeltaCache;
 use crate::error::QueryError;
 use crate::overlay;
 use crate::plan::{CmpOp, FilterOp, Plan, Shape};
@@ -35,7 +35,7 @@ use crate::plan::{CmpOp, FilterOp, Plan, Shape};
 /// filtered, no order), with its schema (the plan's columns, stored types); `None` if the
 /// plan needs DataFusion.
 pub async fn key_lookup(
-    store: &Arc<dyn ObjectStore>,
+    deltas: &DeltaCache,
     footers: &Footers,
     manifest: &Manifest,
     plan: &Plan,
@@ -59,7 +59,7 @@ pub async fn key_lookup(
         async {
             let (skip, fetch) = plan.window();
             let row = match (skip, fetch) {
-                (0, 1..) => find(store, footers, manifest, &schema, key[0], value).await?,
+                (0, 1..) => find(deltas, footers, manifest, &schema, key[0], value).await?,
                 _ => None,
             };
             let rows = row.map(|r| r.project(columns)).transpose()?;
@@ -71,7 +71,7 @@ pub async fn key_lookup(
 
 /// The live row holding `value` in the key column `key`, in the table schema.
 async fn find(
-    store: &Arc<dyn ObjectStore>,
+    cache: &DeltaCache,
     footers: &Footers,
     manifest: &Manifest,
     schema: &SchemaRef,
@@ -82,7 +82,7 @@ async fn find(
     if !manifest.deltas.is_empty() {
         // The key's entries in the delta files (at most one per file): the newest wins. No
         // combining of every delta row (a sort of all of them) for one key.
-        let deltas = overlay::read_deltas(store.as_ref(), &manifest.deltas).await?;
+        let deltas = cache.read(&manifest.deltas).await?;
         let name = schema.field(key).name();
         let mut newest: Option<(u64, &overlay::LoadedDelta, usize)> = None;
         for d in &deltas {
@@ -110,7 +110,8 @@ async fn find(
     for file in manifest.base_files.iter().filter(|f| may_hold(f, value)) {
         let path = Path::parse(&file.path).map_err(strata_shared::Error::from)?;
         let batches =
-            parquet_io::read_equal(store.clone(), footers, &path, key, wanted.clone()).await?;
+            parquet_io::read_equal(cache.store().clone(), footers, &path, key, wanted.clone())
+                .await?;
         if let Some(batch) = batches.first() {
             return Ok(Some(RecordBatch::try_new(
                 schema.clone(),

@@ -21,12 +21,12 @@ use datafusion::logical_expr::{Expr, JoinType, SortExpr, ident, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext, cast};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use object_store::ObjectStore;
 use strata_shared::manifest::Manifest;
 use strata_shared::parquet_io::Footers;
 use url::Url;
 
 use crate::cache::Source;
+use crate::delta_cache::DeltaCache;
 use crate::error::QueryError;
 use crate::overlay;
 use crate::plan::{AggOp, CmpOp, FilterOp, Plan, Shape, SortKey};
@@ -40,7 +40,7 @@ const STORE_URL: &str = "strata://store";
 /// Data files are immutable, so cached metadata never goes stale.
 pub struct Runtime {
     env: Arc<RuntimeEnv>,
-    store: Arc<dyn ObjectStore>,
+    deltas: Arc<DeltaCache>,
     /// Footers for the cold path's key lookups ([`crate::cold`]).
     footers: Footers,
 }
@@ -49,24 +49,24 @@ pub struct Runtime {
 const METADATA_CACHE_BYTES: usize = 32 << 20;
 
 impl Runtime {
-    pub fn new(store: Arc<dyn ObjectStore>) -> Result<Self, QueryError> {
+    pub fn new(deltas: Arc<DeltaCache>) -> Result<Self, QueryError> {
         let env = RuntimeEnvBuilder::new()
             .with_cache_manager(
                 CacheManagerConfig::default().with_metadata_cache_limit(METADATA_CACHE_BYTES),
             )
             .build_arc()?;
         let url = Url::parse(STORE_URL).map_err(|e| QueryError::Internal(e.to_string()))?;
-        env.register_object_store(&url, store.clone());
+        env.register_object_store(&url, deltas.store().clone());
         Ok(Self {
             env,
-            store,
+            deltas,
             footers: Footers::default(),
         })
     }
 
-    /// The store the cold path reads.
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
+    /// The cold path's delta files (and through it, the store).
+    pub fn deltas(&self) -> &Arc<DeltaCache> {
+        &self.deltas
     }
 
     pub fn footers(&self) -> &Footers {
@@ -77,7 +77,7 @@ impl Runtime {
 /// A DataFusion session over one source.
 pub struct Engine {
     ctx: SessionContext,
-    store: Arc<dyn ObjectStore>,
+    deltas: Arc<DeltaCache>,
 }
 
 impl Engine {
@@ -92,7 +92,7 @@ impl Engine {
             .set_bool("datafusion.optimizer.join_reordering", false);
         Self {
             ctx: SessionContext::new_with_config_rt(config, runtime.env.clone()),
-            store: runtime.store.clone(),
+            deltas: runtime.deltas.clone(),
         }
     }
 
@@ -135,7 +135,7 @@ impl Engine {
             return Ok(base);
         }
         let key = strata_shared::keys::key_indices(&schema, &manifest.primary_key)?;
-        let deltas = overlay::read_deltas(self.store.as_ref(), &manifest.deltas).await?;
+        let deltas = self.deltas.read(&manifest.deltas).await?;
         let combined = overlay::combine(&schema, &key, &deltas)?;
         // The deltas' keys, renamed so the join's two sides share no column name.
         let key_names: Vec<String> = (0..key.len())
@@ -552,7 +552,8 @@ mod tests {
                 RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
             })
             .collect();
-        let engine = Engine::new(&Runtime::new(Arc::new(InMemory::new())).unwrap(), 1);
+        let deltas = DeltaCache::new(Arc::new(InMemory::new()), 0, Arc::default());
+        let engine = Engine::new(&Runtime::new(Arc::new(deltas)).unwrap(), 1);
         let frame = || frame_of(&engine, schema.clone(), batches.clone()).unwrap();
 
         let page = collect_window(frame(), 150, 100).await.unwrap();

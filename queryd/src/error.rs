@@ -36,6 +36,11 @@ pub enum QueryError {
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
+        // The store failed, however deep under DataFusion, Arrow or Parquet: the answer a
+        // store error gets anywhere (an unreachable store is a 503 with Retry-After).
+        if let Some(store) = store_cause(&e) {
+            return ApiError::from(store);
+        }
         let message = e.to_string();
         match e {
             QueryError::BadRequest(_) => ApiError::bad_request(message),
@@ -78,6 +83,18 @@ fn upstream(status: u16, message: String) -> ApiError {
 /// DataFusion reports plan errors (type mismatches it found while planning) as well as
 /// execution failures; only the first kind is the caller's fault. Requests are validated
 /// before planning, so a plan error here is unexpected but still the request's doing.
+/// The first `object_store::Error` in `e`'s chain of causes.
+fn store_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a object_store::Error> {
+    let mut cause = Some(e);
+    while let Some(error) = cause {
+        if let Some(store) = error.downcast_ref::<object_store::Error>() {
+            return Some(store);
+        }
+        cause = error.source();
+    }
+    None
+}
+
 fn datafusion_error(e: datafusion::error::DataFusionError) -> ApiError {
     use datafusion::error::DataFusionError as D;
     match e.find_root() {

@@ -16,6 +16,7 @@
 pub mod api;
 pub mod cache;
 pub mod cold;
+pub mod delta_cache;
 pub mod encode;
 pub mod engine;
 pub mod error;
@@ -123,8 +124,13 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
         .collect();
     let executor =
         executor::Executor::new(threads, q.max_concurrent_queries.unwrap_or(threads * 4))?;
+    let deltas = Arc::new(delta_cache::DeltaCache::new(
+        store,
+        usize::try_from(q.delta_cache_bytes).unwrap_or(usize::MAX),
+        metrics.clone(),
+    ));
     let cache = cache::Memcache::new(
-        store.clone(),
+        deltas.clone(),
         q.cache_bytes,
         q.rebuild,
         configured,
@@ -137,7 +143,7 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
         partitions: threads,
         hot_paths: q.hot_paths,
     };
-    let runtime = engine::Runtime::new(store)?;
+    let runtime = engine::Runtime::new(deltas)?;
     let service = Arc::new(query::QueryService::new(cache, runtime, executor, limits));
     Ok(AppState {
         service,

@@ -79,6 +79,7 @@ pub struct Metrics {
     cache_misses: AtomicU64,
     cache_evictions: AtomicU64,
     cache_bytes: AtomicU64,
+    delta_files_read: AtomicU64,
 }
 
 impl Metrics {
@@ -121,6 +122,10 @@ impl Metrics {
 
     pub fn eviction(&self) {
         self.cache_evictions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn delta_files_read(&self, files: u64) {
+        self.delta_files_read.fetch_add(files, Ordering::Relaxed);
     }
 
     pub fn set_cache_bytes(&self, bytes: u64) {
@@ -178,6 +183,11 @@ impl Metrics {
                 "strata_reload_failures_total",
                 "Loads and reloads that failed.",
                 &self.reload_failures,
+            ),
+            (
+                "strata_delta_files_read_total",
+                "Delta files read from the store (each once while the delta cache keeps it).",
+                &self.delta_files_read,
             ),
         ];
         for (name, help, value) in counters {

@@ -20,12 +20,10 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt8Array, UInt32Array};
 use arrow::compute::{cast, concat_batches, filter_record_batch, take, take_record_batch};
 use arrow::datatypes::{DataType, SchemaRef};
-use object_store::ObjectStore;
-use object_store::path::Path;
 use strata_shared::delta::{self, Op};
+use strata_shared::keys;
 use strata_shared::manifest::{DeltaFile, Manifest};
 use strata_shared::merge::supersedes;
-use strata_shared::{keys, parquet_io};
 
 use crate::encode;
 use crate::error::QueryError;
@@ -137,30 +135,13 @@ pub fn pending<'m>(state: &DatasetState, manifest: &'m Manifest) -> Option<&'m [
     .then(|| &manifest.deltas[applied.len()..])
 }
 
-/// One delta file, read.
+/// One delta file, read (cheap to clone: the batch's buffers are shared).
+#[derive(Clone)]
 pub struct LoadedDelta {
     pub seq: u64,
     pub path: String,
     /// The table's columns plus `_op`.
     pub batch: RecordBatch,
-}
-
-/// Reads delta files.
-pub async fn read_deltas(
-    store: &dyn ObjectStore,
-    deltas: &[DeltaFile],
-) -> Result<Vec<LoadedDelta>, QueryError> {
-    let mut out = Vec::with_capacity(deltas.len());
-    for d in deltas {
-        let path = Path::parse(&d.path).map_err(strata_shared::Error::from)?;
-        let (schema, batches) = parquet_io::read(store, &path).await?;
-        out.push(LoadedDelta {
-            seq: d.seq,
-            path: d.path.clone(),
-            batch: concat_batches(&schema, &batches)?,
-        });
-    }
-    Ok(out)
 }
 
 /// The newest entry of every key over `deltas`, in key order: the table's columns (non-key

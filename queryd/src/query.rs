@@ -343,7 +343,7 @@ async fn run_general_page(run: &Run) -> Result<(SchemaRef, Vec<RecordBatch>), Qu
     if let Source::Cold(manifest) = &run.target.source
         && run.limits.hot_paths
         && let Some(page) = cold::key_lookup(
-            run.runtime.store(),
+            run.runtime.deltas(),
             run.runtime.footers(),
             manifest,
             &run.plan,

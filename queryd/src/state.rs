@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
-use object_store::ObjectStore;
 use strata_daemon::config::IndexPolicy;
 use strata_shared::manifest::Manifest;
 
+use crate::delta_cache::DeltaCache;
 use crate::error::QueryError;
 use crate::executor;
 use crate::index::{EqIndex, KeyIndex, KeyRef, Postings, indexable};
@@ -200,7 +200,7 @@ impl DatasetState {
     /// group at a time ([`load::read_base`]); the CPU work runs on `compute`
     /// ([`executor::compute`]).
     pub async fn load(
-        store: &Arc<dyn ObjectStore>,
+        deltas: &DeltaCache,
         manifest: &Manifest,
         spec: &IndexSpec,
         compute: &tokio::runtime::Handle,
@@ -208,8 +208,8 @@ impl DatasetState {
         let schema = manifest.arrow_schema();
         let primary_key = strata_shared::keys::key_indices(&schema, &manifest.primary_key)?;
         let layout = MemLayout::new(&schema, &primary_key, manifest.base_rows() as usize);
-        let layout = load::read_base(store, &manifest.base_files, layout, compute).await?;
-        let deltas = overlay::read_deltas(store.as_ref(), &manifest.deltas).await?;
+        let layout = load::read_base(deltas.store(), &manifest.base_files, layout, compute).await?;
+        let deltas = deltas.read(&manifest.deltas).await?;
         let base_version = manifest.base_watermark_seq;
         let base_files: Arc<[String]> =
             manifest.base_files.iter().map(|f| f.path.clone()).collect();

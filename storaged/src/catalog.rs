@@ -5,15 +5,36 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use object_store::ObjectStore;
+use strata_daemon::ApiError;
 use strata_daemon::config::Config;
 use strata_shared::commit::{self, Table};
+use strata_shared::delta_input::DeltaFormat;
 use strata_shared::layout::{self, DatasetName};
 use strata_shared::manifest::Manifest;
 use strata_shared::{Error, Result, untrusted};
 use strata_storaged_api::catalog::{CreateDatasetRequest, ManifestVersions};
 
 use crate::StoragedError;
+use crate::budget::{Busy, DecodeBudget};
 use crate::import::{self, Source};
+
+/// Why an upload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Table(#[from] Error),
+    #[error(transparent)]
+    Busy(#[from] Busy),
+}
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        match e {
+            UploadError::Table(e) => ApiError::from(e),
+            UploadError::Busy(e) => ApiError::from(e),
+        }
+    }
+}
 
 /// The encodings an uploaded dataset may come in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,13 +47,15 @@ pub enum UploadFormat {
 pub struct Catalog {
     store: Arc<dyn ObjectStore>,
     config: Arc<Config>,
+    budget: DecodeBudget,
 }
 
 impl Catalog {
-    pub fn new(store: Arc<dyn ObjectStore>, config: Config) -> Self {
+    pub fn new(store: Arc<dyn ObjectStore>, config: Config, budget: DecodeBudget) -> Self {
         Self {
             store,
             config: Arc::new(config),
+            budget,
         }
     }
 
@@ -57,15 +80,20 @@ impl Catalog {
         primary_key: &[String],
         format: UploadFormat,
         body: bytes::Bytes,
-    ) -> Result<Manifest> {
+    ) -> std::result::Result<Manifest, UploadError> {
         let name = self.absent(name).await?;
+        let room = match format {
+            UploadFormat::Parquet => DeltaFormat::Parquet,
+            UploadFormat::ArrowStream => DeltaFormat::ArrowStream,
+        };
+        let _room = self.budget.admit(body.len(), room).await?;
         let (schema, batches) = tokio::task::spawn_blocking(move || match format {
             UploadFormat::Parquet => untrusted::parquet(body),
             UploadFormat::ArrowStream => untrusted::arrow_stream(body),
         })
         .await
         .map_err(|e| Error::InvalidInput(format!("decoding the upload failed: {e}")))??;
-        self.commit_new(name, schema, batches, primary_key).await
+        Ok(self.commit_new(name, schema, batches, primary_key).await?)
     }
 
     /// `name`, validated, if no dataset of that name exists yet.

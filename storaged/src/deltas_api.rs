@@ -63,6 +63,7 @@ impl From<IngestError> for ApiError {
             IngestError::Group(e) => ApiError::from(e.as_ref()),
             e @ IngestError::InvalidKey(_) => ApiError::bad_request(e.to_string()),
             e @ IngestError::CommitterStopped(_) => ApiError::internal(e.to_string()),
+            IngestError::Busy(e) => ApiError::from(e),
         }
     }
 }

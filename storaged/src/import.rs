@@ -76,11 +76,16 @@ impl Source {
             match self.store.head(&self.prefix).await {
                 Ok(meta) => files.push(meta.location),
                 Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(self.refused(e)),
             }
         }
         if files.is_empty() {
-            let listed: Vec<_> = self.store.list(Some(&self.prefix)).try_collect().await?;
+            let listed: Vec<_> = self
+                .store
+                .list(Some(&self.prefix))
+                .try_collect()
+                .await
+                .map_err(|e| self.refused(e))?;
             let options = glob::MatchOptions {
                 require_literal_separator: true,
                 ..Default::default()
@@ -112,6 +117,23 @@ impl Source {
             )));
         }
         Ok(files)
+    }
+
+    /// A store's refusal to let this source be read is the request's problem (400 naming the
+    /// source, without the store's endpoint, which is logged); other failures stay the
+    /// store's (a 5xx: retry).
+    fn refused(&self, e: object_store::Error) -> Error {
+        match e {
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => {
+                tracing::warn!(source = %self.display, error = %e, "source refused");
+                Error::InvalidInput(format!(
+                    "source {:?}: the store refused access (are credentials configured for it?)",
+                    self.display
+                ))
+            }
+            other => other.into(),
+        }
     }
 
     /// Reads every file; all must share one schema.

@@ -47,6 +47,8 @@ use strata_shared::{Error, parquet_io};
 use strata_storaged_api::deltas::{DeltaCommitted, MAX_IDEMPOTENCY_KEY_BYTES};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::budget::{Busy, DecodeBudget};
+
 /// At most this many requests share one commit.
 pub const MAX_GROUP_REQUESTS: usize = 64;
 /// A group stops growing at this many rows (a single larger request still commits alone).
@@ -69,6 +71,8 @@ pub enum IngestError {
     InvalidKey(&'static str),
     #[error("the committer of dataset {0} stopped before answering")]
     CommitterStopped(DatasetName),
+    #[error(transparent)]
+    Busy(#[from] Busy),
 }
 
 /// One delta request as the handler hands it over.
@@ -93,6 +97,7 @@ struct Job {
 #[derive(Clone)]
 pub struct Ingest {
     store: Arc<dyn ObjectStore>,
+    budget: DecodeBudget,
     committers: Arc<Mutex<HashMap<DatasetName, mpsc::Sender<Job>>>>,
     latest: Latest,
     notifier: Notifier,
@@ -133,9 +138,10 @@ impl Latest {
 }
 
 impl Ingest {
-    pub fn new(store: Arc<dyn ObjectStore>, notifier: Notifier) -> Self {
+    pub fn new(store: Arc<dyn ObjectStore>, notifier: Notifier, budget: DecodeBudget) -> Self {
         Self {
             store,
+            budget,
             committers: Arc::default(),
             latest: Latest::default(),
             notifier,
@@ -169,6 +175,8 @@ impl Ingest {
         let input = {
             let (schema, primary_key) = (schema.clone(), primary_key.clone());
             let (format, body) = (request.format, request.body);
+            // Room to decode, from the global budget, held until the rows are parsed.
+            let _room = self.budget.admit(body.len(), format).await?;
             // Parsing and sorting are CPU work: keep them off the async workers.
             tokio::task::spawn_blocking(move || {
                 delta_input::parse(format, body, &schema, &primary_key)

@@ -6,6 +6,7 @@
 //! Start-up: open the store, prove it enforces put-if-absent (writers refuse to run
 //! otherwise), create the datasets the config declares that are missing, then serve.
 
+mod budget;
 mod catalog;
 mod catalog_api;
 mod deltas_api;
@@ -92,11 +93,13 @@ pub async fn prepare(
 ) -> Result<AppState, StoragedError> {
     verify_store(&store).await?;
     tracing::info!("store enforces put-if-absent");
-    let catalog = Catalog::new(store.clone(), config.clone());
+    let budget = budget::DecodeBudget::new(config.storaged.decode_budget_bytes);
+    let catalog = Catalog::new(store.clone(), config.clone(), budget.clone());
     catalog.create_declared().await?;
     let ingest = Ingest::new(
         store.clone(),
         strata_queryd_api::internal::Notifier::from_config(config),
+        budget,
     );
     Ok(AppState {
         store,

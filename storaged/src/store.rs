@@ -85,6 +85,12 @@ pub fn s3_store(
     if let Some(secret) = &s3.secret_access_key {
         builder = builder.with_secret_access_key(secret);
     }
+    // An explicit endpoint without credentials is an S3-compatible server taking anonymous
+    // requests: never look for credentials elsewhere — the cloud's instance metadata address,
+    // which off the cloud answers nothing and held a catalog request for minutes.
+    if s3.endpoint.is_some() && s3.access_key_id.is_none() {
+        builder = builder.with_skip_signature(true);
+    }
     let store = builder.build().map_err(|source| StoragedError::OpenStore {
         url: url.to_owned(),
         source,

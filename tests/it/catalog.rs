@@ -300,3 +300,33 @@ async fn existing_datasets_and_bad_requests_are_refused() {
     let list = client.list_datasets().await.unwrap();
     assert_eq!(list.datasets.len(), 1, "nothing but p was created");
 }
+
+/// A source on an S3-compatible endpoint with no credentials configured is read anonymously:
+/// storaged never reaches for the cloud's instance-metadata address (which off the cloud
+/// held the request for minutes), and a bucket it may not read is a 4xx naming the source.
+#[tokio::test]
+async fn s3_sources_without_credentials_are_read_anonymously() {
+    let seaweed = strata_testkit::SeaweedFs::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let mut config = Config::default();
+    config.store.s3.endpoint = Some(seaweed.endpoint.clone());
+    config.store.s3.region = Some("us-east-1".into());
+    let storaged = Storaged::start(store, config).await;
+    let client = storaged.client();
+    let request = CreateDatasetRequest {
+        name: "anon".into(),
+        source: "s3://nobucket/x.parquet".into(),
+        format: Default::default(),
+        primary_key: vec![],
+    };
+    let create = client.create_dataset(&request);
+    // A guard against the hang this test exists for, not a measure of speed.
+    let err = tokio::time::timeout(std::time::Duration::from_secs(60), create)
+        .await
+        .expect("the create hung (credentials looked up elsewhere?)")
+        .unwrap_err();
+    let status = err.status().unwrap_or(0);
+    assert!((400..500).contains(&status), "{err}");
+    assert!(err.to_string().contains("s3://nobucket/x.parquet"), "{err}");
+}

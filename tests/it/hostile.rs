@@ -263,3 +263,125 @@ async fn mutated_query_bodies_get_a_json_answer_and_never_a_5xx() {
     eprintln!("queries: {ok} answered, {refused} refused");
     assert!(ok > 0 && refused > 0, "{ok} answered, {refused} refused");
 }
+
+/// The same mutations over HTTP, through the routes that take bodies — storaged's delta route
+/// and its upload route — against a running storaged: every answer is a success or a JSON
+/// 4xx (never a 5xx), and a refused body commits nothing: the table's version moves once per
+/// accepted delta, and the catalog holds one dataset per accepted upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_bodies_over_http_commit_nothing_when_refused() {
+    let mut rng = StdRng::seed_from_u64(seed() + 1);
+    let cases = (cases() / 10).max(50);
+    let storaged =
+        crate::common::Storaged::start(Arc::new(InMemory::new()), Config::default()).await;
+    let http = reqwest::Client::new();
+    let keys: Vec<i64> = (0..20).map(table::key).collect();
+    let base = table::rows(&keys, 0, 7);
+    let upload = |name: String, content_type: &'static str, body: Vec<u8>| {
+        http.post(format!("{}/api/v1/datasets/{name}/upload", storaged.url))
+            .query(&[("primary_key", table::KEY)])
+            .header("x-admin-token", crate::common::ADMIN)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let parquet = |batch: &arrow::array::RecordBatch| {
+        strata_shared::parquet_io::encode(batch.schema(), std::slice::from_ref(batch))
+            .unwrap()
+            .to_vec()
+    };
+    let created = upload(
+        "items".into(),
+        "application/vnd.apache.parquet",
+        parquet(&base),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+
+    let upserts = table::rows(&keys[..5], 1, 24);
+    let delta = table::delta(&upserts, &[table::key(100)]);
+    let bodies: [(&'static str, Vec<u8>); 3] = [
+        ("application/vnd.apache.arrow.stream", arrow_stream(&delta)),
+        ("application/vnd.apache.parquet", parquet(&delta)),
+        (
+            "application/json",
+            crate::differential::json_delta(&upserts, &[table::key(100)]),
+        ),
+    ];
+    let before = peak_rss();
+    let answer = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    };
+    let mut commits = 0u64;
+    for (content_type, valid) in &bodies {
+        for case in 0..cases {
+            let body = mutate(&mut rng, valid);
+            let response = http
+                .post(format!(
+                    "{}/internal/v1/datasets/items/deltas",
+                    storaged.url
+                ))
+                .header("x-internal-token", crate::common::INTERNAL)
+                .header("content-type", *content_type)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            let (status, answer) = answer(response).await;
+            match status {
+                200 => commits += 1,
+                400..=499 => assert!(
+                    answer["error"].is_string(),
+                    "{content_type} {case}: {answer}"
+                ),
+                _ => panic!("{content_type} case {case}: {status} {answer}\n  body: {body:02x?}"),
+            }
+        }
+    }
+    let table = strata_shared::commit::Table::new(
+        storaged.store.clone(),
+        strata_shared::layout::DatasetName::new("items").unwrap(),
+    );
+    assert_eq!(
+        table.latest_version().await.unwrap(),
+        commits,
+        "only accepted deltas moved the version"
+    );
+
+    let mut uploaded = 1;
+    for (content_type, valid) in [&bodies[0], &bodies[1]]
+        .map(|(t, _)| *t)
+        .into_iter()
+        .zip([arrow_stream(&base), parquet(&base)])
+    {
+        for case in 0..cases {
+            let body = mutate(&mut rng, &valid);
+            let name = format!("up{uploaded}x{case}");
+            let (status, answer) =
+                answer(upload(name, content_type, body.clone()).await.unwrap()).await;
+            match status {
+                201 => uploaded += 1,
+                400..=499 => assert!(
+                    answer["error"].is_string(),
+                    "{content_type} {case}: {answer}"
+                ),
+                _ => panic!("{content_type} case {case}: {status} {answer}\n  body: {body:02x?}"),
+            }
+        }
+    }
+    let listed = storaged.client().list_datasets().await.unwrap();
+    assert_eq!(
+        listed.datasets.len(),
+        uploaded,
+        "only accepted uploads created datasets"
+    );
+    eprintln!(
+        "over HTTP: {commits} mutated deltas and {} mutated uploads accepted",
+        uploaded - 1
+    );
+    let grown = peak_rss().saturating_sub(before);
+    assert!(grown < 256 << 20, "peak RSS grew by {} MiB", grown >> 20);
+}

@@ -21,4 +21,5 @@ mod query_conformance;
 mod queryd_api;
 mod queryd_binary;
 mod queryd_rebuild;
+mod queryd_restart;
 mod regressions;

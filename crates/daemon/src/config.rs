@@ -88,6 +88,10 @@ pub struct StoragedConfig {
     /// Default: `[queryd.url]`; an empty list notifies nobody (queryd then relies on polling).
     /// Read it through [`Config::notify_urls`], which applies the default.
     pub notify_urls: Option<Vec<String>>,
+    /// Memory for decoding client bodies at once (deltas, uploads), in bytes (default 1 GiB).
+    /// Each request reserves its body's size times its format's expansion (JSON 16x, Parquet
+    /// 8x, Arrow 3x); when none is left it waits up to 2 s, then answers 503 + Retry-After.
+    pub decode_budget_bytes: usize,
 }
 
 impl Default for StoragedConfig {
@@ -97,6 +101,7 @@ impl Default for StoragedConfig {
             url: None,
             max_delta_bytes: 64 << 20,
             notify_urls: None,
+            decode_budget_bytes: 1 << 30,
         }
     }
 }
@@ -139,6 +144,9 @@ pub struct QuerydConfig {
     pub max_delta_bytes: usize,
     /// How a dataset in memory moves to a version with new base files (after a compaction).
     pub rebuild: Rebuild,
+    /// Decoded delta files kept for the cold path, builds and catch-ups, in bytes (default
+    /// 256 MiB; 0 keeps none). A delta file never changes, so each is read once.
+    pub delta_cache_bytes: u64,
     /// Names this queryd in its answers (`X-Strata-Instance`, cache stats): with replicas
     /// behind a load balancer, the cache a pin or evict acted on. Default: the host name.
     pub instance: Option<String>,
@@ -173,6 +181,7 @@ impl Default for QuerydConfig {
             poll_interval_ms: 2_000,
             max_delta_bytes: 64 << 20,
             rebuild: Rebuild::default(),
+            delta_cache_bytes: 256 << 20,
             instance: None,
         }
     }

@@ -145,8 +145,14 @@ impl From<&strata_shared::Error> for ApiError {
 
 impl From<object_store::Error> for ApiError {
     fn from(e: object_store::Error) -> Self {
-        let message = e.to_string();
-        object_store_error(&e, message)
+        ApiError::from(&e)
+    }
+}
+
+/// A store error that reached us inside another error (DataFusion's, say).
+impl From<&object_store::Error> for ApiError {
+    fn from(e: &object_store::Error) -> Self {
+        object_store_error(e, e.to_string())
     }
 }
 
