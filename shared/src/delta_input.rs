@@ -140,6 +140,11 @@ impl Rows {
 // JSON
 
 fn from_json(body: &[u8], schema: &Schema, primary_key: &[String]) -> Result<DeltaInput> {
+    if let Some(number) = crate::json_text::underflowing_number(body) {
+        return Err(invalid(format!(
+            "the number {number} is too small for any column: it would read as 0"
+        )));
+    }
     let JsonRows {
         upserts: mut cells,
         deletes,

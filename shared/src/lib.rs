@@ -21,11 +21,13 @@ pub mod delta_input;
 pub mod error;
 pub mod gc;
 mod json_rows;
+pub mod json_text;
 pub mod keys;
 pub mod layout;
 pub mod manifest;
 pub mod merge;
 pub mod parquet_io;
+mod parquet_pages;
 pub mod selftest;
 pub mod untrusted;
 

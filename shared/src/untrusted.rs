@@ -49,6 +49,7 @@ pub fn arrow_stream(body: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
 /// A Parquet file held in memory: its schema and batches.
 pub fn parquet(body: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     contain("Parquet file", || {
+        crate::parquet_pages::check(&body)?;
         crate::parquet_io::decode(body)
             .map_err(|e| Error::InvalidInput(format!("invalid Parquet file: {e}")))
     })

@@ -36,13 +36,6 @@ impl From<UploadError> for ApiError {
     }
 }
 
-/// The encodings an uploaded dataset may come in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UploadFormat {
-    Parquet,
-    ArrowStream,
-}
-
 #[derive(Clone)]
 pub struct Catalog {
     store: Arc<dyn ObjectStore>,
@@ -72,24 +65,24 @@ impl Catalog {
             .await
     }
 
-    /// Creates a dataset from an uploaded body: a Parquet file or an Arrow IPC stream, decoded
-    /// as untrusted input (`strata_shared::untrusted`) off the async workers.
+    /// Creates a dataset from an uploaded body: a Parquet file or an Arrow IPC stream (a JSON
+    /// body describes a source instead: [`Self::create`]), decoded as untrusted input
+    /// (`strata_shared::untrusted`) off the async workers, within the decode budget.
     pub async fn upload(
         &self,
         name: &str,
         primary_key: &[String],
-        format: UploadFormat,
+        format: DeltaFormat,
         body: bytes::Bytes,
     ) -> std::result::Result<Manifest, UploadError> {
         let name = self.absent(name).await?;
-        let room = match format {
-            UploadFormat::Parquet => DeltaFormat::Parquet,
-            UploadFormat::ArrowStream => DeltaFormat::ArrowStream,
-        };
-        let _room = self.budget.admit(body.len(), room).await?;
+        let _room = self.budget.admit(body.len(), format).await?;
         let (schema, batches) = tokio::task::spawn_blocking(move || match format {
-            UploadFormat::Parquet => untrusted::parquet(body),
-            UploadFormat::ArrowStream => untrusted::arrow_stream(body),
+            DeltaFormat::Parquet => untrusted::parquet(body),
+            DeltaFormat::ArrowStream => untrusted::arrow_stream(body),
+            DeltaFormat::Json => Err(Error::InvalidInput(
+                "an upload is a Parquet file or an Arrow IPC stream".into(),
+            )),
         })
         .await
         .map_err(|e| Error::InvalidInput(format!("decoding the upload failed: {e}")))??;

@@ -13,7 +13,6 @@ use strata_storaged_api::catalog::{
 };
 
 use crate::AppState;
-use crate::catalog::UploadFormat;
 use crate::deltas_api::format_of;
 
 pub async fn list_datasets(State(state): State<AppState>) -> Result<Json<DatasetList>, ApiError> {
@@ -41,16 +40,13 @@ pub async fn upload_dataset(
 ) -> Result<(StatusCode, Json<DatasetInfo>), ApiError> {
     let Path(name) = name.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let format = match format_of(&headers)? {
-        DeltaFormat::Parquet => UploadFormat::Parquet,
-        DeltaFormat::ArrowStream => UploadFormat::ArrowStream,
-        DeltaFormat::Json => {
-            return Err(ApiError::unsupported_media_type(
-                "upload a Parquet file or an Arrow IPC stream; to create a dataset from a \
-                 source URL, POST its JSON description to /api/v1/datasets",
-            ));
-        }
-    };
+    let format = format_of(&headers)?;
+    if format == DeltaFormat::Json {
+        return Err(ApiError::unsupported_media_type(
+            "upload a Parquet file or an Arrow IPC stream; to create a dataset from a \
+             source URL, POST its JSON description to /api/v1/datasets",
+        ));
+    }
     let body = body.map_err(|e| ApiError::body_rejected(e.status(), e.body_text()))?;
     let manifest = state
         .catalog

@@ -143,7 +143,15 @@ impl Source {
         for file in self.files().await? {
             let (file_schema, file_batches) = parquet_io::read(self.store.as_ref(), &file)
                 .await
-                .map_err(|e| Error::InvalidInput(format!("reading {file}: {e}")))?;
+                .map_err(|e| {
+                    // The file by its name within the source: its full path is the server's.
+                    tracing::warn!(file = %file, error = %e, "reading a source file failed");
+                    Error::InvalidInput(format!(
+                        "source {:?}: {} is not a readable Parquet file",
+                        self.display,
+                        file.filename().unwrap_or_default()
+                    ))
+                })?;
             match &schema {
                 None => schema = Some(file_schema),
                 Some(s) if s.fields() == file_schema.fields() => {}

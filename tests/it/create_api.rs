@@ -60,6 +60,16 @@ impl Api {
 /// token), the status, and the dataset it must not create (empty: none to check).
 type Refusal<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
 
+/// `strata up` on a local directory (kept until the returned `TempDir` is dropped).
+async fn strata_up() -> (tempfile::TempDir, StrataProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", dir.path().join("data").display());
+    let strata = StrataProcess::up(dir.path(), &store, "", &[], &[])
+        .await
+        .unwrap();
+    (dir, strata)
+}
+
 fn parquet(ids: &[i64]) -> Vec<u8> {
     let batch = people(ids);
     strata_shared::parquet_io::encode(batch.schema(), &[batch])
@@ -69,11 +79,7 @@ fn parquet(ids: &[i64]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn datasets_are_created_through_queryd() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", dir.path().join("data").display());
-    let strata = StrataProcess::up(dir.path(), &store, "", &[], &[])
-        .await
-        .unwrap();
+    let (dir, strata) = strata_up().await;
     let api = Api {
         http: reqwest::Client::new(),
         queryd: strata.queryd.clone(),
@@ -242,11 +248,7 @@ async fn datasets_are_created_through_queryd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_demo_commands() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", dir.path().join("data").display());
-    let strata = StrataProcess::up(dir.path(), &store, "", &[], &[])
-        .await
-        .unwrap();
+    let (_dir, strata) = strata_up().await;
     let strata_cmd = |args: &[&str]| {
         Command::new(strata_bin())
             .args(args)

@@ -143,6 +143,16 @@ async fn every_bad_request_is_a_json_error_that_commits_nothing() {
             "invalid Parquet file",
         ),
         (
+            // Read as 0.0 by serde_json: it deleted id 0 (issue 24).
+            "a key that underflows to zero",
+            "people",
+            Some(JSON),
+            br#"{"deletes": [{"id": 1e-400}]}"#.to_vec(),
+            Some(INTERNAL),
+            400,
+            "too small for any column",
+        ),
+        (
             "invalid name",
             "_x",
             Some(JSON),

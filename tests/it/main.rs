@@ -16,6 +16,7 @@ mod deltas_model;
 mod deltas_storaged;
 mod differential;
 mod hostile;
+mod lost_response;
 mod object_api;
 mod query_conformance;
 mod queryd_api;

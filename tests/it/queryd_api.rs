@@ -127,6 +127,12 @@ async fn bad_requests_are_json_errors_with_the_right_status() {
             400,
         ),
         (
+            // Read as 0.0 by serde_json: it matched the zeros (issue 24).
+            "a number that underflows to zero",
+            r#"{"predicates": [{"col": "id", "op": "eq", "val": 1e-400}]}"#.into(),
+            400,
+        ),
+        (
             "empty in",
             json!({"predicates": [{"col": "id", "op": "in", "val": []}]}).to_string(),
             400,

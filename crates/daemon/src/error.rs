@@ -127,7 +127,7 @@ impl From<&strata_shared::Error> for ApiError {
             E::Fenced { .. } => (StatusCode::CONFLICT, "fenced"),
             E::CommitContention { .. } => (StatusCode::SERVICE_UNAVAILABLE, "contention"),
             E::PutIfAbsentUnsupported(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unsafe"),
-            E::ObjectStore(os) => return object_store_error(os, e.to_string()),
+            E::ObjectStore(os) => return object_store_error(os),
             E::InvalidManifest { .. }
             | E::Path(_)
             | E::Arrow(_)
@@ -152,37 +152,72 @@ impl From<object_store::Error> for ApiError {
 /// A store error that reached us inside another error (DataFusion's, say).
 impl From<&object_store::Error> for ApiError {
     fn from(e: &object_store::Error) -> Self {
-        object_store_error(e, e.to_string())
+        object_store_error(e)
     }
 }
 
 /// Object-store error kinds keep their meaning across the wire, so the typed client on the
-/// other side can rebuild the same `object_store::Error` variant.
-fn object_store_error(e: &object_store::Error, message: String) -> ApiError {
+/// other side can rebuild the same `object_store::Error` variant. The message names the
+/// object, not the store: an S3 error's text carries the endpoint, the bucket and the
+/// store's own answer, which stay in the log.
+fn object_store_error(e: &object_store::Error) -> ApiError {
     use object_store::Error as O;
-    // The store (storaged, or S3) did not answer at all: a passing condition, said as such,
-    // without the endpoint (logged instead).
+    match e {
+        // Answers of the commit protocol and of probes (the next manifest version), not faults.
+        O::NotFound { .. } | O::AlreadyExists { .. } | O::Precondition { .. } => {
+            tracing::debug!(error = %e, "store answer");
+        }
+        _ => tracing::warn!(error = %e, "store error"),
+    }
+    // The store (storaged, or S3) did not answer at all: a passing condition, said as such.
     if let O::Generic { source, .. } = e
         && source
             .downcast_ref::<reqwest::Error>()
             .is_some_and(|r| r.is_connect() || r.is_timeout())
     {
-        tracing::warn!(error = %message, "the store is unreachable");
         return ApiError::unavailable("the store is unreachable; retry shortly", 1);
     }
-    let (status, kind) = match e {
-        O::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-        O::AlreadyExists { .. } => (StatusCode::CONFLICT, "already_exists"),
-        O::Precondition { .. } => (StatusCode::PRECONDITION_FAILED, "precondition"),
-        O::NotModified { .. } => (StatusCode::NOT_MODIFIED, "not_modified"),
-        O::NotImplemented { .. } | O::NotSupported { .. } => {
-            (StatusCode::NOT_IMPLEMENTED, "not_implemented")
-        }
-        O::InvalidPath { .. } => (StatusCode::BAD_REQUEST, "invalid_path"),
-        O::PermissionDenied { .. } | O::Unauthenticated { .. } => {
-            (StatusCode::BAD_GATEWAY, "store_denied")
-        }
-        _ => (StatusCode::BAD_GATEWAY, "store"),
+    let (status, kind, message) = match e {
+        O::NotFound { path, .. } => (
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("object {path} not found"),
+        ),
+        O::AlreadyExists { path, .. } => (
+            StatusCode::CONFLICT,
+            "already_exists",
+            format!("object {path} already exists"),
+        ),
+        O::Precondition { path, .. } => (
+            StatusCode::PRECONDITION_FAILED,
+            "precondition",
+            format!("object {path} changed: the precondition failed"),
+        ),
+        O::NotModified { path, .. } => (
+            StatusCode::NOT_MODIFIED,
+            "not_modified",
+            format!("object {path} not modified"),
+        ),
+        O::NotImplemented { .. } | O::NotSupported { .. } => (
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "the store does not support this operation".to_owned(),
+        ),
+        O::InvalidPath { source } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            format!("invalid object path: {source}"),
+        ),
+        O::PermissionDenied { path, .. } | O::Unauthenticated { path, .. } => (
+            StatusCode::BAD_GATEWAY,
+            "store_denied",
+            format!("the store refused access to {path} (storaged's log has its answer)"),
+        ),
+        _ => (
+            StatusCode::BAD_GATEWAY,
+            "store",
+            "the store failed (storaged's log has its answer)".to_owned(),
+        ),
     };
     ApiError::new(status, kind, message)
 }
@@ -219,6 +254,11 @@ where
 /// the path into the body on every call, for its error message ("at line 1 column 9:
 /// predicates[0].val: …"); only a body that fails pays for it.
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Some(number) = strata_shared::json_text::underflowing_number(bytes) {
+        return Err(ApiError::bad_request(format!(
+            "the number {number} is too small for any column: it would read as 0"
+        )));
+    }
     match serde_json::from_slice(bytes) {
         Ok(value) => Ok(value),
         Err(_) => Json::<T>::from_bytes(bytes)

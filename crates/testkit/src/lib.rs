@@ -2,6 +2,7 @@
 //! processes (the `strata` binary, a SeaweedFS S3 server) that are killed when dropped, and
 //! Parquet fixtures.
 
+mod fault_proxy;
 mod process;
 mod seaweed;
 
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+pub use fault_proxy::FaultProxy;
 pub use process::{ChildProcess, StrataProcess};
 pub use seaweed::SeaweedFs;
 

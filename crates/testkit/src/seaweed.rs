@@ -80,9 +80,14 @@ impl SeaweedFs {
 
     /// A direct S3 client of the bucket.
     pub fn store(&self) -> anyhow::Result<Arc<dyn ObjectStore>> {
+        self.store_at(&self.endpoint)
+    }
+
+    /// An S3 client of the bucket that reaches the server at `endpoint` (a proxy in front).
+    pub fn store_at(&self, endpoint: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
         Ok(Arc::new(
             AmazonS3Builder::new()
-                .with_endpoint(&self.endpoint)
+                .with_endpoint(endpoint)
                 .with_bucket_name(&self.bucket)
                 .with_region("us-east-1")
                 .with_access_key_id(ACCESS_KEY)
