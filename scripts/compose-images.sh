@@ -14,8 +14,11 @@ STRATA_BIN="${1:-$CARGO_TARGET_DIR/debug/strata}"
 WORK="$CARGO_TARGET_DIR/compose-images"
 
 need_package() {
-    dpkg -s "$1" >/dev/null 2>&1 || {
-        echo "installing $1 (Debian)" >&2
+    dpkg -s "$1" >/dev/null 2>&1 && return
+    echo "installing $1 (Debian)" >&2
+    # A machine whose package lists were never fetched needs them first.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" >/dev/null 2>&1 || {
+        apt-get update -q >/dev/null
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" >/dev/null
     }
 }

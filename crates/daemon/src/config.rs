@@ -457,6 +457,37 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// Every setting `strata.example.toml` documents, commented out or not, is one the config
+    /// reads (unknown keys are refused), with a value of the right type: the example cannot
+    /// drift from the code.
+    #[test]
+    fn the_example_config_documents_real_settings() {
+        let example = include_str!("../../../strata.example.toml");
+        let uncommented: String = example
+            .lines()
+            .map(|line| {
+                let setting = line.strip_prefix("# ").filter(|rest| {
+                    rest.starts_with('[')
+                        || rest.split_once(" = ").is_some_and(|(key, _)| {
+                            key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        })
+                });
+                format!("{}\n", setting.unwrap_or(line))
+            })
+            .collect();
+        let config = Config::parse(&uncommented)
+            .unwrap_or_else(|e| panic!("{e}\n--- the example, uncommented ---\n{uncommented}"));
+        // Spot checks that the uncommenting reached every section.
+        assert_eq!(
+            config.store.s3.endpoint.as_deref(),
+            Some("http://127.0.0.1:8333")
+        );
+        assert_eq!(config.storaged.decode_budget_bytes, 1 << 30);
+        assert_eq!(config.queryd.delta_cache_bytes, 256 << 20);
+        assert_eq!(config.queryd.instance.as_deref(), Some("queryd-1"));
+        assert_eq!(config.datasets.len(), 1);
+    }
+
     const FULL: &str = r#"
         [store]
         url = "s3://bucket/prefix"
