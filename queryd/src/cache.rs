@@ -36,6 +36,15 @@ use crate::metrics::Metrics;
 use crate::overlay;
 use crate::state::{DatasetState, IndexSpec};
 
+/// What the config says of a dataset it declares (`[[datasets]]`); undeclared datasets get
+/// the default: automatic indexes, not pinned.
+#[derive(Clone, Debug, Default)]
+pub struct Declared {
+    pub spec: IndexSpec,
+    /// Kept in memory from the start and never evicted.
+    pub pinned: bool,
+}
+
 /// What a request reads: the in-memory state, or (cold path) the manifest's files.
 #[derive(Clone)]
 pub enum Source {
@@ -219,7 +228,7 @@ pub struct Memcache {
     capacity: u64,
     rebuild: Rebuild,
     /// Per-dataset settings from the config (index policy, pin at start).
-    configured: HashMap<String, (IndexSpec, bool)>,
+    configured: HashMap<String, Declared>,
     slots: RwLock<HashMap<DatasetName, Arc<Slot>>>,
     lru: Mutex<Lru>,
     evictions: AtomicU64,
@@ -241,7 +250,7 @@ impl Memcache {
         deltas: Arc<DeltaCache>,
         capacity: u64,
         rebuild: Rebuild,
-        configured: HashMap<String, (IndexSpec, bool)>,
+        configured: HashMap<String, Declared>,
         metrics: Arc<Metrics>,
         compute: tokio::runtime::Handle,
     ) -> Arc<Self> {
@@ -373,7 +382,7 @@ impl Memcache {
             }
             Err(e) => return Err(e.into()),
         };
-        let (spec, pinned) = self
+        let Declared { spec, pinned } = self
             .configured
             .get(name.as_str())
             .cloned()

@@ -111,7 +111,7 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
     let q = &config.queryd;
     let threads = q.query_threads.unwrap_or_else(cores);
     let metrics = Arc::new(metrics::Metrics::default());
-    let configured: HashMap<String, (state::IndexSpec, bool)> = config
+    let configured: HashMap<String, cache::Declared> = config
         .datasets
         .iter()
         .map(|d| {
@@ -119,7 +119,11 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
                 policy: d.index,
                 columns: d.index_columns.clone(),
             };
-            (d.name.clone(), (spec, d.pin))
+            let declared = cache::Declared {
+                spec,
+                pinned: d.pin,
+            };
+            (d.name.clone(), declared)
         })
         .collect();
     let executor =
