@@ -102,9 +102,13 @@ impl Stack {
             let states: Vec<String> = self
                 .containers(None)
                 .iter()
-                .map(|id| docker(&["inspect", "-f", "{{.Name}} {{.State.Health.Status}}", id]))
+                .map(|id| {
+                    // A stopped container keeps its last health status: running too.
+                    let format = "{{.Name}} {{.State.Running}} {{.State.Health.Status}}";
+                    docker(&["inspect", "-f", format, id])
+                })
                 .collect();
-            if states.iter().all(|s| s.trim().ends_with(" healthy")) {
+            if states.iter().all(|s| s.trim().ends_with(" true healthy")) {
                 return;
             }
             assert!(
@@ -686,10 +690,11 @@ async fn compactord_killed_and_paused_under_writes() {
             stack.address(&second, 7002),
         )
     };
-    let mut fenced = 0;
+    let mut fenced = None;
     for attempt in 0..5 {
         let paused_run = compact(first.clone());
-        tokio::time::sleep(Duration::from_millis(300 + 200 * attempt)).await;
+        // Into the run: a growing fraction of the compaction's measured time.
+        tokio::time::sleep(took.mul_f64(0.2 + 0.15 * attempt as f64)).await;
         docker(&["pause", &compactord]);
         let other = compact(second.clone()).await.unwrap();
         docker(&["unpause", &compactord]);
@@ -699,17 +704,17 @@ async fn compactord_killed_and_paused_under_writes() {
             "{other}"
         );
         match paused["outcome"].as_str() {
-            Some("fenced") => fenced += 1,
+            Some("fenced") => fenced = Some(attempt + 1),
             // It finished before the pause: try again, pausing later in the next run.
             Some("committed" | "noop") => {}
             _ => panic!("the paused compactord answered {paused}"),
         }
-        if fenced > 0 {
+        if fenced.is_some() {
             break;
         }
     }
-    assert!(fenced > 0, "no run was caught by the pause in 5 attempts");
-    eprintln!("the paused compactord was fenced ({fenced} of the attempts)");
+    let fenced = fenced.expect("no run was caught by the pause in 5 attempts");
+    eprintln!("the paused compactord was fenced (attempt {fenced})");
     stack.compose_ok(&[
         "up",
         "-d",
