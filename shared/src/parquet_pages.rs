@@ -208,6 +208,7 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
+    use crate::testing::peak_rss;
 
     fn file() -> Bytes {
         let schema = Arc::new(Schema::new(vec![
@@ -255,15 +256,5 @@ mod tests {
         let grown = peak_rss().saturating_sub(before);
         eprintln!("refused: peak RSS grew by {} MiB", grown >> 20);
         assert!(grown < 256 << 20, "peak RSS grew by {} MiB", grown >> 20);
-    }
-
-    /// Peak resident memory of this process so far (VmHWM), in bytes.
-    fn peak_rss() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
     }
 }

@@ -201,3 +201,15 @@ impl ObjectStore for GatedStore {
         self.inner.copy_opts(from, to, options).await
     }
 }
+
+/// Peak resident memory of this process so far (`VmHWM`), in bytes; 0 where `/proc` has
+/// none. Tests of memory bombs compare it before and after (nextest runs each test in a
+/// process of its own).
+pub fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}

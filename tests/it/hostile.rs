@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use strata_daemon::config::Config;
 use strata_daemon::error::ApiError;
 use strata_shared::delta_input::{self, DeltaFormat};
+use strata_shared::testing::peak_rss;
 
 use crate::common::{Queryd, arrow_stream, create_dataset};
 use crate::differential::{Sampler, table};
@@ -33,16 +34,6 @@ fn seed() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(24)
-}
-
-/// Peak resident memory of this process so far (VmHWM), in bytes.
-fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// 1–4 random changes: a byte set, a bit flipped, a cut, a slice repeated.
