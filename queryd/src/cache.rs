@@ -222,8 +222,7 @@ struct Lru {
 }
 
 pub struct Memcache {
-    store: Arc<dyn ObjectStore>,
-    /// Decoded delta files, shared with the cold path.
+    /// Decoded delta files, shared with the cold path; and through it, the store.
     deltas: Arc<DeltaCache>,
     capacity: u64,
     rebuild: Rebuild,
@@ -255,7 +254,6 @@ impl Memcache {
         compute: tokio::runtime::Handle,
     ) -> Arc<Self> {
         Arc::new(Self {
-            store: deltas.store().clone(),
             deltas,
             capacity,
             rebuild,
@@ -274,7 +272,7 @@ impl Memcache {
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
+        self.deltas.store()
     }
 
     /// Discovers the datasets in the store and loads them in the background: pinned ones
@@ -329,7 +327,7 @@ impl Memcache {
     /// Lists the store and adds slots for datasets not seen before. Returns every slot,
     /// sorted by name.
     pub async fn refresh(&self) -> Result<Vec<Arc<Slot>>, QueryError> {
-        let names = list_datasets(self.store.as_ref()).await?;
+        let names = list_datasets(self.store().as_ref()).await?;
         for name in names {
             if !self.read_slots().contains_key(&name) {
                 // A dataset being created may have no manifest yet: skip it this time.
@@ -372,7 +370,7 @@ impl Memcache {
     }
 
     async fn discover(&self, name: &DatasetName) -> Result<Arc<Slot>, QueryError> {
-        let manifest = match Table::new(self.store.clone(), name.clone())
+        let manifest = match Table::new(self.store().clone(), name.clone())
             .load_latest()
             .await
         {
@@ -684,7 +682,7 @@ impl Memcache {
 
     /// Manifest `at`, or the latest (also when `at` no longer exists).
     async fn manifest(&self, name: &DatasetName, at: Option<u64>) -> Result<Manifest, QueryError> {
-        let table = Table::new(self.store.clone(), name.clone());
+        let table = Table::new(self.store().clone(), name.clone());
         if let Some(version) = at {
             match table.read_manifest(version).await {
                 Ok(m) => return Ok(m),
@@ -755,7 +753,7 @@ impl Memcache {
             let known = slot
                 .resident()
                 .map_or(slot.manifest().version, |s| s.version);
-            let table = Table::new(self.store.clone(), slot.name.clone());
+            let table = Table::new(self.store().clone(), slot.name.clone());
             match table.latest_version().await {
                 Ok(latest) if latest > known => {
                     if let Err(e) = self.catch_up(slot.name.as_str()).await {

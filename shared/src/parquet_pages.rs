@@ -61,6 +61,23 @@ pub fn check(body: &Bytes) -> Result<()> {
     Ok(())
 }
 
+/// Why a page header could not be read.
+#[derive(Debug, thiserror::Error)]
+enum PageError {
+    #[error("the header is cut short")]
+    CutShort,
+    #[error("a varint longer than 10 bytes")]
+    LongVarint,
+    #[error("the header nests too deep")]
+    TooDeep,
+    #[error("unknown Thrift type {0}")]
+    UnknownType(u8),
+    #[error("{0} page size {1}")]
+    BadSize(&'static str, i64),
+    #[error("no {0} page size")]
+    NoSize(&'static str),
+}
+
 /// What the walk needs of a page header.
 struct Page {
     header_len: usize,
@@ -70,7 +87,7 @@ struct Page {
 
 /// Reads the `PageHeader` struct at the start of `bytes`: fields 2 and 3 are the
 /// uncompressed and compressed sizes; the others are skipped.
-fn header(bytes: &[u8]) -> std::result::Result<Page, String> {
+fn header(bytes: &[u8]) -> std::result::Result<Page, PageError> {
     let mut reader = Compact { bytes, pos: 0 };
     let (mut uncompressed, mut compressed) = (None, None);
     let mut field = 0i16;
@@ -91,10 +108,10 @@ fn header(bytes: &[u8]) -> std::result::Result<Page, String> {
             _ => reader.skip(kind, 0)?,
         }
     }
-    let size = |v: Option<i64>, what: &str| match v {
+    let size = |v: Option<i64>, what: &'static str| match v {
         Some(n) if (0..=i32::MAX as i64).contains(&n) => Ok(n as usize),
-        Some(n) => Err(format!("{what} page size {n}")),
-        None => Err(format!("no {what} page size")),
+        Some(n) => Err(PageError::BadSize(what, n)),
+        None => Err(PageError::NoSize(what)),
     };
     Ok(Page {
         header_len: reader.pos,
@@ -114,13 +131,13 @@ struct Compact<'a> {
 }
 
 impl Compact<'_> {
-    fn byte(&mut self) -> std::result::Result<u8, String> {
-        let b = *self.bytes.get(self.pos).ok_or("the header is cut short")?;
+    fn byte(&mut self) -> std::result::Result<u8, PageError> {
+        let b = *self.bytes.get(self.pos).ok_or(PageError::CutShort)?;
         self.pos += 1;
         Ok(b)
     }
 
-    fn varint(&mut self) -> std::result::Result<u64, String> {
+    fn varint(&mut self) -> std::result::Result<u64, PageError> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -129,22 +146,22 @@ impl Compact<'_> {
                 return Ok(value);
             }
         }
-        Err("a varint longer than 10 bytes".into())
+        Err(PageError::LongVarint)
     }
 
-    fn advance(&mut self, n: u64) -> std::result::Result<(), String> {
+    fn advance(&mut self, n: u64) -> std::result::Result<(), PageError> {
         let end = (self.pos as u64).saturating_add(n);
         if end > self.bytes.len() as u64 {
-            return Err("the header is cut short".into());
+            return Err(PageError::CutShort);
         }
         self.pos = end as usize;
         Ok(())
     }
 
     /// Skips one value of compact type `kind`.
-    fn skip(&mut self, kind: u8, depth: usize) -> std::result::Result<(), String> {
+    fn skip(&mut self, kind: u8, depth: usize) -> std::result::Result<(), PageError> {
         if depth > MAX_DEPTH {
-            return Err("the header nests too deep".into());
+            return Err(PageError::TooDeep);
         }
         match kind {
             1 | 2 => Ok(()),                    // booleans: in the type
@@ -191,7 +208,7 @@ impl Compact<'_> {
                 }
                 self.skip(byte & 0x0f, depth + 1)?;
             },
-            other => Err(format!("unknown Thrift type {other}")),
+            other => Err(PageError::UnknownType(other)),
         }
     }
 }
