@@ -29,12 +29,13 @@ use strata_shared::commit::{Table, list_datasets};
 use strata_shared::layout::DatasetName;
 use strata_shared::manifest::Manifest;
 
+use crate::build::{self, IndexSpec};
 use crate::delta_cache::DeltaCache;
 use crate::error::QueryError;
 use crate::executor;
 use crate::metrics::Metrics;
-use crate::overlay;
-use crate::state::{DatasetState, IndexSpec};
+use crate::source::Source;
+use crate::state::DatasetState;
 
 /// What the config says of a dataset it declares (`[[datasets]]`); undeclared datasets get
 /// the default: automatic indexes, not pinned.
@@ -43,22 +44,6 @@ pub struct Declared {
     pub spec: IndexSpec,
     /// Kept in memory from the start and never evicted.
     pub pinned: bool,
-}
-
-/// What a request reads: the in-memory state, or (cold path) the manifest's files.
-#[derive(Clone)]
-pub enum Source {
-    Memory(Arc<DatasetState>),
-    Cold(Arc<Manifest>),
-}
-
-impl Source {
-    pub fn version(&self) -> u64 {
-        match self {
-            Source::Memory(s) => s.version,
-            Source::Cold(m) => m.version,
-        }
-    }
 }
 
 /// Where a dataset lives right now.
@@ -275,6 +260,11 @@ impl Memcache {
         self.deltas.store()
     }
 
+    /// The decoded delta files (shared with the cold paths).
+    pub fn deltas(&self) -> &Arc<DeltaCache> {
+        &self.deltas
+    }
+
     /// Discovers the datasets in the store and loads them in the background: pinned ones
     /// first, then the rest while they fit. Datasets the config declares that do not exist
     /// yet (storaged creates them at its start, possibly after ours) are watched for and
@@ -460,7 +450,7 @@ impl Memcache {
                 return Ok((current.version, current.rows() as u64));
             }
             let state = match current {
-                Some(current) if overlay::pending(&current, &manifest).is_some() => {
+                Some(current) if build::pending(&current, &manifest).is_some() => {
                     self.catch_up_state(slot, current, manifest).await?
                 }
                 Some(_) if rebuild == Rebuild::ReleaseFirst => {
@@ -522,7 +512,7 @@ impl Memcache {
         state: Arc<DatasetState>,
         manifest: Manifest,
     ) -> Result<Arc<DatasetState>, QueryError> {
-        let Some(pending) = overlay::pending(&state, &manifest) else {
+        let Some(pending) = build::pending(&state, &manifest) else {
             return Err(QueryError::Internal(format!(
                 "version {} of {} cannot be applied to version {}",
                 manifest.version, manifest.dataset, state.version
@@ -531,7 +521,7 @@ impl Memcache {
         let deltas = self.deltas.read(pending).await?;
         let version = manifest.version;
         let applied = executor::compute(&self.compute, "applying deltas", move || {
-            overlay::apply(&state, version, deltas)
+            build::apply(&state, version, deltas)
         })
         .await?;
         slot.advance_manifest(manifest);
@@ -544,7 +534,7 @@ impl Memcache {
         slot: &Slot,
         manifest: Manifest,
     ) -> Result<Arc<DatasetState>, QueryError> {
-        let state = DatasetState::load(&self.deltas, &manifest, &slot.spec, &self.compute).await?;
+        let state = build::load(&self.deltas, &manifest, &slot.spec, &self.compute).await?;
         slot.advance_manifest(manifest);
         Ok(Arc::new(state))
     }
@@ -560,7 +550,7 @@ impl Memcache {
         loop {
             let newest = slot.manifest();
             if newest.version > state.version {
-                state = if overlay::pending(&state, &newest).is_some() {
+                state = if build::pending(&state, &newest).is_some() {
                     self.catch_up_state(slot, state, (*newest).clone()).await?
                 } else {
                     drop(state); // not published: free it before building the next

@@ -27,46 +27,51 @@ use strata_shared::merge::supersedes;
 use strata_shared::parquet_io::{self, Footers};
 
 use crate::delta_cache::DeltaCache;
+use crate::deltas::LoadedDelta;
 use crate::error::QueryError;
-use crate::overlay;
 use crate::plan::{CmpOp, FilterOp, Plan, Shape};
 
-/// The page of `plan` if it is a lookup of a one-column primary key by `eq` (nothing else
-/// filtered, no order), with its schema (the plan's columns, stored types); `None` if the
-/// plan needs DataFusion.
-pub async fn key_lookup(
+/// The looked-up key column and value, if `plan` is a lookup of a one-column primary key by
+/// `eq` (nothing else filtered, no order).
+fn key_value<'p>(manifest: &Manifest, plan: &'p Plan) -> Option<(usize, &'p ScalarValue)> {
+    let Shape::Rows { .. } = &plan.shape else {
+        return None;
+    };
+    let key = keys::key_indices(&manifest.arrow_schema(), &manifest.primary_key).ok()?;
+    match (key.as_slice(), plan.filters.as_slice()) {
+        ([key], [filter]) if filter.column == *key && plan.order_by.is_empty() => {
+            match &filter.op {
+                FilterOp::Cmp(CmpOp::Eq, value) if !value.is_null() => Some((*key, value)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Whether `plan` is a key lookup this module answers (the route's choice).
+pub fn applies(manifest: &Manifest, plan: &Plan) -> bool {
+    key_value(manifest, plan).is_some()
+}
+
+/// The row a key lookup ([`applies`]) finds, projected to the plan's columns, with their
+/// schema (stored types). Paging and `limit` are the caller's.
+pub async fn key_row(
     deltas: &DeltaCache,
     footers: &Footers,
     manifest: &Manifest,
     plan: &Plan,
-) -> Option<Result<(SchemaRef, Vec<RecordBatch>), QueryError>> {
-    let Shape::Rows { columns } = &plan.shape else {
-        return None;
+) -> Result<(SchemaRef, Option<RecordBatch>), QueryError> {
+    let (Shape::Rows { columns }, Some((key, value))) = (&plan.shape, key_value(manifest, plan))
+    else {
+        return Err(QueryError::Internal(
+            "a cold key lookup of another plan".into(),
+        ));
     };
     let schema = manifest.arrow_schema();
-    let key = keys::key_indices(&schema, &manifest.primary_key).ok()?;
-    let value = match (key.as_slice(), plan.filters.as_slice()) {
-        ([key], [filter]) if filter.column == *key && plan.order_by.is_empty() => {
-            match &filter.op {
-                FilterOp::Cmp(CmpOp::Eq, value) if !value.is_null() => value,
-                _ => return None,
-            }
-        }
-        _ => return None,
-    };
-    let projected = Arc::new(schema.project(columns).ok()?);
-    Some(
-        async {
-            let (skip, fetch) = plan.window();
-            let row = match (skip, fetch) {
-                (0, 1..) => find(deltas, footers, manifest, &schema, key[0], value).await?,
-                _ => None,
-            };
-            let rows = row.map(|r| r.project(columns)).transpose()?;
-            Ok((projected, rows.into_iter().collect()))
-        }
-        .await,
-    )
+    let projected = Arc::new(schema.project(columns)?);
+    let row = find(deltas, footers, manifest, &schema, key, value).await?;
+    Ok((projected, row.map(|r| r.project(columns)).transpose()?))
 }
 
 /// The live row holding `value` in the key column `key`, in the table schema.
@@ -84,7 +89,7 @@ async fn find(
         // combining of every delta row (a sort of all of them) for one key.
         let deltas = cache.read(&manifest.deltas).await?;
         let name = schema.field(key).name();
-        let mut newest: Option<(u64, &overlay::LoadedDelta, usize)> = None;
+        let mut newest: Option<(u64, &LoadedDelta, usize)> = None;
         for d in &deltas {
             let column = d.batch.column_by_name(name).ok_or_else(|| {
                 QueryError::Internal(format!("delta {} has no column {name}", d.path))

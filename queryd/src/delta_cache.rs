@@ -20,9 +20,9 @@ use object_store::path::Path;
 use strata_shared::manifest::DeltaFile;
 use strata_shared::parquet_io;
 
+use crate::deltas::LoadedDelta;
 use crate::error::QueryError;
 use crate::metrics::Metrics;
-use crate::overlay::LoadedDelta;
 
 /// Delta files fetched at once on a miss.
 const FETCH_CONCURRENCY: usize = 16;

@@ -1,7 +1,6 @@
-//! queryd's error kinds and their one mapping onto HTTP statuses.
+//! queryd's errors, and the codes of the daemon's error table ([`ErrorCode`]) they answer as.
 
-use axum::http::StatusCode;
-use strata_daemon::error::ApiError;
+use strata_daemon::{ApiError, ErrorCode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -21,9 +20,14 @@ pub enum QueryError {
     Overflow(String),
     #[error("{0}")]
     Unavailable(String),
-    /// storaged refused a forwarded request: its status and message, passed on.
+    /// storaged or compactord refused a forwarded request: its status, kind and message,
+    /// passed on.
     #[error("{message}")]
-    Upstream { status: u16, message: String },
+    Upstream {
+        status: u16,
+        kind: Option<String>,
+        message: String,
+    },
     #[error(transparent)]
     Shared(#[from] strata_shared::Error),
     #[error("arrow: {0}")]
@@ -42,47 +46,24 @@ impl From<QueryError> for ApiError {
             return ApiError::from(store);
         }
         let message = e.to_string();
-        match e {
-            QueryError::BadRequest(_) => ApiError::bad_request(message),
-            QueryError::DatasetNotFound(_) => ApiError::not_found(message),
-            QueryError::TooLarge(_) => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+        let code = match e {
+            QueryError::BadRequest(_) => ErrorCode::BadRequest,
+            QueryError::DatasetNotFound(_) => ErrorCode::NotFound,
+            QueryError::TooLarge(_) => ErrorCode::TooLarge,
+            QueryError::Timeout(_) => ErrorCode::Timeout,
+            QueryError::Overflow(_) => ErrorCode::Overflow,
+            QueryError::Unavailable(_) => ErrorCode::Unavailable,
+            QueryError::Upstream { status, kind, .. } => {
+                return ApiError::upstream(status, kind.as_deref(), message);
             }
-            QueryError::Timeout(_) => {
-                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message)
-            }
-            QueryError::Overflow(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "overflow", message)
-            }
-            QueryError::Unavailable(_) => ApiError::unavailable(message, 1),
-            QueryError::Upstream { status, .. } => upstream(status, message),
-            QueryError::Shared(e) => ApiError::from(e),
-            QueryError::DataFusion(e) => datafusion_error(e),
-            QueryError::Arrow(_) | QueryError::Internal(_) => ApiError::internal(message),
-        }
+            QueryError::Shared(e) => return ApiError::from(e),
+            QueryError::DataFusion(e) => datafusion_code(&e),
+            QueryError::Arrow(_) | QueryError::Internal(_) => ErrorCode::Internal,
+        };
+        ApiError::new(code, message)
     }
 }
 
-/// A status storaged answered, with the kind the same status has here.
-fn upstream(status: u16, message: String) -> ApiError {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let kind = match status {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::CONFLICT => "conflict",
-        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::SERVICE_UNAVAILABLE => return ApiError::unavailable(message, 1),
-        _ => "upstream",
-    };
-    ApiError::new(status, kind, message)
-}
-
-/// DataFusion reports plan errors (type mismatches it found while planning) as well as
-/// execution failures; only the first kind is the caller's fault. Requests are validated
-/// before planning, so a plan error here is unexpected but still the request's doing.
 /// The first `object_store::Error` in `e`'s chain of causes.
 fn store_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a object_store::Error> {
     let mut cause = Some(e);
@@ -95,15 +76,14 @@ fn store_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a objec
     None
 }
 
-fn datafusion_error(e: datafusion::error::DataFusionError) -> ApiError {
+/// DataFusion reports plan errors (type mismatches it found while planning) as well as
+/// execution failures; only the first kind is the caller's fault. Requests are validated
+/// before planning, so a plan error here is unexpected but still the request's doing.
+fn datafusion_code(e: &datafusion::error::DataFusionError) -> ErrorCode {
     use datafusion::error::DataFusionError as D;
     match e.find_root() {
-        D::Plan(_) | D::SchemaError(..) => ApiError::bad_request(e.to_string()),
-        D::ResourcesExhausted(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "resources_exhausted",
-            e.to_string(),
-        ),
-        _ => ApiError::internal(e.to_string()),
+        D::Plan(_) | D::SchemaError(..) => ErrorCode::BadRequest,
+        D::ResourcesExhausted(_) => ErrorCode::ResourcesExhausted,
+        _ => ErrorCode::Internal,
     }
 }

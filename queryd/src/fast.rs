@@ -43,106 +43,129 @@ impl Candidates<'_> {
     }
 }
 
-/// Index answers for `plan` on `state`, or `None` if the plan needs the general path
-/// (ordering, grouping, distinct, or a filter no index answers).
-pub fn candidates<'s>(state: &'s DatasetState, plan: &Plan) -> Option<Candidates<'s>> {
-    if !matches!(plan.shape, Shape::Rows { .. }) || !plan.order_by.is_empty() {
-        return None;
-    }
-    let mut result: Option<Candidates<'s>> = None;
-    let mut narrow = |rows: Candidates<'s>| {
-        result = Some(match result.take() {
-            None => rows,
-            Some(previous) => Candidates::Rows(intersect_sorted(
-                &previous.into_rows(state),
-                &rows.into_rows(state),
-            )),
-        });
-    };
-    // The primary key answers when every key column has an `eq` (or, for a one-column key,
-    // an `in`); those filters are then done.
-    let key_filters = key_filters(state, plan).filter(|_| state.has_key_index());
-    if let Some(filters) = &key_filters {
-        let probes: Vec<Vec<&ScalarValue>> = filters
-            .iter()
-            .map(|&i| probe_values(&plan.filters[i].op))
-            .collect::<Option<_>>()?;
-        let mut rows = Vec::new();
-        // A composite key has one value per column; a one-column key may have several.
-        for p in 0..probes[0].len() {
-            let key: Vec<KeyRef<'_>> = probes
-                .iter()
-                .map(|values| key_of(values[p.min(values.len() - 1)]))
-                .collect::<Option<_>>()?;
-            rows.extend(state.lookup(&key));
-        }
-        rows.sort_unstable();
-        rows.dedup();
-        narrow(Candidates::Rows(rows));
-    }
-    let done = key_filters.unwrap_or_default();
-    for (i, filter) in plan.filters.iter().enumerate() {
-        if done.contains(&i) {
-            continue;
-        }
-        if !state.has_eq_index(filter.column) {
+/// Which index answers each filter of a plan, decided from the plan and the indexes the
+/// state has, without reading them: the route's choice ([`crate::route`]). Then
+/// [`Probe::candidates`] reads them.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// The filters that pin down the primary key, one per key column in key order.
+    key: Option<Vec<usize>>,
+    /// The other filters, each answered by its column's equality index.
+    eq: Vec<usize>,
+}
+
+impl Probe {
+    /// The probe of `plan` on `state`, or `None` if the plan needs another path (ordering,
+    /// grouping, distinct, or a filter no index answers).
+    pub fn of(state: &DatasetState, plan: &Plan) -> Option<Self> {
+        if !matches!(plan.shape, Shape::Rows { .. }) || !plan.order_by.is_empty() {
             return None;
         }
-        let rows = match &filter.op {
-            FilterOp::IsNull => Candidates::List(state.eq_rows(filter.column, KeyRef::Null)),
-            op => {
-                let lists: Vec<RowList<'_>> = probe_values(op)?
-                    .into_iter()
-                    .map(|v| key_of(v).map(|key| state.eq_rows(filter.column, key)))
-                    .collect::<Option<_>>()?;
-                match lists.as_slice() {
-                    [one] => Candidates::List(one.clone()),
-                    many => {
-                        let live: Vec<Vec<u32>> =
-                            many.iter().map(|l| l.live(state).collect()).collect();
-                        let refs: Vec<&[u32]> = live.iter().map(Vec::as_slice).collect();
-                        Candidates::Rows(union_sorted(&refs))
-                    }
-                }
-            }
+        let probes = |i: usize| {
+            probe_values(&plan.filters[i].op)
+                .is_some_and(|values| values.into_iter().all(|v| key_of(v).is_some()))
         };
-        narrow(rows);
+        // The primary key answers when every key column has an `eq` (or, for a one-column
+        // key, an `in`); those filters are then done.
+        let key = key_filters(state, plan).filter(|_| state.has_key_index());
+        if key.as_ref().is_some_and(|k| !k.iter().all(|&i| probes(i))) {
+            return None;
+        }
+        let mut eq = Vec::new();
+        for (i, filter) in plan.filters.iter().enumerate() {
+            if key.as_ref().is_some_and(|k| k.contains(&i)) {
+                continue;
+            }
+            if !state.has_eq_index(filter.column)
+                || !(matches!(filter.op, FilterOp::IsNull) || probes(i))
+            {
+                return None;
+            }
+            eq.push(i);
+        }
+        Some(Self { key, eq })
     }
-    Some(result.unwrap_or(Candidates::All))
+
+    /// Whether answering costs at most about a page of copying: no filters, only
+    /// primary-key filters, or one `eq`/`is_null` on an indexed column (no list merging),
+    /// with a page of at most [`INLINE_PAGE_ROWS`]. Such requests run where the request was
+    /// parsed: the hop to the query runtime would cost more than the work.
+    pub fn is_bounded(&self, plan: &Plan) -> bool {
+        if plan.page_size > INLINE_PAGE_ROWS {
+            return false;
+        }
+        match (&self.key, self.eq.as_slice()) {
+            (None, []) => true,
+            (None, &[i]) => matches!(
+                plan.filters[i].op,
+                FilterOp::Cmp(CmpOp::Eq, _) | FilterOp::IsNull
+            ),
+            (Some(key), []) => key.iter().all(|&i| match &plan.filters[i].op {
+                FilterOp::In(values) => values.len() as u64 <= INLINE_PAGE_ROWS,
+                _ => true,
+            }),
+            _ => false,
+        }
+    }
+
+    /// The rows matching the plan's filters, read from the indexes.
+    pub fn candidates<'s>(&self, state: &'s DatasetState, plan: &Plan) -> Candidates<'s> {
+        let mut result: Option<Candidates<'s>> = None;
+        let mut narrow = |rows: Candidates<'s>| {
+            result = Some(match result.take() {
+                None => rows,
+                Some(previous) => Candidates::Rows(intersect_sorted(
+                    &previous.into_rows(state),
+                    &rows.into_rows(state),
+                )),
+            });
+        };
+        if let Some(key) = &self.key {
+            // `Probe::of` checked that every value is a key.
+            let probes: Vec<Vec<&ScalarValue>> = key
+                .iter()
+                .map(|&i| probe_values(&plan.filters[i].op).unwrap_or_default())
+                .collect();
+            let mut rows = Vec::new();
+            // A composite key has one value per column; a one-column key may have several.
+            for p in 0..probes[0].len() {
+                let key: Option<Vec<KeyRef<'_>>> = probes
+                    .iter()
+                    .map(|values| key_of(values[p.min(values.len() - 1)]))
+                    .collect();
+                rows.extend(key.and_then(|key| state.lookup(&key)));
+            }
+            rows.sort_unstable();
+            rows.dedup();
+            narrow(Candidates::Rows(rows));
+        }
+        for &i in &self.eq {
+            let filter = &plan.filters[i];
+            let lists: Vec<RowList<'_>> = match &filter.op {
+                FilterOp::IsNull => vec![state.eq_rows(filter.column, KeyRef::Null)],
+                op => probe_values(op)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(key_of)
+                    .map(|key| state.eq_rows(filter.column, key))
+                    .collect(),
+            };
+            narrow(match lists.as_slice() {
+                [one] => Candidates::List(one.clone()),
+                many => {
+                    let live: Vec<Vec<u32>> =
+                        many.iter().map(|l| l.live(state).collect()).collect();
+                    let refs: Vec<&[u32]> = live.iter().map(Vec::as_slice).collect();
+                    Candidates::Rows(union_sorted(&refs))
+                }
+            });
+        }
+        result.unwrap_or(Candidates::All)
+    }
 }
 
-/// Largest page answered on the HTTP worker itself (see [`is_bounded`]).
+/// Largest page answered on the HTTP worker itself (see [`Probe::is_bounded`]).
 pub const INLINE_PAGE_ROWS: u64 = 10_000;
-
-/// Whether answering `plan` costs at most about a page of copying: no filters, only
-/// primary-key filters, or one `eq`/`is_null` on an indexed column (no list merging), with
-/// a page of at most [`INLINE_PAGE_ROWS`]. Such requests run where the request was parsed:
-/// the hop to the query runtime would cost more than the work.
-pub fn is_bounded(state: &DatasetState, plan: &Plan) -> bool {
-    if !matches!(plan.shape, Shape::Rows { .. })
-        || !plan.order_by.is_empty()
-        || plan.page_size > INLINE_PAGE_ROWS
-    {
-        return false;
-    }
-    match plan.filters.as_slice() {
-        [] => true,
-        [filter]
-            if state.has_eq_index(filter.column)
-                && matches!(filter.op, FilterOp::Cmp(CmpOp::Eq, _) | FilterOp::IsNull) =>
-        {
-            true
-        }
-        filters => {
-            state.has_key_index()
-                && key_filters(state, plan).is_some_and(|k| k.len() == filters.len())
-                && filters.iter().all(|f| match &f.op {
-                    FilterOp::In(values) => values.len() as u64 <= INLINE_PAGE_ROWS,
-                    _ => true,
-                })
-        }
-    }
-}
 
 /// Indices of the filters that pin down the primary key, one per key column in key order,
 /// or `None` if the key is not fully pinned.
@@ -277,10 +300,10 @@ fn rows(
     Ok(out)
 }
 
-/// The count of matching rows (after `limit`) if indexes answer it: O(1) without filters or
-/// with one `eq`/`is_null` on an indexed column (its list is borrowed, not copied), else the
-/// size of the merged candidate list.
-pub fn count(state: &DatasetState, plan: &Plan) -> Option<u64> {
-    let n = candidates(state, plan)?.len(state) as u64;
-    Some(plan.limit.map_or(n, |l| l.min(n)))
+/// The count of matching rows (after `limit`): O(1) without filters or with one
+/// `eq`/`is_null` on an indexed column (its list is borrowed, not copied), else the size of
+/// the merged candidate list.
+pub fn count(state: &DatasetState, plan: &Plan, candidates: &Candidates) -> u64 {
+    let n = candidates.len(state) as u64;
+    plan.limit.map_or(n, |l| l.min(n))
 }

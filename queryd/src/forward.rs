@@ -111,20 +111,28 @@ pub enum Create {
     },
 }
 
-fn storaged_error(e: ClientError) -> QueryError {
+/// A refusal keeps the other daemon's status and kind; not reaching it is a passing
+/// condition.
+fn upstream_error(daemon: &str, e: ClientError) -> QueryError {
     match e {
         ClientError::Status {
-            status, message, ..
-        } => QueryError::Upstream { status, message },
-        other => QueryError::Unavailable(format!("storaged: {other}")),
+            status,
+            kind,
+            message,
+            ..
+        } => QueryError::Upstream {
+            status,
+            kind,
+            message,
+        },
+        other => QueryError::Unavailable(format!("{daemon}: {other}")),
     }
 }
 
-fn compactord_error(e: strata_compactord_api::ClientError) -> QueryError {
-    match e {
-        strata_compactord_api::ClientError::Status {
-            status, message, ..
-        } => QueryError::Upstream { status, message },
-        other => QueryError::Unavailable(format!("compactord: {other}")),
-    }
+fn storaged_error(e: ClientError) -> QueryError {
+    upstream_error("storaged", e)
+}
+
+fn compactord_error(e: ClientError) -> QueryError {
+    upstream_error("compactord", e)
 }

@@ -18,18 +18,24 @@ use arrow::array::{
 use arrow::compute::{SortColumn, SortOptions, interleave, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{self as t, DataType, Field, Schema, SchemaRef};
 
+use crate::chunks::Chunks;
 use crate::engine::EXACT_SUM;
 use crate::error::QueryError;
-use crate::index::Postings;
+use crate::index::{EqIndex, Postings};
 use crate::plan::{AggOp, Aggregate, Plan, Shape};
-use crate::state::{Chunks, DatasetState};
+use crate::state::DatasetState;
 
-/// One row per group (group column, then aggregates), or `None` if this plan is not one
-/// this module answers.
-pub fn grouped(
-    state: &DatasetState,
-    plan: &Plan,
-) -> Option<Result<(SchemaRef, RecordBatch), QueryError>> {
+/// Whether this module computes `plan`'s groups on `state` (the route's choice): one group
+/// column with an equality index, no row filters, no deltas, aggregates it computes exactly.
+pub fn applies(state: &DatasetState, plan: &Plan) -> bool {
+    parts(state, plan).is_some()
+}
+
+/// The group column, its index, the aggregates and how each reads its column.
+fn parts<'s, 'p>(
+    state: &'s DatasetState,
+    plan: &'p Plan,
+) -> Option<(usize, &'s EqIndex, &'p [Aggregate], Vec<Kind>)> {
     let Shape::Grouped {
         group_by,
         aggregates,
@@ -51,20 +57,22 @@ pub fn grouped(
         .iter()
         .map(|a| Kind::of(a, &state.mem_schema))
         .collect::<Option<_>>()?;
-    Some(compute(state, *column, index, aggregates, &kinds))
+    Some((*column, index, aggregates, kinds))
 }
 
-/// The whole answer of a grouped plan without DataFusion, when [`grouped`] computes its
-/// groups and no `having` filters them: the groups in the order `engine::finish_groups`
-/// gives them (the plan's sort keys, then the group column), before paging.
-pub fn answered(state: &DatasetState, plan: &Plan) -> Option<Result<RecordBatch, QueryError>> {
-    let Shape::Grouped { having, .. } = &plan.shape else {
-        return None;
-    };
-    if !having.is_empty() {
-        return None;
-    }
-    Some(grouped(state, plan)?.and_then(|(_, batch)| sort(&batch, plan)))
+/// One row per group (group column, then aggregates), unsorted. Only where [`applies`].
+pub fn grouped(state: &DatasetState, plan: &Plan) -> Result<(SchemaRef, RecordBatch), QueryError> {
+    let (column, index, aggregates, kinds) = parts(state, plan)
+        .ok_or_else(|| QueryError::Internal("index groups on a plan they do not answer".into()))?;
+    compute(state, column, index, aggregates, &kinds)
+}
+
+/// The whole answer of a grouped plan without `having`, where [`applies`]: the groups in
+/// the order the engine gives them (the plan's sort keys, then the group column), before
+/// paging.
+pub fn answered(state: &DatasetState, plan: &Plan) -> Result<RecordBatch, QueryError> {
+    let (_, batch) = grouped(state, plan)?;
+    sort(&batch, plan)
 }
 
 /// A few rows sorted by Arrow's kernel, which orders values and nulls as DataFusion's sort
@@ -122,7 +130,7 @@ impl Kind {
 fn compute(
     state: &DatasetState,
     column: usize,
-    index: &crate::index::EqIndex,
+    index: &EqIndex,
     aggregates: &[Aggregate],
     kinds: &[Kind],
 ) -> Result<(SchemaRef, RecordBatch), QueryError> {

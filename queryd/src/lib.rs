@@ -6,17 +6,25 @@
 //!
 //! Request path: `routes` → `api::*` handlers → [`query::QueryService`] → [`cache::Memcache`]
 //! picks the source (in-memory [`state::DatasetState`] or, cold, Parquet) → [`plan`]
-//! validates → [`fast`] hot paths (and [`cold`] key lookups) or the DataFusion [`engine`] on the query runtime
+//! validates → [`route::Route`] decides the path once: the indexes ([`fast`], [`group`]), a
+//! cold key lookup ([`cold`]) or the [`engine`] (DataFusion) on the query runtime
 //! ([`executor`]) → [`encode`].
+//!
+//! Modules import one way: service ([`query`], [`cache`]) → [`route`] → paths ([`fast`],
+//! [`group`], [`cold`], [`engine`]) → [`build`] (making states) → [`state`] → [`index`] →
+//! [`chunks`].
 //!
 //! Writes and compactions are [`forward`]ed to storaged and compactord; new versions (from a
 //! write's answer, a notification or the poll) are applied to the resident state by
-//! [`overlay`] without copying the base.
+//! [`build::apply`] without copying the base.
 
 pub mod api;
+pub mod build;
 pub mod cache;
+pub mod chunks;
 pub mod cold;
 pub mod delta_cache;
+pub mod deltas;
 pub mod encode;
 pub mod engine;
 pub mod error;
@@ -25,12 +33,12 @@ pub mod fast;
 pub mod forward;
 pub mod group;
 pub mod index;
-pub mod load;
 pub mod metrics;
-pub mod overlay;
 pub mod plan;
 pub mod query;
+pub mod route;
 pub mod routes;
+pub mod source;
 pub mod state;
 
 use std::collections::HashMap;
@@ -115,7 +123,7 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
         .datasets
         .iter()
         .map(|d| {
-            let spec = state::IndexSpec {
+            let spec = build::IndexSpec {
                 policy: d.index,
                 columns: d.index_columns.clone(),
             };
@@ -144,11 +152,17 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
     let limits = query::Limits {
         max_page_size: q.max_page_size,
         timeout: Duration::from_millis(q.request_timeout_ms),
-        partitions: threads,
         hot_paths: q.hot_paths,
     };
-    let runtime = engine::Runtime::new(deltas)?;
-    let service = Arc::new(query::QueryService::new(cache, runtime, executor, limits));
+    // Grouped, distinct and sorted plans use every core.
+    let engine =
+        engine::datafusion::DataFusion::new(engine::datafusion::Runtime::new(deltas)?, threads);
+    let service = Arc::new(query::QueryService::new(
+        cache,
+        Arc::new(engine),
+        executor,
+        limits,
+    ));
     Ok(AppState {
         service,
         forward: Arc::new(forward::Forwarder::new(config)),

@@ -1,6 +1,7 @@
 //! The query service: picks the source (memory or cold), validates the request into a plan,
-//! runs it on the query runtime — through a hot path when indexes answer it, DataFusion
-//! otherwise — and encodes the result. Handlers only extract, call and map.
+//! decides its [`Route`] once, runs it — on the HTTP worker when the route is a bounded
+//! index answer, on the query runtime otherwise — and encodes the result. Handlers only
+//! extract, call and map.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +12,17 @@ use bytes::Bytes;
 use futures::StreamExt;
 use strata_queryd_api::QueryRequest;
 
-use crate::cache::{Memcache, Source};
+use strata_shared::parquet_io::Footers;
+
+use crate::cache::Memcache;
+use crate::delta_cache::DeltaCache;
 use crate::encode::{self, IpcEncoder, Selection};
-use crate::engine::{self, Engine, Runtime};
+use crate::engine::{self, Engine, Input};
 use crate::error::QueryError;
 use crate::executor::Executor;
 use crate::plan::{self, Plan, Shape};
+use crate::route::Route;
+use crate::source::Source;
 use crate::{cold, fast, group};
 
 /// Response encodings of a query page.
@@ -31,8 +37,6 @@ pub enum Format {
 pub struct Limits {
     pub max_page_size: u64,
     pub timeout: Duration,
-    /// DataFusion partitions for grouped and sorted queries (the core count).
-    pub partitions: usize,
     /// Use the index hot paths where they apply.
     pub hot_paths: bool,
 }
@@ -54,22 +58,24 @@ pub struct Streamed {
 
 pub struct QueryService {
     pub cache: Arc<Memcache>,
-    runtime: Arc<Runtime>,
+    engine: Arc<dyn Engine>,
+    /// Parsed Parquet footers for the cold key lookups ([`cold`]).
+    footers: Arc<Footers>,
     executor: Executor,
     limits: Limits,
 }
 
-/// What a plan runs on: the source and the dataset's logical schema and key.
-#[derive(Clone)]
-struct Target {
-    source: Source,
+/// What a plan is validated against: its dataset's logical schema and key, at the version
+/// the source holds.
+struct Dataset {
+    version: u64,
     schema: SchemaRef,
     primary_key: Vec<String>,
 }
 
-impl Target {
-    fn new(source: Source) -> Self {
-        let (schema, primary_key) = match &source {
+impl Dataset {
+    fn of(source: &Source) -> Self {
+        let (schema, primary_key) = match source {
             Source::Memory(s) => (
                 s.schema.clone(),
                 s.primary_key
@@ -80,7 +86,7 @@ impl Target {
             Source::Cold(m) => (m.arrow_schema(), m.primary_key.clone()),
         };
         Self {
-            source,
+            version: source.version(),
             schema,
             primary_key,
         }
@@ -88,22 +94,19 @@ impl Target {
 }
 
 impl QueryService {
-    pub fn new(cache: Arc<Memcache>, runtime: Runtime, executor: Executor, limits: Limits) -> Self {
+    pub fn new(
+        cache: Arc<Memcache>,
+        engine: Arc<dyn Engine>,
+        executor: Executor,
+        limits: Limits,
+    ) -> Self {
         Self {
             cache,
-            runtime: Arc::new(runtime),
+            engine,
+            footers: Arc::default(),
             executor,
             limits,
         }
-    }
-
-    /// The source of `name` at `min_version` or newer.
-    async fn target(&self, name: &str, min_version: Option<u64>) -> Result<Target, QueryError> {
-        if let Some(min) = min_version {
-            // Boxed, as every path off the hot one: see `run_page`.
-            Box::pin(self.await_version(name, min)).await?;
-        }
-        Ok(Target::new(self.cache.source(name).await?))
     }
 
     /// Brings `name` to `version` or newer, or answers 503 at once. A catch-up reads the
@@ -137,8 +140,8 @@ impl QueryService {
         }
     }
 
-    /// Validates `request` and runs `work` on it within the time limit: on the query runtime,
-    /// or right here when a hot path bounds the work by a small page (`fast::is_bounded`).
+    /// Validates `request` and runs `work` on it within the time limit: right here when the
+    /// route says so ([`Route::is_inline`]), else on the query runtime.
     async fn execute<T, F, Fut>(
         &self,
         name: &str,
@@ -152,10 +155,7 @@ impl QueryService {
     {
         self.timed(async {
             let run = self.prepare(name, request).await?;
-            if run
-                .hot()
-                .is_some_and(|state| fast::is_bounded(state, &run.plan))
-            {
+            if run.route.is_inline(&run.plan) {
                 return work(run).await;
             }
             self.executor.run(work(run)).await
@@ -163,15 +163,24 @@ impl QueryService {
         .await
     }
 
-    /// The source and the validated plan of `request`.
+    /// The source of `request` (at its `min_version` or newer), its validated plan and its
+    /// route.
     async fn prepare(&self, name: &str, request: &QueryRequest) -> Result<Run, QueryError> {
-        let target = self.target(name, request.min_version).await?;
-        let plan = plan::plan(request, &target.schema, self.limits.max_page_size)?;
+        if let Some(min) = request.min_version {
+            // Boxed, as every path off the hot one: see `run_page`.
+            Box::pin(self.await_version(name, min)).await?;
+        }
+        let source = self.cache.source(name).await?;
+        let dataset = Dataset::of(&source);
+        let plan = plan::plan(request, &dataset.schema, self.limits.max_page_size)?;
+        let route = Route::decide(source, &plan, self.limits.hot_paths);
         Ok(Run {
-            target,
+            dataset,
             plan,
-            runtime: self.runtime.clone(),
-            limits: self.limits.clone(),
+            route,
+            engine: self.engine.clone(),
+            deltas: self.cache.deltas().clone(),
+            footers: self.footers.clone(),
         })
     }
 
@@ -184,7 +193,7 @@ impl QueryService {
     ) -> Result<Page, QueryError> {
         self.execute(name, request, move |run| async move {
             let (schema, rows) = run_page(&run).await?;
-            let Run { target, plan, .. } = run;
+            let Run { dataset, plan, .. } = run;
             let body = match format {
                 Format::Json => encode::json_page(&rows, plan.page, plan.page_size)?,
                 Format::Arrow => {
@@ -192,11 +201,14 @@ impl QueryService {
                         .into_iter()
                         .map(Selection::into_batch)
                         .collect::<Result<Vec<_>, _>>()?;
-                    encode::arrow_stream(&batches, encode::logical_schema(&schema, &target.schema))?
+                    encode::arrow_stream(
+                        &batches,
+                        encode::logical_schema(&schema, &dataset.schema),
+                    )?
                 }
             };
             Ok(Page {
-                version: target.source.version(),
+                version: dataset.version,
                 body,
                 page: plan.page,
                 page_size: plan.page_size,
@@ -213,15 +225,14 @@ impl QueryService {
         request: &QueryRequest,
     ) -> Result<(u64, u64), QueryError> {
         self.execute(name, request, |run| async move {
-            let version = run.target.source.version();
-            if let Some(state) = run.hot()
-                && let Some(n) = fast::count(state, &run.plan)
-            {
-                return Ok((n, version));
-            }
-            // Boxed: see `run_page`.
-            let n = Box::pin(async { engine::count_rows(run.frame().await?).await }).await?;
-            Ok((run.plan.limit.map_or(n, |l| l.min(n)), version))
+            let n = match &run.route {
+                Route::Index { state, probe } => {
+                    fast::count(state, &run.plan, &probe.candidates(state, &run.plan))
+                }
+                // Boxed: see `run_page`.
+                _ => Box::pin(count_general(&run)).await?,
+            };
+            Ok((n, run.dataset.version))
         })
         .await
     }
@@ -229,7 +240,7 @@ impl QueryService {
     /// Every row of the query (paging ignored, `limit` honoured) as one Arrow IPC stream.
     pub async fn stream(&self, name: &str, request: &QueryRequest) -> Result<Streamed, QueryError> {
         let run = self.timed(self.prepare(name, request)).await?;
-        let version = run.target.source.version();
+        let version = run.dataset.version;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, QueryError>>(4);
         self.executor
             .spawn(async move {
@@ -280,101 +291,102 @@ impl QueryService {
 
 /// Everything one execution needs, moved onto the query runtime.
 struct Run {
-    target: Target,
+    dataset: Dataset,
     plan: Plan,
-    runtime: Arc<Runtime>,
-    limits: Limits,
+    route: Route,
+    engine: Arc<dyn Engine>,
+    deltas: Arc<DeltaCache>,
+    footers: Arc<Footers>,
 }
 
 impl Run {
-    /// The in-memory state, when hot paths may be tried on it.
-    fn hot(&self) -> Option<&Arc<crate::state::DatasetState>> {
-        match &self.target.source {
-            Source::Memory(state) if self.limits.hot_paths => Some(state),
-            _ => None,
+    fn query(&self) -> engine::Query<'_> {
+        engine::Query {
+            plan: &self.plan,
+            schema: &self.dataset.schema,
+            primary_key: &self.dataset.primary_key,
         }
     }
 
-    /// The plan (without paging) as a DataFusion frame over the source.
-    async fn frame(&self) -> Result<datafusion::prelude::DataFrame, QueryError> {
-        // Grouped, distinct and sorted queries use every core; row scans stay in one
-        // partition so storage order is kept.
-        let partitions = match self.plan.shape {
-            Shape::Rows { .. } if self.plan.order_by.is_empty() => 1,
-            _ => self.limits.partitions,
-        };
-        let engine = Engine::new(&self.runtime, partitions);
-        if let Some(state) = self.hot()
-            && let Some(groups) = group::grouped(state, &self.plan)
-        {
-            let (schema, batch) = groups?;
-            let frame = engine::frame_of(&engine, schema, vec![batch])?;
-            return engine::finish_groups(frame, &self.plan, &self.target.schema);
+    /// What the engine runs the plan over, on the routes that end in the engine.
+    fn engine_input(&self) -> Result<Input<'_>, QueryError> {
+        match &self.route {
+            Route::IndexGroups { state } => {
+                let (schema, groups) = group::grouped(state, &self.plan)?;
+                Ok(Input::Groups(schema, groups))
+            }
+            Route::Engine { source } => Ok(Input::Dataset(source)),
+            Route::Index { .. } | Route::ColdKey { .. } => Err(QueryError::Internal(
+                "the engine was asked to answer an index route".into(),
+            )),
         }
-        let frame = engine.frame(&self.target.source).await?;
-        engine::apply(
-            frame,
-            &self.plan,
-            &self.target.schema,
-            &self.target.primary_key,
-        )
+    }
+
+    /// The row a cold key lookup finds ([`Route::ColdKey`]), with its schema.
+    async fn cold_row(&self) -> Result<(SchemaRef, Option<RecordBatch>), QueryError> {
+        let Route::ColdKey { manifest } = &self.route else {
+            return Err(QueryError::Internal("not a cold key lookup".into()));
+        };
+        cold::key_row(&self.deltas, &self.footers, manifest, &self.plan).await
     }
 }
 
 /// One page of the plan with its schema (as produced, possibly dictionary-encoded).
 ///
-/// The general path is boxed. A future holds the state of every path it may take, and the
-/// DataFusion and cold ones are about 18 KiB; inline, every request's future would be that
+/// The other routes are boxed. A future holds the state of every path it may take, and the
+/// engine and cold ones are about 18 KiB; inline, every request's future would be that
 /// big, and moving it through the handler and the tower layers (a memcpy each time) was
 /// most of a key lookup's instructions. `query_futures_stay_small` guards this.
 async fn run_page(run: &Run) -> Result<(SchemaRef, Vec<Selection>), QueryError> {
-    if let Some(state) = run.hot()
-        && let Some(candidates) = fast::candidates(state, &run.plan)
-    {
-        let rows = fast::page(state, &run.plan, &candidates)?;
+    if let Route::Index { state, probe } = &run.route {
+        let rows = fast::page(state, &run.plan, &probe.candidates(state, &run.plan))?;
         return Ok((projected_schema(&state.mem_schema, &run.plan), rows));
     }
     let (schema, batches) = Box::pin(run_general_page(run)).await?;
     Ok((schema, batches.into_iter().map(Selection::all).collect()))
 }
 
-/// [`run_page`] off the index hot paths: cold key lookups, answered groups, DataFusion.
+/// [`run_page`] off [`Route::Index`].
 async fn run_general_page(run: &Run) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
-    if let Source::Cold(manifest) = &run.target.source
-        && run.limits.hot_paths
-        && let Some(page) = cold::key_lookup(
-            run.runtime.deltas(),
-            run.runtime.footers(),
-            manifest,
-            &run.plan,
-        )
-        .await
-    {
-        return page;
-    }
     let (skip, fetch) = run.plan.window();
-    if let Some(state) = run.hot()
-        && let Some(groups) = group::answered(state, &run.plan)
-    {
-        let groups = groups?;
-        let start = usize::try_from(skip)
-            .unwrap_or(usize::MAX)
-            .min(groups.num_rows());
-        let len = usize::try_from(fetch)
-            .unwrap_or(usize::MAX)
-            .min(groups.num_rows() - start);
-        let page = engine::narrow_sums(groups.slice(start, len), &run.plan)?;
-        return Ok((page.schema(), vec![page]));
+    match &run.route {
+        Route::ColdKey { .. } => {
+            let (schema, row) = run.cold_row().await?;
+            let row = row.filter(|_| skip == 0 && fetch > 0);
+            Ok((schema, row.into_iter().collect()))
+        }
+        Route::IndexGroups { state } if !has_having(&run.plan) => {
+            let groups = group::answered(state, &run.plan)?;
+            let start = usize::try_from(skip)
+                .unwrap_or(usize::MAX)
+                .min(groups.num_rows());
+            let len = usize::try_from(fetch)
+                .unwrap_or(usize::MAX)
+                .min(groups.num_rows() - start);
+            let page = engine::narrow_sums(groups.slice(start, len), &run.plan)?;
+            Ok((page.schema(), vec![page]))
+        }
+        _ => {
+            run.engine
+                .page(run.engine_input()?, run.query(), skip, fetch)
+                .await
+        }
     }
-    let frame = run.frame().await?;
-    let empty = RecordBatch::new_empty(Arc::new(frame.schema().as_arrow().clone()));
-    let schema = engine::narrow_sums(empty, &run.plan)?.schema();
-    let batches = engine::collect_window(frame, skip, fetch)
-        .await?
-        .into_iter()
-        .map(|batch| engine::narrow_sums(batch, &run.plan))
-        .collect::<Result<_, _>>()?;
-    Ok((schema, batches))
+}
+
+/// [`QueryService::count`] off [`Route::Index`].
+async fn count_general(run: &Run) -> Result<u64, QueryError> {
+    match &run.route {
+        Route::ColdKey { .. } => {
+            let n = u64::from(run.cold_row().await?.1.is_some());
+            Ok(run.plan.limit.map_or(n, |l| l.min(n)))
+        }
+        _ => run.engine.count(run.engine_input()?, run.query()).await,
+    }
+}
+
+fn has_having(plan: &Plan) -> bool {
+    matches!(&plan.shape, Shape::Grouped { having, .. } if !having.is_empty())
 }
 
 fn projected_schema(schema: &SchemaRef, plan: &Plan) -> SchemaRef {
@@ -393,36 +405,39 @@ async fn produce_stream(
     run: &Run,
     tx: &tokio::sync::mpsc::Sender<Result<Bytes, QueryError>>,
 ) -> Result<(), QueryError> {
+    let (schema, batches): (SchemaRef, engine::Batches) = match &run.route {
+        Route::Index { state, probe } => {
+            let candidates = probe.candidates(state, &run.plan);
+            let batches = fast::all(state, &run.plan, &candidates)?;
+            let schema = projected_schema(&state.mem_schema, &run.plan);
+            (
+                schema,
+                futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
+            )
+        }
+        Route::ColdKey { .. } => {
+            let (schema, row) = run.cold_row().await?;
+            let row = row.filter(|_| run.plan.limit != Some(0));
+            (schema, futures::stream::iter(row.map(Ok)).boxed())
+        }
+        _ => run.engine.stream(run.engine_input()?, run.query()).await?,
+    };
+    send_stream(schema, batches, &run.dataset.schema, tx).await
+}
+
+/// Sends `batches` as an Arrow IPC stream. The first batch is made before the schema goes
+/// out: an error in it (a sum that overflows) is then answered with its status, not as a
+/// broken stream.
+async fn send_stream(
+    schema: SchemaRef,
+    mut batches: engine::Batches,
+    dataset: &Schema,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, QueryError>>,
+) -> Result<(), QueryError> {
     // `false`: the client went away; stop producing.
     let send = |bytes: Bytes| async move { tx.send(Ok(bytes)).await.is_ok() };
-    if let Some(state) = run.hot()
-        && let Some(candidates) = fast::candidates(state, &run.plan)
-    {
-        let schema = encode::logical_schema(
-            &projected_schema(&state.mem_schema, &run.plan),
-            &run.target.schema,
-        );
-        let mut encoder = IpcEncoder::new(schema)?;
-        if !send(encoder.take()).await {
-            return Ok(());
-        }
-        for batch in fast::all(state, &run.plan, &candidates)? {
-            if !send(encoder.write(&batch)?).await {
-                return Ok(());
-            }
-        }
-        send(encoder.finish()?).await;
-        return Ok(());
-    }
-    let (schema, mut batches) = engine::stream(run.frame().await?, run.plan.limit).await?;
-    let schema = engine::narrow_sums(RecordBatch::new_empty(schema), &run.plan)?.schema();
-    // The first batch is made before the schema goes out: an error in it (a sum that
-    // overflows) is then answered with its status, not as a broken stream.
-    let first = match batches.next().await {
-        Some(batch) => Some(engine::narrow_sums(batch?, &run.plan)?),
-        None => None,
-    };
-    let mut encoder = IpcEncoder::new(encode::logical_schema(&schema, &run.target.schema))?;
+    let first = batches.next().await.transpose()?;
+    let mut encoder = IpcEncoder::new(encode::logical_schema(&schema, dataset))?;
     if !send(encoder.take()).await {
         return Ok(());
     }
@@ -432,7 +447,7 @@ async fn produce_stream(
         return Ok(());
     }
     while let Some(batch) = batches.next().await {
-        if !send(encoder.write(&engine::narrow_sums(batch?, &run.plan)?)?).await {
+        if !send(encoder.write(&batch?)?).await {
             return Ok(());
         }
     }

@@ -13,7 +13,7 @@ use strata_storaged_api::deltas::{
 };
 
 use crate::AppState;
-use crate::ingest::{DeltaRequest, IngestError};
+use crate::ingest::{DeltaRequest, GroupError, IngestError};
 
 pub async fn post_deltas(
     State(state): State<AppState>,
@@ -60,9 +60,14 @@ impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
         match e {
             IngestError::Table(e) => ApiError::from(e),
-            IngestError::Group(e) => ApiError::from(e.as_ref()),
+            IngestError::Group(e) => match e.as_ref() {
+                GroupError::Table(e) => ApiError::from(e),
+                e @ GroupError::TaskFailed(_) => ApiError::internal(e.to_string()),
+            },
             e @ IngestError::InvalidKey(_) => ApiError::bad_request(e.to_string()),
-            e @ IngestError::CommitterStopped(_) => ApiError::internal(e.to_string()),
+            e @ (IngestError::CommitterStopped(_) | IngestError::TaskFailed(_)) => {
+                ApiError::internal(e.to_string())
+            }
             IngestError::Busy(e) => ApiError::from(e),
         }
     }

@@ -66,13 +66,26 @@ pub enum IngestError {
     Table(#[from] Error),
     /// A failure of the group commit this request was part of, shared by every member.
     #[error(transparent)]
-    Group(Arc<Error>),
+    Group(Arc<GroupError>),
+    /// A blocking task that decoded the body panicked: a bug, not bad input.
+    #[error("{0}")]
+    TaskFailed(String),
     #[error("invalid Idempotency-Key: {0}")]
     InvalidKey(&'static str),
     #[error("the committer of dataset {0} stopped before answering")]
     CommitterStopped(DatasetName),
     #[error(transparent)]
     Busy(#[from] Busy),
+}
+
+/// Why a group commit failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error(transparent)]
+    Table(#[from] Error),
+    /// The blocking task that encoded the group's delta file panicked: a bug.
+    #[error("{0}")]
+    TaskFailed(String),
 }
 
 /// One delta request as the handler hands it over.
@@ -90,7 +103,7 @@ struct Job {
     /// The table shape the delta was validated against; a group shares one.
     schema: SchemaRef,
     primary_key: Vec<String>,
-    reply: oneshot::Sender<Result<DeltaCommitted, Arc<Error>>>,
+    reply: oneshot::Sender<Result<DeltaCommitted, Arc<GroupError>>>,
 }
 
 /// The ingest service: one committer per dataset, started on first use. Cheap to clone.
@@ -182,7 +195,7 @@ impl Ingest {
                 delta_input::parse(format, body, &schema, &primary_key)
             })
             .await
-            .map_err(task_failed)??
+            .map_err(|e| IngestError::TaskFailed(task_failed(e)))??
         };
 
         let (reply, answered) = oneshot::channel();
@@ -247,8 +260,8 @@ impl Ingest {
 }
 
 /// A blocking task that panicked is a bug, not bad input: it answers as an internal error.
-fn task_failed(e: tokio::task::JoinError) -> Error {
-    Error::Arrow(arrow::error::ArrowError::ExternalError(Box::new(e)))
+fn task_failed(e: tokio::task::JoinError) -> String {
+    format!("a blocking task of the delta ingest failed: {e}")
 }
 
 /// An idempotency key is 1–256 bytes of visible ASCII (it is stored in every manifest that
@@ -314,9 +327,9 @@ async fn run_committer(
             // Members with one transaction id (a retry queued next to its original) share
             // its result. A missing result would be a bug in commit_group.
             let result = results.get(&job.txn.id).cloned().unwrap_or_else(|| {
-                Err(Arc::new(Error::Conflict(
+                Err(Arc::new(GroupError::Table(Error::Conflict(
                     "the group commit lost this request; send it again".into(),
-                )))
+                ))))
             });
             // Ignored: the client went away; its delta is committed all the same.
             let _ = job.reply.send(result);
@@ -324,7 +337,7 @@ async fn run_committer(
     }
 }
 
-type Results = HashMap<String, Result<DeltaCommitted, Arc<Error>>>;
+type Results = HashMap<String, Result<DeltaCommitted, Arc<GroupError>>>;
 
 /// Commits a group: every member not yet committed lands in one delta file and one version.
 /// Returns each transaction id's result and the version this group committed, if it did.
@@ -339,7 +352,7 @@ async fn commit_group(table: &Table, hint: &Latest, group: &[Job]) -> (Results, 
             pending.push(job);
         }
     }
-    let fail = |results: &mut Results, pending: &mut Vec<&Job>, e: Arc<Error>| {
+    let fail = |results: &mut Results, pending: &mut Vec<&Job>, e: Arc<GroupError>| {
         for job in pending.drain(..) {
             results.insert(job.txn.id.clone(), Err(e.clone()));
         }
@@ -357,7 +370,7 @@ async fn commit_group(table: &Table, hint: &Latest, group: &[Job]) -> (Results, 
         let latest = match latest {
             Ok(m) => m,
             Err(e) => {
-                fail(&mut results, &mut pending, Arc::new(e));
+                fail(&mut results, &mut pending, Arc::new(e.into()));
                 break;
             }
         };
@@ -390,7 +403,8 @@ async fn commit_group(table: &Table, hint: &Latest, group: &[Job]) -> (Results, 
                 return (results, Some(manifest.version));
             }
             // Another request committed some members meanwhile: regroup without them.
-            Err(Error::TxnsPartlyCommitted { .. }) if attempt + 1 < MAX_REGROUPS => {}
+            Err(GroupError::Table(Error::TxnsPartlyCommitted { .. }))
+                if attempt + 1 < MAX_REGROUPS => {}
             Err(e) => {
                 fail(&mut results, &mut pending, Arc::new(e));
                 break;
@@ -406,11 +420,9 @@ async fn write_and_commit(
     table: &Table,
     jobs: &[&Job],
     latest: Manifest,
-) -> Result<Manifest, Error> {
+) -> Result<Manifest, GroupError> {
     let Some(first) = jobs.first() else {
-        return Err(Error::InvalidInput(
-            "an empty group has nothing to commit".into(),
-        ));
+        return Err(Error::InvalidInput("an empty group has nothing to commit".into()).into());
     };
     let schema = first.schema.clone();
     let primary_key = first.primary_key.clone();
@@ -428,7 +440,7 @@ async fn write_and_commit(
         Ok((bytes, merged.num_rows() as u64, deletes))
     })
     .await
-    .map_err(task_failed)??;
+    .map_err(|e| GroupError::TaskFailed(task_failed(e)))??;
 
     // The file holds no sequence number: its seq is the version that adds it, known only
     // when that commit attempt drafts it.

@@ -14,7 +14,7 @@ use object_store::{
     CopyMode, CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ObjectMeta, PutMode,
     PutOptions, PutPayload, UpdateVersion,
 };
-use strata_daemon::{ApiError, ApiJson};
+use strata_daemon::{ApiError, ApiJson, ErrorCode};
 use strata_storaged_api::objects::{
     self, CopyRequest, ListQuery, ListResponse, ObjectMetaWire, ObjectQuery, PutResponse, WriteMode,
 };
@@ -80,8 +80,7 @@ fn header_time(headers: &HeaderMap, name: &str) -> Result<Option<DateTime<Utc>>,
 fn parse_range(value: &str) -> Result<GetRange, ApiError> {
     let bad = || {
         ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "invalid_range",
+            ErrorCode::InvalidRange,
             format!("unsupported range {value:?}"),
         )
     };

@@ -91,7 +91,7 @@ fn mutated_delta_bodies_are_refused_cleanly_and_cheaply() {
             &key,
         )
         .unwrap_err();
-        assert_eq!(ApiError::from(&e).status, 400, "{e}");
+        assert_eq!(ApiError::from(&e).status(), 400, "{e}");
     }
     for (format, valid) in &bodies {
         let parsed = delta_input::parse(*format, Bytes::from(valid.clone()), &schema, &key);
@@ -102,7 +102,7 @@ fn mutated_delta_bodies_are_refused_cleanly_and_cheaply() {
             match delta_input::parse(*format, Bytes::from(body.clone()), &schema, &key) {
                 Ok(_) => accepted += 1,
                 Err(e) => {
-                    let status = ApiError::from(&e).status;
+                    let status = ApiError::from(&e).status();
                     assert!(
                         status.is_client_error(),
                         "{format:?} case {case}: {status} {e}\n  body: {body:02x?}"

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::ApiError;
+use crate::{ApiError, ErrorCode};
 
 pub const ADMIN_TOKEN_HEADER: &str = "x-admin-token";
 pub const INTERNAL_TOKEN_HEADER: &str = "x-internal-token";
@@ -53,8 +53,7 @@ impl TokenGuard {
     pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         if self.expected.is_empty() {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!(
                     "this call needs {} but no token is configured on the server",
                     self.header
@@ -63,8 +62,7 @@ impl TokenGuard {
         }
         let Some(sent) = headers.get(self.header) else {
             return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 format!("missing {} header", self.header),
             ));
         };
@@ -76,8 +74,7 @@ impl TokenGuard {
             Ok(())
         } else {
             Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!("wrong {}", self.header),
             ))
         }
@@ -110,7 +107,7 @@ mod tests {
     #[test]
     fn statuses() {
         let mut headers = HeaderMap::new();
-        let status = |g: &TokenGuard, h: &HeaderMap| g.check(h).err().map(|e| e.status.as_u16());
+        let status = |g: &TokenGuard, h: &HeaderMap| g.check(h).err().map(|e| e.status().as_u16());
         assert_eq!(status(&TokenGuard::admin(None), &headers), Some(403));
         assert_eq!(status(&TokenGuard::admin(Some("")), &headers), Some(403));
         let guard = TokenGuard::admin(Some("s3cret"));

@@ -1,6 +1,8 @@
-//! The one place where error kinds become HTTP statuses, and the JSON error envelope
-//! `{"error": "…", "kind": "…"}` every daemon answers with — including for body-parsing
-//! failures, unknown routes and wrong methods.
+//! The one table of error kinds ([`ErrorCode`]: HTTP status and `kind` string), and the
+//! JSON error envelope `{"error": "…", "kind": "…"}` every daemon answers with — including
+//! for body-parsing failures, unknown routes and wrong methods. Every daemon's error types
+//! map onto [`ErrorCode`]s (`From<…> for ApiError`, beside each type); nothing else chooses
+//! a status.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -18,80 +20,196 @@ pub struct ErrorBody {
     pub kind: Option<String>,
 }
 
+/// Declares [`ErrorCode`]: the one table of error kinds, each with its HTTP status and its
+/// stable `kind` string.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $code:ident => ($status:ident, $kind:literal),)*) => {
+        /// Every kind of error a daemon answers with. Each error type of the daemons maps onto
+        /// one of these (`From<…> for ApiError`), and a kind read from another daemon's
+        /// answer maps back ([`ErrorCode::from_kind`]), so kinds pass through unchanged.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $code,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in table order.
+            pub const ALL: &[ErrorCode] = &[$(ErrorCode::$code,)*];
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$code => StatusCode::$status,)*
+                }
+            }
+
+            /// The stable machine-readable kind of the JSON envelope.
+            pub fn kind(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$code => $kind,)*
+                }
+            }
+
+            /// The code of a `kind` another daemon answered with.
+            pub fn from_kind(kind: &str) -> Option<Self> {
+                match kind {
+                    $($kind => Some(ErrorCode::$code),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// The request is malformed, names unknown things or holds wrongly typed values.
+    BadRequest => (BAD_REQUEST, "bad_request"),
+    /// An object key that is not a valid path.
+    InvalidPath => (BAD_REQUEST, "invalid_path"),
+    /// No token where one is needed.
+    Unauthorized => (UNAUTHORIZED, "unauthorized"),
+    /// A wrong token, or none configured on the server.
+    Forbidden => (FORBIDDEN, "forbidden"),
+    NotFound => (NOT_FOUND, "not_found"),
+    MethodNotAllowed => (METHOD_NOT_ALLOWED, "method_not_allowed"),
+    /// The request was not read in time (the server's timeout layer).
+    RequestTimeout => (REQUEST_TIMEOUT, "request_timeout"),
+    /// A dataset or an object that is already there.
+    AlreadyExists => (CONFLICT, "already_exists"),
+    /// The commit lost to another one, or the state it relied on changed.
+    Conflict => (CONFLICT, "conflict"),
+    /// A compactor whose epoch a newer one bumped.
+    Fenced => (CONFLICT, "fenced"),
+    /// A conditional object operation whose precondition failed.
+    Precondition => (PRECONDITION_FAILED, "precondition"),
+    TooLarge => (PAYLOAD_TOO_LARGE, "too_large"),
+    UnsupportedMediaType => (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+    InvalidRange => (RANGE_NOT_SATISFIABLE, "invalid_range"),
+    /// An exact answer that does not fit its type (an integer sum beyond `int64`).
+    Overflow => (UNPROCESSABLE_ENTITY, "overflow"),
+    NotModified => (NOT_MODIFIED, "not_modified"),
+    /// A bug or an unexpected failure here.
+    Internal => (INTERNAL_SERVER_ERROR, "internal"),
+    /// The store does not support the operation.
+    NotImplemented => (NOT_IMPLEMENTED, "not_implemented"),
+    /// Another daemon answered with a status that has no code of its own here.
+    Upstream => (BAD_GATEWAY, "upstream"),
+    /// The store refused access (its answer is in the log).
+    StoreDenied => (BAD_GATEWAY, "store_denied"),
+    /// The store failed (its answer is in the log).
+    Store => (BAD_GATEWAY, "store"),
+    /// A passing condition (a store or daemon out of reach, a budget full): retry.
+    Unavailable => (SERVICE_UNAVAILABLE, "unavailable"),
+    /// Too many commits raced for the same version: retry.
+    Contention => (SERVICE_UNAVAILABLE, "contention"),
+    /// The store does not enforce put-if-absent: writes are refused.
+    StoreUnsafe => (SERVICE_UNAVAILABLE, "store_unsafe"),
+    /// The query engine ran out of a resource (memory).
+    ResourcesExhausted => (SERVICE_UNAVAILABLE, "resources_exhausted"),
+    /// The answer took longer than the request timeout.
+    Timeout => (GATEWAY_TIMEOUT, "timeout"),
+}
+
+impl ErrorCode {
+    /// The code for a bare status (an answer without a known kind): the first code of the
+    /// table with that status, else [`ErrorCode::Upstream`] (or [`ErrorCode::Internal`] for
+    /// a 500).
+    pub fn for_status(status: u16) -> Self {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|c| c.status().as_u16() == status)
+            .unwrap_or(if status == 500 {
+                ErrorCode::Internal
+            } else {
+                ErrorCode::Upstream
+            })
+    }
+}
+
 /// An error on its way to becoming a response.
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub kind: &'static str,
+    pub code: ErrorCode,
     pub message: String,
+    /// `Retry-After`, in seconds: set for every 503 (the condition passes).
     pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let unavailable = code.status() == StatusCode::SERVICE_UNAVAILABLE;
         Self {
-            status,
-            kind,
+            code,
             message: message.into(),
-            retry_after_secs: None,
+            retry_after_secs: unavailable.then_some(1),
         }
     }
 
+    /// What another daemon answered, passed on: its kind when this table knows it, else
+    /// the code of its status.
+    pub fn upstream(status: u16, kind: Option<&str>, message: impl Into<String>) -> Self {
+        let code = kind
+            .and_then(ErrorCode::from_kind)
+            .unwrap_or_else(|| ErrorCode::for_status(status));
+        Self::new(code, message)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(ErrorCode::BadRequest, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(ErrorCode::NotFound, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+        Self::new(ErrorCode::Internal, message)
     }
 
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            message,
-        )
+        Self::new(ErrorCode::UnsupportedMediaType, message)
     }
 
     /// A body axum's extractors refused (too large, unreadable, wrong type), keeping its status.
     /// 422 (valid JSON, wrong shape) is a bad request like any other here.
     pub fn body_rejected(status: StatusCode, message: impl Into<String>) -> Self {
-        match status {
-            StatusCode::PAYLOAD_TOO_LARGE => Self::new(status, "too_large", message),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::unsupported_media_type(message),
-            StatusCode::UNPROCESSABLE_ENTITY => Self::bad_request(message),
-            _ => Self::new(status, "bad_request", message),
-        }
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            _ => ErrorCode::BadRequest,
+        };
+        Self::new(code, message)
     }
 
     pub fn unavailable(message: impl Into<String>, retry_after_secs: u64) -> Self {
         Self {
             retry_after_secs: Some(retry_after_secs),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            ..Self::new(ErrorCode::Unavailable, message)
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let (status, kind) = (self.code.status(), self.code.kind());
         // 304 carries no body by definition.
-        if self.status == StatusCode::NOT_MODIFIED {
-            return self.status.into_response();
+        if status == StatusCode::NOT_MODIFIED {
+            return status.into_response();
         }
-        if self.status.is_server_error() {
-            tracing::error!(status = %self.status, kind = self.kind, error = %self.message, "request failed");
+        if status.is_server_error() {
+            tracing::error!(%status, kind, error = %self.message, "request failed");
         } else {
-            tracing::debug!(status = %self.status, kind = self.kind, error = %self.message, "request refused");
+            tracing::debug!(%status, kind, error = %self.message, "request refused");
         }
         let body = ErrorBody {
             error: self.message,
-            kind: Some(self.kind.to_owned()),
+            kind: Some(kind.to_owned()),
         };
-        let mut response = (self.status, Json(body)).into_response();
+        let mut response = (status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response
                 .headers_mut()
@@ -111,35 +229,29 @@ impl From<strata_shared::Error> for ApiError {
 impl From<&strata_shared::Error> for ApiError {
     fn from(e: &strata_shared::Error) -> Self {
         use strata_shared::Error as E;
-        let (status, kind) = match e {
+        let code = match e {
             E::InvalidName { .. }
             | E::InvalidInput(_)
             | E::UnknownKeyColumn { .. }
             | E::NullKey { .. }
-            | E::DuplicateKey { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
-            E::DatasetNotFound(_) | E::ManifestNotFound { .. } => {
-                (StatusCode::NOT_FOUND, "not_found")
-            }
-            E::DatasetExists(_) => (StatusCode::CONFLICT, "already_exists"),
+            | E::DuplicateKey { .. } => ErrorCode::BadRequest,
+            E::DatasetNotFound(_) | E::ManifestNotFound { .. } => ErrorCode::NotFound,
+            E::DatasetExists(_) => ErrorCode::AlreadyExists,
             E::Conflict(_) | E::TxnsPartlyCommitted { .. } | E::CompactionAborted { .. } => {
-                (StatusCode::CONFLICT, "conflict")
+                ErrorCode::Conflict
             }
-            E::Fenced { .. } => (StatusCode::CONFLICT, "fenced"),
-            E::CommitContention { .. } => (StatusCode::SERVICE_UNAVAILABLE, "contention"),
-            E::PutIfAbsentUnsupported(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unsafe"),
+            E::Fenced { .. } => ErrorCode::Fenced,
+            E::CommitContention { .. } => ErrorCode::Contention,
+            E::PutIfAbsentUnsupported(_) => ErrorCode::StoreUnsafe,
             E::ObjectStore(os) => return object_store_error(os),
             E::InvalidManifest { .. }
             | E::Path(_)
             | E::Arrow(_)
             | E::Parquet(_)
             | E::Json(_)
-            | E::CompactionStage { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            | E::CompactionStage { .. } => ErrorCode::Internal,
         };
-        let mut error = ApiError::new(status, kind, e.to_string());
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            error.retry_after_secs = Some(1);
-        }
-        error
+        ApiError::new(code, e.to_string())
     }
 }
 
@@ -177,49 +289,38 @@ fn object_store_error(e: &object_store::Error) -> ApiError {
     {
         return ApiError::unavailable("the store is unreachable; retry shortly", 1);
     }
-    let (status, kind, message) = match e {
-        O::NotFound { path, .. } => (
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("object {path} not found"),
-        ),
+    let (code, message) = match e {
+        O::NotFound { path, .. } => (ErrorCode::NotFound, format!("object {path} not found")),
         O::AlreadyExists { path, .. } => (
-            StatusCode::CONFLICT,
-            "already_exists",
+            ErrorCode::AlreadyExists,
             format!("object {path} already exists"),
         ),
         O::Precondition { path, .. } => (
-            StatusCode::PRECONDITION_FAILED,
-            "precondition",
+            ErrorCode::Precondition,
             format!("object {path} changed: the precondition failed"),
         ),
         O::NotModified { path, .. } => (
-            StatusCode::NOT_MODIFIED,
-            "not_modified",
+            ErrorCode::NotModified,
             format!("object {path} not modified"),
         ),
         O::NotImplemented { .. } | O::NotSupported { .. } => (
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
+            ErrorCode::NotImplemented,
             "the store does not support this operation".to_owned(),
         ),
         O::InvalidPath { source } => (
-            StatusCode::BAD_REQUEST,
-            "invalid_path",
+            ErrorCode::InvalidPath,
             format!("invalid object path: {source}"),
         ),
         O::PermissionDenied { path, .. } | O::Unauthenticated { path, .. } => (
-            StatusCode::BAD_GATEWAY,
-            "store_denied",
+            ErrorCode::StoreDenied,
             format!("the store refused access to {path} (storaged's log has its answer)"),
         ),
         _ => (
-            StatusCode::BAD_GATEWAY,
-            "store",
+            ErrorCode::Store,
             "the store failed (storaged's log has its answer)".to_owned(),
         ),
     };
-    ApiError::new(status, kind, message)
+    ApiError::new(code, message)
 }
 
 /// `Json<T>` whose rejections (wrong content type, malformed JSON, wrong types, body too large)
@@ -332,30 +433,50 @@ pub async fn json_errors(request: Request, next: axum::middleware::Next) -> Resp
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
         .unwrap_or_default();
-    let (kind, fallback) = match status {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ("method_not_allowed", "method not allowed on this route")
-        }
-        StatusCode::NOT_FOUND => ("not_found", "not found"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "the body is too large"),
-        StatusCode::REQUEST_TIMEOUT => ("timeout", "the request timed out"),
+    let (code, fallback) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::MethodNotAllowed,
+            "method not allowed on this route",
+        ),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "not found"),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::TooLarge, "the body is too large"),
+        StatusCode::REQUEST_TIMEOUT => (ErrorCode::RequestTimeout, "the request timed out"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ("unsupported_media_type", "unsupported content type")
+            (ErrorCode::UnsupportedMediaType, "unsupported content type")
         }
-        s if s.is_server_error() => ("internal", "internal error"),
-        _ => ("bad_request", "bad request"),
+        s if s.is_server_error() => (ErrorCode::Internal, "internal error"),
+        _ => (ErrorCode::BadRequest, "bad request"),
     };
     let message = if text.is_empty() {
         fallback.to_owned()
     } else {
         text
     };
-    ApiError::new(status, kind, message).into_response()
+    ApiError::new(code, message).into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_names_one_code() {
+        for &code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_kind(code.kind()), Some(code), "{code:?}");
+        }
+    }
+
+    #[test]
+    fn upstream_answers_keep_their_kind_or_get_their_status_code() {
+        let passed = ApiError::upstream(409, Some("fenced"), "x");
+        assert_eq!(passed.code, ErrorCode::Fenced);
+        assert_eq!(ApiError::upstream(503, None, "x").retry_after_secs, Some(1));
+        assert_eq!(
+            ApiError::upstream(404, Some("new_kind"), "x").code,
+            ErrorCode::NotFound
+        );
+        assert_eq!(ApiError::upstream(418, None, "x").code, ErrorCode::Upstream);
+    }
 
     #[test]
     fn shared_errors_map_to_statuses() {
@@ -370,7 +491,7 @@ mod tests {
             (strata_shared::Error::Conflict("x".into()), 409),
         ];
         for (e, status) in cases {
-            assert_eq!(ApiError::from(e).status.as_u16(), status);
+            assert_eq!(ApiError::from(e).status().as_u16(), status);
         }
     }
 }

@@ -9,4 +9,4 @@ pub mod error;
 pub mod serve;
 pub mod telemetry;
 
-pub use error::{ApiError, ApiJson};
+pub use error::{ApiError, ApiJson, ErrorCode};

@@ -19,7 +19,7 @@ use arrow::datatypes::{self as t, DataType};
 use datafusion::common::ScalarValue;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use crate::state::Chunks;
+use crate::chunks::Chunks;
 
 /// One cell's value as an index compares it.
 /// Ordered like Arrow sorts: integers numerically, strings by their bytes.
@@ -411,7 +411,7 @@ fn cell_equals(array: &dyn Array, r: usize, probe: &KeyRef<'_>) -> bool {
 /// Value → ascending row ids, for one column (nulls included, as [`KeyRef::Null`]).
 ///
 /// Rows are kept as 16-bit offsets within their chunk (a chunk holds at most
-/// [`crate::state::MAX_CHUNK_ROWS`] rows), grouped by value, then by chunk: half the memory
+/// [`crate::chunks::MAX_CHUNK_ROWS`] rows), grouped by value, then by chunk: half the memory
 /// of 32-bit row ids, and the lists are most of an index.
 pub struct EqIndex {
     column: usize,
@@ -690,5 +690,4 @@ pub fn intersect_sorted(a: &[u32], b: &[u32]) -> Vec<u32> {
 }
 
 #[cfg(test)]
-#[path = "index_tests.rs"]
 mod tests;

@@ -17,105 +17,16 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt8Array, UInt32Array};
-use arrow::compute::{cast, concat_batches, filter_record_batch, take, take_record_batch};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::{cast, concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, SchemaRef};
-use strata_shared::delta::{self, Op};
-use strata_shared::keys;
 use strata_shared::manifest::{DeltaFile, Manifest};
-use strata_shared::merge::supersedes;
 
-use crate::encode;
+use crate::chunks::{self, Chunks};
+use crate::deltas::{LoadedDelta, combine};
 use crate::error::QueryError;
 use crate::index::{KeyRef, accessor};
-use crate::state::{Chunks, DatasetState, Layer};
-
-/// Rows per bitmap block: a delta copies the blocks it touches, not the whole bitmap.
-const BLOCK_BITS: usize = 1 << 16;
-const BLOCK_WORDS: usize = BLOCK_BITS / 64;
-
-/// Base row ids that deltas replaced or deleted (copy-on-write blocks of 64Ki bits).
-#[derive(Clone, Default)]
-pub struct Deleted {
-    blocks: Vec<Option<Arc<[u64; BLOCK_WORDS]>>>,
-    len: usize,
-}
-
-impl Deleted {
-    /// How many rows are deleted.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn contains(&self, id: u32) -> bool {
-        let id = id as usize;
-        match self.blocks.get(id / BLOCK_BITS) {
-            Some(Some(block)) => block[(id % BLOCK_BITS) / 64] & (1 << (id % 64)) != 0,
-            _ => false,
-        }
-    }
-
-    /// Marks `id` deleted (copying its block if another version shares it).
-    fn insert(&mut self, id: u32) {
-        let id = id as usize;
-        let b = id / BLOCK_BITS;
-        if self.blocks.len() <= b {
-            self.blocks.resize(b + 1, None);
-        }
-        let block = self.blocks[b].get_or_insert_with(|| Arc::new([0; BLOCK_WORDS]));
-        let word = &mut Arc::make_mut(block)[(id % BLOCK_BITS) / 64];
-        let bit = 1 << (id % 64);
-        if *word & bit == 0 {
-            *word |= bit;
-            self.len += 1;
-        }
-    }
-
-    /// Forgets every deleted id from `start` on (those rows were dropped by a merge).
-    fn clear_from(&mut self, start: u32) {
-        for id in start as usize..self.blocks.len() * BLOCK_BITS {
-            let (b, w, bit) = (id / BLOCK_BITS, (id % BLOCK_BITS) / 64, 1u64 << (id % 64));
-            let Some(block) = &mut self.blocks[b] else {
-                continue;
-            };
-            if block[w] & bit != 0 {
-                Arc::make_mut(block)[w] &= !bit;
-                self.len -= 1;
-            }
-        }
-    }
-
-    /// Whether any of the `len` rows from `start` is deleted.
-    pub fn any_in(&self, start: u32, len: usize) -> bool {
-        (start as usize..start as usize + len).any(|id| self.contains(id as u32))
-    }
-
-    fn memory_bytes(&self) -> usize {
-        self.blocks.iter().flatten().count() * BLOCK_WORDS * 8
-    }
-}
-
-/// What a version's deltas changed over its base.
-pub struct Overlay {
-    /// The rows deltas wrote, oldest first; row ids continue after the base's.
-    pub segments: Vec<Segment>,
-    /// Rows (base or overlay) a newer delta replaced or deleted.
-    pub deleted: Deleted,
-    /// Paths of the delta files applied, in sequence order.
-    pub applied: Vec<String>,
-}
-
-/// Rows written by one or more consecutive deltas, in (sequence, key) order.
-#[derive(Clone)]
-pub struct Segment {
-    pub layer: Arc<Layer>,
-    /// Row id of the segment's first row.
-    pub offset: u32,
-}
+use crate::state::{DatasetState, Deleted, Layer, Overlay, Segment};
 
 /// The deltas of `manifest` that `state` has not applied, if `state` can be brought to
 /// `manifest` by applying them (same base files, and the deltas it applied are still the
@@ -133,81 +44,6 @@ pub fn pending<'m>(state: &DatasetState, manifest: &'m Manifest) -> Option<&'m [
         && manifest.version >= state.version
         && prefix.iter().zip(applied).all(|(d, p)| &d.path == p))
     .then(|| &manifest.deltas[applied.len()..])
-}
-
-/// One delta file, read (cheap to clone: the batch's buffers are shared).
-#[derive(Clone)]
-pub struct LoadedDelta {
-    pub seq: u64,
-    pub path: String,
-    /// The table's columns plus `_op`.
-    pub batch: RecordBatch,
-}
-
-/// The newest entry of every key over `deltas`, in key order: the table's columns (non-key
-/// columns nullable: deletes carry only their key), the winning `_op` and the sequence number
-/// of each key.
-pub fn combine(
-    schema: &SchemaRef,
-    primary_key: &[usize],
-    deltas: &[LoadedDelta],
-) -> Result<Combined, QueryError> {
-    let mut tables = Vec::with_capacity(deltas.len());
-    let mut ops: Vec<u8> = Vec::new();
-    let mut seqs: Vec<u64> = Vec::new();
-    for d in deltas {
-        tables.push(delta::table_part(&d.batch, schema)?);
-        ops.extend(delta::op_column(&d.batch)?.values().iter());
-        seqs.extend(std::iter::repeat_n(d.seq, d.batch.num_rows()));
-    }
-    let relaxed = match tables.first() {
-        Some(t) => t.schema(),
-        None => return Err(QueryError::Internal("combining no deltas".into())),
-    };
-    let all = concat_batches(&relaxed, &tables)?;
-    let (_, rows) = keys::key_rows(&all, primary_key)?;
-    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
-    order.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
-    // One winner per run of equal keys.
-    let mut winners: Vec<u32> = Vec::new();
-    for &i in &order {
-        match winners.last_mut() {
-            Some(w) if rows.row(*w as usize) == rows.row(i as usize) => {
-                if supersedes(seqs[i as usize], seqs[*w as usize]) {
-                    *w = i;
-                }
-            }
-            _ => winners.push(i),
-        }
-    }
-    let seqs = winners.iter().map(|&w| seqs[w as usize]).collect();
-    let indices = UInt32Array::from(winners);
-    let rows = take_record_batch(&all, &indices)?;
-    let ops = take(&UInt8Array::from(ops), &indices, None)?;
-    Ok(Combined {
-        rows,
-        ops: ops.as_primitive().clone(),
-        seqs,
-    })
-}
-
-/// The newest entry of each key over some deltas, in key order.
-pub struct Combined {
-    pub rows: RecordBatch,
-    pub ops: UInt8Array,
-    pub seqs: Vec<u64>,
-}
-
-impl Combined {
-    /// The surviving upserts in storage order: by sequence, then key.
-    pub fn upserts(&self) -> Result<RecordBatch, QueryError> {
-        let mut order: Vec<u32> = (0..self.rows.num_rows() as u32)
-            .filter(|&r| self.ops.value(r as usize) == Op::Upsert as u8)
-            .collect();
-        // Stable: rows are in key order already.
-        order.sort_by_key(|&r| self.seqs[r as usize]);
-        Ok(take_record_batch(&self.rows, &UInt32Array::from(order))?)
-    }
 }
 
 /// `state` with `deltas` (a manifest's next delta files, ascending seq) applied: the state
@@ -380,7 +216,7 @@ fn concat_plain(schema: &SchemaRef, parts: &[RecordBatch]) -> Result<RecordBatch
     ));
     let parts = parts
         .iter()
-        .map(|p| encode::to_schema(p, &plain))
+        .map(|p| chunks::to_schema(p, &plain))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(concat_batches(&plain, &parts)?)
 }
@@ -392,7 +228,7 @@ fn encode_like(
     batch: &RecordBatch,
 ) -> Result<Vec<RecordBatch>, QueryError> {
     // Usually the values fit the keys: one cast, no counting.
-    if let Ok(whole) = encode::to_schema(batch, mem_schema) {
+    if let Ok(whole) = chunks::to_schema(batch, mem_schema) {
         return Ok(vec![whole]);
     }
     let limits: Vec<(usize, usize)> = mem_schema
@@ -439,18 +275,19 @@ fn encode_like(
     cuts.push(batch.num_rows());
     cuts.windows(2)
         .filter(|w| w[1] > w[0])
-        .map(|w| encode::to_schema(&batch.slice(w[0], w[1] - w[0]), mem_schema))
+        .map(|w| chunks::to_schema(&batch.slice(w[0], w[1] - w[0]), mem_schema))
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{Int64Array, StringArray};
+    use arrow::array::{Int64Array, StringArray, UInt8Array};
     use arrow::datatypes::{Field, Schema};
     use strata_daemon::config::IndexPolicy;
+    use strata_shared::delta::Op;
 
     use super::*;
-    use crate::state::IndexSpec;
+    use crate::build::{IndexSpec, from_batches};
 
     /// Ids `0..n` with colors red, green, blue in turn; `color` has an equality index.
     fn colored(n: i64) -> DatasetState {
@@ -470,7 +307,7 @@ mod tests {
             policy: IndexPolicy::List,
             columns: vec!["color".into()],
         };
-        DatasetState::build(0, schema, vec![0], vec![base], &spec).unwrap()
+        from_batches(0, schema, vec![0], vec![base], &spec).unwrap()
     }
 
     fn colored_schema() -> SchemaRef {

@@ -19,9 +19,9 @@ use strata_shared::manifest::DataFile;
 use strata_shared::parquet_io::RowGroups;
 use tokio::runtime::Handle;
 
+use crate::chunks::MAX_CHUNK_ROWS;
 use crate::error::QueryError;
 use crate::executor;
-use crate::state::MAX_CHUNK_ROWS;
 
 /// A string column is dictionary-encoded in memory when it has at most this many distinct
 /// values and at most half as many as rows. Its logical type (schema, Arrow output) is

@@ -207,3 +207,52 @@ fn ascending_search_finds_what_binary_search_finds() {
         }
     }
 }
+
+fn colored_batch(ids: std::ops::Range<i64>) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("color", DataType::Utf8, true),
+        Field::new("note", DataType::Utf8, true),
+    ]));
+    let colors = ["red", "green", "blue"];
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids.clone())),
+            Arc::new(StringArray::from_iter_values(
+                ids.clone().map(|i| colors[i as usize % 3]),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                ids.map(|i| format!("note {i}")),
+            )),
+        ],
+    )
+    .unwrap()
+}
+
+#[test]
+fn large_batches_are_cut_into_chunks_the_index_lists_cross() {
+    // 3 batches: 10, 150 000 (cut into 65 536 + 65 536 + 18 928) and 5 rows.
+    let n = 150_000;
+    let chunks = Chunks::new(vec![
+        colored_batch(0..10),
+        colored_batch(10..10 + n),
+        colored_batch(10 + n..15 + n),
+    ])
+    .unwrap();
+    let sizes: Vec<usize> = chunks.batches().iter().map(|b| b.num_rows()).collect();
+    assert_eq!(sizes, [10, 65_536, 65_536, 18_928, 5]);
+    let index = EqIndex::build(&chunks, 1, 10).unwrap();
+    let red = index.rows(&chunks, KeyRef::Str("red"));
+    let want: Vec<u32> = (0..(n as u32 + 15)).filter(|i| i % 3 == 0).collect();
+    assert_eq!(red.len(), want.len());
+    assert_eq!(red.ids().collect::<Vec<_>>(), want);
+    // Windows starting in, ending in and spanning the cut chunks.
+    for (start, end) in [(0, 5), (21_840, 21_850), (3, 50_003), (49_990, 60_000)] {
+        assert_eq!(
+            red.window(start, end),
+            want[start..end.min(want.len())],
+            "{start}..{end}"
+        );
+    }
+}

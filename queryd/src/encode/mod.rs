@@ -13,12 +13,12 @@ use std::io::Write;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::compute::cast;
 use arrow::datatypes::{self as t, DataType, Field, Schema, SchemaRef};
 use arrow::ipc::writer::StreamWriter;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bytes::Bytes;
 
+use crate::chunks::to_schema;
 use crate::error::QueryError;
 use crate::index::dictionary_parts;
 
@@ -498,23 +498,6 @@ fn is_dictionary(data_type: &DataType) -> bool {
     matches!(data_type, DataType::Dictionary(..))
 }
 
-/// Casts `batch` to `schema` (same columns; types differ only by dictionary encoding).
-pub fn to_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, QueryError> {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| {
-            if c.data_type() == f.data_type() {
-                Ok(c.clone())
-            } else {
-                cast(c, f.data_type())
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
-
 /// Writes an Arrow IPC stream batch by batch; each call returns the bytes produced so far.
 pub struct IpcEncoder {
     writer: StreamWriter<Vec<u8>>,
@@ -564,5 +547,4 @@ pub fn arrow_stream(batches: &[RecordBatch], schema: SchemaRef) -> Result<Vec<u8
 }
 
 #[cfg(test)]
-#[path = "encode_tests.rs"]
 mod tests;

@@ -1,7 +1,7 @@
-//! The general path: a [`Plan`] run by DataFusion (DataFrame API, no SQL text) over either
-//! the in-memory chunks or, cold, the manifest's exact Parquet files.
+//! The DataFusion [`Engine`]: a [`Plan`] run as DataFrames (no SQL text) over either the
+//! in-memory chunks or, cold, the manifest's exact Parquet files.
 //!
-//! Order guarantees (the same on every path):
+//! How it keeps the order rules of the engine contract ([`super`]):
 //! - row queries without `order_by` return storage order: the scan is one partition
 //!   (`target_partitions = 1`) and filters, projections and limits preserve order;
 //! - with `order_by`, ties are broken by the primary key (or by every output column when
@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, UInt64Array};
-use arrow::datatypes::{DataType, Decimal128Type, Field, Schema, SchemaRef};
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::MemTable;
 use datafusion::common::ScalarValue;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
@@ -20,29 +20,28 @@ use datafusion::functions_aggregate::expr_fn::{avg, count, max, min, sum};
 use datafusion::logical_expr::{Expr, JoinType, SortExpr, ident, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext, cast};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use strata_shared::manifest::Manifest;
-use strata_shared::parquet_io::Footers;
 use url::Url;
 
-use crate::cache::Source;
+use super::{Batches, EXACT_SUM, Engine, Input, Query, narrow_sums};
 use crate::delta_cache::DeltaCache;
+use crate::deltas;
 use crate::error::QueryError;
-use crate::overlay;
 use crate::plan::{AggOp, CmpOp, FilterOp, Plan, Shape, SortKey};
+use crate::source::Source;
 
 /// The URL under which the dataset store is registered with DataFusion.
 const STORE_URL: &str = "strata://store";
 
-/// What every query's DataFusion session shares: the store, registered once, and one cache
-/// of Parquet metadata (footers and page indexes), so cold queries do not fetch them from the
-/// store every time (a key lookup on the cold path read each file's footer again before).
-/// Data files are immutable, so cached metadata never goes stale.
+/// What every query's DataFusion session shares: the store, registered once, the delta
+/// files, and one cache of Parquet metadata (footers and page indexes), so cold queries do
+/// not fetch them from the store every time. Data files are immutable, so cached metadata
+/// never goes stale.
 pub struct Runtime {
     env: Arc<RuntimeEnv>,
     deltas: Arc<DeltaCache>,
-    /// Footers for the cold path's key lookups ([`crate::cold`]).
-    footers: Footers,
 }
 
 /// Bound of the Parquet metadata cache (least recently used entries go first).
@@ -57,32 +56,107 @@ impl Runtime {
             .build_arc()?;
         let url = Url::parse(STORE_URL).map_err(|e| QueryError::Internal(e.to_string()))?;
         env.register_object_store(&url, deltas.store().clone());
-        Ok(Self {
-            env,
-            deltas,
-            footers: Footers::default(),
+        Ok(Self { env, deltas })
+    }
+}
+
+/// The DataFusion engine.
+pub struct DataFusion {
+    runtime: Runtime,
+    /// Partitions for grouped, distinct and sorted plans (the core count).
+    partitions: usize,
+}
+
+impl DataFusion {
+    pub fn new(runtime: Runtime, partitions: usize) -> Self {
+        Self {
+            runtime,
+            partitions,
+        }
+    }
+
+    /// The plan (without paging) as a frame over `input`.
+    async fn frame(&self, input: Input<'_>, query: Query<'_>) -> Result<DataFrame, QueryError> {
+        // Row scans stay in one partition so storage order is kept; grouped, distinct and
+        // sorted plans use every core.
+        let partitions = match query.plan.shape {
+            Shape::Rows { .. } if query.plan.order_by.is_empty() => 1,
+            _ => self.partitions,
+        };
+        let session = Session::new(&self.runtime, partitions);
+        match input {
+            Input::Groups(schema, batch) => finish_groups(
+                session.table(schema, vec![batch])?,
+                query.plan,
+                query.schema,
+            ),
+            Input::Dataset(source) => {
+                let frame = session.frame(source).await?;
+                apply(frame, query.plan, query.schema, query.primary_key)
+            }
+        }
+    }
+}
+
+impl Engine for DataFusion {
+    fn page<'a>(
+        &'a self,
+        input: Input<'a>,
+        query: Query<'a>,
+        skip: u64,
+        fetch: u64,
+    ) -> BoxFuture<'a, Result<(SchemaRef, Vec<RecordBatch>), QueryError>> {
+        Box::pin(async move {
+            let frame = self.frame(input, query).await?;
+            let empty = RecordBatch::new_empty(Arc::new(frame.schema().as_arrow().clone()));
+            let schema = narrow_sums(empty, query.plan)?.schema();
+            let batches = collect_window(frame, skip, fetch)
+                .await?
+                .into_iter()
+                .map(|batch| narrow_sums(batch, query.plan))
+                .collect::<Result<_, _>>()?;
+            Ok((schema, batches))
         })
     }
 
-    /// The cold path's delta files (and through it, the store).
-    pub fn deltas(&self) -> &Arc<DeltaCache> {
-        &self.deltas
+    fn count<'a>(
+        &'a self,
+        input: Input<'a>,
+        query: Query<'a>,
+    ) -> BoxFuture<'a, Result<u64, QueryError>> {
+        Box::pin(async move {
+            let n = self.frame(input, query).await?.count().await? as u64;
+            Ok(query.plan.limit.map_or(n, |l| l.min(n)))
+        })
     }
 
-    pub fn footers(&self) -> &Footers {
-        &self.footers
+    fn stream<'a>(
+        &'a self,
+        input: Input<'a>,
+        query: Query<'a>,
+    ) -> BoxFuture<'a, Result<(SchemaRef, Batches), QueryError>> {
+        Box::pin(async move {
+            let frame = self.frame(input, query).await?;
+            let (schema, batches) = stream(frame, query.plan.limit).await?;
+            let schema = narrow_sums(RecordBatch::new_empty(schema), query.plan)?.schema();
+            let plan = query.plan.clone();
+            let batches = batches
+                .map(move |batch| batch.and_then(|b| narrow_sums(b, &plan)))
+                .boxed();
+            Ok((schema, batches))
+        })
     }
 }
 
 /// A DataFusion session over one source.
-pub struct Engine {
+struct Session {
     ctx: SessionContext,
     deltas: Arc<DeltaCache>,
 }
 
-impl Engine {
+impl Session {
     /// `partitions`: 1 for order-preserving row queries, the core count for aggregations.
-    pub fn new(runtime: &Runtime, partitions: usize) -> Self {
+    fn new(runtime: &Runtime, partitions: usize) -> Self {
         let config = SessionConfig::new()
             .with_target_partitions(partitions.max(1))
             .with_batch_size(8192)
@@ -96,8 +170,14 @@ impl Engine {
         }
     }
 
+    /// `batches` as a DataFrame.
+    fn table(&self, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<DataFrame, QueryError> {
+        let table = MemTable::try_new(schema, vec![batches])?;
+        Ok(self.ctx.read_table(Arc::new(table))?)
+    }
+
     /// The dataset as a DataFrame: its in-memory chunks, or the manifest's Parquet files.
-    pub async fn frame(&self, source: &Source) -> Result<DataFrame, QueryError> {
+    async fn frame(&self, source: &Source) -> Result<DataFrame, QueryError> {
         match source {
             Source::Memory(state) => {
                 let (schema, batches) = state.live_batches()?;
@@ -136,7 +216,7 @@ impl Engine {
         }
         let key = strata_shared::keys::key_indices(&schema, &manifest.primary_key)?;
         let deltas = self.deltas.read(&manifest.deltas).await?;
-        let combined = overlay::combine(&schema, &key, &deltas)?;
+        let combined = deltas::combine(&schema, &key, &deltas)?;
         // The deltas' keys, renamed so the join's two sides share no column name.
         let key_names: Vec<String> = (0..key.len())
             .map(|i| format!("__strata_key_{i}"))
@@ -160,7 +240,7 @@ impl Engine {
         // hash join streams its probe side in order, and keeps no promise about the order of
         // its build side's unmatched rows (a `LeftAnti` with the base on the left answered a
         // page of base rows out of storage order; found by the differential test). Join
-        // reordering is off (`Engine::new`), so the sides stay as written.
+        // reordering is off (`Session::new`), so the sides stay as written.
         let base = keys.join(
             base,
             JoinType::RightAnti,
@@ -182,7 +262,7 @@ impl Engine {
 }
 
 /// Applies `plan` to `frame`, without paging (the caller adds the window it needs).
-pub fn apply(
+fn apply(
     frame: DataFrame,
     plan: &Plan,
     schema: &Schema,
@@ -261,69 +341,9 @@ pub fn apply(
     limit(frame, plan)
 }
 
-/// The type integer sums are computed in: exact for any row count a dataset can have
-/// (2^32 rows of 64-bit values stay far below 10^38).
-pub const EXACT_SUM: DataType = DataType::Decimal128(38, 0);
-
-/// A grouped answer with its integer sums in their plan type (`Int64`, `UInt64` for a
-/// `uint64` column). Sums are computed exactly ([`EXACT_SUM`], so `having` and `order_by`
-/// compare exact values) and narrowed only here, as they are answered: a sum that does not
-/// fit is a [`QueryError::Overflow`], never a wrapped number. Other shapes pass unchanged.
-pub fn narrow_sums(batch: RecordBatch, plan: &Plan) -> Result<RecordBatch, QueryError> {
-    let Shape::Grouped { aggregates, .. } = &plan.shape else {
-        return Ok(batch);
-    };
-    let schema = batch.schema();
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    let mut columns = batch.columns().to_vec();
-    for a in aggregates {
-        let (Ok(i), AggOp::Sum) = (schema.index_of(&a.alias), a.op) else {
-            continue;
-        };
-        // Integer sums only: a decimal(28, 0) column's sum is a decimal(38, 0) too, and stays.
-        let integer = matches!(a.data_type, DataType::Int64 | DataType::UInt64);
-        if !integer || columns[i].data_type() != &EXACT_SUM {
-            continue;
-        }
-        let exact = columns[i].as_primitive::<Decimal128Type>();
-        let overflow = |v: i128| {
-            QueryError::Overflow(format!(
-                "the sum {:?} is {v}, which does not fit its type {}",
-                a.alias, a.data_type
-            ))
-        };
-        let narrowed: ArrayRef = match a.data_type {
-            DataType::UInt64 => Arc::new(
-                exact
-                    .iter()
-                    .map(|v| {
-                        v.map(|v| u64::try_from(v).map_err(|_| overflow(v)))
-                            .transpose()
-                    })
-                    .collect::<Result<UInt64Array, _>>()?,
-            ),
-            _ => Arc::new(
-                exact
-                    .iter()
-                    .map(|v| {
-                        v.map(|v| i64::try_from(v).map_err(|_| overflow(v)))
-                            .transpose()
-                    })
-                    .collect::<Result<Int64Array, _>>()?,
-            ),
-        };
-        fields[i] = fields[i]
-            .clone()
-            .with_data_type(narrowed.data_type().clone());
-        columns[i] = narrowed;
-    }
-    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    Ok(RecordBatch::try_new(schema, columns)?)
-}
-
 /// The part of a grouped plan after aggregation: `having`, the order (group columns break
 /// ties), `limit`. `frame` holds one row per group: group columns, then aggregates.
-pub fn finish_groups(
+fn finish_groups(
     mut frame: DataFrame,
     plan: &Plan,
     schema: &Schema,
@@ -361,16 +381,6 @@ fn limit(frame: DataFrame, plan: &Plan) -> Result<DataFrame, QueryError> {
         Some(limit) if limit <= MAX_ENGINE_LIMIT => frame.limit(0, Some(limit as usize))?,
         _ => frame,
     })
-}
-
-/// A DataFrame over batches already in memory (one partition, order kept).
-pub fn frame_of(
-    engine: &Engine,
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-) -> Result<DataFrame, QueryError> {
-    let table = MemTable::try_new(schema, vec![batches])?;
-    Ok(engine.ctx.read_table(Arc::new(table))?)
 }
 
 /// Appends `columns` not already sorted on, ascending, so the order is total.
@@ -423,7 +433,7 @@ fn filter_expr(column: Expr, op: &FilterOp) -> Expr {
 }
 
 /// Runs `frame` with a page window and collects the result.
-pub async fn collect_window(
+async fn collect_window(
     frame: DataFrame,
     skip: u64,
     fetch: u64,
@@ -449,7 +459,7 @@ pub async fn collect_window(
 /// Runs `frame` to a stream of its first `limit` rows (all without one), in order: the
 /// partitions one after the other. A frame has several partitions only as a cold read
 /// with deltas (base rows, then the overlay's); sorted and grouped plans end in one.
-pub async fn stream(
+async fn stream(
     frame: DataFrame,
     limit: Option<u64>,
 ) -> Result<
@@ -480,11 +490,6 @@ pub async fn stream(
     Ok((schema, batches))
 }
 
-/// Counts the rows of `frame`.
-pub async fn count_rows(frame: DataFrame) -> Result<u64, QueryError> {
-    Ok(frame.count().await? as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use arrow::array::{AsArray, Int64Array};
@@ -500,49 +505,6 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn only_integer_sums_are_narrowed_and_one_that_does_not_fit_is_refused() {
-        use arrow::array::Decimal128Array;
-        let schema = Schema::new(vec![
-            Field::new("g", DataType::Int64, false),
-            Field::new("n", DataType::Int64, true),
-            Field::new("d", DataType::Decimal128(28, 0), true),
-        ]);
-        let request: strata_queryd_api::QueryRequest = serde_json::from_value(serde_json::json!({
-            "group_by": ["g"],
-            "aggregations": [{"op": "sum", "col": "n"}, {"op": "sum", "col": "d"}]
-        }))
-        .unwrap();
-        let plan = crate::plan::plan(&request, &schema, 100).unwrap();
-        let exact = |values: Vec<i128>| {
-            Arc::new(Decimal128Array::from(values).with_data_type(EXACT_SUM)) as ArrayRef
-        };
-        let answer = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("g", DataType::Int64, false),
-                Field::new("sum_n", EXACT_SUM, true),
-                Field::new("sum_d", EXACT_SUM, true),
-            ])),
-            vec![
-                Arc::new(Int64Array::from(vec![1, 2])),
-                exact(vec![5, i128::from(i64::MAX) + 1]),
-                exact(vec![7, 8]),
-            ],
-        )
-        .unwrap();
-        let first = narrow_sums(answer.slice(0, 1), &plan).unwrap();
-        assert_eq!(first.column(1).as_primitive::<Int64Type>().value(0), 5);
-        assert_eq!(
-            first.schema().field(2).data_type(),
-            &EXACT_SUM,
-            "a decimal sum stays"
-        );
-        assert!(matches!(
-            narrow_sums(answer, &plan),
-            Err(QueryError::Overflow(_))
-        ));
-    }
-
     #[tokio::test]
     async fn windows_and_limits_are_applied_by_the_reader_in_order() {
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
@@ -553,8 +515,8 @@ mod tests {
             })
             .collect();
         let deltas = DeltaCache::new(Arc::new(InMemory::new()), 0, Arc::default());
-        let engine = Engine::new(&Runtime::new(Arc::new(deltas)).unwrap(), 1);
-        let frame = || frame_of(&engine, schema.clone(), batches.clone()).unwrap();
+        let session = Session::new(&Runtime::new(Arc::new(deltas)).unwrap(), 1);
+        let frame = || session.table(schema.clone(), batches.clone()).unwrap();
 
         let page = collect_window(frame(), 150, 100).await.unwrap();
         assert_eq!(ids(&page), (150..250).collect::<Vec<_>>());

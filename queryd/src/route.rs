@@ -1,0 +1,63 @@
+//! The one decision, per request, of which path answers it: made once from the plan and
+//! the source the cache gives ([`Route::decide`]), in one `match`; every operation (a page,
+//! a count, a stream) then takes its route's arm. The routes are the paths the engine
+//! conformance suite (`tests/it/query_conformance.rs`) and the differential test run:
+//!
+//! | route | suite path | what answers |
+//! |---|---|---|
+//! | [`Route::Index`] | `hot` | the state's indexes find the rows ([`crate::fast`]) |
+//! | [`Route::IndexGroups`] | `hot` | a group-by on one indexed column, off its index ([`crate::group`]); `having` is the engine's |
+//! | [`Route::ColdKey`] | `cold` | a primary-key `eq` lookup read from the files ([`crate::cold`]) |
+//! | [`Route::Engine`] | `general`, `cold-general`, and whatever the others do not answer | the [`crate::engine::Engine`] over the dataset |
+//!
+//! Every route answers the same rows in the same order (the engine contract's order rules).
+
+use std::sync::Arc;
+
+use strata_shared::manifest::Manifest;
+
+use crate::fast::Probe;
+use crate::plan::Plan;
+use crate::source::Source;
+use crate::state::DatasetState;
+use crate::{cold, group};
+
+/// How one request is answered.
+pub enum Route {
+    /// In memory: the indexes find the rows.
+    Index {
+        state: Arc<DatasetState>,
+        probe: Probe,
+    },
+    /// In memory: the groups of one indexed column, read off its index.
+    IndexGroups { state: Arc<DatasetState> },
+    /// Not in memory: a primary-key `eq` lookup, read straight from the files.
+    ColdKey { manifest: Arc<Manifest> },
+    /// The engine over the dataset (in memory or its files).
+    Engine { source: Source },
+}
+
+impl Route {
+    /// The route of `plan` over `source`; with `hot_paths` off (a setting, and the suite's
+    /// `general` paths), always the engine.
+    pub fn decide(source: Source, plan: &Plan, hot_paths: bool) -> Self {
+        match source {
+            source if !hot_paths => Route::Engine { source },
+            Source::Memory(state) => match Probe::of(&state, plan) {
+                Some(probe) => Route::Index { state, probe },
+                None if group::applies(&state, plan) => Route::IndexGroups { state },
+                None => Route::Engine {
+                    source: Source::Memory(state),
+                },
+            },
+            Source::Cold(manifest) if cold::applies(&manifest, plan) => Route::ColdKey { manifest },
+            source => Route::Engine { source },
+        }
+    }
+
+    /// Whether the answer costs so little that it is made on the HTTP worker that parsed
+    /// the request (the hop to the query runtime would cost more than the work).
+    pub fn is_inline(&self, plan: &Plan) -> bool {
+        matches!(self, Route::Index { probe, .. } if probe.is_bounded(plan))
+    }
+}
