@@ -16,11 +16,10 @@
 //!   up before it publishes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
 use lru::LruCache;
 use object_store::ObjectStore;
 use strata_daemon::config::Rebuild;
@@ -29,7 +28,7 @@ use strata_shared::commit::{Table, list_datasets};
 use strata_shared::layout::DatasetName;
 use strata_shared::manifest::Manifest;
 
-use crate::build::{self, IndexSpec};
+use crate::build;
 use crate::delta_cache::DeltaCache;
 use crate::error::QueryError;
 use crate::executor;
@@ -37,160 +36,9 @@ use crate::metrics::Metrics;
 use crate::source::Source;
 use crate::state::DatasetState;
 
-/// What the config says of a dataset it declares (`[[datasets]]`); undeclared datasets get
-/// the default: automatic indexes, not pinned.
-#[derive(Clone, Debug, Default)]
-pub struct Declared {
-    pub spec: IndexSpec,
-    /// Kept in memory from the start and never evicted.
-    pub pinned: bool,
-}
+mod slot;
 
-/// Where a dataset lives right now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Residency {
-    /// In memory.
-    Memory,
-    /// Being loaded; requests meanwhile read Parquet.
-    Loading,
-    /// Not in memory (never loaded, evicted, or too big for the cache): requests read Parquet.
-    Cold,
-}
-
-impl Residency {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Residency::Memory => "memory",
-            Residency::Loading => "loading",
-            Residency::Cold => "cold",
-        }
-    }
-}
-
-/// One dataset.
-pub struct Slot {
-    pub name: DatasetName,
-    spec: IndexSpec,
-    resident: ArcSwapOption<DatasetState>,
-    /// The newest manifest this queryd knows (what the cold path reads).
-    manifest: ArcSwap<Manifest>,
-    reload: tokio::sync::Mutex<()>,
-    /// Orders manifest advances against state publication (see the module invariants).
-    publish: Mutex<()>,
-    loading: AtomicBool,
-    pinned: AtomicBool,
-    /// Version found too big for the cache (not retried until a newer version).
-    too_big_version: AtomicI64,
-    hits: AtomicU64,
-    misses: AtomicU64,
-    last_access_ms: AtomicI64,
-    /// When the last load finished (ms since the epoch, -1 never) and how long it took.
-    last_load_ms: AtomicI64,
-    last_load_duration_ms: AtomicU64,
-    consecutive_failures: AtomicU64,
-}
-
-impl Slot {
-    fn new(manifest: Manifest, spec: IndexSpec, pinned: bool) -> Self {
-        Self {
-            name: manifest.dataset.clone(),
-            spec,
-            resident: ArcSwapOption::empty(),
-            manifest: ArcSwap::from_pointee(manifest),
-            reload: tokio::sync::Mutex::new(()),
-            publish: Mutex::new(()),
-            loading: AtomicBool::new(false),
-            pinned: AtomicBool::new(pinned),
-            too_big_version: AtomicI64::new(-1),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            last_access_ms: AtomicI64::new(-1),
-            last_load_ms: AtomicI64::new(-1),
-            last_load_duration_ms: AtomicU64::new(0),
-            consecutive_failures: AtomicU64::new(0),
-        }
-    }
-
-    pub fn manifest(&self) -> Arc<Manifest> {
-        self.manifest.load_full()
-    }
-
-    pub fn resident(&self) -> Option<Arc<DatasetState>> {
-        self.resident.load_full()
-    }
-
-    fn lock_publish(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.publish.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Makes `manifest` the slot's newest, unless it already knows a newer one.
-    fn advance_manifest(&self, manifest: Manifest) {
-        let _publish = self.lock_publish();
-        if manifest.version > self.manifest.load().version {
-            self.manifest.store(Arc::new(manifest));
-        }
-    }
-
-    /// (finished at, duration in ms) of the last successful load.
-    pub fn last_load(&self) -> Option<(chrono::DateTime<chrono::Utc>, u64)> {
-        let at = self.last_load_ms.load(Ordering::Relaxed);
-        let at = chrono::DateTime::from_timestamp_millis(at).filter(|_| at >= 0)?;
-        Some((at, self.last_load_duration_ms.load(Ordering::Relaxed)))
-    }
-
-    pub fn consecutive_failures(&self) -> u64 {
-        self.consecutive_failures.load(Ordering::Relaxed)
-    }
-
-    pub fn pinned(&self) -> bool {
-        self.pinned.load(Ordering::Relaxed)
-    }
-
-    pub fn residency(&self) -> Residency {
-        if self.resident.load().is_some() {
-            Residency::Memory
-        } else if self.loading.load(Ordering::Relaxed) {
-            Residency::Loading
-        } else {
-            Residency::Cold
-        }
-    }
-
-    /// The version and row count answered now: the resident state's, else the newest
-    /// manifest's (base plus delta rows: an upper bound until the state is built).
-    pub fn version_rows(&self) -> (u64, u64) {
-        match self.resident() {
-            Some(s) => (s.version, s.rows() as u64),
-            None => {
-                let manifest = self.manifest();
-                (
-                    manifest.version,
-                    manifest.base_rows() + manifest.delta_rows(),
-                )
-            }
-        }
-    }
-
-    pub fn stats(&self) -> CacheEntry {
-        let (version, rows) = self.version_rows();
-        let bytes = self.resident().map_or(0, |s| s.bytes as u64);
-        let last = self.last_access_ms.load(Ordering::Relaxed);
-        CacheEntry {
-            dataset: self.name.to_string(),
-            version,
-            rows,
-            bytes,
-            residency: self.residency().as_str().to_owned(),
-            pinned: self.pinned(),
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            last_access: (last >= 0)
-                .then(|| chrono::DateTime::from_timestamp_millis(last))
-                .flatten()
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-        }
-    }
-}
+pub use slot::{Declared, Residency, Slot};
 
 /// The result of a reload.
 #[derive(Clone, Debug)]
@@ -225,6 +73,34 @@ pub struct Memcache {
     background: tokio::runtime::Handle,
     /// Where states are built and changed: the query runtime ([`executor::compute`]).
     compute: tokio::runtime::Handle,
+}
+
+/// What a load does with a state already in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resident {
+    /// Bring it to the newest version (a reload, a catch-up).
+    Replace,
+    /// Leave it: someone else loaded it first.
+    Keep,
+}
+
+/// What a load did.
+#[must_use = "a released dataset must be rebuilt: `load_in_background`"]
+enum Loaded {
+    /// The newest version is published in memory (or the resident state was current).
+    Published(Reloaded),
+    /// The resident state was released ([`Rebuild::ReleaseFirst`]): the new version is
+    /// served cold until the caller's background rebuild publishes it.
+    Released(Reloaded),
+}
+
+impl Loaded {
+    /// The answer of a load that cannot release (one that builds beside).
+    fn reloaded(self) -> Reloaded {
+        match self {
+            Loaded::Published(r) | Loaded::Released(r) => r,
+        }
+    }
 }
 
 impl Memcache {
@@ -414,24 +290,26 @@ impl Memcache {
     /// waits for the new state (or its error, which keeps the old state).
     pub async fn load(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<Reloaded, QueryError> {
         slot.loading.store(true, Ordering::Release);
-        Ok(self.load_locked(slot, true, None, Rebuild::Beside).await?.0)
+        let loaded = self.load_locked(slot, Resident::Replace, None, Rebuild::Beside);
+        Ok(loaded.await?.reloaded())
     }
 
-    /// `force`: rebuild even if a state is resident (a reload); otherwise a resident state
-    /// makes this a no-op (a background load raced with another).
+    /// `resident`: what to do with a resident state (replace it by the newest version, or
+    /// keep it: a background load that raced with another).
     /// `at`: load that version rather than discover the latest (a writer just told us about
     /// it, which saves the discovery's round trips); the latest if it is gone.
     /// `rebuild`: what to do when the resident state cannot apply the new version
     /// incrementally (its base files changed). [`Rebuild::ReleaseFirst`] releases the state,
-    /// so the new version is served cold at once, and answers `true` with it: the caller then
-    /// rebuilds in the background (a spawn from here would make this future recursive).
+    /// so the new version is served cold at once, and answers [`Loaded::Released`]: the
+    /// caller then rebuilds in the background (a spawn from here would make this future
+    /// recursive).
     async fn load_locked(
         self: &Arc<Self>,
         slot: &Arc<Slot>,
-        force: bool,
+        resident: Resident,
         at: Option<u64>,
         rebuild: Rebuild,
-    ) -> Result<(Reloaded, bool), QueryError> {
+    ) -> Result<Loaded, QueryError> {
         let _serial = slot.reload.lock().await;
         let started = Instant::now();
         let mut released = false;
@@ -445,7 +323,7 @@ impl Memcache {
             let manifest = self.manifest(&slot.name, at).await?;
             let current = slot.resident();
             if let Some(current) = &current
-                && (current.version >= manifest.version || !force)
+                && (current.version >= manifest.version || resident == Resident::Keep)
             {
                 return Ok((current.version, current.rows() as u64));
             }
@@ -491,14 +369,19 @@ impl Memcache {
             version,
             elapsed_ms: elapsed.as_millis() as u64,
         };
-        Ok((reloaded, released))
+        Ok(if released {
+            Loaded::Released(reloaded)
+        } else {
+            Loaded::Published(reloaded)
+        })
     }
 
     /// Loads the newest version of `slot` in the background (the caller set `loading`).
     fn load_in_background(self: &Arc<Self>, slot: &Arc<Slot>) {
         let (cache, slot) = (self.clone(), slot.clone());
         self.background.spawn(async move {
-            if let Err(e) = cache.load_locked(&slot, false, None, Rebuild::Beside).await {
+            let loaded = cache.load_locked(&slot, Resident::Keep, None, Rebuild::Beside);
+            if let Err(e) = loaded.await {
                 tracing::warn!(dataset = %slot.name, error = %e, "background load failed");
             }
         });
@@ -714,11 +597,16 @@ impl Memcache {
             }
             // A build published meanwhile, perhaps just before the advance: bring it up.
         }
-        let (reloaded, released) = self.load_locked(&slot, true, at, self.rebuild).await?;
-        if released {
-            self.load_in_background(&slot);
+        match self
+            .load_locked(&slot, Resident::Replace, at, self.rebuild)
+            .await?
+        {
+            Loaded::Published(reloaded) => Ok(reloaded.version),
+            Loaded::Released(reloaded) => {
+                self.load_in_background(&slot);
+                Ok(reloaded.version)
+            }
         }
-        Ok(reloaded.version)
     }
 
     /// Starts [`Self::catch_up_to`] `version` in the background, unless `name` is served at
