@@ -135,35 +135,44 @@ pub fn to_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch,
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
+/// Rows for the unit tests of the in-memory layers: `id` (the ids given), `color` (red,
+/// green, blue in turn: low cardinality) and `note` (one value per row).
 #[cfg(test)]
-mod tests {
+pub(crate) fn colored_batch(ids: std::ops::Range<i64>) -> RecordBatch {
     use std::sync::Arc;
 
-    use arrow::array::{AsArray, Int64Array, StringArray};
+    use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("color", DataType::Utf8, true),
+        Field::new("note", DataType::Utf8, true),
+    ]));
+    let colors = ["red", "green", "blue"];
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids.clone())),
+            Arc::new(StringArray::from_iter_values(
+                ids.clone().map(|i| colors[i as usize % 3]),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                ids.map(|i| format!("note {i}")),
+            )),
+        ],
+    )
+    .unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::AsArray;
 
     use super::*;
 
     fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("color", DataType::Utf8, true),
-            Field::new("note", DataType::Utf8, true),
-        ]));
-        let colors = ["red", "green", "blue"];
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(Int64Array::from_iter_values(ids.clone())),
-                Arc::new(StringArray::from_iter_values(
-                    ids.clone().map(|i| colors[i as usize % 3]),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    ids.map(|i| format!("note {i}")),
-                )),
-            ],
-        )
-        .unwrap()
+        colored_batch(ids)
     }
 
     #[test]

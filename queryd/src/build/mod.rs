@@ -135,33 +135,11 @@ pub(crate) fn index_columns(
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{Int64Array, StringArray};
-    use arrow::datatypes::{DataType, Field};
+    use arrow::datatypes::DataType;
 
     use super::*;
+    use crate::chunks::colored_batch as batch;
     use crate::index::KeyRef;
-
-    fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("color", DataType::Utf8, true),
-            Field::new("note", DataType::Utf8, true),
-        ]));
-        let colors = ["red", "green", "blue"];
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(Int64Array::from_iter_values(ids.clone())),
-                Arc::new(StringArray::from_iter_values(
-                    ids.clone().map(|i| colors[i as usize % 3]),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    ids.map(|i| format!("note {i}")),
-                )),
-            ],
-        )
-        .unwrap()
-    }
 
     #[test]
     fn low_cardinality_strings_are_dictionary_encoded_and_indexed() {

@@ -6,6 +6,7 @@ use arrow::array::{DictionaryArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{Field, Int32Type, Schema};
 
 use super::*;
+use crate::chunks::colored_batch;
 
 fn chunks() -> Chunks {
     let schema = Arc::new(Schema::new(vec![
@@ -206,28 +207,6 @@ fn ascending_search_finds_what_binary_search_finds() {
             );
         }
     }
-}
-
-fn colored_batch(ids: std::ops::Range<i64>) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("color", DataType::Utf8, true),
-        Field::new("note", DataType::Utf8, true),
-    ]));
-    let colors = ["red", "green", "blue"];
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from_iter_values(ids.clone())),
-            Arc::new(StringArray::from_iter_values(
-                ids.clone().map(|i| colors[i as usize % 3]),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                ids.map(|i| format!("note {i}")),
-            )),
-        ],
-    )
-    .unwrap()
 }
 
 #[test]
