@@ -397,5 +397,4 @@ pub async fn list_datasets(store: &dyn ObjectStore) -> Result<Vec<DatasetName>> 
 }
 
 #[cfg(test)]
-#[path = "commit_tests.rs"]
 mod tests;
