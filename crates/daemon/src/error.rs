@@ -121,19 +121,13 @@ impl From<&strata_shared::Error> for ApiError {
                 (StatusCode::NOT_FOUND, "not_found")
             }
             E::DatasetExists(_) => (StatusCode::CONFLICT, "already_exists"),
-            E::Conflict(_) | E::TxnsPartlyCommitted { .. } | E::CompactionAborted { .. } => {
-                (StatusCode::CONFLICT, "conflict")
-            }
-            E::Fenced { .. } => (StatusCode::CONFLICT, "fenced"),
+            E::Conflict(_) | E::TxnsPartlyCommitted { .. } => (StatusCode::CONFLICT, "conflict"),
             E::CommitContention { .. } => (StatusCode::SERVICE_UNAVAILABLE, "contention"),
             E::PutIfAbsentUnsupported(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unsafe"),
             E::ObjectStore(os) => return object_store_error(os),
-            E::InvalidManifest { .. }
-            | E::Path(_)
-            | E::Arrow(_)
-            | E::Parquet(_)
-            | E::Json(_)
-            | E::CompactionStage { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            E::InvalidManifest { .. } | E::Path(_) | E::Arrow(_) | E::Parquet(_) | E::Json(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
         };
         let mut error = ApiError::new(status, kind, e.to_string());
         if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -254,7 +248,7 @@ where
 /// the path into the body on every call, for its error message ("at line 1 column 9:
 /// predicates[0].val: …"); only a body that fails pays for it.
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if let Some(number) = strata_shared::json_text::underflowing_number(bytes) {
+    if let Some(number) = crate::json_text::underflowing_number(bytes) {
         return Err(ApiError::bad_request(format!(
             "the number {number} is too small for any column: it would read as 0"
         )));
