@@ -1,5 +1,5 @@
-//! Garbage collection runs (rules in `strata_shared::gc`): every dataset in the store, one at
-//! a time, each under the lock its compactions take, on the `gc_schedule` and on demand.
+//! Garbage collection runs (what each deletes: [`crate::collect`]): every dataset in the store,
+//! one at a time, each under the lock its compactions take, on the `gc_schedule` and on demand.
 //!
 //! A run reads the dataset's compactor epoch first and deletes only if it is unchanged just
 //! before deleting: a compaction that started meanwhile fences it. GC itself does not bump
@@ -12,10 +12,10 @@ use std::time::Duration;
 use strata_compactord_api::{GcDataset, GcResponse};
 use strata_daemon::config::Config;
 use strata_shared::commit::{self, Table};
-use strata_shared::gc::{self, GcPolicy};
 use strata_shared::layout::DatasetName;
 
 use crate::Compactor;
+use crate::collect::{self, GcPolicy};
 
 #[derive(Clone, Debug, Default)]
 pub struct GcSettings {
@@ -57,7 +57,7 @@ impl Compactor {
         }
         if let Some(root) = self.gc.staging_root.clone() {
             let grace = self.gc.policy.grace;
-            match tokio::task::spawn_blocking(move || gc::sweep_staging(&root, grace)).await {
+            match tokio::task::spawn_blocking(move || collect::sweep_staging(&root, grace)).await {
                 Ok(Ok(n)) => response.staging_files_deleted = n,
                 Ok(Err(e)) => tracing::warn!(error = %e, "gc could not sweep staging files"),
                 Err(e) => tracing::warn!(error = %e, "gc sweep task failed"),
@@ -81,7 +81,7 @@ impl Compactor {
         let table = Table::new(self.store().clone(), name.clone());
         let result = async {
             let epoch = table.load_latest().await?.compactor_epoch;
-            gc::collect(&table, &self.gc.policy, epoch).await
+            collect::collect(&table, &self.gc.policy, epoch).await
         }
         .await;
         let mut out = GcDataset {

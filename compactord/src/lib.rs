@@ -1,19 +1,23 @@
-//! compactord: compacts datasets (deltas merged into new base files with primary-key dedup,
-//! `strata_shared::compact`), on demand, on cron schedules and when thresholds are crossed;
-//! keeps a bounded history of runs; tells queryd about every compaction it commits.
+//! compactord: compacts datasets (deltas merged into new base files with primary-key dedup),
+//! on demand, on cron schedules and when thresholds are crossed; keeps a bounded history of
+//! runs; tells queryd about every compaction it commits; collects garbage.
 //!
+//! - [`compact`]: one compaction of one dataset, the streaming sorted merge and its commit;
 //! - [`service`]: runs compactions, one at a time per dataset in this process, and records them;
 //! - [`triggers`]: the cron schedules and the threshold checker;
 //! - [`api`] / [`routes`]: the HTTP surface (wire types in `strata_compactord_api`);
 //! - [`history`]: the run history (queryd is notified through
 //!   `strata_queryd_api::internal::Notifier`, as storaged does);
-//! - [`gc`]: garbage collection, on its schedule and on demand.
+//! - [`collect`]: what garbage collection deletes in one dataset (manifests, files, staging);
+//! - [`gc`]: garbage collection runs over every dataset, on their schedule and on demand.
 //!
 //! Correctness never depends on this process: two compactors (two processes, or a zombie)
 //! are fenced by the compactor epoch in the manifest, and the per-dataset lock here only
 //! avoids wasted work.
 
 pub mod api;
+pub mod collect;
+pub mod compact;
 pub mod gc;
 pub mod history;
 pub mod routes;

@@ -14,9 +14,9 @@ use object_store::ObjectStore;
 use strata_compactord_api::{CompactionRun, RunOutcome, Trigger};
 use strata_daemon::config::Config;
 use strata_shared::commit::Table;
-use strata_shared::compact::{self, CompactOptions, CompactOutcome, CompactReport};
 use strata_shared::layout::DatasetName;
 
+use crate::compact::{self, CompactError, CompactOptions, CompactOutcome, CompactReport};
 use crate::gc::GcSettings;
 use crate::history::History;
 use strata_queryd_api::internal::Notifier;
@@ -149,7 +149,7 @@ fn to_run(
     dataset: &DatasetName,
     trigger: Trigger,
     started_at: chrono::DateTime<Utc>,
-    result: Result<CompactReport, strata_shared::Error>,
+    result: Result<CompactReport, CompactError>,
 ) -> CompactionRun {
     let mut run = CompactionRun {
         id,

@@ -1,4 +1,4 @@
-//! The commit protocol and latest-version discovery (`ARCHITECTURE.md` §2).
+//! The commit protocol and latest-version discovery (`docs/architecture.md`, "Table format").
 //!
 //! Every writer (ingest, compaction, epoch bumps) commits through [`Table::commit`]:
 //! 1. load the latest manifest; if it already records the transaction id, return that version
@@ -397,5 +397,4 @@ pub async fn list_datasets(store: &dyn ObjectStore) -> Result<Vec<DatasetName>> 
 }
 
 #[cfg(test)]
-#[path = "commit_tests.rs"]
 mod tests;

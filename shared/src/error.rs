@@ -48,27 +48,6 @@ pub enum Error {
     #[error("mutation refused: {0}")]
     Conflict(String),
 
-    /// A compaction's epoch is no longer the newest: another compactor started after it.
-    #[error(
-        "compaction of dataset {dataset} fenced: it holds compactor epoch {epoch}, the newest manifest has {current}"
-    )]
-    Fenced {
-        dataset: DatasetName,
-        epoch: u64,
-        current: u64,
-    },
-
-    /// A compaction's inputs changed under it (a merged delta vanished, the base changed).
-    #[error("compaction of dataset {dataset} aborted: {reason}")]
-    CompactionAborted {
-        dataset: DatasetName,
-        reason: String,
-    },
-
-    /// A stage of a compaction's pipeline (reader, writer, a PUT) panicked or was cancelled.
-    #[error("compaction stage {stage} stopped: {reason}")]
-    CompactionStage { stage: &'static str, reason: String },
-
     /// Some transactions of a group commit were already committed by other requests.
     #[error("transactions {ids:?} were already committed by another request")]
     TxnsPartlyCommitted { ids: Vec<String> },

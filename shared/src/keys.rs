@@ -92,7 +92,8 @@ pub fn describe_key(batch: &RecordBatch, key: &[usize], row: usize) -> String {
         .join(", ")
 }
 
-pub(crate) fn display_value(array: &ArrayRef, row: usize) -> String {
+/// One cell as error messages show it (`null` for a null; `?` if the type has no display).
+pub fn display_value(array: &ArrayRef, row: usize) -> String {
     let options = FormatOptions::default().with_null("null");
     match ArrayFormatter::try_new(array.as_ref(), &options) {
         Ok(f) => f.value(row).to_string(),

@@ -1,4 +1,4 @@
-//! The key layout under the store root (`ARCHITECTURE.md` §2):
+//! The key layout under the store root (`docs/architecture.md`, "Table format"):
 //!
 //! ```text
 //! datasets/{name}/_manifest/{version:020}.json   immutable, written with PutMode::Create

@@ -1,5 +1,5 @@
 //! The manifest: one immutable JSON document per dataset version, a full snapshot of the
-//! table (`ARCHITECTURE.md` §2, invariant 3). Readers need nothing but the manifest they read:
+//! table (`docs/architecture.md`, "Table format", invariant 3). Readers need nothing but the manifest they read:
 //! a data file is part of version V iff manifest V lists it.
 
 use std::sync::Arc;

@@ -10,8 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_shared::delta_input::DeltaFormat;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::delta_input::DeltaFormat;
 
 /// How long a request waits for room before it is refused.
 const ADMIT_WAIT: Duration = Duration::from_secs(2);

@@ -8,15 +8,16 @@ use object_store::ObjectStore;
 use strata_daemon::ApiError;
 use strata_daemon::config::Config;
 use strata_shared::commit::{self, Table};
-use strata_shared::delta_input::DeltaFormat;
 use strata_shared::layout::{self, DatasetName};
 use strata_shared::manifest::Manifest;
-use strata_shared::{Error, Result, untrusted};
+use strata_shared::{Error, Result};
 use strata_storaged_api::catalog::{CreateDatasetRequest, ManifestVersions};
 
 use crate::StoragedError;
 use crate::budget::{Busy, DecodeBudget};
+use crate::delta_input::DeltaFormat;
 use crate::import::{self, Source};
+use crate::untrusted;
 
 /// Why an upload was refused.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +68,7 @@ impl Catalog {
 
     /// Creates a dataset from an uploaded body: a Parquet file or an Arrow IPC stream (a JSON
     /// body describes a source instead: [`Self::create`]), decoded as untrusted input
-    /// (`strata_shared::untrusted`) off the async workers, within the decode budget.
+    /// ([`crate::untrusted`]) off the async workers, within the decode budget.
     pub async fn upload(
         &self,
         name: &str,

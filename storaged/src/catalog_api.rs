@@ -6,13 +6,13 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use strata_daemon::{ApiError, ApiJson};
-use strata_shared::delta_input::DeltaFormat;
 use strata_shared::manifest::Manifest;
 use strata_storaged_api::catalog::{
     CreateDatasetRequest, DatasetInfo, DatasetList, ManifestVersions, UploadQuery,
 };
 
 use crate::AppState;
+use crate::delta_input::DeltaFormat;
 use crate::deltas_api::format_of;
 
 pub async fn list_datasets(State(state): State<AppState>) -> Result<Json<DatasetList>, ApiError> {

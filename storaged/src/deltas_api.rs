@@ -6,13 +6,13 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use strata_daemon::ApiError;
-use strata_shared::delta_input::DeltaFormat;
 use strata_storaged_api::deltas::{
     ARROW_STREAM_CONTENT_TYPE, DeltaCommitted, JSON_CONTENT_TYPE, PARQUET_ALT_CONTENT_TYPE,
     PARQUET_CONTENT_TYPE, idempotency_key,
 };
 
 use crate::AppState;
+use crate::delta_input::DeltaFormat;
 use crate::ingest::{DeltaRequest, GroupError, IngestError};
 
 pub async fn post_deltas(

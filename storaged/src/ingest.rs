@@ -40,7 +40,6 @@ use object_store::ObjectStore;
 use strata_queryd_api::internal::Notifier;
 use strata_shared::commit::Table;
 use strata_shared::delta::{self, Op};
-use strata_shared::delta_input::{self, DeltaFormat};
 use strata_shared::layout::{self, DatasetName};
 use strata_shared::manifest::{DeltaFile, Manifest, Operation, Txn, TxnRecord};
 use strata_shared::{Error, parquet_io};
@@ -48,6 +47,7 @@ use strata_storaged_api::deltas::{DeltaCommitted, MAX_IDEMPOTENCY_KEY_BYTES};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::budget::{Busy, DecodeBudget};
+use crate::delta_input::{self, DeltaFormat};
 
 /// At most this many requests share one commit.
 pub const MAX_GROUP_REQUESTS: usize = 64;

@@ -9,6 +9,7 @@
 mod budget;
 mod catalog;
 mod catalog_api;
+pub mod delta_input;
 mod deltas_api;
 mod error;
 mod import;
@@ -16,6 +17,7 @@ pub mod ingest;
 mod objects;
 mod routes;
 pub mod store;
+mod untrusted;
 
 use std::future::Future;
 use std::sync::Arc;

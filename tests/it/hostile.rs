@@ -16,8 +16,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use strata_daemon::config::Config;
 use strata_daemon::error::ApiError;
-use strata_shared::delta_input::{self, DeltaFormat};
 use strata_shared::testing::peak_rss;
+use strata_storaged::delta_input::{self, DeltaFormat};
 
 use crate::common::{Queryd, arrow_stream, create_dataset};
 use crate::differential::{Sampler, table};

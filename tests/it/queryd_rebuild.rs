@@ -10,9 +10,9 @@ use std::time::Duration;
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use serde_json::{Value, json};
+use strata_compactord::compact::{CompactOptions, CompactOutcome, compact};
 use strata_daemon::config::{Config, Rebuild};
 use strata_shared::commit::Table;
-use strata_shared::compact::{CompactOptions, CompactOutcome, compact};
 use strata_shared::layout::DatasetName;
 use strata_shared::testing::GatedStore;
 

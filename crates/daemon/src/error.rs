@@ -237,19 +237,13 @@ impl From<&strata_shared::Error> for ApiError {
             | E::DuplicateKey { .. } => ErrorCode::BadRequest,
             E::DatasetNotFound(_) | E::ManifestNotFound { .. } => ErrorCode::NotFound,
             E::DatasetExists(_) => ErrorCode::AlreadyExists,
-            E::Conflict(_) | E::TxnsPartlyCommitted { .. } | E::CompactionAborted { .. } => {
-                ErrorCode::Conflict
-            }
-            E::Fenced { .. } => ErrorCode::Fenced,
+            E::Conflict(_) | E::TxnsPartlyCommitted { .. } => ErrorCode::Conflict,
             E::CommitContention { .. } => ErrorCode::Contention,
             E::PutIfAbsentUnsupported(_) => ErrorCode::StoreUnsafe,
             E::ObjectStore(os) => return object_store_error(os),
-            E::InvalidManifest { .. }
-            | E::Path(_)
-            | E::Arrow(_)
-            | E::Parquet(_)
-            | E::Json(_)
-            | E::CompactionStage { .. } => ErrorCode::Internal,
+            E::InvalidManifest { .. } | E::Path(_) | E::Arrow(_) | E::Parquet(_) | E::Json(_) => {
+                ErrorCode::Internal
+            }
         };
         ApiError::new(code, e.to_string())
     }
@@ -355,7 +349,7 @@ where
 /// the path into the body on every call, for its error message ("at line 1 column 9:
 /// predicates[0].val: …"); only a body that fails pays for it.
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if let Some(number) = strata_shared::json_text::underflowing_number(bytes) {
+    if let Some(number) = crate::json_text::underflowing_number(bytes) {
         return Err(ApiError::bad_request(format!(
             "the number {number} is too small for any column: it would read as 0"
         )));

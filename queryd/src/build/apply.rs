@@ -1,4 +1,4 @@
-//! Read-time merge of deltas (`ARCHITECTURE.md` §3): a version with deltas is its base layer
+//! Read-time merge of deltas (`docs/architecture.md`, "The path of a write"): a version with deltas is its base layer
 //! plus an [`Overlay`] — the rows deltas wrote, as segments appended one per applied batch of
 //! deltas, each with its own indexes — and a bitmap of the rows (base or overlay) that a
 //! newer delta replaced or deleted.

@@ -15,17 +15,17 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::{Error, Result};
+use strata_shared::{Error, Result};
 
 /// One member's value: a string (borrowed unless it holds escapes), or any other JSON value
 /// (numbers, booleans and null need no allocation).
-pub(crate) enum Cell<'a> {
+pub(super) enum Cell<'a> {
     Str(Cow<'a, str>),
     Other(Value),
 }
 
 impl Cell<'_> {
-    pub(crate) fn as_str(&self) -> Option<&str> {
+    pub(super) fn as_str(&self) -> Option<&str> {
         match self {
             Cell::Str(s) => Some(s),
             Cell::Other(_) => None,
@@ -33,14 +33,14 @@ impl Cell<'_> {
     }
 
     /// The value if it is not a string.
-    pub(crate) fn other(&self) -> Option<&Value> {
+    pub(super) fn other(&self) -> Option<&Value> {
         match self {
             Cell::Str(_) => None,
             Cell::Other(v) => Some(v),
         }
     }
 
-    pub(crate) fn is_null(&self) -> bool {
+    pub(super) fn is_null(&self) -> bool {
         matches!(self, Cell::Other(Value::Null))
     }
 }
@@ -57,7 +57,7 @@ impl std::fmt::Display for Cell<'_> {
 
 /// A body's rows: `upserts[row * width + column]` is the row's member of that column, if it
 /// names it (a name given twice: the last value, as a JSON object reads); `deletes` likewise.
-pub(crate) struct JsonRows<'a> {
+pub(super) struct JsonRows<'a> {
     pub upserts: Vec<Option<Cell<'a>>>,
     pub deletes: Vec<Option<Cell<'a>>>,
 }
@@ -65,7 +65,7 @@ pub(crate) struct JsonRows<'a> {
 /// Reads `body` for a table of `schema`. A member naming no column is refused with the row
 /// (`upserts[3]: unknown column "x"`); anything else that is not a body of this shape is an
 /// "invalid JSON body" with serde_json's description and position.
-pub(crate) fn read<'a>(body: &'a [u8], schema: &Schema) -> Result<JsonRows<'a>> {
+pub(super) fn read<'a>(body: &'a [u8], schema: &Schema) -> Result<JsonRows<'a>> {
     // serde would also read a map from an array (`[[…], […]]`); only an object is a body.
     if body.trim_ascii_start().first() != Some(&b'{') {
         return Err(invalid(

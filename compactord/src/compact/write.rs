@@ -16,13 +16,14 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use object_store::ObjectStore;
 use parquet::arrow::ArrowWriter;
+use strata_shared::layout::{self, DatasetName};
+use strata_shared::manifest::DataFile;
+use strata_shared::{keys, parquet_io};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::layout::{self, DatasetName};
-use crate::manifest::DataFile;
-use crate::{Error, Result, keys, parquet_io};
+use super::{CompactError, Result};
 
 /// What the merge sends the write stage.
 pub(super) enum ToWriter {
@@ -39,12 +40,12 @@ pub(super) enum WriteEnd {
     /// The merge went away without [`ToWriter::Finish`]: its own error is the one to report.
     MergeStopped,
     /// Encoding or a PUT failed; the merge sees its next send fail.
-    Failed(Error),
+    Failed(CompactError),
 }
 
 /// Maps a stage's join failure (a panic, or the runtime shutting down) to an error.
-pub(super) fn stage_failed(stage: &'static str, join: tokio::task::JoinError) -> Error {
-    Error::CompactionStage {
+pub(super) fn stage_failed(stage: &'static str, join: tokio::task::JoinError) -> CompactError {
+    CompactError::Stage {
         stage,
         reason: join.to_string(),
     }
@@ -62,7 +63,7 @@ pub(super) struct RollingWriter {
     /// Part number of the next file to close.
     next_part: usize,
     /// The PUT of the last closed file, if not awaited yet.
-    in_flight: Option<JoinHandle<Result<DataFile>>>,
+    in_flight: Option<JoinHandle<strata_shared::Result<DataFile>>>,
     files: Vec<DataFile>,
 }
 

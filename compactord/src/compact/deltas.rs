@@ -9,10 +9,10 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::path::Path;
 
-use crate::delta::{self, Op};
-use crate::manifest::DeltaFile;
-use crate::merge::{self, Entry};
-use crate::{Result, parquet_io};
+use strata_shared::delta::{self, Op};
+use strata_shared::manifest::DeltaFile;
+use strata_shared::merge::{self, Entry};
+use strata_shared::{Result, parquet_io};
 
 /// Delta files fetched and decoded at a time while the side is built: enough that fetches
 /// overlap each other and the decoding; a file's raw bytes live only until it is decoded.

@@ -1,5 +1,7 @@
-//! Garbage collection (invariant 6): old manifests expire, and data files that no retained
-//! manifest references are deleted once older than a grace period.
+//! What garbage collection deletes in one dataset, and the deleting (invariant 6): old
+//! manifests expire, and data files that no retained manifest references are deleted once
+//! older than a grace period. The runs over every dataset, on the schedule and on demand, are
+//! [`crate::gc`]'s.
 //!
 //! Rules, in the order they are applied to one dataset:
 //! - A manifest is retained if it is among the newest `keep_manifests` or younger than the
@@ -22,10 +24,8 @@ use chrono::Utc;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-
-use crate::Result;
-use crate::commit::Table;
-use crate::layout;
+use strata_shared::commit::Table;
+use strata_shared::{Error, Result, layout};
 
 #[derive(Clone, Debug)]
 pub struct GcPolicy {
@@ -84,7 +84,7 @@ pub async fn collect(table: &Table, policy: &GcPolicy, epoch: u64) -> Result<GcR
         let manifest = match table.read_manifest(version).await {
             Ok(m) => m,
             // Expired by a concurrent GC between the listing and this read.
-            Err(crate::Error::ManifestNotFound { .. }) => continue,
+            Err(Error::ManifestNotFound { .. }) => continue,
             Err(e) => return Err(e),
         };
         if i < keep || now - manifest.created_at < grace {
@@ -189,11 +189,11 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
     use object_store::PutPayload;
     use object_store::memory::InMemory;
+    use strata_shared::layout::DatasetName;
+    use strata_shared::manifest::{DataFile, Manifest, Operation};
+    use strata_shared::parquet_io;
 
     use super::*;
-    use crate::layout::DatasetName;
-    use crate::manifest::{DataFile, Manifest, Operation};
-    use crate::parquet_io;
 
     fn schema() -> Arc<Schema> {
         Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]))

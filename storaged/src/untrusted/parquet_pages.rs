@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use parquet::file::metadata::ParquetMetaDataReader;
 
-use crate::{Error, Result};
+use strata_shared::{Error, Result};
 
 /// Declared uncompressed bytes allowed for a body of `len` bytes: 64 MiB, plus 32 times the
 /// body (Parquet compresses real delta columns well under 32x; a run of one repeated value
@@ -223,9 +223,9 @@ mod tests {
 
     use arrow::array::{Int64Array, RecordBatch, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+    use strata_shared::testing::peak_rss;
 
     use super::*;
-    use crate::testing::peak_rss;
 
     fn file() -> Bytes {
         let schema = Arc::new(Schema::new(vec![
@@ -242,7 +242,7 @@ mod tests {
             ],
         )
         .unwrap();
-        crate::parquet_io::encode(schema, &[batch]).unwrap()
+        strata_shared::parquet_io::encode(schema, &[batch]).unwrap()
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! A client's delta body (JSON, Arrow IPC stream or Parquet) turned into a prepared delta batch
-//! for one table ([`crate::delta`]: the table's columns plus `_op`, sorted by key, each key
+//! for one table ([`strata_shared::delta`]: the table's columns plus `_op`, sorted by key, each key
 //! once). Every rule a delta must satisfy is checked here, before anything is written, and each
 //! refusal is an [`Error::InvalidInput`] naming the row and the column (or an
 //! [`Error::DuplicateKey`] naming the key).
@@ -25,6 +25,8 @@
 //! arrow's safe cast; a value the cast turns into null, or (between numeric and temporal types,
 //! other than into floats) one that does not survive the round trip, is refused.
 
+mod json_rows;
+
 use std::sync::Arc;
 
 use arrow::array::{
@@ -42,12 +44,11 @@ use arrow::datatypes::{
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::Value;
+use strata_shared::delta::{self, OP_COLUMN, Op};
+use strata_shared::{Error, Result, keys};
 
-use crate::delta::{self, OP_COLUMN, Op};
-use crate::json_rows::{self, Cell, JsonRows};
-use crate::keys;
 use crate::untrusted;
-use crate::{Error, Result};
+use json_rows::{Cell, JsonRows};
 
 /// The encodings a delta body may come in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,7 +141,7 @@ impl Rows {
 // JSON
 
 fn from_json(body: &[u8], schema: &Schema, primary_key: &[String]) -> Result<DeltaInput> {
-    if let Some(number) = crate::json_text::underflowing_number(body) {
+    if let Some(number) = strata_daemon::json_text::underflowing_number(body) {
         return Err(invalid(format!(
             "the number {number} is too small for any column: it would read as 0"
         )));
@@ -676,5 +677,4 @@ fn finish(
 }
 
 #[cfg(test)]
-#[path = "delta_input_tests.rs"]
 mod tests;

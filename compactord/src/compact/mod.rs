@@ -1,4 +1,4 @@
-//! Compaction of one dataset (`ARCHITECTURE.md` §4): fold a prefix of the deltas into new base
+//! Compaction of one dataset (`docs/architecture.md`, "The path of a compaction"): fold a prefix of the deltas into new base
 //! files and commit a version whose logical state is unchanged (invariant 5).
 //!
 //! A run:
@@ -20,18 +20,18 @@
 //!    current one reaches [`CompactOptions::target_file_bytes`], under a new compaction id, each
 //!    file put-if-absent with its row count, size and key range;
 //! 5. commits [`Operation::Compact`] on the newest manifest. The mutation re-checks everything it
-//!    relies on against that manifest: the epoch is still the run's (else [`Error::Fenced`]),
-//!    the base files and watermark are the snapshot's and every merged delta is still listed
-//!    (else [`Error::CompactionAborted`]). Then it removes exactly the merged deltas, keeps every
-//!    delta with `seq > S` (deltas committed during the run survive), sets
-//!    `base_watermark_seq = S` and replaces the base files.
+//!    relies on against that manifest: the epoch is still the run's (else the run is
+//!    [`CompactOutcome::Fenced`]), the base files and watermark are the snapshot's and every
+//!    merged delta is still listed (else [`CompactOutcome::Aborted`]). Then it removes exactly
+//!    the merged deltas, keeps every delta with `seq > S` (deltas committed during the run
+//!    survive), sets `base_watermark_seq = S` and replaces the base files.
 //!
 //! Nothing is ever deleted here: a fenced or aborted run leaves its files unreferenced, for GC.
 //!
 //! **Pipeline.** Steps 3 and 4 run as three stages at once, so that decoding, merging and
 //! encoding use both cores and the PUTs overlap the encoding:
 //! read and decode (a task: parquet decodes in its polls) → merge (the run's own task) →
-//! encode and put (a blocking thread, `compact_write.rs`; each finished file's PUT is a task that
+//! encode and put (a blocking thread, `write.rs`; each finished file's PUT is a task that
 //! runs while the next file is encoded). The stages are joined by channels of
 //! `PIPELINE_DEPTH` (2) batches. A failing stage fails the run before the commit: the read
 //! stage's error reaches the merge when its channel closes (the merge awaits the stage's result
@@ -47,6 +47,9 @@
 //! row, once). [`CompactStats::peak_batch_rows`] records the largest batch, base or output,
 //! that any stage held, so tests can prove the bound.
 
+mod deltas;
+mod write;
+
 use std::future::Future;
 use std::sync::Arc;
 
@@ -57,22 +60,48 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
-
+use strata_shared::commit::Table;
+use strata_shared::layout;
+use strata_shared::manifest::{DataFile, DeltaFile, Manifest, Operation};
+use strata_shared::{Error, keys, merge};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use crate::commit::Table;
-use crate::layout;
-use crate::manifest::{DataFile, DeltaFile, Manifest, Operation};
-use crate::merge;
-use crate::{Error, Result, keys};
+use deltas::DeltaSide;
+use write::{RollingWriter, ToWriter, WriteEnd};
 
-#[path = "compact_deltas.rs"]
-mod compact_deltas;
-#[path = "compact_write.rs"]
-mod compact_write;
-use compact_deltas::DeltaSide;
-use compact_write::{RollingWriter, ToWriter, WriteEnd};
+/// Why a compaction failed. Fenced and aborted runs are not failures: they are outcomes
+/// ([`CompactOutcome`]), in an `Ok`.
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    /// The table format's error: the store, a file, the manifest or the commit failed.
+    #[error(transparent)]
+    Table(#[from] Error),
+
+    /// A stage of the pipeline (reader, writer, a PUT) panicked or was cancelled.
+    #[error("compaction stage {stage} stopped: {reason}")]
+    Stage { stage: &'static str, reason: String },
+}
+
+pub type Result<T, E = CompactError> = std::result::Result<T, E>;
+
+/// The store's, Arrow's and Parquet's errors are the format's: the same message as when the
+/// format's own code meets them.
+macro_rules! through_table_error {
+    ($($source:ty),*) => {$(
+        impl From<$source> for CompactError {
+            fn from(e: $source) -> Self {
+                CompactError::Table(e.into())
+            }
+        }
+    )*};
+}
+through_table_error!(
+    object_store::Error,
+    object_store::path::Error,
+    arrow::error::ArrowError,
+    parquet::errors::ParquetError
+);
 
 /// Default size at which the rolling writer starts a new base file. A file is encoded in
 /// memory and put whole (put-if-absent is one PUT), so this bounds compaction's memory: 16 MiB
@@ -142,14 +171,9 @@ pub struct CompactReport {
     pub stats: CompactStats,
 }
 
-/// Compacts the dataset of `table` (see the module docs).
-///
-/// `Ok` for every outcome of [`CompactOutcome`]; `Err` when the store, a file or the manifest
-/// failed (also then nothing was committed unless the commit itself had an unknown outcome,
-/// which the commit protocol resolves by transaction id before it gives up).
 /// Commits a new compactor epoch and returns the manifest holding it: from then on, a commit
 /// by any holder of an older epoch is fenced.
-pub async fn bump_epoch(table: &Table) -> Result<Manifest> {
+pub async fn bump_epoch(table: &Table) -> strata_shared::Result<Manifest> {
     let txn = format!("compact-epoch-{}", uuid::Uuid::now_v7());
     let outcome = table
         .commit(&txn, Operation::BumpEpoch, |draft| {
@@ -160,6 +184,11 @@ pub async fn bump_epoch(table: &Table) -> Result<Manifest> {
     Ok(outcome.manifest)
 }
 
+/// Compacts the dataset of `table` (see the module docs).
+///
+/// `Ok` for every outcome of [`CompactOutcome`]; `Err` when the store, a file or the manifest
+/// failed (also then nothing was committed unless the commit itself had an unknown outcome,
+/// which the commit protocol resolves by transaction id before it gives up).
 pub async fn compact(table: &Table, options: &CompactOptions) -> Result<CompactReport> {
     compact_with(table, options, || async {}).await
 }
@@ -178,7 +207,8 @@ where
     if options.batch_rows == 0 || options.target_file_bytes == 0 {
         return Err(Error::InvalidInput(
             "compaction needs batch_rows and target_file_bytes above zero".into(),
-        ));
+        )
+        .into());
     }
     let noop = CompactReport {
         outcome: CompactOutcome::Noop,
@@ -201,7 +231,8 @@ where
         return Err(Error::Conflict(format!(
             "dataset {} has deltas but no primary key",
             snapshot.dataset
-        )));
+        ))
+        .into());
     }
     let merged: Vec<DeltaFile> = snapshot
         .deltas
@@ -215,18 +246,27 @@ where
         merge_and_write(table.store(), &snapshot, &merged, options, &compaction_id).await?;
     before_commit().await;
 
+    // A refusal of the mutation ends the commit at once, as a conflict of the format; the
+    // refusal itself, kept here, is the run's outcome.
+    let mut refused = None;
     let committed = table
         .commit(&format!("compact-{run}"), Operation::Compact, |draft| {
-            apply(draft, &snapshot, &merged, epoch, watermark, &files)
+            apply(draft, &snapshot, &merged, epoch, watermark, &files).map_err(|refusal| {
+                let conflict = Error::Conflict(refusal.to_string());
+                refused = Some(refusal);
+                conflict
+            })
         })
         .await;
-    let outcome = match committed {
-        Ok(done) => CompactOutcome::Committed {
+    let outcome = match (committed, refused) {
+        (Ok(done), _) => CompactOutcome::Committed {
             version: done.manifest.version,
         },
-        Err(Error::Fenced { epoch, current, .. }) => CompactOutcome::Fenced { epoch, current },
-        Err(Error::CompactionAborted { reason, .. }) => CompactOutcome::Aborted { reason },
-        Err(e) => return Err(e),
+        (Err(_), Some(Refusal::Fenced { epoch, current })) => {
+            CompactOutcome::Fenced { epoch, current }
+        }
+        (Err(_), Some(Refusal::Aborted(reason))) => CompactOutcome::Aborted { reason },
+        (Err(e), None) => return Err(e.into()),
     };
     Ok(CompactReport {
         outcome,
@@ -234,6 +274,19 @@ where
         epoch,
         stats,
     })
+}
+
+/// Why the compaction mutation refused the newest manifest: the run's outcome, not a failure.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    /// Another compactor bumped the epoch after this run did.
+    #[error(
+        "compaction fenced: it holds compactor epoch {epoch}, the newest manifest has {current}"
+    )]
+    Fenced { epoch: u64, current: u64 },
+    /// A merged input vanished or the base changed under the run.
+    #[error("compaction aborted: {0}")]
+    Aborted(String),
 }
 
 /// The compaction mutation on a draft of the newest manifest. Pure: the commit may call it
@@ -245,25 +298,20 @@ fn apply(
     epoch: u64,
     watermark: u64,
     files: &[DataFile],
-) -> Result<()> {
-    let aborted = |reason: String| Error::CompactionAborted {
-        dataset: draft.dataset.clone(),
-        reason,
-    };
+) -> Result<(), Refusal> {
     if draft.compactor_epoch != epoch {
-        return Err(Error::Fenced {
-            dataset: draft.dataset.clone(),
+        return Err(Refusal::Fenced {
             epoch,
             current: draft.compactor_epoch,
         });
     }
     if draft.schema != snapshot.schema || draft.primary_key != snapshot.primary_key {
-        return Err(aborted("the schema changed".into()));
+        return Err(Refusal::Aborted("the schema changed".into()));
     }
     if draft.base_files != snapshot.base_files
         || draft.base_watermark_seq != snapshot.base_watermark_seq
     {
-        return Err(aborted("the base files changed".into()));
+        return Err(Refusal::Aborted("the base files changed".into()));
     }
     if let Some(gone) = merged.iter().find(|m| {
         !draft
@@ -271,7 +319,7 @@ fn apply(
             .iter()
             .any(|d| d.seq == m.seq && d.path == m.path)
     }) {
-        return Err(aborted(format!(
+        return Err(Refusal::Aborted(format!(
             "merged delta {} (seq {}) is no longer in the manifest",
             gone.path, gone.seq
         )));
@@ -351,7 +399,7 @@ async fn merge_and_write(
     drop(merge);
     let written = write_stage
         .await
-        .map_err(|e| compact_write::stage_failed("write", e))?;
+        .map_err(|e| write::stage_failed("write", e))?;
     let files = match (merged, written) {
         (Ok(()), WriteEnd::Files(files)) => files,
         // A send failed because the write stage stopped: its error is the cause.
@@ -360,7 +408,7 @@ async fn merge_and_write(
         // Unreachable: the writer reports files only after `Finish`, which the merge sends
         // last, and stops on its own only with an error.
         (Ok(()), WriteEnd::MergeStopped) | (Err(Stop::WriterGone), _) => {
-            return Err(Error::CompactionStage {
+            return Err(CompactError::Stage {
                 stage: "write",
                 reason: "the merge and the write stage disagree on how the run ended".into(),
             });
@@ -417,14 +465,20 @@ async fn read_base(
 /// Why the merge stopped early.
 enum Stop {
     /// The merge, or the read stage feeding it, failed.
-    Failed(Error),
+    Failed(CompactError),
     /// A send to the write stage failed: it stopped, and its result says why.
     WriterGone,
 }
 
+impl From<CompactError> for Stop {
+    fn from(e: CompactError) -> Self {
+        Stop::Failed(e)
+    }
+}
+
 impl From<Error> for Stop {
     fn from(e: Error) -> Self {
-        Stop::Failed(e)
+        Stop::Failed(e.into())
     }
 }
 
@@ -459,7 +513,7 @@ impl Merge<'_> {
         let mut reader = reader;
         (&mut reader.0)
             .await
-            .map_err(|e| compact_write::stage_failed("read", e))??;
+            .map_err(|e| write::stage_failed("read", e))??;
         // Delta keys above the last base row: inserts (or deletes of missing keys).
         let empty = RecordBatch::new_empty(self.out.schema.clone());
         while self.next < self.deltas.len() {
@@ -578,7 +632,8 @@ fn check_ascending(
         Some(r) => Err(Error::Conflict(format!(
             "base files are not sorted by primary key without duplicates (at {})",
             keys::describe_key(batch, key, r)
-        ))),
+        ))
+        .into()),
     }
 }
 
@@ -681,5 +736,4 @@ impl Emitter {
 }
 
 #[cfg(test)]
-#[path = "compact_tests.rs"]
 mod tests;

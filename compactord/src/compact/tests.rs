@@ -10,10 +10,10 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use object_store::memory::InMemory;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use strata_shared::layout::DatasetName;
+use strata_shared::{delta, parquet_io};
 
 use super::*;
-use crate::layout::DatasetName;
-use crate::{delta, parquet_io};
 
 type State = BTreeMap<i64, Option<i64>>;
 
@@ -534,7 +534,7 @@ async fn a_failing_read_stage_fails_the_run_and_commits_nothing() {
     assert!(
         matches!(
             err,
-            Error::ObjectStore(object_store::Error::NotFound { .. })
+            CompactError::Table(Error::ObjectStore(object_store::Error::NotFound { .. }))
         ),
         "{err}"
     );
@@ -554,7 +554,7 @@ async fn an_unsorted_base_fails_the_merge_stage_and_commits_nothing() {
     let before = table.load_latest().await.unwrap();
     let err = compact(&table, &small(16)).await.unwrap_err();
     assert!(
-        matches!(err, Error::Conflict(ref m) if m.contains("not sorted")),
+        matches!(err, CompactError::Table(Error::Conflict(ref m)) if m.contains("not sorted")),
         "{err}"
     );
     let after = table.load_latest().await.unwrap();

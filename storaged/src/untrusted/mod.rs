@@ -10,13 +10,14 @@
 //!   ("Int type with bit width of 98", "buffer not large enough") becomes an
 //!   [`Error::InvalidInput`] naming the format, not a failed request or a dead thread.
 
+mod parquet_pages;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
-
-use crate::{Error, Result};
+use strata_shared::{Error, Result};
 
 /// Runs `decode` on untrusted input; a panic in it is an invalid `what`.
 pub fn contain<T>(what: &str, decode: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -49,8 +50,8 @@ pub fn arrow_stream(body: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
 /// A Parquet file held in memory: its schema and batches.
 pub fn parquet(body: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     contain("Parquet file", || {
-        crate::parquet_pages::check(&body)?;
-        crate::parquet_io::decode(body)
+        parquet_pages::check(&body)?;
+        strata_shared::parquet_io::decode(body)
             .map_err(|e| Error::InvalidInput(format!("invalid Parquet file: {e}")))
     })
 }

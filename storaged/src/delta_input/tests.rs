@@ -526,7 +526,7 @@ fn arrow_bodies_with_op_of_any_integer_type() {
     );
 
     // The same through Parquet.
-    let parquet = crate::parquet_io::encode(b.schema(), std::slice::from_ref(&b)).unwrap();
+    let parquet = strata_shared::parquet_io::encode(b.schema(), std::slice::from_ref(&b)).unwrap();
     let via_parquet = parse(DeltaFormat::Parquet, parquet, &table(), &pk()).unwrap();
     assert_eq!(via_parquet.batch, delta.batch);
 }

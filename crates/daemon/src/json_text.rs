@@ -4,6 +4,10 @@
 //! delete of `{"id": 1e-400}` deleted id 0, a predicate `eq 1e-400` matched the zeros. Once
 //! parsed, `0.0` and `1e-400` are the same value, so the text is checked before it is parsed:
 //! a nonzero number that reads as zero does not fit any column and is refused.
+//!
+//! Two parsers check it: [`crate::ApiJson`] (every daemon's JSON request bodies) and storaged's
+//! delta-body parser (`strata_storaged::delta_input`, which reads JSON itself). It lives here,
+//! where both reach it, and not in `strata-shared`, which is the table format only.
 
 /// The first number in `body` (outside strings) that is nonzero as written but reads as 0,
 /// if any.
