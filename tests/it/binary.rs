@@ -4,16 +4,13 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use object_store::ObjectStore;
-use object_store::local::LocalFileSystem;
-use strata_storaged_api::StoragedClient;
 use strata_testkit::{
-    ChildProcess, SeaweedFs, StrataProcess, free_port, strata_bin, wait_http_ok, write_parquet,
+    ChildProcess, Mode, Store, TestCluster, free_port, strata_bin, wait_http_ok, write_parquet,
 };
 
 use crate::common::people;
@@ -25,25 +22,27 @@ source = "src/people.parquet"
 primary_key = ["id"]
 "#;
 
-/// Starts `strata up` over `store_url`, checks the declared dataset's manifest v0 and its
-/// rows (read back through `store`), then stops it with SIGTERM.
-async fn declared_dataset_round_trip(
-    dir: &Path,
-    store_url: &str,
-    envs: &[(&str, &str)],
-    store: Arc<dyn ObjectStore>,
-) {
+/// Starts `strata up` on `store` (plus `settings`), checks the declared dataset's manifest
+/// v0 and its rows (read back from the store directly), stops it with SIGTERM and starts it
+/// again. Returns the running cluster.
+async fn declared_dataset_round_trip(dir: &Path, store: Store, settings: &str) -> TestCluster {
     write_parquet(&dir.join("src/people.parquet"), &[people(&[30, 10, 20])]).unwrap();
-    let mut strata = StrataProcess::up(dir, store_url, DECLARED, envs, &[])
+    let mut strata = TestCluster::builder()
+        .mode(Mode::Up)
+        .store(store)
+        .dir(dir)
+        .toml(DECLARED)
+        .toml(settings)
+        .start()
         .await
         .unwrap();
-    let client = StoragedClient::new(&strata.storaged, Some(&strata.admin_token));
+    let client = strata.storaged();
 
     let manifest = client.manifest("people", Some(0)).await.unwrap();
     assert_eq!(manifest.version, 0);
     assert_eq!(manifest.base_rows(), 3);
     assert_eq!(manifest.primary_key, vec!["id"]);
-    let state = strata_shared::merge::load_state(store.as_ref(), &manifest)
+    let state = strata_shared::merge::load_state(strata.store().as_ref(), &manifest)
         .await
         .unwrap();
     assert_eq!(
@@ -51,50 +50,40 @@ async fn declared_dataset_round_trip(
         &[10, 20, 30]
     );
 
-    let status = strata.process.terminate(Duration::from_secs(10)).unwrap();
+    let process = strata.process("strata").unwrap();
+    let status = process.terminate(Duration::from_secs(10)).unwrap();
     assert!(
         status.success(),
         "SIGTERM is a clean exit: {status:?}\n{}",
-        strata.process.log()
+        process.log()
     );
 
     // Restart with a changed source: the existing dataset is left alone.
     write_parquet(&dir.join("src/people.parquet"), &[people(&[1, 2, 3, 4])]).unwrap();
-    let strata = StrataProcess::up(dir, store_url, DECLARED, envs, &[])
-        .await
-        .unwrap();
-    let client = StoragedClient::new(&strata.storaged, Some(&strata.admin_token));
-    let info = client.dataset("people").await.unwrap();
+    strata.restart("strata").await.unwrap();
+    let info = strata.storaged().dataset("people").await.unwrap();
     assert_eq!(
         (info.version, info.base_rows),
         (0, 3),
         "{}",
-        strata.process.log()
+        strata.log("strata")
     );
+    strata
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_on_a_local_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let store = Arc::new(LocalFileSystem::new_with_prefix(&data).unwrap());
     // A relative file:// URL resolves against the config file's directory.
-    declared_dataset_round_trip(dir.path(), "file://data", &[], store).await;
+    let relative = "[store]\nurl = \"file://data\"\n";
+    declared_dataset_round_trip(dir.path(), Store::LocalDir, relative).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_on_seaweedfs() {
-    let seaweed = SeaweedFs::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("s3://{}/e2e", seaweed.bucket);
-    let mut config = strata_daemon::config::Config::default();
-    config.store.url = url.clone();
-    config.store.s3 = seaweed.s3_config();
-    let store = strata_storaged::store::open(&config).unwrap();
-    let envs = seaweed.env();
-    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    declared_dataset_round_trip(dir.path(), &url, &envs, store.clone()).await;
+    let strata = declared_dataset_round_trip(dir.path(), Store::SeaweedFs, "").await;
+    let seaweed = strata.seaweed().unwrap();
 
     // A dataset from an s3:// glob source, read with the store's S3 settings.
     let bucket = seaweed.store().unwrap();
@@ -108,10 +97,7 @@ async fn up_on_seaweedfs() {
             .await
             .unwrap();
     }
-    let strata = StrataProcess::up(dir.path(), &url, "", &envs, &[])
-        .await
-        .unwrap();
-    let client = StoragedClient::new(&strata.storaged, Some(&strata.admin_token));
+    let client = strata.storaged();
     let request = strata_storaged_api::catalog::CreateDatasetRequest {
         name: "from_s3".into(),
         source: format!("s3://{}/src/*.parquet", seaweed.bucket),
@@ -121,7 +107,7 @@ async fn up_on_seaweedfs() {
     let info = client.create_dataset(&request).await.unwrap();
     assert_eq!(info.base_rows, 3);
     let manifest = client.manifest("from_s3", None).await.unwrap();
-    let state = strata_shared::merge::load_state(store.as_ref(), &manifest)
+    let state = strata_shared::merge::load_state(strata.store().as_ref(), &manifest)
         .await
         .unwrap();
     assert_eq!(
@@ -132,16 +118,18 @@ async fn up_on_seaweedfs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_with_demo_serves_a_demo_dataset() {
-    let dir = tempfile::tempdir().unwrap();
-    let strata = StrataProcess::up(dir.path(), "file://data", "", &[], &["--demo"])
+    let strata = TestCluster::builder()
+        .mode(Mode::Up)
+        .store(Store::LocalDir)
+        .arg("--demo")
+        .start()
         .await
         .unwrap();
-    let client = StoragedClient::new(&strata.storaged, Some(&strata.admin_token));
-    let info = client.dataset("demo").await.unwrap();
+    let info = strata.storaged().dataset("demo").await.unwrap();
     assert_eq!(info.base_rows, 100_000);
     assert_eq!(info.primary_key, vec!["id"]);
     assert!(info.columns.iter().any(|c| c.name == "category"));
-    for base in [&strata.queryd, &strata.compactord] {
+    for base in [strata.queryd_url(0), strata.compactord_url()] {
         let v: serde_json::Value = reqwest::get(format!("{base}/version"))
             .await
             .unwrap()

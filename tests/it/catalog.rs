@@ -13,11 +13,13 @@ use strata_shared::layout::DatasetName;
 use strata_storaged_api::catalog::CreateDatasetRequest;
 use strata_testkit::write_parquet;
 
-use crate::common::{ADMIN, Storaged, people};
+use strata_testkit::TestCluster;
+
+use crate::common::{ADMIN, people, start_storaged};
 
 struct Fixture {
     dir: tempfile::TempDir,
-    storaged: Storaged,
+    storaged: TestCluster,
 }
 
 async fn fixture() -> Fixture {
@@ -25,7 +27,7 @@ async fn fixture() -> Fixture {
     let store_dir = dir.path().join("store");
     std::fs::create_dir_all(&store_dir).unwrap();
     let store = Arc::new(LocalFileSystem::new_with_prefix(&store_dir).unwrap());
-    let storaged = Storaged::start(store, Config::default()).await;
+    let storaged = start_storaged(store, Config::default()).await;
     Fixture { dir, storaged }
 }
 
@@ -39,7 +41,7 @@ fn request(name: &str, source: &Path, key: &[&str]) -> CreateDatasetRequest {
 }
 
 async fn assert_absent(f: &Fixture, name: &str) {
-    let err = f.storaged.client().dataset(name).await.unwrap_err();
+    let err = f.storaged.storaged().dataset(name).await.unwrap_err();
     assert_eq!(err.status(), Some(404), "{err}");
 }
 
@@ -51,7 +53,7 @@ async fn creates_sorted_version_zero_from_a_file() {
 
     let info = f
         .storaged
-        .client()
+        .storaged()
         .create_dataset(&request("people", &source, &["id"]))
         .await
         .unwrap();
@@ -61,7 +63,7 @@ async fn creates_sorted_version_zero_from_a_file() {
 
     let manifest = f
         .storaged
-        .client()
+        .storaged()
         .manifest("people", Some(0))
         .await
         .unwrap();
@@ -73,7 +75,7 @@ async fn creates_sorted_version_zero_from_a_file() {
     assert_eq!(manifest.compactor_epoch, 0);
 
     // The base file holds the rows sorted by key.
-    let state = strata_shared::merge::load_state(f.storaged.store.as_ref(), &manifest)
+    let state = strata_shared::merge::load_state(f.storaged.store().as_ref(), &manifest)
         .await
         .unwrap();
     let ids = state
@@ -85,16 +87,21 @@ async fn creates_sorted_version_zero_from_a_file() {
     let names = state.column(1).as_string::<i32>();
     assert_eq!(names.value(0), "person 1");
 
-    let latest = f.storaged.client().manifest("people", None).await.unwrap();
+    let latest = f
+        .storaged
+        .storaged()
+        .manifest("people", None)
+        .await
+        .unwrap();
     assert_eq!(latest, manifest);
     let versions = f
         .storaged
-        .client()
+        .storaged()
         .manifest_versions("people")
         .await
         .unwrap();
     assert_eq!((versions.versions, versions.latest), (vec![0], 0));
-    let list = f.storaged.client().list_datasets().await.unwrap();
+    let list = f.storaged.storaged().list_datasets().await.unwrap();
     assert_eq!(list.datasets.len(), 1);
     assert_eq!(list.datasets[0].name, "people");
 }
@@ -107,7 +114,7 @@ async fn creates_from_directories_and_globs() {
     write_parquet(&dir.join("b.parquet"), &[people(&[3])]).unwrap();
     write_parquet(&dir.join("nested/c.parquet"), &[people(&[4])]).unwrap();
     std::fs::write(dir.join("README.txt"), "not parquet").unwrap();
-    let client = f.storaged.client();
+    let client = f.storaged.storaged();
 
     let info = client
         .create_dataset(&request("whole_dir", &dir, &["id"]))
@@ -147,7 +154,7 @@ async fn creates_from_directories_and_globs() {
 #[tokio::test]
 async fn bad_keys_are_refused_naming_the_first_offender_and_commit_nothing() {
     let f = fixture().await;
-    let client = f.storaged.client();
+    let client = f.storaged.storaged();
 
     let dup = f.dir.path().join("dup.parquet");
     write_parquet(&dup, &[people(&[4, 5, 6]), people(&[9, 5])]).unwrap();
@@ -206,7 +213,7 @@ async fn existing_datasets_and_bad_requests_are_refused() {
     let f = fixture().await;
     let source = f.dir.path().join("p.parquet");
     write_parquet(&source, &[people(&[1, 2])]).unwrap();
-    let client = f.storaged.client();
+    let client = f.storaged.storaged();
     client
         .create_dataset(&request("p", &source, &["id"]))
         .await
@@ -216,7 +223,7 @@ async fn existing_datasets_and_bad_requests_are_refused() {
         .await
         .unwrap_err();
     assert_eq!(err.status(), Some(409), "{err}");
-    let table = Table::new(f.storaged.store.clone(), DatasetName::new("p").unwrap());
+    let table = Table::new(f.storaged.store(), DatasetName::new("p").unwrap());
     assert_eq!(
         table.latest_version().await.unwrap(),
         0,
@@ -230,7 +237,7 @@ async fn existing_datasets_and_bad_requests_are_refused() {
     assert_eq!(err.status(), Some(400));
 
     let http = reqwest::Client::new();
-    let url = format!("{}/api/v1/datasets", f.storaged.url);
+    let url = format!("{}/api/v1/datasets", f.storaged.storaged_url());
     let cases: Vec<(reqwest::RequestBuilder, u16)> = vec![
         (
             http.post(&url)
@@ -286,7 +293,10 @@ async fn existing_datasets_and_bad_requests_are_refused() {
             400,
         ),
         (http.delete(&url).header("x-admin-token", ADMIN), 405),
-        (http.get(format!("{}/no/such/route", f.storaged.url)), 404),
+        (
+            http.get(format!("{}/no/such/route", f.storaged.storaged_url())),
+            404,
+        ),
     ];
     for (i, (builder, status)) in cases.into_iter().enumerate() {
         let response = builder.send().await.unwrap();
@@ -312,8 +322,8 @@ async fn s3_sources_without_credentials_are_read_anonymously() {
     let mut config = Config::default();
     config.store.s3.endpoint = Some(seaweed.endpoint.clone());
     config.store.s3.region = Some("us-east-1".into());
-    let storaged = Storaged::start(store, config).await;
-    let client = storaged.client();
+    let storaged = start_storaged(store, config).await;
+    let client = storaged.storaged();
     let request = CreateDatasetRequest {
         name: "anon".into(),
         source: "s3://nobucket/x.parquet".into(),

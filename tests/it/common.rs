@@ -1,4 +1,5 @@
-//! Shared set-up: an in-process storaged on a bound port-0 socket, and small fixtures.
+//! Shared set-up: storaged or queryd alone in this process (a [`TestCluster`]), raw HTTP to
+//! queryd for the wire-contract tests, and small fixtures.
 
 use std::sync::Arc;
 
@@ -6,53 +7,19 @@ use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use object_store::ObjectStore;
 use strata_daemon::config::Config;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use strata_testkit::{TestCluster, TestClusterBuilder};
 
-pub const ADMIN: &str = "admin-secret";
-pub const INTERNAL: &str = "internal-secret";
+pub use strata_testkit::{ADMIN_TOKEN as ADMIN, INTERNAL_TOKEN as INTERNAL};
 
-/// storaged serving in this process; stops when dropped.
-pub struct Storaged {
-    pub url: String,
-    pub store: Arc<dyn ObjectStore>,
-    _stop: oneshot::Sender<()>,
-}
-
-impl Storaged {
-    /// Starts storaged over `store` with both tokens set.
-    pub async fn start(store: Arc<dyn ObjectStore>, mut config: Config) -> Self {
-        config.auth.admin_token = Some(ADMIN.into());
-        config.auth.internal_token = Some(INTERNAL.into());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let state = strata_storaged::prepare(&config, store.clone())
-            .await
-            .unwrap();
-        let router = strata_storaged::router(state, &config);
-        tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            strata_daemon::serve::serve(listener, router, shutdown)
-                .await
-                .unwrap();
-        });
-        Self {
-            url,
-            store,
-            _stop: stop,
-        }
-    }
-
-    pub fn remote_store(&self) -> strata_storaged_api::RemoteStore {
-        strata_storaged_api::RemoteStore::new(&self.url, INTERNAL)
-    }
-
-    pub fn client(&self) -> strata_storaged_api::StoragedClient {
-        strata_storaged_api::StoragedClient::new(&self.url, Some(ADMIN))
-    }
+/// storaged alone, in this process, over `store` with `config`'s settings.
+pub async fn start_storaged(store: Arc<dyn ObjectStore>, config: Config) -> TestCluster {
+    TestCluster::builder()
+        .object_store(store)
+        .daemons(true, 0, false)
+        .config(config)
+        .start()
+        .await
+        .unwrap()
 }
 
 /// `batch` as an Arrow IPC stream (a delta body).
@@ -185,40 +152,47 @@ pub async fn commit_delta(
     outcome.manifest.version
 }
 
-/// queryd's router over `store` in this process, driven without sockets.
+/// queryd alone, in this process, over `store` (no storaged: it reads the store directly),
+/// and raw HTTP to it: for the tests of queryd's wire contract, which send what a typed client
+/// would not (no content type, bad paths, any header).
 pub struct Queryd {
-    pub router: axum::Router,
+    pub cluster: TestCluster,
+    http: reqwest::Client,
 }
 
 impl Queryd {
-    pub fn new(store: Arc<dyn ObjectStore>, mut config: Config) -> Self {
-        config.auth.admin_token = Some(ADMIN.into());
-        let state = strata_queryd::app_state(&config, store).unwrap();
+    pub async fn new(store: Arc<dyn ObjectStore>, config: Config) -> Self {
+        Self::start(TestCluster::builder().object_store(store).config(config)).await
+    }
+
+    /// queryd alone as `builder` sets it up otherwise.
+    pub async fn start(builder: TestClusterBuilder) -> Self {
+        let cluster = builder.daemons(false, 1, false).start().await.unwrap();
         Self {
-            router: strata_queryd::routes::router(state, &config),
+            cluster,
+            http: reqwest::Client::new(),
         }
+    }
+
+    /// A request to `path` on this queryd, with nothing set.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.cluster.queryd_url(0)))
     }
 
     /// Sends a request; returns status, headers and body.
     pub async fn send(
         &self,
-        request: axum::http::Request<axum::body::Body>,
-    ) -> (u16, axum::http::HeaderMap, bytes::Bytes) {
-        use tower::ServiceExt;
-        let response = self.router.clone().oneshot(request).await.unwrap();
+        request: reqwest::RequestBuilder,
+    ) -> (u16, reqwest::header::HeaderMap, bytes::Bytes) {
+        let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (status, headers, body)
+        (status, headers, response.bytes().await.unwrap())
     }
 
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let request = axum::http::Request::get(path)
-            .body(axum::body::Body::empty())
-            .unwrap();
-        let (status, _, body) = self.send(request).await;
+        let (status, _, body) = self.send(self.request(reqwest::Method::GET, path)).await;
         (
             status,
             serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
@@ -245,16 +219,16 @@ impl Queryd {
         body: String,
         headers: &[(&str, &str)],
         admin: bool,
-    ) -> (u16, axum::http::HeaderMap, bytes::Bytes) {
-        let mut request =
-            axum::http::Request::post(path).header("content-type", "application/json");
+    ) -> (u16, reqwest::header::HeaderMap, bytes::Bytes) {
+        let mut request = self
+            .request(reqwest::Method::POST, path)
+            .header("content-type", "application/json");
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
         if admin {
             request = request.header("x-admin-token", ADMIN);
         }
-        self.send(request.body(axum::body::Body::from(body)).unwrap())
-            .await
+        self.send(request.body(body)).await
     }
 }

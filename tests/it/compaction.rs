@@ -10,14 +10,13 @@ use std::time::Duration;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use bytes::Bytes;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use strata_compactord::compact::{self, CompactOptions, CompactOutcome};
-use strata_compactord_api::{CompactionRun, CompactordClient, GcResponse, RunOutcome, Trigger};
+use strata_compactord_api::{CompactionRun, GcResponse, RunOutcome, Trigger};
 use strata_daemon::config::Config;
 use strata_queryd_api::internal::{NOTIFY_ROUTE, NotifyVersion};
 use strata_shared::commit::Table;
@@ -26,9 +25,12 @@ use strata_shared::manifest::{Manifest, Operation};
 use strata_shared::{merge, parquet_io};
 use strata_storaged_api::DeltaClient;
 use tokio::net::TcpListener;
-use tokio::sync::{Barrier, oneshot};
+use tokio::sync::Barrier;
 
-use crate::common::{ADMIN, INTERNAL, Storaged, commit_delta, create_dataset, named, people};
+use strata_queryd_api::QuerydClient;
+use strata_testkit::{Mode, Store, TestCluster};
+
+use crate::common::{ADMIN, INTERNAL, commit_delta, create_dataset, named, people};
 
 type State = BTreeMap<i64, Option<String>>;
 
@@ -38,17 +40,19 @@ fn storaged_config() -> Config {
     config
 }
 
-/// storaged over a fresh directory (kept alive by the returned guard).
-async fn storaged() -> (tempfile::TempDir, Storaged) {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
-    let storaged = Storaged::start(store, storaged_config()).await;
-    (dir, storaged)
+/// storaged alone, in this process, over a fresh directory.
+async fn local_storaged() -> TestCluster {
+    TestCluster::builder()
+        .store(Store::LocalDir)
+        .daemons(true, 0, false)
+        .config(storaged_config())
+        .start()
+        .await
+        .unwrap()
 }
 
 /// A table as compactord sees it: through storaged's internal object API.
-fn remote_table(storaged: &Storaged, name: &str) -> Table {
+fn remote_table(storaged: &TestCluster, name: &str) -> Table {
     let store: Arc<dyn ObjectStore> = Arc::new(storaged.remote_store());
     Table::new(store, DatasetName::new(name).unwrap())
 }
@@ -107,8 +111,8 @@ fn committed_version(outcome: &CompactOutcome) -> u64 {
 
 #[tokio::test]
 async fn compaction_over_the_remote_store_keeps_the_logical_state() {
-    let (_dir, storaged) = storaged().await;
-    let store = storaged.store.clone();
+    let storaged = local_storaged().await;
+    let store = storaged.store();
     let mut rng = StdRng::seed_from_u64(7);
     // Base: multiples of 3 below 3000, in four files.
     let base: Vec<i64> = (0..1000).map(|i| i * 3).collect();
@@ -160,9 +164,15 @@ async fn compaction_over_the_remote_store_keeps_the_logical_state() {
 
 #[tokio::test]
 async fn a_delta_posted_during_compaction_survives_and_stays_visible() {
-    let (_dir, storaged) = storaged().await;
-    create_dataset(&storaged.store, "people", &[people(&[1, 2, 3, 4])], &["id"]).await;
-    let deltas = DeltaClient::new(&storaged.url, INTERNAL);
+    let storaged = local_storaged().await;
+    create_dataset(
+        &storaged.store(),
+        "people",
+        &[people(&[1, 2, 3, 4])],
+        &["id"],
+    )
+    .await;
+    let deltas = DeltaClient::new(&storaged.storaged_url(), INTERNAL);
     let post = |body: Value| {
         let deltas = deltas.clone();
         async move {
@@ -202,8 +212,8 @@ async fn a_delta_posted_during_compaction_survives_and_stays_visible() {
 
 #[tokio::test]
 async fn of_two_compactors_at_once_exactly_one_commits_and_the_other_is_fenced() {
-    let (_dir, storaged) = storaged().await;
-    let store = storaged.store.clone();
+    let storaged = local_storaged().await;
+    let store = storaged.store();
     create_dataset(&store, "people", &[people(&[1, 2, 3])], &["id"]).await;
     commit_delta(&store, "people", &named(&[4], "new"), &[1]).await;
     let expected = state(&remote_table(&storaged, "people")).await;
@@ -248,51 +258,31 @@ async fn of_two_compactors_at_once_exactly_one_commits_and_the_other_is_fenced()
     assert_eq!(state(&table).await, expected);
 }
 
-/// compactord serving on a port-0 socket through `serve` (objects via storaged); stops when
-/// dropped.
-struct Compactord {
-    url: String,
-    _stop: oneshot::Sender<()>,
+/// compactord alone, in this process, reaching objects through `storaged`.
+async fn start_compactord(storaged: &TestCluster, config: Config) -> TestCluster {
+    TestCluster::builder()
+        .daemons(false, 0, true)
+        .storaged_at(&storaged.storaged_url())
+        .config(config)
+        .start()
+        .await
+        .unwrap()
 }
 
-impl Compactord {
-    async fn start(storaged: &Storaged, mut config: Config) -> Self {
-        config.auth.admin_token = Some(ADMIN.into());
-        config.auth.internal_token = Some(INTERNAL.into());
-        config.storaged.url = Some(storaged.url.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            strata_compactord::serve(config, listener, shutdown)
-                .await
-                .unwrap();
-        });
-        Self { url, _stop: stop }
-    }
-
-    fn client(&self) -> CompactordClient {
-        CompactordClient::new(&self.url, INTERNAL)
-    }
-
-    /// Polls the history (every 50 ms, up to 20 s) for a committed run of `trigger`.
-    async fn wait_for_run(&self, dataset: &str, trigger: Trigger) -> CompactionRun {
-        let client = self.client();
-        for _ in 0..400 {
-            let runs = client.runs(Some(dataset)).await.unwrap();
-            if let Some(run) = runs
-                .into_iter()
-                .find(|r| r.trigger == trigger && r.outcome == RunOutcome::Committed)
-            {
-                return run;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// Polls compactord's history (every 50 ms, up to 20 s) for a committed run of `trigger`.
+async fn wait_for_run(compactord: &TestCluster, dataset: &str, trigger: Trigger) -> CompactionRun {
+    let client = compactord.compactord();
+    for _ in 0..400 {
+        let runs = client.runs(Some(dataset)).await.unwrap();
+        if let Some(run) = runs
+            .into_iter()
+            .find(|r| r.trigger == trigger && r.outcome == RunOutcome::Committed)
+        {
+            return run;
         }
-        panic!("no committed {trigger:?} run of {dataset} appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    panic!("no committed {trigger:?} run of {dataset} appeared");
 }
 
 /// compactord's config with no automatic triggers unless a test sets them.
@@ -326,16 +316,19 @@ async fn notify_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<(Str
 
 #[tokio::test]
 async fn compactord_compacts_on_demand_records_runs_and_notifies_queryd() {
-    let (_dir, storaged) = storaged().await;
-    create_dataset(&storaged.store, "people", &[people(&[1, 2, 3])], &["id"]).await;
-    commit_delta(&storaged.store, "people", &named(&[2, 9], "new"), &[1]).await;
+    let storaged = local_storaged().await;
+    create_dataset(&storaged.store(), "people", &[people(&[1, 2, 3])], &["id"]).await;
+    commit_delta(&storaged.store(), "people", &named(&[2, 9], "new"), &[1]).await;
     let expected = state(&remote_table(&storaged, "people")).await;
     let (queryd_url, mut notified) = notify_receiver().await;
     let mut config = compactord_config("");
     config.storaged.notify_urls = Some(vec![queryd_url]);
-    let compactord = Compactord::start(&storaged, config).await;
+    let compactord = start_compactord(&storaged, config).await;
     let http = reqwest::Client::new();
-    let compact_url = format!("{}/api/v1/datasets/people/compact", compactord.url);
+    let compact_url = format!(
+        "{}/api/v1/datasets/people/compact",
+        compactord.compactord_url()
+    );
 
     // The admin route answers the finished run.
     let response = http
@@ -363,7 +356,7 @@ async fn compactord_compacts_on_demand_records_runs_and_notifies_queryd() {
     assert_eq!(got, ("people".to_string(), version));
 
     // Nothing left to merge: a no-op run through the internal twin, recorded and answered.
-    let noop = compactord.client().compact("people").await.unwrap();
+    let noop = compactord.compactord().compact("people").await.unwrap();
     assert_eq!((noop.outcome, noop.version), (RunOutcome::Noop, None));
     assert_eq!(
         table.latest_version().await.unwrap(),
@@ -372,18 +365,21 @@ async fn compactord_compacts_on_demand_records_runs_and_notifies_queryd() {
     );
 
     // History, newest first, on both routes.
-    let runs = compactord.client().runs(Some("people")).await.unwrap();
+    let runs = compactord.compactord().runs(Some("people")).await.unwrap();
     assert_eq!(runs, vec![noop.clone(), run.clone()]);
     assert!(
         compactord
-            .client()
+            .compactord()
             .runs(Some("other"))
             .await
             .unwrap()
             .is_empty()
     );
     let response = http
-        .get(format!("{}/api/v1/compactions", compactord.url))
+        .get(format!(
+            "{}/api/v1/compactions",
+            compactord.compactord_url()
+        ))
         .header("x-admin-token", ADMIN)
         .send()
         .await
@@ -397,19 +393,19 @@ async fn compactord_compacts_on_demand_records_runs_and_notifies_queryd() {
     assert_eq!(status(http.post(&compact_url).send().await.unwrap()), 401);
     let wrong = http.post(&compact_url).header("x-admin-token", "nope");
     assert_eq!(status(wrong.send().await.unwrap()), 403);
-    let unknown = compactord.client().compact("nope").await.unwrap_err();
+    let unknown = compactord.compactord().compact("nope").await.unwrap_err();
     assert_eq!(unknown.status(), Some(404));
-    let invalid = compactord.client().compact("_bad").await.unwrap_err();
+    let invalid = compactord.compactord().compact("_bad").await.unwrap_err();
     assert_eq!(invalid.status(), Some(400));
-    assert_eq!(compactord.client().runs(None).await.unwrap().len(), 2);
+    assert_eq!(compactord.compactord().runs(None).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
 async fn compactord_cron_schedules_compact_and_a_dataset_schedule_replaces_the_global_one() {
-    let (_dir, storaged) = storaged().await;
+    let storaged = local_storaged().await;
     for name in ["animals", "people"] {
-        create_dataset(&storaged.store, name, &[people(&[1, 2, 3])], &["id"]).await;
-        commit_delta(&storaged.store, name, &named(&[4], "new"), &[]).await;
+        create_dataset(&storaged.store(), name, &[people(&[1, 2, 3])], &["id"]).await;
+        commit_delta(&storaged.store(), name, &named(&[4], "new"), &[]).await;
     }
     // `animals` has its own schedule (once a year), so the global one leaves it alone.
     let config = compactord_config(
@@ -422,8 +418,8 @@ async fn compactord_cron_schedules_compact_and_a_dataset_schedule_replaces_the_g
         compact_schedule = "0 0 0 1 1 *"
         "#,
     );
-    let compactord = Compactord::start(&storaged, config).await;
-    let run = compactord.wait_for_run("people", Trigger::Schedule).await;
+    let compactord = start_compactord(&storaged, config).await;
+    let run = wait_for_run(&compactord, "people", Trigger::Schedule).await;
     assert_eq!(run.deltas_merged, 1);
     // The global job visits datasets in name order, so it had passed `animals` by now.
     let animals = remote_table(&storaged, "animals")
@@ -433,7 +429,7 @@ async fn compactord_cron_schedules_compact_and_a_dataset_schedule_replaces_the_g
     assert_eq!(animals.deltas.len(), 1);
     assert!(
         compactord
-            .client()
+            .compactord()
             .runs(Some("animals"))
             .await
             .unwrap()
@@ -443,17 +439,17 @@ async fn compactord_cron_schedules_compact_and_a_dataset_schedule_replaces_the_g
 
 #[tokio::test]
 async fn compactord_compacts_when_a_threshold_is_crossed() {
-    let (_dir, storaged) = storaged().await;
-    create_dataset(&storaged.store, "people", &[people(&[1, 2, 3])], &["id"]).await;
+    let storaged = local_storaged().await;
+    create_dataset(&storaged.store(), "people", &[people(&[1, 2, 3])], &["id"]).await;
     let mut config = compactord_config("");
     config.compactord.check_interval_ms = 200;
     config.compactord.max_deltas = 2;
     config.compactord.max_delta_ratio = 1e9;
     config.compactord.max_delta_age_secs = 1_000_000;
-    let compactord = Compactord::start(&storaged, config).await;
-    commit_delta(&storaged.store, "people", &named(&[4], "a"), &[]).await;
-    commit_delta(&storaged.store, "people", &named(&[5], "b"), &[1]).await;
-    let run = compactord.wait_for_run("people", Trigger::Threshold).await;
+    let compactord = start_compactord(&storaged, config).await;
+    commit_delta(&storaged.store(), "people", &named(&[4], "a"), &[]).await;
+    commit_delta(&storaged.store(), "people", &named(&[5], "b"), &[1]).await;
+    let run = wait_for_run(&compactord, "people", Trigger::Threshold).await;
     assert_eq!(run.deltas_merged, 2);
     let after = remote_table(&storaged, "people")
         .load_latest()
@@ -471,40 +467,38 @@ async fn strata_up_serves_the_same_rows_after_compaction_in_key_order() {
     )
     .unwrap();
     let declared = "[[datasets]]\nname = \"people\"\nsource = \"src/people.parquet\"\nprimary_key = [\"id\"]\n";
-    let strata = strata_testkit::StrataProcess::up(dir.path(), "file://data", declared, &[], &[])
+    let strata = TestCluster::builder()
+        .mode(Mode::Up)
+        .store(Store::LocalDir)
+        .dir(dir.path())
+        .toml(declared)
+        .start()
         .await
         .unwrap();
-    let http = reqwest::Client::new();
-    let admin = strata.admin_token.as_str();
-    let dataset = format!("{}/api/v1/datasets/people", strata.queryd);
-    let written: Value = http
-        .post(format!("{dataset}/deltas"))
-        .header("x-admin-token", admin)
-        .json(
+    let queryd = strata.queryd();
+    let written = queryd
+        .post_deltas(
+            "people",
             &json!({"upserts": [{"id": 5, "name": "five"}, {"id": 20, "name": "twenty"}],
                       "deletes": [{"id": 30}]}),
+            None,
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
         .await
         .unwrap();
     let query = |min_version: u64| {
-        http.post(format!("{dataset}/query"))
-            .json(&json!({"min_version": min_version}))
-            .send()
+        let queryd = queryd.clone();
+        async move {
+            let answer = queryd
+                .query("people", &json!({"min_version": min_version}))
+                .await
+                .unwrap();
+            answer.body.data
+        }
     };
-    let ids = |body: &Value| -> Vec<i64> {
-        body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_i64().unwrap())
-            .collect()
+    let ids = |rows: &[serde_json::Map<String, Value>]| -> Vec<i64> {
+        rows.iter().map(|r| r["id"].as_i64().unwrap()).collect()
     };
-    let version = written["version"].as_u64().unwrap();
-    let before: Value = query(version).await.unwrap().json().await.unwrap();
+    let before = query(written.body.version).await;
     assert_eq!(
         ids(&before),
         vec![10, 40, 5, 20],
@@ -512,60 +506,34 @@ async fn strata_up_serves_the_same_rows_after_compaction_in_key_order() {
     );
 
     // Through queryd, which forwards to compactord.
-    let run: CompactionRun = http
-        .post(format!("{dataset}/compact"))
-        .header("x-admin-token", admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let run = queryd.compact("people").await.unwrap();
     assert_eq!(run.outcome, RunOutcome::Committed, "{run:?}");
-    let after: Value = query(run.version.unwrap())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after = query(run.version.unwrap()).await;
     assert_eq!(
         ids(&after),
         vec![5, 10, 20, 40],
         "the same rows, now in key order"
     );
-    let mut before_rows = before["data"].as_array().unwrap().clone();
+    let mut before_rows = before.clone();
     before_rows.sort_by_key(|r| r["id"].as_i64());
-    assert_eq!(&before_rows, after["data"].as_array().unwrap());
+    assert_eq!(before_rows, after);
 
     // The run history, through queryd, per dataset.
-    let runs: Value = http
-        .get(format!("{dataset}/compactions"))
-        .header("x-admin-token", admin)
-        .send()
+    let runs = queryd.compactions("people").await.unwrap();
+    assert_eq!(runs.runs[0].id, run.id, "{runs:?}");
+    let refused = QuerydClient::new(queryd.url(), None)
+        .compact("people")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(runs["runs"][0]["id"], json!(run.id), "{runs}");
-    let refused = http
-        .post(format!("{dataset}/compact"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        refused.status().as_u16(),
-        401,
-        "compaction is an admin call"
-    );
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(401), "compaction is an admin call");
 }
 
 #[tokio::test]
 async fn gc_deletes_what_no_retained_manifest_references_and_nothing_else() {
-    let (_dir, storaged) = storaged().await;
-    create_dataset(&storaged.store, "people", &[people(&[1, 2, 3])], &["id"]).await;
-    commit_delta(&storaged.store, "people", &named(&[2, 9], "new"), &[1]).await;
-    commit_delta(&storaged.store, "people", &named(&[3], "again"), &[]).await;
+    let storaged = local_storaged().await;
+    create_dataset(&storaged.store(), "people", &[people(&[1, 2, 3])], &["id"]).await;
+    commit_delta(&storaged.store(), "people", &named(&[2, 9], "new"), &[1]).await;
+    commit_delta(&storaged.store(), "people", &named(&[3], "again"), &[]).await;
     let table = remote_table(&storaged, "people");
     let before = table.load_latest().await.unwrap();
     let expected = state(&table).await;
@@ -576,13 +544,13 @@ async fn gc_deletes_what_no_retained_manifest_references_and_nothing_else() {
         uuid::Uuid::now_v7(),
     );
     storaged
-        .store
+        .store()
         .put(&orphan, bytes::Bytes::from_static(b"partial").into())
         .await
         .unwrap();
 
     // With the default grace period nothing is young enough to go.
-    let compactord = Compactord::start(&storaged, compactord_config("")).await;
+    let compactord = start_compactord(&storaged, compactord_config("")).await;
     let http = reqwest::Client::new();
     let gc = |url: String| {
         let http = http.clone();
@@ -598,7 +566,10 @@ async fn gc_deletes_what_no_retained_manifest_references_and_nothing_else() {
         }
     };
     let run: CompactionRun = http
-        .post(format!("{}/api/v1/datasets/people/compact", compactord.url))
+        .post(format!(
+            "{}/api/v1/datasets/people/compact",
+            compactord.compactord_url()
+        ))
         .header("x-admin-token", ADMIN)
         .send()
         .await
@@ -607,7 +578,7 @@ async fn gc_deletes_what_no_retained_manifest_references_and_nothing_else() {
         .await
         .unwrap();
     assert_eq!(run.outcome, RunOutcome::Committed, "{run:?}");
-    let report = gc(compactord.url.clone()).await;
+    let report = gc(compactord.compactord_url()).await;
     assert_eq!(report.datasets[0].files_deleted, 0, "{report:?}");
     drop(compactord);
 
@@ -616,8 +587,8 @@ async fn gc_deletes_what_no_retained_manifest_references_and_nothing_else() {
     // every file of the retained manifests stays and the state reads back the same.
     let mut config = compactord_config("[compactord]\ngc_grace_secs = 0\ngc_keep_manifests = 1\n");
     config.compactord.gc_schedule = None;
-    let compactord = Compactord::start(&storaged, config).await;
-    let report = gc(compactord.url.clone()).await;
+    let compactord = start_compactord(&storaged, config).await;
+    let report = gc(compactord.compactord_url()).await;
     let people = &report.datasets[0];
     assert!(!people.fenced && people.error.is_none(), "{report:?}");
     let old_files = before.base_files.len() + before.deltas.len() + 1;
@@ -625,7 +596,7 @@ async fn gc_deletes_what_no_retained_manifest_references_and_nothing_else() {
     assert!(people.manifests_deleted > 0);
     for path in before.referenced_paths().chain([orphan.as_ref()]) {
         let gone = storaged
-            .store
+            .store()
             .head(&object_store::path::Path::from(path))
             .await;
         assert!(gone.is_err(), "{path} should be gone");
@@ -633,13 +604,13 @@ async fn gc_deletes_what_no_retained_manifest_references_and_nothing_else() {
     let latest = table.load_latest().await.unwrap();
     for path in latest.referenced_paths() {
         storaged
-            .store
+            .store()
             .head(&object_store::path::Path::from(path))
             .await
             .unwrap_or_else(|e| panic!("{path} is referenced: {e}"));
     }
     assert_eq!(state(&table).await, expected);
     // Again: nothing left, and that is fine.
-    let report = gc(compactord.url.clone()).await;
+    let report = gc(compactord.compactord_url()).await;
     assert_eq!(report.datasets[0].files_deleted, 0);
 }

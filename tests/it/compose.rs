@@ -143,11 +143,7 @@ impl Stack {
     }
 
     fn client(&self) -> Client {
-        Client {
-            http: self.http.clone(),
-            queryd: self.url(),
-            token: ADMIN.into(),
-        }
+        Client::new(&self.url(), ADMIN)
     }
 
     /// Creates `items` by uploading its base (the model's rows plus `filler` more) as Parquet
@@ -332,15 +328,13 @@ async fn check_table(
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g, w);
     }
-    let (status, _, count) = client
-        .post(
-            "/api/v1/datasets/items/count",
-            &json!({"min_version": version}),
-        )
-        .await;
-    assert_eq!(status, 200, "{count}");
+    let count = client
+        .queryd
+        .count("items", &json!({"min_version": version}))
+        .await
+        .unwrap();
     let live = expected.values().filter(|i| i.is_some()).count();
-    assert_eq!(count["count"], live, "rows in all");
+    assert_eq!(count.body.count, live as u64, "rows in all");
 }
 
 /// Scale-out: three replicas on one store behind HAProxy. Writes through the balancer are
@@ -452,15 +446,13 @@ async fn replicas_behind_the_load_balancer() {
 
     // The demo profile: a one-shot container uploads the demo dataset through lb.
     stack.compose_ok(&["--profile", "demo", "run", "--rm", "demo"]);
-    let (status, _, count) = stack
+    let count = stack
         .client()
-        .post("/api/v1/datasets/demo/count", &json!({}))
-        .await;
-    assert_eq!(
-        (status, count["count"].as_u64()),
-        (200, Some(100_000)),
-        "{count}"
-    );
+        .queryd
+        .count("demo", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(count.body.count, 100_000);
 
     // A replica dies under load: only the requests it held may fail.
     const READERS: usize = 8;

@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use serde_json::{Value, json};
-use strata_testkit::{StrataProcess, strata_bin};
+use strata_testkit::{Mode, Store, TestCluster, strata_bin};
 
 use crate::common::{arrow_stream, people};
 
@@ -60,14 +60,14 @@ impl Api {
 /// token), the status, and the dataset it must not create (empty: none to check).
 type Refusal<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
 
-/// `strata up` on a local directory (kept until the returned `TempDir` is dropped).
-async fn strata_up() -> (tempfile::TempDir, StrataProcess) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", dir.path().join("data").display());
-    let strata = StrataProcess::up(dir.path(), &store, "", &[], &[])
+/// `strata up` on a local directory.
+async fn strata_up() -> TestCluster {
+    TestCluster::builder()
+        .mode(Mode::Up)
+        .store(Store::LocalDir)
+        .start()
         .await
-        .unwrap();
-    (dir, strata)
+        .unwrap()
 }
 
 fn parquet(ids: &[i64]) -> Vec<u8> {
@@ -79,11 +79,11 @@ fn parquet(ids: &[i64]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn datasets_are_created_through_queryd() {
-    let (dir, strata) = strata_up().await;
+    let strata = strata_up().await;
     let api = Api {
         http: reqwest::Client::new(),
-        queryd: strata.queryd.clone(),
-        token: strata.admin_token.clone(),
+        queryd: strata.queryd_url(0),
+        token: strata.admin_token().into(),
     };
 
     // An uploaded Parquet file, keyed, is served at once and takes deltas.
@@ -137,7 +137,11 @@ async fn datasets_are_created_through_queryd() {
     assert_eq!(api.count("people_arrow").await.1["count"], 2);
 
     // A source storaged reads, described in JSON.
-    std::fs::write(dir.path().join("more.parquet"), parquet(&[10, 11, 12, 13])).unwrap();
+    std::fs::write(
+        strata.dir().join("more.parquet"),
+        parquet(&[10, 11, 12, 13]),
+    )
+    .unwrap();
     let source = json!({"name": "more", "source": "more.parquet", "primary_key": ["id"]});
     let (status, created) = api
         .create(
@@ -248,18 +252,19 @@ async fn datasets_are_created_through_queryd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_demo_commands() {
-    let (_dir, strata) = strata_up().await;
+    let strata = strata_up().await;
+    let queryd = strata.queryd_url(0);
     let strata_cmd = |args: &[&str]| {
         Command::new(strata_bin())
             .args(args)
-            .env("STRATA_ADMIN_TOKEN", &strata.admin_token)
+            .env("STRATA_ADMIN_TOKEN", strata.admin_token())
             .env("RUST_LOG", "warn")
             .output()
             .unwrap()
     };
-    let healthy = strata_cmd(&["health", &format!("{}/health", strata.queryd)]);
+    let healthy = strata_cmd(&["health", &format!("{}/health", queryd)]);
     assert!(healthy.status.success(), "{healthy:?}");
-    let missing = strata_cmd(&["health", &format!("{}/no/such/route", strata.queryd)]);
+    let missing = strata_cmd(&["health", &format!("{}/no/such/route", queryd)]);
     assert!(!missing.status.success());
     assert!(
         String::from_utf8_lossy(&missing.stderr).contains("404"),
@@ -268,11 +273,11 @@ async fn health_and_demo_commands() {
     let closed = strata_cmd(&["health", "--timeout", "2", "http://127.0.0.1:9/health"]);
     assert!(!closed.status.success());
 
-    let demo = strata_cmd(&["demo", "--url", &strata.queryd, "--rows", "5000"]);
+    let demo = strata_cmd(&["demo", "--url", &queryd, "--rows", "5000"]);
     assert!(demo.status.success(), "{demo:?}");
     assert!(String::from_utf8_lossy(&demo.stdout).contains("created dataset demo"));
     let count: Value = reqwest::Client::new()
-        .post(format!("{}/api/v1/datasets/demo/count", strata.queryd))
+        .post(format!("{}/api/v1/datasets/demo/count", queryd))
         .send()
         .await
         .unwrap()
@@ -281,14 +286,14 @@ async fn health_and_demo_commands() {
         .unwrap();
     assert_eq!(count["count"], 5000);
     // Again: the dataset exists, which is success for a one-shot loader.
-    let again = strata_cmd(&["demo", "--url", &strata.queryd, "--rows", "5000"]);
+    let again = strata_cmd(&["demo", "--url", &queryd, "--rows", "5000"]);
     assert!(again.status.success(), "{again:?}");
     assert!(String::from_utf8_lossy(&again.stdout).contains("exists already"));
     let wrong = Command::new(strata_bin())
         .args([
             "demo",
             "--url",
-            &strata.queryd,
+            &queryd,
             "--admin-token",
             "wrong",
             "--wait",

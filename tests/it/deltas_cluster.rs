@@ -2,15 +2,12 @@
 //! storaged's notification, by polling the manifest, or at once when a query asks for
 //! `min_version`.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use strata_testkit::{ChildProcess, free_port, strata_bin, wait_http_ok, write_parquet};
+use strata_testkit::{Mode, Store, TestCluster, free_port, write_parquet};
 
 use crate::common::people;
-
-const ADMIN: &str = "cluster-admin";
 
 /// The version `queryd` serves `people` at, and its rows' ids.
 async fn served(
@@ -42,7 +39,7 @@ async fn wait_version(
     http: &reqwest::Client,
     queryd: &str,
     version: u64,
-    log: &ChildProcess,
+    log: &dyn Fn() -> String,
 ) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -54,7 +51,7 @@ async fn wait_version(
         assert!(
             Instant::now() < deadline,
             "{queryd} stuck at {served} < {version}\n{}",
-            log.log()
+            log()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -68,56 +65,39 @@ async fn queryd_processes_converge_by_notification_polling_and_min_version() {
         &[people(&[10, 20, 30])],
     )
     .unwrap();
-    let (s, a, b, c) = (free_port(), free_port(), free_port(), free_port());
+    // The queryds' ports are chosen here: storaged notifies a (the writer's queryd) and c
+    // (which never polls); b hears nothing and polls.
+    let (a, b, c) = (free_port(), free_port(), free_port());
     let url = |p: u16| format!("http://127.0.0.1:{p}");
-    // One file per process: they differ in queryd's port and polling. storaged notifies a
-    // (the writer's queryd) and c (which never polls); b hears nothing and polls.
-    let config = |queryd: u16, poll_ms: u64| {
-        format!(
-            "[store]\nurl = \"file://data\"\n\
-             [storaged]\nlisten = \"127.0.0.1:{s}\"\nnotify_urls = [\"{}\", \"{}\"]\n\
-             [queryd]\nlisten = \"127.0.0.1:{queryd}\"\npoll_interval_ms = {poll_ms}\nrequest_timeout_ms = 6000\n\
-             [auth]\nadmin_token = \"{ADMIN}\"\n\
-             [[datasets]]\nname = \"people\"\nsource = \"src/people.parquet\"\nprimary_key = [\"id\"]\n",
-            url(a),
-            url(c)
-        )
-    };
-    let spawn = |daemon: &str, name: &str, text: String| {
-        let path = dir.path().join(format!("{name}.toml"));
-        std::fs::write(&path, text).unwrap();
-        let mut command = Command::new(strata_bin());
-        command
-            .arg(daemon)
-            .arg("--config")
-            .arg(&path)
-            .env("STRATA_INTERNAL_TOKEN", "tok")
-            .env_remove("STRATA_ADMIN_TOKEN")
-            .current_dir(dir.path());
-        ChildProcess::spawn(name, command, &dir.path().join(format!("{name}.log"))).unwrap()
-    };
-    let storaged = spawn("storaged", "storaged", config(a, 0));
-    wait_http_ok(&format!("{}/health", url(s)), Duration::from_secs(30))
-        .await
-        .unwrap();
-    let qa = spawn("queryd", "queryd-a", config(a, 0));
-    let qb = spawn("queryd", "queryd-b", config(b, 300));
-    let qc = spawn("queryd", "queryd-c", config(c, 0));
-    for (port, p) in [(a, &qa), (b, &qb), (c, &qc)] {
-        if let Err(e) =
-            wait_http_ok(&format!("{}/health", url(port)), Duration::from_secs(30)).await
-        {
-            panic!("{e}\n{}\n{}", p.log(), storaged.log());
-        }
+    let settings = format!(
+        "[storaged]\nnotify_urls = [\"{}\", \"{}\"]\n\
+         [queryd]\npoll_interval_ms = 0\nrequest_timeout_ms = 6000\n\
+         [[datasets]]\nname = \"people\"\nsource = \"src/people.parquet\"\nprimary_key = [\"id\"]\n",
+        url(a),
+        url(c)
+    );
+    let mut builder = TestCluster::builder()
+        .mode(Mode::Processes)
+        .store(Store::LocalDir)
+        .dir(dir.path())
+        .daemons(true, 3, false)
+        .toml(&settings);
+    for (index, (port, poll_ms)) in [(a, 0), (b, 300), (c, 0)].into_iter().enumerate() {
+        builder = builder.queryd_toml(
+            index,
+            &format!("[queryd]\nlisten = \"127.0.0.1:{port}\"\npoll_interval_ms = {poll_ms}\n"),
+        );
     }
+    let cluster = builder.start().await.unwrap();
+    let log = |index: usize| cluster.log(&format!("queryd-{index}"));
     let http = reqwest::Client::new();
-    for (port, p) in [(a, &qa), (b, &qb), (c, &qc)] {
-        wait_version(&http, &url(port), 0, p).await;
+    for (index, port) in [a, b, c].into_iter().enumerate() {
+        wait_version(&http, &url(port), 0, &|| log(index)).await;
     }
 
     let post = |body: Value| {
         http.post(format!("{}/api/v1/datasets/people/deltas", url(a)))
-            .header("x-admin-token", ADMIN)
+            .header("x-admin-token", cluster.admin_token())
             .json(&body)
             .send()
     };
@@ -130,13 +110,13 @@ async fn queryd_processes_converge_by_notification_polling_and_min_version() {
             .unwrap();
     let v1 = answer["version"]
         .as_u64()
-        .unwrap_or_else(|| panic!("{answer}\n{}", storaged.log()));
+        .unwrap_or_else(|| panic!("{answer}\n{}", cluster.log("storaged")));
     let want = json!([{"id": 20, "name": "person 20"}, {"id": 30, "name": "person 30"}, {"id": 40, "name": "forty"}]);
     // The writer's queryd serves it already; c by notification; b by its poll.
     let (_, served_a, body) = served(&http, &url(a), None).await;
     assert_eq!((served_a, &body["data"]), (v1, &want));
-    assert_eq!(wait_version(&http, &url(c), v1, &qc).await, want);
-    assert_eq!(wait_version(&http, &url(b), v1, &qb).await, want);
+    assert_eq!(wait_version(&http, &url(c), v1, &|| log(2)).await, want);
+    assert_eq!(wait_version(&http, &url(b), v1, &|| log(1)).await, want);
 
     // min_version: b catches up before answering, whatever its poll is doing.
     let answer: Value = post(json!({"upserts": [{"id": 20, "name": "twenty"}]}))

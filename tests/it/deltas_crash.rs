@@ -48,11 +48,7 @@ async fn acknowledged_writes_survive_sigkill() {
         (0..WRITERS).map(|_| Default::default()).collect();
     for trial in 0..3 {
         let mut strata = start(dir.path()).await;
-        let client = Arc::new(Client {
-            http: reqwest::Client::new(),
-            queryd: strata.queryd.clone(),
-            token: strata.admin_token.clone(),
-        });
+        let client = Arc::new(Client::new(&strata.queryd_url(0), strata.admin_token()));
         check_writers(&client, &base, &writers, trial).await;
 
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -80,18 +76,14 @@ async fn acknowledged_writes_survive_sigkill() {
             })
             .collect();
         tokio::time::sleep(std::time::Duration::from_millis(rng.random_range(200..900))).await;
-        strata.process.kill();
+        strata.kill("strata");
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for task in tasks {
             task.await.unwrap();
         }
     }
     let strata = start(dir.path()).await;
-    let client = Client {
-        http: reqwest::Client::new(),
-        queryd: strata.queryd.clone(),
-        token: strata.admin_token.clone(),
-    };
+    let client = Client::new(&strata.queryd_url(0), strata.admin_token());
     check_writers(&client, &base, &writers, 3).await;
     let acked: usize =
         futures::future::join_all(writers.iter().map(|w| async { w.lock().await.acked.len() }))

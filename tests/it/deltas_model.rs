@@ -16,7 +16,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
-use strata_testkit::{StrataProcess, write_parquet};
+use strata_queryd_api::{ClientError, QuerydClient};
+use strata_testkit::{Mode, Store, TestCluster, write_parquet};
 
 const BASE_ROWS: i64 = 2_000;
 /// Keys are drawn from `0..KEY_SPACE`: about half exist in the base (even ids).
@@ -127,39 +128,40 @@ impl Model {
     }
 }
 
+/// The model tests' view of one queryd's `items`: the typed client for the requests meant to
+/// succeed, raw HTTP ([`Client::send`]) for the ones meant to be refused.
 pub(crate) struct Client {
+    pub(crate) queryd: QuerydClient,
     pub(crate) http: reqwest::Client,
-    pub(crate) queryd: String,
-    pub(crate) token: String,
+    token: String,
 }
 
 impl Client {
-    pub(crate) async fn post(
-        &self,
-        path: &str,
-        body: &Value,
-    ) -> (u16, reqwest::header::HeaderMap, Value) {
-        self.send(path, body.to_string(), "application/json", &[])
-            .await
+    pub(crate) fn new(url: &str, token: &str) -> Self {
+        let http = reqwest::Client::new();
+        Self {
+            queryd: QuerydClient::with_http(url, Some(token), http.clone()),
+            http,
+            token: token.to_owned(),
+        }
     }
 
+    /// POSTs `body` as it is, with the admin token: status, headers and the JSON answer.
     async fn send(
         &self,
         path: &str,
         body: String,
         content_type: &str,
-        headers: &[(&str, &str)],
     ) -> (u16, reqwest::header::HeaderMap, Value) {
-        let mut request = self
+        let response = self
             .http
-            .post(format!("{}{path}", self.queryd))
+            .post(format!("{}{path}", self.queryd.url()))
             .header("content-type", content_type)
             .header("x-admin-token", &self.token)
-            .body(body);
-        for (k, v) in headers {
-            request = request.header(*k, *v);
-        }
-        let response = request.send().await.unwrap();
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap();
@@ -167,73 +169,68 @@ impl Client {
         (status, headers, value)
     }
 
-    /// Posts a delta; the committed version, or `None` if the request failed in transit (the
-    /// server went away: the write may or may not have landed).
+    /// Posts a delta; the committed version, or `None` if the request failed in transit or
+    /// with a 5xx (the server went away: the write may or may not have landed).
     pub(crate) async fn try_delta(&self, upserts: &[Item], deletes: &[i64]) -> Option<u64> {
-        let body = json!({
-            "upserts": upserts.iter().map(Item::json).collect::<Vec<_>>(),
-            "deletes": deletes.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
-        });
-        let response = self
-            .http
-            .post(format!("{}/api/v1/datasets/items/deltas", self.queryd))
-            .header("x-admin-token", &self.token)
-            .json(&body)
-            .send()
+        match self
+            .queryd
+            .post_deltas("items", &delta_body(upserts, deletes), None)
             .await
-            .ok()?;
-        let status = response.status().as_u16();
-        let answer: Value = response.json().await.ok()?;
-        assert!(status == 200 || status >= 500, "{status}: {answer}");
-        answer["version"].as_u64().filter(|_| status == 200)
+        {
+            Ok(committed) => Some(committed.body.version),
+            Err(ClientError::Status {
+                status, message, ..
+            }) => {
+                assert!(status >= 500, "{status}: {message}");
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// Posts a delta; returns the committed version.
     async fn delta(&self, upserts: &[Item], deletes: &[i64], key: Option<&str>) -> u64 {
-        let body = json!({
-            "upserts": upserts.iter().map(Item::json).collect::<Vec<_>>(),
-            "deletes": deletes.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
-        });
-        let headers: Vec<(&str, &str)> = key.map(|k| ("idempotency-key", k)).into_iter().collect();
-        let (status, h, answer) = self
-            .send(
-                "/api/v1/datasets/items/deltas",
-                body.to_string(),
-                "application/json",
-                &headers,
-            )
-            .await;
-        assert_eq!(status, 200, "{answer}");
-        assert_eq!(answer["upserts"], upserts.len());
-        assert_eq!(answer["deletes"], deletes.len());
-        let version = answer["version"].as_u64().unwrap();
-        assert_eq!(h["x-dataset-version"], version.to_string().as_str());
-        version
+        let committed = self
+            .queryd
+            .post_deltas("items", &delta_body(upserts, deletes), key)
+            .await
+            .unwrap();
+        let answer = committed.body;
+        assert_eq!(answer.upserts, upserts.len() as u64);
+        assert_eq!(answer.deletes, deletes.len() as u64);
+        assert_eq!(committed.version, Some(answer.version));
+        answer.version
     }
 
     pub(crate) async fn rows(&self, request: Value) -> (u64, Vec<Map<String, Value>>) {
-        let (status, headers, body) = self.post("/api/v1/datasets/items/query", &request).await;
-        assert_eq!(status, 200, "{request}: {body}");
-        let version = headers["x-dataset-version"]
-            .to_str()
+        let answer = self
+            .queryd
+            .query("items", &request)
+            .await
+            .unwrap_or_else(|e| panic!("{request}: {e}"));
+        (answer.version.unwrap(), answer.body.data)
+    }
+
+    async fn count(&self, request: &Value) -> u64 {
+        self.queryd
+            .count("items", request)
+            .await
             .unwrap()
-            .parse()
-            .unwrap();
-        (
-            version,
-            serde_json::from_value(body["data"].clone()).unwrap(),
-        )
+            .body
+            .count
     }
 
     async fn version(&self) -> u64 {
-        let (status, headers, body) = self.post("/api/v1/datasets/items/count", &json!({})).await;
-        assert_eq!(status, 200, "{body}");
-        headers["x-dataset-version"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap()
+        let answer = self.queryd.count("items", &json!({})).await.unwrap();
+        answer.version.unwrap()
     }
+}
+
+fn delta_body(upserts: &[Item], deletes: &[i64]) -> Value {
+    json!({
+        "upserts": upserts.iter().map(Item::json).collect::<Vec<_>>(),
+        "deletes": deletes.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
+    })
 }
 
 fn as_json(items: &[&Item]) -> Vec<Map<String, Value>> {
@@ -248,10 +245,8 @@ async fn check_all(client: &Client, model: &Model, version: u64, rng: &mut StdRn
     assert!(v >= version, "{label}: served {v}, wrote {version}");
     assert_eq!(got, as_json(&order), "{label}: storage-order scan");
 
-    let (_, _, count) = client
-        .post("/api/v1/datasets/items/count", &json!({}))
-        .await;
-    assert_eq!(count["count"], model.rows.len(), "{label}: count");
+    let count = client.count(&json!({})).await;
+    assert_eq!(count, model.rows.len() as u64, "{label}: count");
 
     let mut by_val: Vec<&Item> = model.rows.values().collect();
     by_val.sort_by(|a, b| b.val.cmp(&a.val).then(a.id.cmp(&b.id)));
@@ -267,8 +262,8 @@ async fn check_all(client: &Client, model: &Model, version: u64, rng: &mut StdRn
         let (_, got) = client.rows(request.clone()).await;
         let want: Vec<&Item> = order.iter().filter(|r| r.grp == grp).copied().collect();
         assert_eq!(got, as_json(&want), "{label}: indexed eq {grp}");
-        let (_, _, count) = client.post("/api/v1/datasets/items/count", &request).await;
-        assert_eq!(count["count"], want.len(), "{label}: indexed count {grp}");
+        let count = client.count(&request).await;
+        assert_eq!(count, want.len() as u64, "{label}: indexed count {grp}");
     }
     let request = json!({"predicates": [{"col": "grp", "op": "in", "val": ["east", "west"]}, {"col": "val", "op": "lt", "val": 500}], "page": 2, "page_size": 40});
     let (_, got) = client.rows(request).await;
@@ -310,18 +305,7 @@ async fn check_all(client: &Client, model: &Model, version: u64, rng: &mut StdRn
     assert_eq!(got, want, "{label}: group-by");
 
     // Arrow: the same rows, in the same order.
-    let response = client
-        .http
-        .post(format!(
-            "{}/api/v1/datasets/items/query?format=arrow",
-            client.queryd
-        ))
-        .json(&all)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let bytes = response.bytes().await.unwrap();
+    let bytes = client.queryd.query_arrow("items", &all).await.unwrap().body;
     let reader =
         arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
     let ids: Vec<i64> = reader
@@ -340,10 +324,7 @@ async fn check_all(client: &Client, model: &Model, version: u64, rng: &mut StdRn
 }
 
 async fn check_cold(client: &Client, model: &Model, label: &str) {
-    let (status, _, body) = client
-        .post("/api/v1/cache/evict", &json!({"dataset": "items"}))
-        .await;
-    assert_eq!(status, 200, "{body}");
+    client.queryd.evict("items").await.unwrap();
     let order = model.storage_order();
     let (_, got) = client.rows(json!({"page_size": 100_000})).await;
     assert_eq!(got, as_json(&order), "{label}: cold scan");
@@ -357,10 +338,7 @@ async fn check_cold(client: &Client, model: &Model, label: &str) {
         .copied()
         .collect();
     assert_eq!(got, as_json(&want), "{label}: cold indexed page");
-    let (status, _, body) = client
-        .post("/api/v1/cache/pin", &json!({"dataset": "items"}))
-        .await;
-    assert_eq!(status, 200, "{body}");
+    client.queryd.pin("items").await.unwrap();
 }
 
 fn random_item(rng: &mut StdRng, id: i64, round: usize) -> Item {
@@ -407,14 +385,20 @@ pub(crate) fn random_request(
     (upserts, deletes)
 }
 
-pub(crate) async fn start(dir: &std::path::Path) -> StrataProcess {
+/// `strata up` on a local directory with `items` (keyed, pinned) and `nokey` declared.
+/// Threshold compaction is off: it would move rows deltas wrote into the base mid-test,
+/// changing the storage order the model follows.
+pub(crate) async fn start(dir: &std::path::Path) -> TestCluster {
     write_parquet(&dir.join("src/items.parquet"), &[batch(&base_items())]).unwrap();
     write_parquet(
         &dir.join("src/nokey.parquet"),
         &[batch(&base_items()[..10])],
     )
     .unwrap();
-    let declared = r#"
+    let settings = r#"
+[compactord]
+check_interval_ms = 0
+
 [[datasets]]
 name = "items"
 source = "src/items.parquet"
@@ -425,28 +409,21 @@ pin = true
 name = "nokey"
 source = "src/nokey.parquet"
 "#;
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    StrataProcess::up(
-        dir,
-        &format!("file://{}", data.display()),
-        declared,
-        &[],
-        &[],
-    )
-    .await
-    .unwrap()
+    TestCluster::builder()
+        .mode(Mode::Up)
+        .store(Store::LocalDir)
+        .dir(dir)
+        .toml(settings)
+        .start()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_writes_match_the_model_on_every_path() {
     let dir = tempfile::tempdir().unwrap();
     let strata = start(dir.path()).await;
-    let client = Arc::new(Client {
-        http: reqwest::Client::new(),
-        queryd: strata.queryd.clone(),
-        token: strata.admin_token.clone(),
-    });
+    let client = Arc::new(Client::new(&strata.queryd_url(0), strata.admin_token()));
     let mut rng = StdRng::seed_from_u64(0x5747_a7a5);
     let mut model = Model {
         base: base_items(),
@@ -525,18 +502,14 @@ async fn random_writes_match_the_model_on_every_path() {
     }
     assert!(posted >= 2_000, "posted {posted} row operations");
     check_all(&client, &model, version, &mut rng, "final").await;
-    assert!(strata.process.log().contains("strata is up"));
+    assert!(strata.log("strata").contains("strata is up"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_and_bad_input_never_move_the_version() {
     let dir = tempfile::tempdir().unwrap();
     let mut strata = start(dir.path()).await;
-    let client = Client {
-        http: reqwest::Client::new(),
-        queryd: strata.queryd.clone(),
-        token: strata.admin_token.clone(),
-    };
+    let client = Client::new(&strata.queryd_url(0), strata.admin_token());
 
     // An idempotent retry returns the original version and writes nothing.
     let one = [Item {
@@ -627,7 +600,7 @@ async fn retries_and_bad_input_never_move_the_version() {
         ),
     ];
     for (label, path, body, want) in bad {
-        let (status, _, answer) = client.send(path, body, "application/json", &[]).await;
+        let (status, _, answer) = client.send(path, body, "application/json").await;
         assert_eq!(status, want, "{label}: {answer}");
         assert!(
             answer["error"].is_string(),
@@ -639,14 +612,13 @@ async fn retries_and_bad_input_never_move_the_version() {
             items,
             json!({"deletes": [{"id": 1}]}).to_string(),
             "text/plain",
-            &[],
         )
         .await;
     assert_eq!(status, 415, "wrong content type: {answer}");
     // A key queryd cannot forward as text is refused, not dropped (a retry would write twice).
     let response = client
         .http
-        .post(format!("{}{items}", client.queryd))
+        .post(format!("{}{items}", client.queryd.url()))
         .header("x-admin-token", &client.token)
         .header(
             "idempotency-key",
@@ -666,7 +638,7 @@ async fn retries_and_bad_input_never_move_the_version() {
     for (token, want) in [(None, 401), (Some("wrong"), 403)] {
         let mut request = client
             .http
-            .post(format!("{}{items}", client.queryd))
+            .post(format!("{}{items}", client.queryd.url()))
             .json(&json!({"deletes": [{"id": 1}]}));
         if let Some(t) = token {
             request = request.header("x-admin-token", t);
@@ -679,7 +651,10 @@ async fn retries_and_bad_input_never_move_the_version() {
         v2,
         "refused requests commit nothing"
     );
-    assert!(strata.process.try_wait().is_none(), "the daemon is alive");
+    assert!(
+        strata.process("strata").unwrap().try_wait().is_none(),
+        "the daemon is alive"
+    );
     let (_, got) = client
         .rows(json!({"predicates": [{"col": "id", "op": "in", "val": [1, 2, 3]}]}))
         .await;

@@ -21,7 +21,9 @@ use strata_shared::manifest::{Manifest, Operation};
 use strata_storaged_api::deltas::{DeltaClient, DeltaCommitted, deltas_path};
 use strata_storaged_api::{ARROW_STREAM_CONTENT_TYPE, PARQUET_CONTENT_TYPE};
 
-use crate::common::{INTERNAL, Storaged, arrow_stream, create_dataset, people};
+use strata_testkit::TestCluster;
+
+use crate::common::{INTERNAL, arrow_stream, create_dataset, people, start_storaged};
 
 // Every refusal of the route, in a file of its own.
 #[path = "deltas_storaged_refusals.rs"]
@@ -43,7 +45,7 @@ fn local_store(dir: &Path) -> Arc<dyn ObjectStore> {
 
 struct Fixture {
     dir: tempfile::TempDir,
-    storaged: Storaged,
+    storaged: TestCluster,
 }
 
 impl Fixture {
@@ -55,12 +57,12 @@ impl Fixture {
         create_dataset(&store, "people", &[people(&[1, 2, 3])], &["id"]).await;
         create_dataset(&store, "orders", &[orders(&[1])], &["id"]).await;
         create_dataset(&store, "keyless", &[people(&[1])], &[]).await;
-        let storaged = Storaged::start(store, config).await;
+        let storaged = start_storaged(store, config).await;
         Self { dir, storaged }
     }
 
     fn client(&self) -> DeltaClient {
-        DeltaClient::new(&self.storaged.url, INTERNAL)
+        DeltaClient::new(&self.storaged.storaged_url(), INTERNAL)
     }
 
     async fn post_json(&self, dataset: &str, body: Value) -> DeltaCommitted {
@@ -72,7 +74,7 @@ impl Fixture {
 
     async fn latest(&self, dataset: &str) -> Manifest {
         let name = DatasetName::new(dataset).unwrap();
-        Table::new(self.storaged.store.clone(), name)
+        Table::new(self.storaged.store(), name)
             .load_latest()
             .await
             .unwrap()
@@ -81,7 +83,7 @@ impl Fixture {
     /// `people`'s state at its latest version, as id → name.
     async fn people_state(&self) -> BTreeMap<i64, Option<String>> {
         let manifest = self.latest("people").await;
-        let state = strata_shared::merge::load_state(self.storaged.store.as_ref(), &manifest)
+        let state = strata_shared::merge::load_state(self.storaged.store().as_ref(), &manifest)
             .await
             .unwrap();
         let ids = state.column(0).as_primitive::<Int64Type>();
@@ -195,7 +197,7 @@ async fn a_json_post_commits_one_delta_that_reads_back() {
 
     // The file: the table's columns plus _op, sorted by key, no sequence number inside.
     let (schema, batches) = strata_shared::parquet_io::read(
-        f.storaged.store.as_ref(),
+        f.storaged.store().as_ref(),
         &object_store::path::Path::parse(&delta.path).unwrap(),
     )
     .await
@@ -266,10 +268,7 @@ async fn a_version_committed_elsewhere_between_posts_is_built_on() {
     );
     // Another process (compactord, a second storaged) commits version 2 behind storaged's
     // back: storaged's latest manifest is now stale.
-    let table = Table::new(
-        f.storaged.store.clone(),
-        DatasetName::new("people").unwrap(),
-    );
+    let table = Table::new(f.storaged.store(), DatasetName::new("people").unwrap());
     let elsewhere = table
         .commit("elsewhere-1", Operation::Ingest, |_| Ok(()))
         .await
@@ -331,7 +330,7 @@ async fn an_idempotency_key_retry_returns_the_original_even_after_a_restart() {
     // A new storaged on the same directory answers from the manifest.
     let Fixture { dir, storaged } = f;
     drop(storaged);
-    let storaged = Storaged::start(local_store(dir.path()), config()).await;
+    let storaged = start_storaged(local_store(dir.path()), config()).await;
     let f = Fixture { dir, storaged };
     let after = f
         .client()
@@ -406,7 +405,7 @@ async fn concurrent_posters_share_versions_and_match_the_model() {
         let posters: Vec<usize> = (0..POSTERS).filter(|p| acked[p] == version).collect();
         assert!(!posters.is_empty(), "version {version} acknowledged nobody");
         let (_, batches) = strata_shared::parquet_io::read(
-            f.storaged.store.as_ref(),
+            f.storaged.store().as_ref(),
             &object_store::path::Path::parse(&delta.path).unwrap(),
         )
         .await

@@ -17,7 +17,7 @@ type BadCase<'a> = (
 #[tokio::test]
 async fn every_bad_request_is_a_json_error_that_commits_nothing() {
     let f = Fixture::new(config()).await;
-    let url = f.storaged.url.clone();
+    let url = f.storaged.storaged_url();
     let op7 = arrow_stream(&people_delta(
         &[5],
         &[Some("x")],

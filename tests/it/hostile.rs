@@ -195,14 +195,14 @@ async fn mutated_query_bodies_get_a_json_answer_and_never_a_5xx() {
     keys.sort_unstable();
     let base = table::rows(&keys, 0, 24);
     create_dataset(&store, "t", std::slice::from_ref(&base), &[table::KEY]).await;
-    let memory = Queryd::new(store.clone(), Config::default());
+    let memory = Queryd::new(store.clone(), Config::default()).await;
     let (status, body) = memory
         .post("/api/v1/cache/pin", &json!({"dataset": "t"}), true)
         .await;
     assert_eq!(status, 200, "{body}");
     let mut cold = Config::default();
     cold.queryd.cache_bytes = 1;
-    let cold = Queryd::new(store, cold);
+    let cold = Queryd::new(store, cold).await;
 
     // Found by longer runs of this test, each once a 500: a limit that DataFusion's top-k
     // tables were sized by.
@@ -264,17 +264,20 @@ async fn mutated_bodies_over_http_commit_nothing_when_refused() {
     let mut rng = StdRng::seed_from_u64(seed() + 1);
     let cases = (cases() / 10).max(50);
     let storaged =
-        crate::common::Storaged::start(Arc::new(InMemory::new()), Config::default()).await;
+        crate::common::start_storaged(Arc::new(InMemory::new()), Config::default()).await;
     let http = reqwest::Client::new();
     let keys: Vec<i64> = (0..20).map(table::key).collect();
     let base = table::rows(&keys, 0, 7);
     let upload = |name: String, content_type: &'static str, body: Vec<u8>| {
-        http.post(format!("{}/api/v1/datasets/{name}/upload", storaged.url))
-            .query(&[("primary_key", table::KEY)])
-            .header("x-admin-token", crate::common::ADMIN)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
+        http.post(format!(
+            "{}/api/v1/datasets/{name}/upload",
+            storaged.storaged_url()
+        ))
+        .query(&[("primary_key", table::KEY)])
+        .header("x-admin-token", crate::common::ADMIN)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
     };
     let parquet = |batch: &arrow::array::RecordBatch| {
         strata_shared::parquet_io::encode(batch.schema(), std::slice::from_ref(batch))
@@ -313,7 +316,7 @@ async fn mutated_bodies_over_http_commit_nothing_when_refused() {
             let response = http
                 .post(format!(
                     "{}/internal/v1/datasets/items/deltas",
-                    storaged.url
+                    storaged.storaged_url()
                 ))
                 .header("x-internal-token", crate::common::INTERNAL)
                 .header("content-type", *content_type)
@@ -333,7 +336,7 @@ async fn mutated_bodies_over_http_commit_nothing_when_refused() {
         }
     }
     let table = strata_shared::commit::Table::new(
-        storaged.store.clone(),
+        storaged.store(),
         strata_shared::layout::DatasetName::new("items").unwrap(),
     );
     assert_eq!(
@@ -363,7 +366,7 @@ async fn mutated_bodies_over_http_commit_nothing_when_refused() {
             }
         }
     }
-    let listed = storaged.client().list_datasets().await.unwrap();
+    let listed = storaged.storaged().list_datasets().await.unwrap();
     assert_eq!(
         listed.datasets.len(),
         uploaded,

@@ -9,7 +9,7 @@ use strata_daemon::config::Config;
 use strata_storaged_api::{ClientError, DeltaClient};
 use strata_testkit::{FaultProxy, SeaweedFs};
 
-use crate::common::{INTERNAL, Storaged, create_dataset, people};
+use crate::common::{INTERNAL, create_dataset, people, start_storaged};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delta_whose_store_response_was_lost_is_committed_once() {
@@ -20,8 +20,8 @@ async fn a_delta_whose_store_response_was_lost_is_committed_once() {
         .unwrap();
     let store = seaweed.store_at(&proxy.endpoint).unwrap();
     create_dataset(&store, "people", &[people(&[1, 2, 3])], &["id"]).await;
-    let storaged = Storaged::start(store.clone(), Config::default()).await;
-    let client = DeltaClient::new(&storaged.url, INTERNAL);
+    let storaged = start_storaged(store.clone(), Config::default()).await;
+    let client = DeltaClient::new(&storaged.storaged_url(), INTERNAL);
     let body = json!({"upserts": [{"id": 4, "name": "four"}], "deletes": [{"id": 1}]});
     let post = || {
         client.post_deltas(

@@ -14,7 +14,7 @@ use strata_shared::layout::DatasetName;
 use strata_shared::manifest::{Manifest, Operation};
 use strata_testkit::SeaweedFs;
 
-use crate::common::{INTERNAL, Storaged};
+use crate::common::{INTERNAL, start_storaged};
 
 /// The suite every backend runs through the client.
 async fn conformance(store: &dyn ObjectStore, supports_update: bool) {
@@ -80,7 +80,7 @@ async fn strata_checks(remote: Arc<dyn ObjectStore>) {
 }
 
 async fn run_suite(backing: Arc<dyn ObjectStore>, supports_update: bool) {
-    let storaged = Storaged::start(backing, Config::default()).await;
+    let storaged = start_storaged(backing, Config::default()).await;
     let remote = storaged.remote_store();
     conformance(&remote, supports_update).await;
     strata_checks(Arc::new(remote)).await;
@@ -111,8 +111,8 @@ async fn client_over_seaweedfs_s3() {
 
 #[tokio::test]
 async fn internal_api_needs_the_internal_token() {
-    let storaged = Storaged::start(Arc::new(InMemory::new()), Config::default()).await;
-    let wrong = strata_storaged_api::RemoteStore::new(&storaged.url, "wrong");
+    let storaged = start_storaged(Arc::new(InMemory::new()), Config::default()).await;
+    let wrong = strata_storaged_api::RemoteStore::new(&storaged.storaged_url(), "wrong");
     let err = wrong
         .get(&object_store::path::Path::from("x"))
         .await
@@ -123,7 +123,7 @@ async fn internal_api_needs_the_internal_token() {
     );
 
     let http = reqwest::Client::new();
-    let url = format!("{}/internal/v1/object?path=x", storaged.url);
+    let url = format!("{}/internal/v1/object?path=x", storaged.storaged_url());
     let response = http.get(&url).send().await.unwrap();
     assert_eq!(response.status(), 401);
     let body: serde_json::Value = response.json().await.unwrap();
@@ -142,7 +142,10 @@ async fn internal_api_needs_the_internal_token() {
         "not_found"
     );
     let response = http
-        .get(format!("{}/internal/v1/object?path=a//b", storaged.url))
+        .get(format!(
+            "{}/internal/v1/object?path=a//b",
+            storaged.storaged_url()
+        ))
         .header("x-internal-token", INTERNAL)
         .send()
         .await
@@ -153,7 +156,7 @@ async fn internal_api_needs_the_internal_token() {
     let long = "k".repeat(5_000);
     for path in ["", "/", long.as_str()] {
         let response = http
-            .put(format!("{}/internal/v1/object", storaged.url))
+            .put(format!("{}/internal/v1/object", storaged.storaged_url()))
             .query(&[("path", path)])
             .header("x-internal-token", INTERNAL)
             .body("x")

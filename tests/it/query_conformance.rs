@@ -209,7 +209,7 @@ async fn path(name: &str, store: Arc<dyn ObjectStore>) -> Queryd {
         }
         other => panic!("unknown path {other}"),
     }
-    let queryd = Queryd::new(store, config);
+    let queryd = Queryd::new(store, config).await;
     if !name.starts_with("cold") {
         let (status, body) = queryd
             .post("/api/v1/cache/pin", &json!({"dataset": "events"}), true)

@@ -1,4 +1,4 @@
-//! queryd's HTTP contract through its router, without sockets: shapes, strictness (every bad
+//! queryd's HTTP contract, queryd alone in this process over a memory store: shapes, strictness (every bad
 //! input is a JSON error with the right status), admin auth, the memcache's pin/evict/LRU
 //! behaviour, reload, compression and metrics.
 
@@ -35,7 +35,7 @@ async fn setup(config: Config) -> (Arc<dyn ObjectStore>, Queryd) {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     create_dataset(&store, "people", &[people(&[1, 2, 3, 4, 5])], &["id"]).await;
     create_dataset(&store, "odd", &[odd_names(3)], &["id"]).await;
-    let queryd = Queryd::new(store.clone(), config);
+    let queryd = Queryd::new(store.clone(), config).await;
     (store, queryd)
 }
 
@@ -168,9 +168,7 @@ async fn bad_requests_are_json_errors_with_the_right_status() {
     }
 
     // No content type: 415; too big: 413; unknown dataset: 404.
-    let request = axum::http::Request::post(QUERY)
-        .body(axum::body::Body::from("{}"))
-        .unwrap();
+    let request = q.request(reqwest::Method::POST, QUERY).body("{}");
     let (status, _, body) = q.send(request).await;
     assert_eq!(status, 415, "{}", String::from_utf8_lossy(&body));
     let huge = json!({"columns": vec!["id"; 300_000]}).to_string();
@@ -254,10 +252,12 @@ async fn admin_calls_need_the_token() {
 
     // With no admin token configured at all, admin calls are refused.
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let state = strata_queryd::app_state(&Config::default(), store).unwrap();
-    let open = Queryd {
-        router: strata_queryd::routes::router(state, &Config::default()),
-    };
+    let open = Queryd::start(
+        strata_testkit::TestCluster::builder()
+            .object_store(store)
+            .configure(|config| config.auth.admin_token = None),
+    )
+    .await;
     let (status, _) = open.post(reload, &json!({}), true).await;
     assert_eq!(status, 403);
 }
@@ -269,7 +269,7 @@ async fn pin_evict_and_lru_by_bytes() {
     create_dataset(&store, "a", &[big(0)], &["id"]).await;
     create_dataset(&store, "b", &[big(0)], &["id"]).await;
     // Room for one of the two.
-    let probe = Queryd::new(store.clone(), Config::default());
+    let probe = Queryd::new(store.clone(), Config::default()).await;
     let (_, entry) = probe
         .post("/api/v1/cache/pin", &json!({"dataset": "a"}), true)
         .await;
@@ -277,7 +277,7 @@ async fn pin_evict_and_lru_by_bytes() {
     assert!(one > 20_000 * 8, "accounted bytes: {entry}");
     let mut config = Config::default();
     config.queryd.cache_bytes = one + one / 2;
-    let q = Queryd::new(store, config);
+    let q = Queryd::new(store, config).await;
 
     let entry = |stats: &Value, name: &str| {
         stats["datasets"]
@@ -414,9 +414,7 @@ async fn metrics_count_routes_statuses_and_cache() {
     q.post(QUERY, &json!({"columns": ["nope"]}), false).await;
     q.post("/api/v1/datasets/people/reload", &json!({}), true)
         .await;
-    let request = axum::http::Request::get("/metrics")
-        .body(axum::body::Body::empty())
-        .unwrap();
+    let request = q.request(reqwest::Method::GET, "/metrics");
     let (status, _, body) = q.send(request).await;
     assert_eq!(status, 200);
     let text = String::from_utf8(body.to_vec()).unwrap();
@@ -451,7 +449,7 @@ async fn readiness_version_and_a_bare_count_answer_as_datap_rs_does() {
     // Nothing listens there: the catalog cannot be read.
     let nowhere = format!("http://127.0.0.1:{}", strata_testkit::free_port());
     let store = strata_storaged_api::RemoteStore::new(&nowhere, "token");
-    let unready = Queryd::new(Arc::new(store), Config::default());
+    let unready = Queryd::new(Arc::new(store), Config::default()).await;
     let (status, body) = unready.get("/readyz").await;
     assert_eq!(
         (status, &body["status"]),
@@ -487,9 +485,7 @@ async fn readiness_version_and_a_bare_count_answer_as_datap_rs_does() {
     );
     assert!(version["version"].is_string(), "{version}");
 
-    let bare = axum::http::Request::post("/api/v1/datasets/people/count")
-        .body(axum::body::Body::empty())
-        .unwrap();
+    let bare = q.request(reqwest::Method::POST, "/api/v1/datasets/people/count");
     let (status, _, body) = q.send(bare).await;
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!((status, body), (200, json!({"count": 5})));
@@ -517,10 +513,10 @@ async fn framework_refusals_are_json_errors() {
     config.queryd.max_body_bytes = 1024;
     config.queryd.max_delta_bytes = 1024;
     let (_, q) = setup(config).await;
-    let request = axum::http::Request::post("/api/v1/datasets/%ff/query")
+    let request = q
+        .request(reqwest::Method::POST, "/api/v1/datasets/%ff/query")
         .header("content-type", "application/json")
-        .body(axum::body::Body::from("{}"))
-        .unwrap();
+        .body("{}");
     let (status, headers, body) = q.send(request).await;
     let error: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     assert_eq!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::concat_batches;
 use serde_json::{Value, json};
-use strata_testkit::StrataProcess;
+use strata_testkit::{Mode, Store, TestCluster};
 
 const ROWS: usize = 20_000;
 
@@ -78,11 +78,16 @@ async fn the_read_api_over_the_real_binary() {
     let source = dir.path().join("src/orders.parquet");
     std::fs::create_dir_all(source.parent().unwrap()).unwrap();
     let table = orders(&source);
-    let strata = StrataProcess::up(dir.path(), "file://data", &declared(&source), &[], &[])
+    let strata = TestCluster::builder()
+        .mode(Mode::Up)
+        .store(Store::LocalDir)
+        .dir(dir.path())
+        .toml(&declared(&source))
+        .start()
         .await
         .unwrap();
     let client = reqwest::Client::new();
-    let q = &strata.queryd;
+    let q = &strata.queryd_url(0);
     let api = format!("{q}/api/v1/datasets/orders");
 
     // Answers computed from the file itself.
@@ -149,7 +154,7 @@ async fn the_read_api_over_the_real_binary() {
     let admin = |path: &str, body: Value| {
         let request = client
             .post(format!("{q}{path}"))
-            .header("x-admin-token", &strata.admin_token)
+            .header("x-admin-token", strata.admin_token())
             .json(&body);
         async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
     };
@@ -212,16 +217,21 @@ async fn the_published_datap_rs_client_works_unchanged() {
     let source = dir.path().join("src/orders.parquet");
     std::fs::create_dir_all(source.parent().unwrap()).unwrap();
     orders(&source);
-    let strata = StrataProcess::up(dir.path(), "file://data", &declared(&source), &[], &[])
+    let strata = TestCluster::builder()
+        .mode(Mode::Up)
+        .store(Store::LocalDir)
+        .dir(dir.path())
+        .toml(&declared(&source))
+        .start()
         .await
         .unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/datap_client_check.py");
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python)
             .arg(script)
-            .args([strata.queryd.as_str(), "orders"])
+            .args([strata.queryd_url(0).as_str(), "orders"])
             .arg(&source)
-            .arg(&strata.admin_token)
+            .arg(strata.admin_token())
             .output()
             .unwrap()
     })

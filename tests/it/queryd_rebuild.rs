@@ -37,7 +37,7 @@ async fn setup(rebuild: Rebuild) -> (Setup, u64) {
     let mut config = Config::default();
     config.queryd.rebuild = rebuild;
     config.queryd.poll_interval_ms = 0;
-    let queryd = Arc::new(Queryd::new(gate.clone(), config));
+    let queryd = Arc::new(Queryd::new(gate.clone(), config).await);
     let s = Setup {
         store,
         gate,
@@ -173,7 +173,7 @@ async fn an_explicit_reload_builds_beside_whatever_the_mode() {
 async fn an_evicted_dataset_answers_cold_at_the_version_it_served_in_memory() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     create_dataset(&store, "people", &[people(&[1, 2, 3])], &["id"]).await;
-    let q = Queryd::new(store.clone(), Config::default());
+    let q = Queryd::new(store.clone(), Config::default()).await;
     q.post("/api/v1/cache/pin", &json!({"dataset": "people"}), true)
         .await;
     // Applied incrementally to the state in memory.

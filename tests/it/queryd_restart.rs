@@ -4,7 +4,6 @@
 //! storaged down a read of a dataset not in memory is a 503 with `Retry-After`.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -12,66 +11,26 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
-use strata_testkit::{ChildProcess, free_port, strata_bin, wait_http_ok, write_parquet};
+use strata_testkit::{Mode, Store, TestCluster, write_parquet};
 
 use crate::deltas_crash::Writer;
 use crate::deltas_model::{
     Client, Item, KEY_SPACE, base_items, batch, filler_items, random_request,
 };
 
-const ADMIN: &str = "restart-admin";
 const WRITERS: i64 = 3;
 
-struct Daemons {
-    dir: tempfile::TempDir,
-    storaged_port: u16,
-}
-
-impl Daemons {
-    fn config(&self, queryd: u16) -> String {
-        format!(
-            "[store]\nurl = \"file://data\"\n\
-             [storaged]\nlisten = \"127.0.0.1:{}\"\nnotify_urls = []\n\
-             [queryd]\nlisten = \"127.0.0.1:{queryd}\"\npoll_interval_ms = 100\n\
-             [auth]\nadmin_token = \"{ADMIN}\"\n\
-             [[datasets]]\nname = \"items\"\nsource = \"src/items.parquet\"\nprimary_key = [\"id\"]\n",
-            self.storaged_port
-        )
-    }
-
-    async fn spawn(&self, daemon: &str, name: &str, port: u16) -> ChildProcess {
-        let path = self.dir.path().join(format!("{name}.toml"));
-        std::fs::write(&path, self.config(port)).unwrap();
-        let mut command = Command::new(strata_bin());
-        command
-            .arg(daemon)
-            .arg("--config")
-            .arg(&path)
-            .env("STRATA_INTERNAL_TOKEN", "tok")
-            .env_remove("STRATA_ADMIN_TOKEN")
-            .current_dir(self.dir.path());
-        let log = self
-            .dir
-            .path()
-            .join(format!("{name}-{port}-{}.log", free_port()));
-        let process = ChildProcess::spawn(name, command, &log).unwrap();
-        let url = format!("http://127.0.0.1:{port}/health");
-        if let Err(e) = wait_http_ok(&url, Duration::from_secs(60)).await {
-            panic!("{e}\n{}", process.log());
-        }
-        process
-    }
-}
-
-async fn status(http: &reqwest::Client, queryd: &str) -> Value {
-    http.get(format!("{queryd}/api/v1/datasets/items/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
+/// No compactord and no notifications: the queryds learn of versions by polling.
+const SETTINGS: &str = r#"
+[storaged]
+notify_urls = []
+[queryd]
+poll_interval_ms = 100
+[[datasets]]
+name = "items"
+source = "src/items.parquet"
+primary_key = ["id"]
+"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_queryd_serves_and_converges_under_writes() {
@@ -81,31 +40,21 @@ async fn a_restarted_queryd_serves_and_converges_under_writes() {
     items.extend(filler_items(200_000));
     write_parquet(&dir.path().join("src/items.parquet"), &[batch(&items)]).unwrap();
     let base: BTreeMap<i64, Item> = items.into_iter().map(|i| (i.id, i)).collect();
-    let daemons = Daemons {
-        dir,
-        storaged_port: free_port(),
-    };
-    let mut storaged = daemons
-        .spawn("storaged", "storaged", daemons.storaged_port)
-        .await;
-    let (w, r) = (free_port(), free_port());
-    let _writes = daemons.spawn("queryd", "queryd-w", w).await;
-    let mut reads = daemons.spawn("queryd", "queryd-r", r).await;
-    let (writes_url, reads_url) = (
-        format!("http://127.0.0.1:{w}"),
-        format!("http://127.0.0.1:{r}"),
-    );
+    // storaged, the queryd that takes the writes (`queryd-0`), the one that restarts
+    // (`queryd-1`).
+    let mut cluster = TestCluster::builder()
+        .mode(Mode::Processes)
+        .store(Store::LocalDir)
+        .dir(dir.path())
+        .daemons(true, 2, false)
+        .toml(SETTINGS)
+        .start()
+        .await
+        .unwrap();
+    let (writes_url, reads_url) = (cluster.queryd_url(0), cluster.queryd_url(1));
     let http = reqwest::Client::new();
-    let writer = Client {
-        http: http.clone(),
-        queryd: writes_url,
-        token: ADMIN.into(),
-    };
-    let reader = Client {
-        http: http.clone(),
-        queryd: reads_url.clone(),
-        token: ADMIN.into(),
-    };
+    let writer = Client::new(&writes_url, cluster.admin_token());
+    let reader = Client::new(&reads_url, cluster.admin_token());
 
     // Writers post small deltas all along: hundreds of delta files pile up (no compactord).
     let writer = Arc::new(writer);
@@ -142,34 +91,32 @@ async fn a_restarted_queryd_serves_and_converges_under_writes() {
 
     // The restart: lookups are answered (from the files, while the state is rebuilt) and
     // the rebuild reaches memory while the writers go on.
-    reads.kill();
-    let mut reads = daemons.spawn("queryd", "queryd-r", r).await;
+    cluster.restart("queryd-1").await.unwrap();
     let (mut lookups, mut resident) = (0, false);
     let mut slowest = Duration::ZERO;
     let deadline = Instant::now() + Duration::from_secs(120);
     while !resident {
         let id = (lookups * 37) % KEY_SPACE;
         let asked = Instant::now();
-        let (code, _, answer) = reader
-            .post(
-                "/api/v1/datasets/items/query",
-                &json!({"predicates": [{"col": "id", "op": "eq", "val": id}]}),
-            )
-            .await;
-        assert_eq!(
-            code,
-            200,
-            "lookup {lookups} of id {id}: {answer}\n{}",
-            reads.log()
-        );
+        let lookup = json!({"predicates": [{"col": "id", "op": "eq", "val": id}]});
+        if let Err(e) = reader.queryd.query("items", &lookup).await {
+            panic!(
+                "lookup {lookups} of id {id}: {e}\n{}",
+                cluster.log("queryd-1")
+            );
+        }
         slowest = slowest.max(asked.elapsed());
         lookups += 1;
-        resident = status_residency(&http, &reads_url).await == "memory";
+        resident = reader
+            .queryd
+            .status("items")
+            .await
+            .is_ok_and(|s| s.residency == "memory");
         assert!(
             Instant::now() < deadline,
             "still {:?} after {lookups} lookups while writes go on\n{}",
-            status(&http, &reads_url).await,
-            reads.log()
+            reader.queryd.status("items").await,
+            cluster.log("queryd-1")
         );
     }
     eprintln!("restarted: {lookups} lookups answered while it rebuilt, the slowest in {slowest:?}");
@@ -195,13 +142,7 @@ async fn a_restarted_queryd_serves_and_converges_under_writes() {
         .find_map(|l| l.strip_prefix("strata_delta_files_read_total "))
         .and_then(|n| n.trim().parse().ok())
         .expect("the metric is exported");
-    let manifest = strata_storaged_api::StoragedClient::new(
-        &format!("http://127.0.0.1:{}", daemons.storaged_port),
-        Some(ADMIN),
-    )
-    .manifest("items", None)
-    .await
-    .unwrap();
+    let manifest = cluster.storaged().manifest("items", None).await.unwrap();
     assert!(
         files_read > 0 && files_read <= manifest.deltas.len() as u64,
         "{files_read} delta files read for {} in the manifest, over {lookups} lookups",
@@ -229,11 +170,8 @@ async fn a_restarted_queryd_serves_and_converges_under_writes() {
     assert_eq!(rows, want);
 
     // storaged down: a dataset not in memory is answered with a clear 503 and Retry-After.
-    let (status_code, _, evicted) = reader
-        .post("/api/v1/cache/evict", &json!({"dataset": "items"}))
-        .await;
-    assert_eq!(status_code, 200, "{evicted}");
-    storaged.kill();
+    reader.queryd.evict("items").await.unwrap();
+    cluster.kill("storaged");
     let response = http
         .post(format!("{reads_url}/api/v1/datasets/items/count"))
         .json(&json!({}))
@@ -251,12 +189,5 @@ async fn a_restarted_queryd_serves_and_converges_under_writes() {
         !answer["error"].as_str().unwrap_or("").contains("127.0.0.1"),
         "{answer}"
     );
-    reads.kill();
-}
-
-async fn status_residency(http: &reqwest::Client, queryd: &str) -> String {
-    status(http, queryd).await["residency"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    cluster.kill("queryd-1");
 }

@@ -57,7 +57,7 @@ async fn ordered_pages_of_a_million_resident_rows() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let parts: Vec<RecordBatch> = (0..8).map(|p| events(p, 125_000)).collect();
     create_dataset(&store, "events", &parts, &["id"]).await;
-    let q = Queryd::new(store, Config::default());
+    let q = Queryd::new(store, Config::default()).await;
     let (status, body) = q
         .post("/api/v1/cache/pin", &json!({"dataset": "events"}), true)
         .await;
@@ -100,7 +100,7 @@ async fn cold_pages_with_deltas_keep_storage_order() {
     .await;
     let mut config = Config::default();
     config.queryd.cache_bytes = 1;
-    let q = Queryd::new(store, config);
+    let q = Queryd::new(store, config).await;
     let request = json!({"columns": ["id"], "predicates": [{"col": "amount", "op": "gt", "val": 7000}], "page_size": 100_000});
     let (status, body) = q
         .post("/api/v1/datasets/events/query", &request, false)

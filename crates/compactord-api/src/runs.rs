@@ -84,7 +84,7 @@ pub fn compact_path(route: &str, dataset: &str) -> String {
 }
 
 /// Percent-encodes everything but unreserved characters (for a path segment or query value).
-pub(crate) fn encode(text: &str) -> String {
+pub fn encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {

@@ -33,6 +33,14 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// The envelope's `kind` (`not_found`, `bad_request`, …) of a refused call.
+    pub fn kind(&self) -> Option<&str> {
+        match self {
+            ClientError::Status { kind, .. } => kind.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// Turns a non-success response into [`ClientError::Status`], reading the JSON envelope.

@@ -1,6 +1,6 @@
 //! Wire types of queryd's public API: the request and response bodies, shaped as datap-rs
 //! 0.8 shapes them so its clients work unchanged. queryd deserializes requests into these
-//! types and tests (or any Rust client) serialize them.
+//! types; [`QuerydClient`] (the tests, the benchmarks, the `strata` command) sends them.
 //!
 //! Unlike datap-rs, unknown fields are refused: a misspelt `predicates` must not silently
 //! turn a filtered query into "everything".
@@ -8,7 +8,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod client;
 pub mod internal;
+
+pub use client::{QuerydClient, Versioned};
+pub use strata_daemon::client::ClientError;
 
 /// Paths and media types.
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";

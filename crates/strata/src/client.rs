@@ -1,10 +1,13 @@
 //! Commands that talk to a running Strata over HTTP: `strata health` (a container's
-//! healthcheck) and `strata demo` (uploads the demo dataset through queryd's public API).
+//! healthcheck: any URL, any daemon) and `strata demo` (uploads the demo dataset through
+//! queryd's public API, with [`QuerydClient`]).
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+
+use strata_queryd_api::QuerydClient;
 
 use crate::demo;
 
@@ -53,44 +56,41 @@ pub struct DemoArgs {
 
 /// Uploads the demo table as Parquet (`POST /api/v1/datasets?name=demo&primary_key=id`).
 pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
-    let base = args.url.trim_end_matches('/');
-    let http = reqwest::Client::new();
-    wait_healthy(
-        &http,
-        &format!("{base}/health"),
-        Duration::from_secs(args.wait),
-    )
-    .await?;
+    let queryd = QuerydClient::new(&args.url, Some(&args.admin_token));
+    wait_healthy(&queryd, Duration::from_secs(args.wait)).await?;
     let body = demo::encode(args.rows)?;
-    let response = http
-        .post(format!("{base}/api/v1/datasets"))
-        .query(&[("name", demo::NAME), ("primary_key", "id")])
-        .header("x-admin-token", &args.admin_token)
-        .header("content-type", "application/vnd.apache.parquet")
-        .body(body)
-        .send()
-        .await
-        .with_context(|| format!("uploading the demo dataset to {base}"))?;
-    let status = response.status();
-    let answer = response.text().await.unwrap_or_default();
-    match status.as_u16() {
-        201 => println!("created dataset {} ({} rows)", demo::NAME, args.rows),
-        409 => println!("dataset {} exists already", demo::NAME),
-        _ => bail!("creating the demo dataset answered {status}: {answer}"),
+    let created = queryd
+        .upload_dataset(
+            demo::NAME,
+            &["id".to_owned()],
+            "application/vnd.apache.parquet",
+            body,
+        )
+        .await;
+    match created {
+        Ok(_) => println!("created dataset {} ({} rows)", demo::NAME, args.rows),
+        Err(e) if e.status() == Some(409) => println!("dataset {} exists already", demo::NAME),
+        Err(e) => {
+            return Err(e).with_context(|| format!("uploading the demo dataset to {}", args.url));
+        }
     }
     Ok(())
 }
 
-async fn wait_healthy(http: &reqwest::Client, url: &str, wait: Duration) -> anyhow::Result<()> {
+/// Waits until queryd answers `/health`, polling every half second.
+async fn wait_healthy(queryd: &QuerydClient, wait: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let error = match http.get(url).timeout(Duration::from_secs(5)).send().await {
-            Ok(r) if r.status().is_success() => return Ok(()),
-            Ok(r) => format!("answered {}", r.status()),
-            Err(e) => e.to_string(),
+        let error = match tokio::time::timeout(Duration::from_secs(5), queryd.health()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within 5 s".to_owned(),
         };
         if tokio::time::Instant::now() >= deadline {
-            bail!("{url} is not healthy after {wait:?}: {error}");
+            bail!(
+                "{}/health is not healthy after {wait:?}: {error}",
+                queryd.url()
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -1,7 +1,12 @@
-//! Test harness shared by the end-to-end tests and benchmarks: free ports, real child
-//! processes (the `strata` binary, a SeaweedFS S3 server) that are killed when dropped, and
-//! Parquet fixtures.
+//! Test harness shared by the end-to-end tests and benchmarks: [`TestCluster`], the one way
+//! tests start daemons (in this process or as `strata` processes, on memory, a local
+//! directory or SeaweedFS); free ports; real child processes (the `strata` binary, a SeaweedFS
+//! S3 server) that are killed when dropped; a fault-injecting proxy; Parquet fixtures.
+//!
+//! A dev helper: it depends on the daemon libraries, and they never on it (except as a
+//! dev-dependency).
 
+mod cluster;
 mod fault_proxy;
 mod process;
 mod seaweed;
@@ -13,8 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+pub use cluster::{
+    ADMIN_TOKEN, Daemon, INTERNAL_TOKEN, Mode, Store, TestCluster, TestClusterBuilder,
+};
 pub use fault_proxy::FaultProxy;
-pub use process::{ChildProcess, StrataProcess};
+pub use process::ChildProcess;
 pub use seaweed::SeaweedFs;
 
 /// A TCP port free on 127.0.0.1 right now, never the same twice in one process.

@@ -31,7 +31,6 @@ pub(crate) mod table;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
@@ -39,14 +38,13 @@ use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use strata_testkit::{ChildProcess, free_port, strata_bin, wait_http_ok, write_parquet};
+use strata_testkit::{ADMIN_TOKEN as ADMIN, Mode, Store, TestCluster, write_parquet};
 
 use compare::{Cell, Mismatch, Table, difference};
 use oracle::Oracle;
 use request::Query;
 pub(crate) use request::Sampler;
 
-const ADMIN: &str = "diff-admin";
 const DATASET: &str = "diff";
 const PATHS: [&str; 4] = ["hot", "general", "cold", "cold-general"];
 
@@ -57,76 +55,29 @@ fn setting(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// storaged, compactord and one queryd per path, as separate processes on one local store.
-struct Cluster {
-    storaged: String,
-    queryd: Vec<(&'static str, String)>,
-    _processes: Vec<ChildProcess>,
-}
-
-impl Cluster {
-    async fn start(dir: &Path) -> Self {
-        let (s, c) = (free_port(), free_port());
-        let ports: Vec<u16> = PATHS.iter().map(|_| free_port()).collect();
-        let url = |p: u16| format!("http://127.0.0.1:{p}");
-        let notify: Vec<String> = ports.iter().map(|&p| format!("\"{}\"", url(p))).collect();
-        let config = |queryd: u16, path: &str| {
-            let extra = match path {
-                "general" => "hot_paths = false\n",
-                "cold" => "cache_bytes = 1\n",
-                "cold-general" => "cache_bytes = 1\nhot_paths = false\n",
-                _ => "",
-            };
-            format!(
-                "[store]\nurl = \"file://data\"\n\
-                 [storaged]\nlisten = \"127.0.0.1:{s}\"\nnotify_urls = [{}]\n\
-                 [queryd]\nlisten = \"127.0.0.1:{queryd}\"\npoll_interval_ms = 500\n\
-                 request_timeout_ms = 300000\n{extra}\
-                 [compactord]\nlisten = \"127.0.0.1:{c}\"\ncheck_interval_ms = 0\ngc_schedule = \"\"\n\
-                 [auth]\nadmin_token = \"{ADMIN}\"\n",
-                notify.join(", ")
-            )
+/// storaged, compactord and one queryd per path (in [`PATHS`] order), as separate processes
+/// on one local store in `dir`.
+async fn start(dir: &Path) -> TestCluster {
+    let mut builder = TestCluster::builder()
+        .mode(Mode::Processes)
+        .store(Store::LocalDir)
+        .dir(dir)
+        .daemons(true, PATHS.len(), true)
+        .log_level("warn")
+        .toml(
+            "[queryd]\npoll_interval_ms = 500\nrequest_timeout_ms = 300000\n\
+             [compactord]\ncheck_interval_ms = 0\ngc_schedule = \"\"\n",
+        );
+    for (index, path) in PATHS.iter().enumerate() {
+        let settings = match *path {
+            "general" => "hot_paths = false\n",
+            "cold" => "cache_bytes = 1\n",
+            "cold-general" => "cache_bytes = 1\nhot_paths = false\n",
+            _ => "",
         };
-        let spawn = |daemon: &str, name: &str, text: String| {
-            let path = dir.join(format!("{name}.toml"));
-            std::fs::write(&path, text).unwrap();
-            let mut command = Command::new(strata_bin());
-            command
-                .arg(daemon)
-                .arg("--config")
-                .arg(&path)
-                .env("STRATA_INTERNAL_TOKEN", "diff-internal")
-                .env("RUST_LOG", "warn")
-                .env_remove("STRATA_ADMIN_TOKEN")
-                .current_dir(dir);
-            ChildProcess::spawn(name, command, &dir.join(format!("{name}.log"))).unwrap()
-        };
-        let mut processes = vec![spawn("storaged", "storaged", config(ports[0], "hot"))];
-        wait(&url(s), &processes[0]).await;
-        processes.push(spawn("compactord", "compactord", config(ports[0], "hot")));
-        wait(&url(c), &processes[1]).await;
-        let mut queryd = Vec::new();
-        for (path, &port) in PATHS.iter().zip(&ports) {
-            processes.push(spawn(
-                "queryd",
-                &format!("queryd-{path}"),
-                config(port, path),
-            ));
-            wait(&url(port), processes.last().unwrap()).await;
-            queryd.push((*path, url(port)));
-        }
-        Self {
-            storaged: url(s),
-            queryd,
-            _processes: processes,
-        }
+        builder = builder.queryd_toml(index, &format!("[queryd]\n{settings}"));
     }
-}
-
-async fn wait(url: &str, process: &ChildProcess) {
-    if let Err(e) = wait_http_ok(&format!("{url}/health"), Duration::from_secs(60)).await {
-        panic!("{e}\n{}", process.log());
-    }
+    builder.start().await.unwrap()
 }
 
 /// What the requests covered: printed, and checked so that the test cannot pass on
@@ -207,14 +158,19 @@ async fn every_path_answers_like_duckdb() {
         started.elapsed()
     );
 
-    let cluster = Cluster::start(dir.path()).await;
+    let cluster = start(dir.path()).await;
+    let queryds: Vec<(&str, String)> = PATHS
+        .iter()
+        .enumerate()
+        .map(|(index, path)| (*path, cluster.queryd_url(index)))
+        .collect();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()
         .unwrap();
     let created = admin(
         &http,
-        &format!("{}/api/v1/datasets", cluster.storaged),
+        &format!("{}/api/v1/datasets", cluster.storaged_url()),
         json!({"name": DATASET, "source": source, "primary_key": [table::KEY]}),
     )
     .await;
@@ -243,7 +199,10 @@ async fn every_path_answers_like_duckdb() {
             "compacted" => {
                 let run = admin(
                     &http,
-                    &format!("{}/api/v1/datasets/{DATASET}/compact", cluster.queryd[0].1),
+                    &format!(
+                        "{}/api/v1/datasets/{DATASET}/compact",
+                        cluster.queryd_url(0)
+                    ),
                     json!({}),
                 )
                 .await;
@@ -254,14 +213,14 @@ async fn every_path_answers_like_duckdb() {
             "evicted" => {
                 let evicted = admin(
                     &http,
-                    &format!("{}/api/v1/cache/evict", cluster.queryd[0].1),
+                    &format!("{}/api/v1/cache/evict", cluster.queryd_url(0)),
                     json!({"dataset": DATASET}),
                 )
                 .await;
                 assert_eq!(evicted["residency"], "cold", "{evicted}");
                 let reload = admin(
                     &http,
-                    &format!("{}/api/v1/datasets/{DATASET}/reload", cluster.queryd[1].1),
+                    &format!("{}/api/v1/datasets/{DATASET}/reload", cluster.queryd_url(1)),
                     json!({}),
                 )
                 .await;
@@ -269,7 +228,7 @@ async fn every_path_answers_like_duckdb() {
             }
             _ => {}
         }
-        for (path, url) in &cluster.queryd {
+        for (path, url) in &queryds {
             // The in-memory paths answer from memory (the evicted one on purpose not).
             if matches!(*path, "hot" | "general") && !(phase == "evicted" && *path == "hot") {
                 resident(&http, url, model.version).await;
@@ -374,7 +333,7 @@ async fn resident(http: &reqwest::Client, url: &str, version: u64) {
 /// keys; as Parquet, Arrow IPC and JSON bodies. The oracle applies each as DuckDB statements.
 async fn post_deltas(
     http: &reqwest::Client,
-    cluster: &Cluster,
+    cluster: &TestCluster,
     model: &mut Model,
     dir: &Path,
     seed: u64,
@@ -417,7 +376,7 @@ async fn post_deltas(
         let response = http
             .post(format!(
                 "{}/api/v1/datasets/{DATASET}/deltas",
-                cluster.queryd[0].1
+                cluster.queryd_url(0)
             ))
             .header("x-admin-token", ADMIN)
             .header("content-type", content_type)
