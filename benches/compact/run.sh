@@ -132,7 +132,7 @@ $QUERYD_TOML
 [compactord]
 listen = "127.0.0.1:$C_PORT"
 # No automatic compaction or GC: the benchmark compacts on demand.
-check_interval_ms = 0
+check_interval = "0s"
 gc_schedule = ""
 $COMPACTORD_TOML
 

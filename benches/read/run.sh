@@ -126,7 +126,7 @@ listen = "127.0.0.1:$S_PORT"
 [compactord]
 listen = "127.0.0.1:$C_PORT"
 # No compaction or GC during the measurements: the rows must stay in deltas.
-check_interval_ms = 0
+check_interval = "0s"
 gc_schedule = ""
 
 [auth]

@@ -7,7 +7,6 @@
 //! deletes is never referenced again, so two GCs at once do the same deletes).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use strata_compactord_api::{GcDataset, GcResponse};
 use strata_daemon::config::Config;
@@ -29,7 +28,7 @@ impl GcSettings {
         let c = &config.compactord;
         Self {
             policy: GcPolicy {
-                grace: Duration::from_secs(c.gc_grace_secs),
+                grace: c.gc_grace,
                 keep_manifests: c.gc_keep_manifests,
             },
             staging_root: config

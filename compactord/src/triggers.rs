@@ -3,9 +3,9 @@
 //! - **Schedules** (`tokio-cron-scheduler`; six or seven fields, seconds first, UTC): the global
 //!   `compactord.schedule` compacts every dataset in the store that has deltas, except those
 //!   with their own `[[datasets]] compact_schedule`, which follow only their own.
-//! - **Thresholds**, checked every `compactord.check_interval_ms` (0: never) on every dataset
+//! - **Thresholds**, checked every `compactord.check_interval` (`"0s"`: never) on every dataset
 //!   in the store: compact when the delta count reaches `max_deltas`, the deltas' bytes exceed
-//!   `max_delta_ratio` × the base's bytes, or the oldest delta is `max_delta_age_secs` old.
+//!   `max_delta_ratio` × the base's bytes, or the oldest delta is `max_delta_age` old.
 //!
 //! A dataset that is busy (a compaction of it is running in this process) is skipped until the
 //! next tick. Invalid schedules fail the start of compactord.
@@ -39,7 +39,7 @@ impl Thresholds {
         Self {
             max_deltas: c.max_deltas,
             max_delta_ratio: c.max_delta_ratio,
-            max_delta_age: Duration::from_secs(c.max_delta_age_secs),
+            max_delta_age: c.max_delta_age,
         }
     }
 
@@ -71,14 +71,10 @@ pub struct Triggers {
 impl Triggers {
     pub async fn start(config: &Config, compactor: Compactor) -> Result<Self, CompactordError> {
         let scheduler = schedules(config, &compactor).await?;
-        let interval = config.compactord.check_interval_ms;
-        let checker = (interval > 0).then(|| {
+        let interval = config.compactord.check_interval;
+        let checker = (!interval.is_zero()).then(|| {
             let thresholds = Thresholds::from_config(config);
-            tokio::spawn(check_loop(
-                compactor,
-                thresholds,
-                Duration::from_millis(interval),
-            ))
+            tokio::spawn(check_loop(compactor, thresholds, interval))
         });
         Ok(Self { scheduler, checker })
     }

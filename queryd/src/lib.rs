@@ -44,7 +44,6 @@ pub mod state;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use object_store::ObjectStore;
 use strata_daemon::config::Config;
@@ -94,11 +93,8 @@ pub async fn serve_with_store(
     if let Err(e) = state.service.cache.warm_up().await {
         tracing::warn!(error = %e, "could not list datasets at start-up; they load on first use");
     }
-    if config.queryd.poll_interval_ms > 0 {
-        let (cache, every) = (
-            state.service.cache.clone(),
-            Duration::from_millis(config.queryd.poll_interval_ms),
-        );
+    if !config.queryd.poll_interval.is_zero() {
+        let (cache, every) = (state.service.cache.clone(), config.queryd.poll_interval);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -151,7 +147,7 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
     );
     let limits = query::Limits {
         max_page_size: q.max_page_size,
-        timeout: Duration::from_millis(q.request_timeout_ms),
+        timeout: q.request_timeout,
         hot_paths: q.hot_paths,
     };
     // Grouped, distinct and sorted plans use every core.

@@ -288,7 +288,7 @@ async fn wait_for_run(compactord: &TestCluster, dataset: &str, trigger: Trigger)
 /// compactord's config with no automatic triggers unless a test sets them.
 fn compactord_config(extra_toml: &str) -> Config {
     let mut config = Config::parse(extra_toml).unwrap();
-    config.compactord.check_interval_ms = 0;
+    config.compactord.check_interval = Duration::ZERO;
     config.storaged.notify_urls = Some(vec![]);
     config
 }
@@ -442,10 +442,10 @@ async fn compactord_compacts_when_a_threshold_is_crossed() {
     let storaged = local_storaged().await;
     create_dataset(&storaged.store(), "people", &[people(&[1, 2, 3])], &["id"]).await;
     let mut config = compactord_config("");
-    config.compactord.check_interval_ms = 200;
+    config.compactord.check_interval = Duration::from_millis(200);
     config.compactord.max_deltas = 2;
     config.compactord.max_delta_ratio = 1e9;
-    config.compactord.max_delta_age_secs = 1_000_000;
+    config.compactord.max_delta_age = Duration::from_secs(1_000_000);
     let compactord = start_compactord(&storaged, config).await;
     commit_delta(&storaged.store(), "people", &named(&[4], "a"), &[]).await;
     commit_delta(&storaged.store(), "people", &named(&[5], "b"), &[1]).await;
@@ -585,7 +585,7 @@ async fn gc_deletes_what_no_retained_manifest_references_and_nothing_else() {
     // With no grace and one manifest kept (the epoch bump before the compaction still lists the
     // old files, so it must expire too): the old base, the merged deltas and the orphan go;
     // every file of the retained manifests stays and the state reads back the same.
-    let mut config = compactord_config("[compactord]\ngc_grace_secs = 0\ngc_keep_manifests = 1\n");
+    let mut config = compactord_config("[compactord]\ngc_grace = \"0s\"\ngc_keep_manifests = 1\n");
     config.compactord.gc_schedule = None;
     let compactord = start_compactord(&storaged, config).await;
     let report = gc(compactord.compactord_url()).await;

@@ -25,9 +25,9 @@ const WRITERS: i64 = 3;
 /// in every phase of a run. GC is off: this matrix is about compaction.
 const SETTINGS: &str = r#"
 [queryd]
-poll_interval_ms = 200
+poll_interval = "200ms"
 [compactord]
-check_interval_ms = 50
+check_interval = "50ms"
 max_deltas = 3
 gc_schedule = ""
 [[datasets]]

@@ -71,7 +71,7 @@ async fn queryd_processes_converge_by_notification_polling_and_min_version() {
     let url = |p: u16| format!("http://127.0.0.1:{p}");
     let settings = format!(
         "[storaged]\nnotify_urls = [\"{}\", \"{}\"]\n\
-         [queryd]\npoll_interval_ms = 0\nrequest_timeout_ms = 6000\n\
+         [queryd]\npoll_interval = \"0s\"\nrequest_timeout = \"6s\"\n\
          [[datasets]]\nname = \"people\"\nsource = \"src/people.parquet\"\nprimary_key = [\"id\"]\n",
         url(a),
         url(c)
@@ -85,7 +85,7 @@ async fn queryd_processes_converge_by_notification_polling_and_min_version() {
     for (index, (port, poll_ms)) in [(a, 0), (b, 300), (c, 0)].into_iter().enumerate() {
         builder = builder.queryd_toml(
             index,
-            &format!("[queryd]\nlisten = \"127.0.0.1:{port}\"\npoll_interval_ms = {poll_ms}\n"),
+            &format!("[queryd]\nlisten = \"127.0.0.1:{port}\"\npoll_interval = \"{poll_ms}ms\"\n"),
         );
     }
     let cluster = builder.start().await.unwrap();

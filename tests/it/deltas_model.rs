@@ -397,7 +397,7 @@ pub(crate) async fn start(dir: &std::path::Path) -> TestCluster {
     .unwrap();
     let settings = r#"
 [compactord]
-check_interval_ms = 0
+check_interval = "0s"
 
 [[datasets]]
 name = "items"

@@ -434,7 +434,7 @@ async fn metrics_count_routes_statuses_and_cache() {
 async fn a_request_over_the_time_limit_is_a_504() {
     let mut config = Config::default();
     // Zero: no query can finish in time (work that finishes at all takes some time).
-    config.queryd.request_timeout_ms = 0;
+    config.queryd.request_timeout = std::time::Duration::ZERO;
     let (_, q) = setup(config).await;
     let (status, body) = q.post(QUERY, &json!({"group_by": ["name"]}), false).await;
     assert_eq!(status, 504, "{body}");

@@ -36,7 +36,7 @@ async fn setup(rebuild: Rebuild) -> (Setup, u64) {
     let gate = Arc::new(GatedStore::new(store.clone(), "/base/"));
     let mut config = Config::default();
     config.queryd.rebuild = rebuild;
-    config.queryd.poll_interval_ms = 0;
+    config.queryd.poll_interval = std::time::Duration::ZERO;
     let queryd = Arc::new(Queryd::new(gate.clone(), config).await);
     let s = Setup {
         store,

@@ -25,7 +25,7 @@ const SETTINGS: &str = r#"
 [storaged]
 notify_urls = []
 [queryd]
-poll_interval_ms = 100
+poll_interval = "100ms"
 [[datasets]]
 name = "items"
 source = "src/items.parquet"

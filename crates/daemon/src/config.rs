@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use strata_shared::layout::DatasetName;
@@ -127,8 +128,9 @@ pub struct QuerydConfig {
     pub max_body_bytes: usize,
     /// Largest page (default 100 000; larger requests are clamped and the clamp is echoed).
     pub max_page_size: u64,
-    /// Per-request time limit in milliseconds (default 30 000; then 504).
-    pub request_timeout_ms: u64,
+    /// Per-request time limit (default `"30s"`; then 504). Also `request_timeout_ms`.
+    #[serde(alias = "request_timeout_ms", deserialize_with = "duration::millis")]
+    pub request_timeout: Duration,
     /// Query worker threads (default: the number of cores).
     pub query_threads: Option<usize>,
     /// Requests executing at once; more wait their turn (default: 4 × query threads).
@@ -136,10 +138,11 @@ pub struct QuerydConfig {
     /// Answer from indexes without planning where possible (default true). Off, every query
     /// runs in DataFusion: for tests that compare paths, and to measure what the hot paths buy.
     pub hot_paths: bool,
-    /// How often to look for new manifest versions, in milliseconds (default 2 000; 0 never).
-    /// Notifications from storaged usually arrive first; the poll makes every queryd
-    /// converge even when one is lost.
-    pub poll_interval_ms: u64,
+    /// How often to look for new manifest versions (default `"2s"`; `"0s"` never). Also
+    /// `poll_interval_ms`. Notifications from storaged usually arrive first; the poll makes
+    /// every queryd converge even when one is lost.
+    #[serde(alias = "poll_interval_ms", deserialize_with = "duration::millis")]
+    pub poll_interval: Duration,
     /// Largest accepted delta body, forwarded to storaged (default 64 MiB; larger is 413).
     pub max_delta_bytes: usize,
     /// How a dataset in memory moves to a version with new base files (after a compaction).
@@ -174,11 +177,11 @@ impl Default for QuerydConfig {
             cache_bytes: 4 << 30,
             max_body_bytes: 1 << 20,
             max_page_size: 100_000,
-            request_timeout_ms: 30_000,
+            request_timeout: Duration::from_secs(30),
             query_threads: None,
             max_concurrent_queries: None,
             hot_paths: true,
-            poll_interval_ms: 2_000,
+            poll_interval: Duration::from_secs(2),
             max_delta_bytes: 64 << 20,
             rebuild: Rebuild::default(),
             delta_cache_bytes: 256 << 20,
@@ -222,19 +225,25 @@ pub struct CompactordConfig {
     /// Cron schedule (with seconds: `sec min hour day month weekday`, UTC) compacting every
     /// dataset that has deltas, except those with their own `compact_schedule`. Default none.
     pub schedule: Option<String>,
-    /// How often the thresholds below are checked, in milliseconds (default 10 000; 0 never).
-    pub check_interval_ms: u64,
+    /// How often the thresholds below are checked (default `"10s"`; `"0s"` never). Also
+    /// `check_interval_ms`.
+    #[serde(alias = "check_interval_ms", deserialize_with = "duration::millis")]
+    pub check_interval: Duration,
     /// Compact a dataset once it has this many deltas (default 64).
     pub max_deltas: usize,
     /// Compact once the deltas' bytes exceed this fraction of the base's bytes (default 0.1).
     pub max_delta_ratio: f64,
-    /// Compact once the oldest delta is this many seconds old (default 600).
-    pub max_delta_age_secs: u64,
+    /// Compact once the oldest delta is this old (default `"10m"`). Also
+    /// `max_delta_age_secs`.
+    #[serde(alias = "max_delta_age_secs", deserialize_with = "duration::secs")]
+    pub max_delta_age: Duration,
     /// Cron schedule of garbage collection over every dataset (default every 10 minutes;
     /// `""` turns it off; `POST /api/v1/gc` runs it on demand).
     pub gc_schedule: Option<String>,
-    /// Files and manifests younger than this are never collected (default 3 600 s).
-    pub gc_grace_secs: u64,
+    /// Files and manifests younger than this are never collected (default `"1h"`). Also
+    /// `gc_grace_secs`.
+    #[serde(alias = "gc_grace_secs", deserialize_with = "duration::secs")]
+    pub gc_grace: Duration,
     /// The newest manifests always kept (default 10; at least the latest).
     pub gc_keep_manifests: usize,
 }
@@ -247,12 +256,12 @@ impl Default for CompactordConfig {
             target_file_bytes: 16 << 20,
             batch_rows: 8 * 1024,
             schedule: None,
-            check_interval_ms: 10_000,
+            check_interval: Duration::from_secs(10),
             max_deltas: 64,
             max_delta_ratio: 0.1,
-            max_delta_age_secs: 600,
+            max_delta_age: Duration::from_secs(600),
             gc_schedule: Some("0 */10 * * * *".into()),
-            gc_grace_secs: 3600,
+            gc_grace: Duration::from_secs(3600),
             gc_keep_manifests: 10,
         }
     }
@@ -453,6 +462,49 @@ impl Config {
     }
 }
 
+/// Duration settings: a human-readable string (`"30s"`, `"500ms"`, `"10m"`, `"1h 30m"`), or
+/// an integer in the unit of the `*_ms` / `*_secs` key the setting replaced (accepted under
+/// either name, so older configs keep working).
+mod duration {
+    use std::time::Duration;
+
+    use serde::de::{self, Deserializer, Visitor};
+
+    /// Integers are milliseconds (the old `*_ms` keys).
+    pub fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(Setting(Duration::from_millis))
+    }
+
+    /// Integers are seconds (the old `*_secs` keys).
+    pub fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(Setting(Duration::from_secs))
+    }
+
+    struct Setting(fn(u64) -> Duration);
+
+    impl Visitor<'_> for Setting {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a duration such as \"30s\", \"500ms\" or \"10m\"")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            humantime::parse_duration(v).map_err(|e| E::custom(format!("duration {v:?}: {e}")))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            Ok((self.0)(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            u64::try_from(v)
+                .map(self.0)
+                .map_err(|_| E::custom(format!("a duration cannot be negative ({v})")))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,6 +537,7 @@ mod tests {
         assert_eq!(config.storaged.decode_budget_bytes, 1 << 30);
         assert_eq!(config.queryd.delta_cache_bytes, 256 << 20);
         assert_eq!(config.queryd.instance.as_deref(), Some("queryd-1"));
+        assert_eq!(config.queryd.request_timeout, Duration::from_secs(30));
         assert_eq!(config.datasets.len(), 1);
     }
 
@@ -504,10 +557,10 @@ mod tests {
         listen = "127.0.0.1:7102"
         target_file_bytes = 4096
         schedule = "0 */5 * * * *"
-        check_interval_ms = 0
+        check_interval = "0s"
         max_deltas = 8
         max_delta_ratio = 0.5
-        max_delta_age_secs = 60
+        max_delta_age = "1m"
         [auth]
         admin_token = "file-token"
         [[datasets]]
@@ -535,15 +588,36 @@ mod tests {
         assert_eq!(c.compactord.target_file_bytes, 4096);
         assert_eq!(c.compactord.schedule.as_deref(), Some("0 */5 * * * *"));
         assert_eq!(
-            (c.compactord.check_interval_ms, c.compactord.max_deltas),
-            (0, 8)
+            (c.compactord.check_interval, c.compactord.max_deltas),
+            (Duration::ZERO, 8)
         );
         assert_eq!(c.compactord.max_delta_ratio, 0.5);
-        assert_eq!(c.compactord.max_delta_age_secs, 60);
+        assert_eq!(c.compactord.max_delta_age, Duration::from_secs(60));
         assert_eq!(
             c.datasets[0].compact_schedule.as_deref(),
             Some("0 0 * * * *")
         );
+    }
+
+    #[test]
+    fn durations_are_text_or_integers_in_the_old_keys_units() {
+        let c = Config::parse(
+            "[queryd]\nrequest_timeout = \"1m 30s\"\npoll_interval_ms = 250\n\
+             [compactord]\ncheck_interval = \"500ms\"\nmax_delta_age_secs = 7\ngc_grace = \"2h\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.queryd.request_timeout, Duration::from_secs(90));
+        assert_eq!(c.queryd.poll_interval, Duration::from_millis(250));
+        assert_eq!(c.compactord.check_interval, Duration::from_millis(500));
+        assert_eq!(c.compactord.max_delta_age, Duration::from_secs(7));
+        assert_eq!(c.compactord.gc_grace, Duration::from_secs(7200));
+        for bad in [
+            "[queryd]\nrequest_timeout = \"soon\"\n",
+            "[queryd]\nrequest_timeout_ms = -1\n",
+            "[queryd]\nrequest_timeout = \"1s\"\nrequest_timeout_ms = 5\n",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -559,7 +633,7 @@ mod tests {
         assert_eq!(c.compactord.listen.to_string(), "127.0.0.1:7002");
         assert_eq!(c.compactord.target_file_bytes, 16 << 20);
         assert_eq!(c.compactord.schedule, None);
-        assert_eq!(c.compactord.check_interval_ms, 10_000);
+        assert_eq!(c.compactord.check_interval, Duration::from_secs(10));
         assert_eq!(c.compactord.max_deltas, 64);
         assert_eq!(c.storaged.max_delta_bytes, 64 << 20);
         assert_eq!(c.notify_urls(), vec!["http://127.0.0.1:8080"]);

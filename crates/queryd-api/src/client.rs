@@ -13,7 +13,7 @@ use serde_json::Value;
 use strata_compactord_api::runs::encode;
 use strata_compactord_api::{CompactionRun, RunsResponse};
 use strata_daemon::auth::ADMIN_TOKEN_HEADER;
-use strata_daemon::client::{ClientError, check, send_json};
+use strata_daemon::client::{ClientError, send, send_json};
 use strata_storaged_api::catalog::{CreateDatasetRequest, DatasetInfo, UploadQuery};
 use strata_storaged_api::{DeltaCommitted, IDEMPOTENCY_KEY_HEADER};
 
@@ -257,15 +257,7 @@ impl QuerydClient {
         request: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<reqwest::Response, ClientError> {
-        let response =
-            self.authorized(request)
-                .send()
-                .await
-                .map_err(|source| ClientError::Transport {
-                    url: url.to_owned(),
-                    source,
-                })?;
-        check(response).await
+        send(self.authorized(request), url).await
     }
 
     async fn json<T: DeserializeOwned>(

@@ -11,7 +11,7 @@
 //! [`TestClusterBuilder::configure`] edit. Accessors hand out URLs, tokens and typed clients;
 //! [`TestCluster::kill`] and [`TestCluster::restart`] crash and revive a daemon.
 //!
-//! Threshold compaction is off (`[compactord] check_interval_ms = 0`) unless a test turns it
+//! Threshold compaction is off (`[compactord] check_interval = "0s"`) unless a test turns it
 //! on: it would move rows deltas wrote into the base mid-test, changing the storage order
 //! tests model; tests compact on demand.
 //!
@@ -249,7 +249,7 @@ impl TestClusterBuilder {
             "[store]\nurl = \"{store_url}\"\n\
              [storaged]\nlisten = \"127.0.0.1:{storaged_port}\"\n\
              [queryd]\nlisten = \"127.0.0.1:{}\"\n\
-             [compactord]\nlisten = \"127.0.0.1:{compactord_port}\"\ncheck_interval_ms = 0\n\
+             [compactord]\nlisten = \"127.0.0.1:{compactord_port}\"\ncheck_interval = \"0s\"\n\
              [auth]\nadmin_token = \"{ADMIN_TOKEN}\"\ninternal_token = \"{INTERNAL_TOKEN}\"\n",
             queryd_ports.first().copied().unwrap_or_else(free_port)
         );

@@ -65,8 +65,8 @@ async fn start(dir: &Path) -> TestCluster {
         .daemons(true, PATHS.len(), true)
         .log_level("warn")
         .toml(
-            "[queryd]\npoll_interval_ms = 500\nrequest_timeout_ms = 300000\n\
-             [compactord]\ncheck_interval_ms = 0\ngc_schedule = \"\"\n",
+            "[queryd]\npoll_interval = \"500ms\"\nrequest_timeout = \"5m\"\n\
+             [compactord]\ncheck_interval = \"0s\"\ngc_schedule = \"\"\n",
         );
     for (index, path) in PATHS.iter().enumerate() {
         let settings = match *path {
