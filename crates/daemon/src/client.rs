@@ -60,11 +60,12 @@ pub async fn check(response: reqwest::Response) -> Result<reqwest::Response, Cli
     })
 }
 
-/// Sends `request` (to `url`, for messages) and reads a JSON answer.
-pub async fn send_json<T: DeserializeOwned>(
+/// Sends `request` (to `url`, for messages); a non-success answer is
+/// [`ClientError::Status`].
+pub async fn send(
     request: reqwest::RequestBuilder,
     url: &str,
-) -> Result<T, ClientError> {
+) -> Result<reqwest::Response, ClientError> {
     let response = request
         .send()
         .await
@@ -72,7 +73,15 @@ pub async fn send_json<T: DeserializeOwned>(
             url: url.to_owned(),
             source,
         })?;
-    check(response)
+    check(response).await
+}
+
+/// Sends `request` (to `url`, for messages) and reads a JSON answer.
+pub async fn send_json<T: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    url: &str,
+) -> Result<T, ClientError> {
+    send(request, url)
         .await?
         .json()
         .await
