@@ -13,6 +13,18 @@ use strata_testkit::{Mode, Store, TestCluster};
 
 const ROWS: usize = 20_000;
 
+/// `strata up` on a local directory in `dir`, serving `source` as `orders`.
+async fn strata_up(dir: &Path, source: &Path) -> TestCluster {
+    TestCluster::builder()
+        .mode(Mode::Up)
+        .store(Store::LocalDir)
+        .dir(dir)
+        .toml(&declared(source))
+        .start()
+        .await
+        .unwrap()
+}
+
 fn declared(source: &Path) -> String {
     format!(
         r#"
@@ -78,14 +90,7 @@ async fn the_read_api_over_the_real_binary() {
     let source = dir.path().join("src/orders.parquet");
     std::fs::create_dir_all(source.parent().unwrap()).unwrap();
     let table = orders(&source);
-    let strata = TestCluster::builder()
-        .mode(Mode::Up)
-        .store(Store::LocalDir)
-        .dir(dir.path())
-        .toml(&declared(&source))
-        .start()
-        .await
-        .unwrap();
+    let strata = strata_up(dir.path(), &source).await;
     let client = reqwest::Client::new();
     let q = &strata.queryd_url(0);
     let api = format!("{q}/api/v1/datasets/orders");
@@ -217,14 +222,7 @@ async fn the_published_datap_rs_client_works_unchanged() {
     let source = dir.path().join("src/orders.parquet");
     std::fs::create_dir_all(source.parent().unwrap()).unwrap();
     orders(&source);
-    let strata = TestCluster::builder()
-        .mode(Mode::Up)
-        .store(Store::LocalDir)
-        .dir(dir.path())
-        .toml(&declared(&source))
-        .start()
-        .await
-        .unwrap();
+    let strata = strata_up(dir.path(), &source).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/datap_client_check.py");
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python)

@@ -60,7 +60,8 @@ pub async fn check(response: reqwest::Response) -> Result<reqwest::Response, Cli
     })
 }
 
-/// Sends `request` (to `url`, for messages): a refusal is a [`ClientError::Status`].
+/// Sends `request` (to `url`, for messages); a non-success answer is
+/// [`ClientError::Status`].
 pub async fn send(
     request: reqwest::RequestBuilder,
     url: &str,

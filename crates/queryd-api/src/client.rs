@@ -61,7 +61,9 @@ impl QuerydClient {
     /// `GET /health`: Ok iff queryd answers 2xx.
     pub async fn health(&self) -> Result<(), ClientError> {
         let url = self.at("/health");
-        self.send(self.http.get(&url), &url).await.map(drop)
+        send(self.authorized(self.http.get(&url)), &url)
+            .await
+            .map(drop)
     }
 
     /// `GET /readyz`: `{"status": "ready", "datasets": n}`; a 503 until the catalog is known.
@@ -111,15 +113,8 @@ impl QuerydClient {
             .post(&url)
             .header(reqwest::header::ACCEPT, ARROW_STREAM)
             .json(request);
-        let response = self.send(request, &url).await?;
-        let version = version_of(&response);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| ClientError::InvalidResponse {
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
+        let (version, response) = self.send_versioned(request, &url).await?;
+        let body = response.bytes().await.map_err(invalid(&url))?;
         Ok(Versioned {
             version,
             body: body.to_vec(),
@@ -172,14 +167,12 @@ impl QuerydClient {
         content_type: &str,
         body: impl Into<reqwest::Body>,
     ) -> Result<DatasetInfo, ClientError> {
-        let mut url = format!("{}/api/v1/datasets?name={}", self.base_url, encode(name));
-        if let Some(key) = UploadQuery::new(primary_key).primary_key {
-            url.push_str("&primary_key=");
-            url.push_str(&encode(&key));
-        }
+        let url = self.at("/api/v1/datasets");
         let request = self
             .http
             .post(&url)
+            .query(&[("name", name)])
+            .query(&UploadQuery::new(primary_key))
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body);
         self.json(request, &url).await
@@ -251,15 +244,6 @@ impl QuerydClient {
         }
     }
 
-    /// Sends; a non-2xx answer is [`ClientError::Status`].
-    async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-        url: &str,
-    ) -> Result<reqwest::Response, ClientError> {
-        send(self.authorized(request), url).await
-    }
-
     async fn json<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
@@ -268,21 +252,32 @@ impl QuerydClient {
         send_json(self.authorized(request), url).await
     }
 
+    /// Sends; the answer and the dataset version it names.
+    async fn send_versioned(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<(Option<u64>, reqwest::Response), ClientError> {
+        let response = send(self.authorized(request), url).await?;
+        Ok((version_of(&response), response))
+    }
+
     async fn versioned<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<Versioned<T>, ClientError> {
-        let response = self.send(request, url).await?;
-        let version = version_of(&response);
-        let body = response
-            .json()
-            .await
-            .map_err(|e| ClientError::InvalidResponse {
-                url: url.to_owned(),
-                message: e.to_string(),
-            })?;
+        let (version, response) = self.send_versioned(request, url).await?;
+        let body = response.json().await.map_err(invalid(url))?;
         Ok(Versioned { version, body })
+    }
+}
+
+/// An answer that does not read as what the route promises.
+fn invalid(url: &str) -> impl FnOnce(reqwest::Error) -> ClientError + '_ {
+    move |e| ClientError::InvalidResponse {
+        url: url.to_owned(),
+        message: e.to_string(),
     }
 }
 
