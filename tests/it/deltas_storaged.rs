@@ -26,7 +26,6 @@ use strata_testkit::TestCluster;
 use crate::common::{INTERNAL, arrow_stream, create_dataset, people, start_storaged};
 
 // Every refusal of the route, in a file of its own.
-#[path = "deltas_storaged_refusals.rs"]
 mod refusals;
 
 const JSON: &str = "application/json";

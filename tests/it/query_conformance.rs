@@ -157,7 +157,6 @@ fn nulls_last<T: Ord>(a: &Option<T>, b: &Option<T>) -> std::cmp::Ordering {
     }
 }
 
-#[path = "query_cases.rs"]
 mod cases;
 use cases::cases;
 
