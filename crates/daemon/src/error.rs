@@ -73,10 +73,10 @@ error_codes! {
     MethodNotAllowed => (METHOD_NOT_ALLOWED, "method_not_allowed"),
     /// The request was not read in time (the server's timeout layer).
     RequestTimeout => (REQUEST_TIMEOUT, "request_timeout"),
-    /// A dataset or an object that is already there.
-    AlreadyExists => (CONFLICT, "already_exists"),
     /// The commit lost to another one, or the state it relied on changed.
     Conflict => (CONFLICT, "conflict"),
+    /// A dataset or an object that is already there.
+    AlreadyExists => (CONFLICT, "already_exists"),
     /// A compactor whose epoch a newer one bumped.
     Fenced => (CONFLICT, "fenced"),
     /// A conditional object operation whose precondition failed.
@@ -111,7 +111,7 @@ error_codes! {
 
 impl ErrorCode {
     /// The code for a bare status (an answer without a known kind): the first code of the
-    /// table with that status, else [`ErrorCode::Upstream`] (or [`ErrorCode::Internal`] for
+    /// table with that status (the table lists each status's general code first), else [`ErrorCode::Upstream`] (or [`ErrorCode::Internal`] for
     /// a 500).
     pub fn for_status(status: u16) -> Self {
         Self::ALL
@@ -470,6 +470,15 @@ mod tests {
             ErrorCode::NotFound
         );
         assert_eq!(ApiError::upstream(418, None, "x").code, ErrorCode::Upstream);
+        // A bare status gets the general code of its status, as before the table.
+        for (status, code) in [
+            (400, ErrorCode::BadRequest),
+            (409, ErrorCode::Conflict),
+            (502, ErrorCode::Upstream),
+            (503, ErrorCode::Unavailable),
+        ] {
+            assert_eq!(ErrorCode::for_status(status), code, "{status}");
+        }
     }
 
     #[test]
