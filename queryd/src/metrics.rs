@@ -80,6 +80,8 @@ pub struct Metrics {
     cache_evictions: AtomicU64,
     cache_bytes: AtomicU64,
     delta_files_read: AtomicU64,
+    states_built: AtomicU64,
+    compactions_carried: AtomicU64,
 }
 
 impl Metrics {
@@ -126,6 +128,16 @@ impl Metrics {
 
     pub fn delta_files_read(&self, files: u64) {
         self.delta_files_read.fetch_add(files, Ordering::Relaxed);
+    }
+
+    /// A state was built from its base files (a load, or a rebuild).
+    pub fn state_built(&self) {
+        self.states_built.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A resident state moved to a compacted version without reading its files.
+    pub fn compaction_carried(&self) {
+        self.compactions_carried.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn set_cache_bytes(&self, bytes: u64) {
@@ -188,6 +200,16 @@ impl Metrics {
                 "strata_delta_files_read_total",
                 "Delta files read from the store (each once while the delta cache keeps it).",
                 &self.delta_files_read,
+            ),
+            (
+                "strata_state_builds_total",
+                "Dataset states built from their base files (loads, and rebuilds).",
+                &self.states_built,
+            ),
+            (
+                "strata_compactions_carried_total",
+                "Compacted versions a resident state moved to without reading their files.",
+                &self.compactions_carried,
             ),
         ];
         for (name, help, value) in counters {

@@ -30,7 +30,8 @@ pub struct Manifest {
     pub schema: Schema,
     /// Primary-key columns, in key order. Empty: the dataset has no key (and takes no deltas).
     pub primary_key: Vec<String>,
-    /// Base files, each sorted by primary key; key ranges do not overlap and ascend.
+    /// Base files in storage order: an import's are sorted by key, a compaction's hold the
+    /// state in storage order (invariant 7), so their key ranges may overlap.
     pub base_files: Vec<DataFile>,
     /// Deltas not yet compacted, in ascending `seq`; every `seq` > `base_watermark_seq`.
     pub deltas: Vec<DeltaFile>,

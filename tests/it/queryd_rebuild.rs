@@ -1,8 +1,10 @@
-//! queryd moving a dataset in memory to a version with new base files (after a compaction),
-//! in both `rebuild` modes. A [`GatedStore`] holds the rebuild's whole-file reads back, so the
-//! tests look at queryd while it rebuilds: with `release_first` the new version is answered
-//! cold at once and later versions follow without waiting for the build; with `beside` the old
-//! state keeps answering. Either way the served version never goes back.
+//! queryd moving a dataset in memory to a version with new base files (after a compaction). A
+//! [`GatedStore`] holds base-file reads back, so the tests look at queryd while it would read
+//! them. A state that applied every merged delta is carried over without reading anything
+//! (invariant 7); one with too many dead rows is rebuilt, in both `rebuild` modes: with
+//! `release_first` the new version is answered cold at once and later versions follow without
+//! waiting for the build; with `beside` the old state keeps answering. Either way the served
+//! version never goes back, and the order of rows is the same before and after.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,12 +29,16 @@ struct Setup {
     queryd: Arc<Queryd>,
 }
 
-/// people 1..=5 in memory at version 0, then a delta (upsert 6, delete 2) applied
-/// incrementally, then compacted in the store (queryd not told yet). Returns the compaction's
-/// version.
+/// people 1..=5 in memory at version 0, then a delta (upsert 6, delete 2 and 3: a third of
+/// the rows held are dead, so a compaction is not carried over) applied incrementally, then
+/// compacted in the store (queryd not told yet). Returns the compaction's version.
 async fn setup(rebuild: Rebuild) -> (Setup, u64) {
+    setup_with(rebuild, &[1, 2, 3, 4, 5], &[2, 3]).await
+}
+
+async fn setup_with(rebuild: Rebuild, base: &[i64], deleted: &[i64]) -> (Setup, u64) {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    create_dataset(&store, "people", &[people(&[1, 2, 3, 4, 5])], &["id"]).await;
+    create_dataset(&store, "people", &[people(base)], &["id"]).await;
     let gate = Arc::new(GatedStore::new(store.clone(), "/base/"));
     let mut config = Config::default();
     config.queryd.rebuild = rebuild;
@@ -48,7 +54,7 @@ async fn setup(rebuild: Rebuild) -> (Setup, u64) {
         .post("/api/v1/cache/pin", &json!({"dataset": "people"}), true)
         .await;
     assert_eq!(status, 200);
-    let delta = commit_delta(&s.store, "people", &people(&[6]), &[2]).await;
+    let delta = commit_delta(&s.store, "people", &people(&[6]), deleted).await;
     let (_, version) = ids(&s.queryd, delta).await;
     assert_eq!(version, delta);
     assert_eq!(residency(&s.queryd).await, ("memory".into(), delta));
@@ -104,24 +110,57 @@ async fn until_in_memory(q: &Queryd, version: u64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_of_applied_deltas_is_carried_over_without_reading_its_files() {
+    for rebuild in [Rebuild::ReleaseFirst, Rebuild::Beside] {
+        // Two dead rows (2, and 6 rewritten) of nine held.
+        let (s, compacted) = setup_with(rebuild, &[1, 2, 3, 4, 5, 6, 7, 8], &[2]).await;
+        // Base files cannot be read: a rebuild would hang (beside) or answer cold (release
+        // first); the carried-over state answers from memory at once.
+        s.gate.close();
+        let order = vec![1, 3, 4, 5, 7, 8, 6];
+        assert_eq!(ids(&s.queryd, compacted).await, (order.clone(), compacted));
+        assert_eq!(residency(&s.queryd).await, ("memory".into(), compacted));
+        // Later deltas apply to it as to any state.
+        let later = commit_delta(&s.store, "people", &people(&[9]), &[3]).await;
+        assert_eq!(
+            ids(&s.queryd, later).await,
+            (vec![1, 4, 5, 7, 8, 6, 9], later)
+        );
+        assert_eq!(residency(&s.queryd).await, ("memory".into(), later));
+        // The compacted files hold the same rows in the same order: a reload from them
+        // answers the same.
+        s.gate.open();
+        let (status, body) = s
+            .queryd
+            .post("/api/v1/datasets/people/reload", &json!({}), true)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            ids(&s.queryd, later).await,
+            (vec![1, 4, 5, 7, 8, 6, 9], later)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn release_first_answers_the_new_version_cold_at_once_and_rebuilds_in_the_background() {
     let (s, compacted) = setup(Rebuild::ReleaseFirst).await;
     s.gate.close();
 
-    // The compacted version is answered at once, from its files: same rows, now in key order.
+    // The compacted version is answered at once, from its files: same rows, same order.
     let (cold, version) = ids(&s.queryd, compacted).await;
-    assert_eq!((cold.clone(), version), (vec![1, 3, 4, 5, 6], compacted));
+    assert_eq!((cold.clone(), version), (vec![1, 4, 5, 6], compacted));
     assert_eq!(residency(&s.queryd).await, ("loading".into(), compacted));
 
     // A write during the rebuild is served at once too, without waiting for the build.
     let later = commit_delta(&s.store, "people", &people(&[7]), &[4]).await;
-    assert_eq!(ids(&s.queryd, later).await, (vec![1, 3, 5, 6, 7], later));
+    assert_eq!(ids(&s.queryd, later).await, (vec![1, 5, 6, 7], later));
     assert_eq!(residency(&s.queryd).await, ("loading".into(), later));
 
     // The build (of the compacted version) catches up before it publishes: never back.
     s.gate.open();
     until_in_memory(&s.queryd, later).await;
-    assert_eq!(ids(&s.queryd, 0).await, (vec![1, 3, 5, 6, 7], later));
+    assert_eq!(ids(&s.queryd, 0).await, (vec![1, 5, 6, 7], later));
     let (_, status) = s.queryd.get(STATUS).await;
     assert_eq!(
         status["consecutive_failures"], 0,
@@ -146,11 +185,11 @@ async fn beside_keeps_answering_from_the_old_state_until_the_new_one_is_built() 
     assert!(!waiting.is_finished(), "the new version needs the build");
     // Meanwhile the old state answers, in its storage order (base rows, then delta rows).
     let before = compacted - 2; // the delta's version (the compaction bumped the epoch first)
-    assert_eq!(ids(&s.queryd, 0).await, (vec![1, 3, 4, 5, 6], before));
+    assert_eq!(ids(&s.queryd, 0).await, (vec![1, 4, 5, 6], before));
     assert_eq!(residency(&s.queryd).await, ("memory".into(), before));
 
     s.gate.open();
-    assert_eq!(waiting.await.unwrap(), (vec![1, 3, 4, 5, 6], compacted));
+    assert_eq!(waiting.await.unwrap(), (vec![1, 4, 5, 6], compacted));
     assert_eq!(residency(&s.queryd).await, ("memory".into(), compacted));
 }
 
@@ -164,7 +203,7 @@ async fn an_explicit_reload_builds_beside_whatever_the_mode() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         (body["version"].as_u64(), body["rows"].as_u64()),
-        (Some(compacted), Some(5))
+        (Some(compacted), Some(4))
     );
     assert_eq!(residency(&s.queryd).await, ("memory".into(), compacted));
 }

@@ -1,5 +1,7 @@
 //! The delta side of a compaction: every merged delta file read whole and combined into one
-//! winning entry per key (decided by [`merge::supersedes`], tombstones kept), sorted by key.
+//! winning entry per key (decided by [`merge::supersedes`], tombstones kept). The winners'
+//! keys are sorted (the merge asks whether a base key has one); their upserts are in storage
+//! order (sequence, then key), the order in which the run appends them after the base.
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::concat_batches;
@@ -25,15 +27,14 @@ async fn read_delta(
     parquet_io::read(store, &Path::parse(&file.path)?).await
 }
 
-/// The merged deltas, combined: one winning entry per key, sorted by key.
+/// The merged deltas, combined: one winning entry per key.
 pub(super) struct DeltaSide {
     /// The key of every delta row read, in one buffer (no allocation per row).
-    pub(super) rows: Rows,
+    rows: Rows,
     /// For each winner, in key order: its row in `rows`.
-    pub(super) keys: Vec<usize>,
-    /// Sequence and op of each winner, and its row in `upserts` if it is an upsert.
-    pub(super) entries: Vec<Entry<Option<usize>>>,
-    /// The winning upsert rows in key order (table columns, all nullable).
+    keys: Vec<usize>,
+    /// The winning upsert rows in storage order: by sequence, then key (table columns, all
+    /// nullable) — `strata_shared::merge::materialize`'s order of surviving delta rows.
     pub(super) upserts: RecordBatch,
     pub(super) rows_read: u64,
 }
@@ -79,9 +80,10 @@ impl DeltaSide {
         let mut order: Vec<usize> = (0..candidates.len()).collect();
         order.sort_by(|&a, &b| rows.row(a).cmp(&rows.row(b)));
 
-        let mut positions = Vec::new();
+        // Upsert winners as (seq, position in the files); their key order is kept by the
+        // stable sort on `seq` below.
+        let mut upserts: Vec<(u64, (usize, usize))> = Vec::new();
         let mut keys = Vec::new();
-        let mut entries = Vec::new();
         let mut at = 0;
         while at < order.len() {
             // One key: the candidates `order[at..end]`; the winner by THE rule.
@@ -96,18 +98,14 @@ impl DeltaSide {
                 }
             }
             let e = &candidates[winner];
-            let upsert_row = (e.op == Op::Upsert).then(|| {
-                positions.push(e.value);
-                positions.len() - 1
-            });
+            if e.op == Op::Upsert {
+                upserts.push((e.seq, e.value));
+            }
             keys.push(winner);
-            entries.push(Entry {
-                seq: e.seq,
-                op: e.op,
-                value: upsert_row,
-            });
             at = end;
         }
+        upserts.sort_by_key(|&(seq, _)| seq);
+        let positions: Vec<(usize, usize)> = upserts.into_iter().map(|(_, p)| p).collect();
         let upserts = match tables.first() {
             Some(first) => {
                 let refs: Vec<&RecordBatch> = tables.iter().collect();
@@ -119,18 +117,17 @@ impl DeltaSide {
         Ok(Self {
             rows,
             keys,
-            entries,
             upserts,
             rows_read,
         })
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// The key of winner `i`.
-    pub(super) fn key(&self, i: usize) -> Row<'_> {
-        self.rows.row(self.keys[i])
+    /// Whether a merged delta names `key` (as an upsert or a delete): then the base row with
+    /// that key does not survive the merge. Every merged delta is newer than the base (the
+    /// caller checks), so its entry supersedes the base row ([`merge::supersedes`]).
+    pub(super) fn names(&self, key: Row<'_>) -> bool {
+        self.keys
+            .binary_search_by(|&k| self.rows.row(k).cmp(&key))
+            .is_ok()
     }
 }

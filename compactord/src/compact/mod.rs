@@ -6,19 +6,18 @@
 //! 2. **fences** older compactors: it commits an [`Operation::BumpEpoch`] version and remembers
 //!    the epoch it set. That version is the run's snapshot; `S` is its largest delta `seq`, and
 //!    the run merges exactly the deltas with `seq <= S` (all of the snapshot's deltas);
-//! 3. merges them into the base by a **streaming sorted merge on the primary key**: base files
-//!    are sorted by key with ascending, non-overlapping ranges in manifest order, so reading them
-//!    one after the other in bounded batches (parquet's async reader) yields every base row in
-//!    key order. The delta side is combined in memory first: the newest entry of each key among
-//!    the merged deltas, decided by [`merge::supersedes`], tombstones kept so they can drop base
-//!    rows. Where a key is on both sides, [`merge::supersedes`] decides against the base row's
-//!    sequence (`base_watermark_seq`), exactly as readers do; surviving tombstones drop the row.
-//!    The base rows between two delta keys pass through as one run (found by binary search in
-//!    the batch's key rows), so the per-row work is the key conversion and the sortedness check;
-//!    each output batch is copied once, one range copy per run;
-//! 4. writes the merged rows, still in key order, with a rolling writer: a new file whenever the
+//! 3. merges them into the base **in storage order**: the base rows that no merged delta names,
+//!    in base order (streamed from the base files in manifest order, in bounded batches by
+//!    parquet's async reader), then the surviving delta upserts by sequence, then key — exactly
+//!    `strata_shared::merge::materialize` of the snapshot up to `S`. The delta side is combined
+//!    in memory first: the newest entry of each key among the merged deltas, decided by
+//!    [`merge::supersedes`], tombstones kept so they can drop base rows. Every merged delta is
+//!    newer than the base (`seq > base_watermark_seq`, a manifest invariant the run checks), so
+//!    a key named by a merged delta drops its base row. The base rows between two dropped ones
+//!    pass through as one run; each output batch is copied once, one range copy per run;
+//! 4. writes the merged rows, in that order, with a rolling writer: a new file whenever the
 //!    current one reaches [`CompactOptions::target_file_bytes`], under a new compaction id, each
-//!    file put-if-absent with its row count, size and key range;
+//!    file put-if-absent with its row count, size and key range (smallest and largest key);
 //! 5. commits [`Operation::Compact`] on the newest manifest. The mutation re-checks everything it
 //!    relies on against that manifest: the epoch is still the run's (else the run is
 //!    [`CompactOutcome::Fenced`]), the base files and watermark are the snapshot's and every
@@ -27,6 +26,17 @@
 //!    survive), sets `base_watermark_seq = S` and replaces the base files.
 //!
 //! Nothing is ever deleted here: a fenced or aborted run leaves its files unreferenced, for GC.
+//!
+//! **Storage order** (invariant 7, `docs/architecture.md`): a compaction changes no answer, not
+//! even the order of rows without `order_by`. Storage order is a fold — base rows that no delta
+//! touched, then the surviving delta rows by (sequence, key) — and folding a prefix of the
+//! deltas into the base keeps the fold of all of them. So a reader holding the state of a
+//! version before the compaction already holds the compacted version's rows, in its order:
+//! queryd moves its resident state to the new version without reading the new files
+//! (`queryd/src/build/apply.rs`, `pending`), and its tail stays flat while a compaction
+//! commits. The price: base files are no longer sorted by key across files once a compaction
+//! appended delta rows (each file records its smallest and largest key; readers prune by them
+//! and by row-group statistics).
 //!
 //! **Pipeline.** Steps 3 and 4 run as three stages at once, so that decoding, merging and
 //! encoding use both cores and the PUTs overlap the encoding:
@@ -55,7 +65,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, MutableArrayData, RecordBatch, make_array};
 use arrow::datatypes::SchemaRef;
-use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
+use arrow::row::{RowConverter, SortField};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -240,6 +250,18 @@ where
         .filter(|d| d.seq <= watermark)
         .cloned()
         .collect();
+    // The merge drops every base row a merged delta names: right only for deltas newer than
+    // the base, which every manifest promises.
+    if let Some(stale) = merged
+        .iter()
+        .find(|d| !merge::supersedes(d.seq, snapshot.base_watermark_seq))
+    {
+        return Err(Error::Conflict(format!(
+            "delta {} (seq {}) is not newer than the base (watermark {})",
+            stale.path, stale.seq, snapshot.base_watermark_seq
+        ))
+        .into());
+    }
 
     let compaction_id = layout::new_compaction_id();
     let (files, stats) =
@@ -374,7 +396,7 @@ async fn merge_and_write(
         schema.clone(),
         key.clone(),
         options.target_file_bytes,
-    );
+    )?;
     let runtime = Handle::current();
     let write_stage = tokio::task::spawn_blocking(move || writer.run(&runtime, out_rx));
 
@@ -382,9 +404,6 @@ async fn merge_and_write(
         key: &key,
         converter: &converter,
         deltas: &deltas,
-        base_seq: snapshot.base_watermark_seq,
-        next: 0,
-        last_base_key: None,
         out: Emitter {
             schema: schema.clone(),
             batch_rows: options.batch_rows,
@@ -428,7 +447,7 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// The read stage: every base file in manifest order, which is key order (module docs), in
+/// The read stage: every base file in manifest order (storage order, module docs), in
 /// decoded batches of at most `batch_rows` rows labelled with the table schema. Parquet
 /// decoding is CPU work done in this task's polls, so it runs beside the merge on the other
 /// core. `Ok` also when the merge stopped receiving: then the merge's error is the one to report.
@@ -482,17 +501,13 @@ impl From<Error> for Stop {
     }
 }
 
-/// The merge stage: walks the key-ordered base batches and the key-ordered delta winners
-/// together and emits the surviving rows, in key order, as runs.
+/// The merge stage: passes the base batches through in order, dropping the rows whose key a
+/// merged delta names, then appends the surviving delta upserts in storage order. The output
+/// is `state(S)` in storage order (module docs, "Storage order").
 struct Merge<'a> {
     key: &'a [usize],
     converter: &'a RowConverter,
     deltas: &'a DeltaSide,
-    base_seq: u64,
-    /// The first delta winner not yet emitted (or dropped): every winner before it has a key
-    /// below every base row still to come.
-    next: usize,
-    last_base_key: Option<OwnedRow>,
     out: Emitter,
 }
 
@@ -514,12 +529,12 @@ impl Merge<'_> {
         (&mut reader.0)
             .await
             .map_err(|e| write::stage_failed("read", e))??;
-        // Delta keys above the last base row: inserts (or deletes of missing keys).
+        // The surviving delta rows, after every base row.
         let empty = RecordBatch::new_empty(self.out.schema.clone());
-        while self.next < self.deltas.len() {
-            self.emit_delta(self.next, &empty, stats).await?;
-            self.next += 1;
-        }
+        let upserts = self.deltas.upserts.num_rows();
+        self.out
+            .push(UPSERTS, 0, upserts, &empty, self.deltas, stats)
+            .await?;
         self.out.flush(&empty, self.deltas, stats).await?;
         self.out
             .tx
@@ -528,8 +543,7 @@ impl Merge<'_> {
             .map_err(|_| Stop::WriterGone)
     }
 
-    /// Merges one base batch. Base rows between two delta keys are one run, found by binary
-    /// search; only rows whose key a delta winner holds are decided one by one.
+    /// Passes one base batch through: the rows between two dropped ones go out as one run.
     async fn merge_batch(
         &mut self,
         batch: &RecordBatch,
@@ -540,100 +554,21 @@ impl Merge<'_> {
             .converter
             .convert_columns(&columns)
             .map_err(Error::from)?;
-        check_ascending(&rows, self.last_base_key.as_ref(), batch, self.key)?;
-        let n = rows.num_rows();
-        if n > 0 {
-            self.last_base_key = Some(rows.row(n - 1).owned());
-        }
-        let deltas = self.deltas;
-        // Invariant: base rows before `cursor` are emitted or dropped, and every delta winner
-        // before `self.next` has a key below `rows.row(cursor)`.
-        let mut cursor = 0;
-        while self.next < deltas.len() {
-            let delta_key = deltas.key(self.next);
-            let at = cursor + partition_point(cursor, n, |r| rows.row(r) < delta_key);
-            self.out
-                .push(BASE, cursor, at, batch, deltas, stats)
-                .await?;
-            cursor = at;
-            if at == n {
-                // The delta key is above this batch: a later batch, or the tail, emits it.
-                break;
-            }
-            if rows.row(at) == delta_key {
-                if merge::supersedes(deltas.entries[self.next].seq, self.base_seq) {
-                    // The delta replaces the base row (or, a tombstone, drops it).
-                    self.emit_delta(self.next, batch, stats).await?;
-                    cursor = at + 1;
-                }
-                // Otherwise the base row stays, and goes out with the next run.
-            } else {
-                // A key not in the base: an insert (or a delete of a missing key).
-                self.emit_delta(self.next, batch, stats).await?;
-            }
-            self.next += 1;
-        }
-        self.out.push(BASE, cursor, n, batch, deltas, stats).await?;
-        // Runs refer to this batch by position: write them before it is dropped.
-        self.out.flush(batch, deltas, stats).await
-    }
-
-    /// Emits delta winner `i`: its row if it is an upsert, nothing for a tombstone.
-    async fn emit_delta(
-        &mut self,
-        i: usize,
-        base: &RecordBatch,
-        stats: &mut CompactStats,
-    ) -> std::result::Result<(), Stop> {
-        match self.deltas.entries[i].value {
-            Some(row) => {
+        // Invariant: base rows before `run_start` are emitted or dropped.
+        let mut run_start = 0;
+        for r in 0..rows.num_rows() {
+            if self.deltas.names(rows.row(r)) {
                 self.out
-                    .push(UPSERTS, row, row + 1, base, self.deltas, stats)
-                    .await
+                    .push(BASE, run_start, r, batch, self.deltas, stats)
+                    .await?;
+                run_start = r + 1;
             }
-            None => Ok(()),
         }
-    }
-}
-
-/// The first `r` in `start..end` for which `below(r)` is false, given that `below` is true
-/// for a prefix of the range and false after it; as an offset from `start`.
-fn partition_point(start: usize, end: usize, below: impl Fn(usize) -> bool) -> usize {
-    let (mut lo, mut hi) = (start, end);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if below(mid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo - start
-}
-
-/// Fails unless every key of `rows` is above its predecessor (and the first above `previous`):
-/// the merge is only correct on a base sorted by key without duplicates.
-fn check_ascending(
-    rows: &Rows,
-    previous: Option<&OwnedRow>,
-    batch: &RecordBatch,
-    key: &[usize],
-) -> Result<()> {
-    let first_bad = (0..rows.num_rows()).find(|&r| {
-        let before = if r == 0 {
-            previous.map(OwnedRow::row)
-        } else {
-            Some(rows.row(r - 1))
-        };
-        before.is_some_and(|b| b >= rows.row(r))
-    });
-    match first_bad {
-        None => Ok(()),
-        Some(r) => Err(Error::Conflict(format!(
-            "base files are not sorted by primary key without duplicates (at {})",
-            keys::describe_key(batch, key, r)
-        ))
-        .into()),
+        self.out
+            .push(BASE, run_start, rows.num_rows(), batch, self.deltas, stats)
+            .await?;
+        // Runs refer to this batch by position: write them before it is dropped.
+        self.out.flush(batch, self.deltas, stats).await
     }
 }
 

@@ -1,19 +1,21 @@
-//! The write stage of a compaction: encodes the merged, key-ordered batches into base files of
-//! about `target_file_bytes` each on a blocking thread, and puts each finished file while the
-//! next one is encoded.
+//! The write stage of a compaction: encodes the merged batches, in storage order, into base
+//! files of about `target_file_bytes` each on a blocking thread, and puts each finished file
+//! while the next one is encoded. Each file records its smallest and largest key (the rows are
+//! not in key order once a compaction appended delta rows).
 //!
 //! Invariants:
 //! - at most **two encoded files** are in memory: the one being encoded and the one being put.
 //!   Before a finished file's PUT starts, the previous PUT is awaited;
-//! - the files are put, and listed in the result, in key order (part numbers ascend with it);
+//! - the files are put, and listed in the result, in storage order (part numbers ascend with it);
 //! - nothing is finished unless the merge says so ([`ToWriter::Finish`]): if the merge stops
 //!   (its sender is dropped without `Finish`), the open file is dropped unwritten. Files put
 //!   before that stay unreferenced, for GC, as with any failed run.
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
+use arrow::row::{OwnedRow, RowConverter, SortField};
 use object_store::ObjectStore;
 use parquet::arrow::ArrowWriter;
 use strata_shared::layout::{self, DatasetName};
@@ -27,7 +29,7 @@ use super::{CompactError, Result};
 
 /// What the merge sends the write stage.
 pub(super) enum ToWriter {
-    /// The next merged rows, in key order, at most `batch_rows` of them.
+    /// The next merged rows, in storage order, at most `batch_rows` of them.
     Batch(RecordBatch),
     /// Every row was sent: close the last file and report the files.
     Finish,
@@ -35,7 +37,7 @@ pub(super) enum ToWriter {
 
 /// How the write stage ended.
 pub(super) enum WriteEnd {
-    /// Every file was put; in key order.
+    /// Every file was put; in storage order.
     Files(Vec<DataFile>),
     /// The merge went away without [`ToWriter::Finish`]: its own error is the one to report.
     MergeStopped,
@@ -51,13 +53,15 @@ pub(super) fn stage_failed(stage: &'static str, join: tokio::task::JoinError) ->
     }
 }
 
-/// Writes key-ordered batches as base files of about `target` bytes each.
+/// Writes batches as base files of about `target` bytes each.
 pub(super) struct RollingWriter {
     store: Arc<dyn ObjectStore>,
     dataset: DatasetName,
     compaction_id: String,
     schema: SchemaRef,
     key: Vec<usize>,
+    /// Encodes keys byte-comparably, for each file's key range.
+    converter: RowConverter,
     target: u64,
     open: Option<OpenFile>,
     /// Part number of the next file to close.
@@ -70,8 +74,9 @@ pub(super) struct RollingWriter {
 struct OpenFile {
     writer: ArrowWriter<Vec<u8>>,
     rows: u64,
-    key_min: Vec<serde_json::Value>,
-    key_max: Vec<serde_json::Value>,
+    /// The smallest and the largest key written so far, with their JSON form.
+    key_min: Option<(OwnedRow, Vec<serde_json::Value>)>,
+    key_max: Option<(OwnedRow, Vec<serde_json::Value>)>,
 }
 
 /// The most a file buffer reserves up front, whatever the target.
@@ -95,19 +100,25 @@ impl RollingWriter {
         schema: SchemaRef,
         key: Vec<usize>,
         target: u64,
-    ) -> Self {
-        Self {
+    ) -> Result<Self> {
+        let converter = RowConverter::new(
+            key.iter()
+                .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+                .collect(),
+        )?;
+        Ok(Self {
             store,
             dataset: dataset.clone(),
             compaction_id: compaction_id.to_owned(),
             schema,
             key,
+            converter,
             target,
             open: None,
             next_part: 0,
             in_flight: None,
             files: Vec::new(),
-        }
+        })
     }
 
     /// The stage's body, on a blocking thread: encodes what arrives until [`ToWriter::Finish`].
@@ -152,13 +163,37 @@ impl RollingWriter {
                     Some(parquet_io::writer_properties()),
                 )?,
                 rows: 0,
-                key_min: keys::key_json(batch, &self.key, 0),
-                key_max: Vec::new(),
+                key_min: None,
+                key_max: None,
             }),
         };
         open.writer.write(batch)?;
         open.rows += n as u64;
-        open.key_max = keys::key_json(batch, &self.key, n - 1);
+        let columns: Vec<ArrayRef> = self.key.iter().map(|&i| batch.column(i).clone()).collect();
+        let rows = self.converter.convert_columns(&columns)?;
+        let (mut min, mut max) = (0, 0);
+        for r in 1..n {
+            if rows.row(r) < rows.row(min) {
+                min = r;
+            }
+            if rows.row(r) > rows.row(max) {
+                max = r;
+            }
+        }
+        if open
+            .key_min
+            .as_ref()
+            .is_none_or(|(k, _)| rows.row(min) < k.row())
+        {
+            open.key_min = Some((rows.row(min).owned(), keys::key_json(batch, &self.key, min)));
+        }
+        if open
+            .key_max
+            .as_ref()
+            .is_none_or(|(k, _)| rows.row(max) > k.row())
+        {
+            open.key_max = Some((rows.row(max).owned(), keys::key_json(batch, &self.key, max)));
+        }
         let size = open.writer.bytes_written() + open.writer.in_progress_size();
         if size as u64 >= self.target {
             self.close(runtime)?;
@@ -180,8 +215,8 @@ impl RollingWriter {
             path: path.to_string(),
             rows: open.rows,
             bytes: bytes.len() as u64,
-            key_min: Some(open.key_min),
-            key_max: Some(open.key_max),
+            key_min: open.key_min.map(|(_, json)| json),
+            key_max: open.key_max.map(|(_, json)| json),
         };
         let store = self.store.clone();
         self.in_flight = Some(runtime.spawn(async move {

@@ -26,12 +26,20 @@ use crate::chunks::{self, Chunks};
 use crate::deltas::{LoadedDelta, combine};
 use crate::error::QueryError;
 use crate::index::{KeyRef, accessor};
-use crate::state::{DatasetState, Deleted, Layer, Overlay, Segment};
+use crate::state::{Applied, DatasetState, Deleted, Layer, Overlay, Segment};
+
+/// A state holding more dead rows than this fraction of its rows is rebuilt from the files
+/// after a compaction rather than carried over (dead base rows are only dropped by a rebuild).
+const MAX_DEAD_FRACTION: f64 = 0.25;
 
 /// The deltas of `manifest` that `state` has not applied, if `state` can be brought to
-/// `manifest` by applying them (same base files, and the deltas it applied are still the
-/// manifest's first ones). `None`: rebuild from the files.
+/// `manifest` by applying them: the deltas it applied are still the manifest's first ones,
+/// and its base files are the manifest's — or the manifest's are a compaction of rows the
+/// state holds ([`compaction_kept`]). `None`: rebuild from the files.
 pub fn pending<'m>(state: &DatasetState, manifest: &'m Manifest) -> Option<&'m [DeltaFile]> {
+    if manifest.version < state.version {
+        return None;
+    }
     let same_base = manifest.base_files.len() == state.base_files.len()
         && manifest
             .base_files
@@ -39,24 +47,70 @@ pub fn pending<'m>(state: &DatasetState, manifest: &'m Manifest) -> Option<&'m [
             .zip(state.base_files.iter())
             .all(|(f, p)| &f.path == p);
     let applied = state.overlay.as_ref().map_or(&[][..], |o| &o.applied[..]);
-    let prefix = manifest.deltas.get(..applied.len())?;
-    (same_base
-        && manifest.version >= state.version
-        && prefix.iter().zip(applied).all(|(d, p)| &d.path == p))
-    .then(|| &manifest.deltas[applied.len()..])
+    // The applied deltas the manifest must still list, first.
+    let listed = if same_base {
+        applied
+    } else {
+        compaction_kept(state, manifest)?
+    };
+    let prefix = manifest.deltas.get(..listed.len())?;
+    prefix
+        .iter()
+        .zip(listed)
+        .all(|(d, a)| d.path == a.path && d.seq == a.seq)
+        .then(|| &manifest.deltas[listed.len()..])
 }
 
-/// `state` with `deltas` (a manifest's next delta files, ascending seq) applied: the state
-/// of `version`.
+/// When `manifest`'s base files are a compaction of deltas `state` applied: the applied deltas
+/// the compaction did not merge (those above its watermark). The state then already holds the
+/// manifest's rows in the manifest's storage order (invariant 7: a compaction freezes storage
+/// order, and storage order is a fold over the deltas), so it needs no rebuild — only its dead
+/// rows stay in memory, which is why a state with many is rebuilt instead.
+///
+/// The base files hold `state(S)` for the manifest's watermark `S` (invariant 5). That is the
+/// fold of the state's own base with its applied deltas up to `S` when `S` is above the
+/// state's watermark (a compaction since its base) and no above its newest applied delta
+/// (every merged delta is one the state applied: a manifest lists every delta above its
+/// watermark, so the applied ones are all those up to the newest).
+fn compaction_kept<'s>(state: &'s DatasetState, manifest: &Manifest) -> Option<&'s [Applied]> {
+    let overlay = state.overlay.as_ref()?;
+    let newest = overlay.applied.last()?.seq;
+    let watermark = manifest.base_watermark_seq;
+    if watermark <= state.watermark || watermark > newest {
+        return None;
+    }
+    let held = state.chunks.rows();
+    if overlay.deleted.len() as f64 > MAX_DEAD_FRACTION * held as f64 {
+        return None;
+    }
+    // A cheap cross-check of the lineage: with every applied delta merged, the base files
+    // hold exactly the state's live rows.
+    if watermark == newest && manifest.base_rows() != state.rows() as u64 {
+        return None;
+    }
+    let merged = overlay.applied.partition_point(|a| a.seq <= watermark);
+    Some(&overlay.applied[merged..])
+}
+
+/// `state` with `deltas` (the delta files of `manifest` it has not applied, ascending seq, as
+/// [`pending`] names them) applied: the state of `manifest`.
 pub fn apply(
     state: &DatasetState,
-    version: u64,
+    manifest: &Manifest,
     deltas: Vec<LoadedDelta>,
 ) -> Result<DatasetState, QueryError> {
+    let version = manifest.version;
     let key = &state.primary_key;
     let previous = state.overlay.as_ref();
-    let mut applied = previous.map_or_else(Vec::new, |o| o.applied.clone());
-    applied.extend(deltas.iter().map(|d| d.path.clone()));
+    // Every delta the manifest lists is applied once these are.
+    let applied = manifest
+        .deltas
+        .iter()
+        .map(|d| Applied {
+            seq: d.seq,
+            path: d.path.clone(),
+        })
+        .collect();
     let mut segments = previous.map_or_else(Vec::new, |o| o.segments.clone());
     let mut deleted = previous.map(|o| o.deleted.clone()).unwrap_or_default();
     if !deltas.is_empty() {
@@ -123,7 +177,10 @@ pub fn apply(
         mem_schema: state.mem_schema.clone(),
         primary_key: key.clone(),
         base: state.base.clone(),
-        base_files: state.base_files.clone(),
+        // After a compaction, the manifest's base files and watermark name what the state's
+        // base and merged deltas hold (`compaction_kept`).
+        base_files: manifest.base_files.iter().map(|f| f.path.clone()).collect(),
+        watermark: manifest.base_watermark_seq,
         overlay: Some(Overlay {
             segments,
             deleted,
@@ -337,6 +394,127 @@ mod tests {
         }
     }
 
+    fn delta_file(seq: u64, path: &str) -> DeltaFile {
+        DeltaFile {
+            path: path.to_owned(),
+            seq,
+            rows: 0,
+            bytes: 0,
+            upserts: 0,
+            deletes: 0,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    /// The manifest of `colored`'s table at `version`: base files `base` with `watermark`,
+    /// and the deltas `deltas` as (seq, path).
+    fn manifest(version: u64, base: &[&str], watermark: u64, deltas: &[(u64, &str)]) -> Manifest {
+        let files = base
+            .iter()
+            .map(|p| strata_shared::manifest::DataFile {
+                path: (*p).to_owned(),
+                rows: 0,
+                bytes: 0,
+                key_min: None,
+                key_max: None,
+            })
+            .collect();
+        let name = strata_shared::layout::DatasetName::new("t").unwrap();
+        let schema = colored_schema().as_ref().clone();
+        let mut m = Manifest::initial(name, schema, vec!["id".into()], files, "t");
+        m.version = version;
+        m.base_watermark_seq = watermark;
+        m.deltas = deltas.iter().map(|&(seq, p)| delta_file(seq, p)).collect();
+        m
+    }
+
+    /// The manifest after `state`'s with `delta` committed (same base files).
+    fn next_manifest(state: &DatasetState, delta: &LoadedDelta) -> Manifest {
+        let mut deltas: Vec<(u64, &str)> = state
+            .overlay
+            .iter()
+            .flat_map(|o| &o.applied)
+            .map(|a| (a.seq, a.path.as_str()))
+            .collect();
+        deltas.push((delta.seq, &delta.path));
+        let base: Vec<&str> = state.base_files.iter().map(String::as_str).collect();
+        manifest(delta.seq, &base, state.watermark, &deltas)
+    }
+
+    /// The ids of the live rows in storage order.
+    fn live_ids(state: &DatasetState) -> Vec<i64> {
+        let (_, batches) = state.live_batches().unwrap();
+        batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_compaction_of_applied_deltas_is_carried_over_without_a_rebuild() {
+        let mut state = colored(1_000);
+        let steps = [
+            (1, (990..1_010).collect::<Vec<i64>>(), Op::Upsert),
+            (2, (0..1_000).step_by(100).collect(), Op::Delete),
+            (3, vec![5, 995, 2_000], Op::Upsert),
+        ];
+        for (seq, ids, op) in steps {
+            let colors = vec!["pink".to_owned(); ids.len()];
+            let delta = colored_delta(seq, ids, colors, op);
+            state = apply(&state, &next_manifest(&state, &delta), vec![delta]).unwrap();
+        }
+        let before = live_ids(&state);
+        let c = ["c/0.parquet"];
+
+        // Compacted up to seq 2: d3 is still listed, and d4 is new.
+        let compacted = manifest(5, &c, 2, &[(3, "d3"), (4, "d4")]);
+        let new = pending(&state, &compacted).expect("carried over");
+        assert_eq!(new.iter().map(|d| d.seq).collect::<Vec<_>>(), [4]);
+        let d4 = colored_delta(4, vec![7], vec!["pink".into()], Op::Delete);
+        let carried = apply(&state, &compacted, vec![d4]).unwrap();
+        assert!(Arc::ptr_eq(&carried.base, &state.base), "no rebuild");
+        assert_eq!((carried.version, carried.watermark), (5, 2));
+        let expected: Vec<i64> = before.iter().copied().filter(|&id| id != 7).collect();
+        assert_eq!(live_ids(&carried), expected, "storage order is unchanged");
+        // And the next delta applies to the carried state as to any.
+        let d6 = colored_delta(6, vec![1], vec!["x".into()], Op::Upsert);
+        assert!(pending(&carried, &next_manifest(&carried, &d6)).is_some());
+
+        // Compacted up to the newest applied delta: the base holds every live row.
+        let mut all = manifest(5, &c, 3, &[]);
+        all.base_files[0].rows = state.rows() as u64;
+        assert_eq!(pending(&state, &all).map(<[_]>::len), Some(0));
+        all.base_files[0].rows += 1;
+        assert!(pending(&state, &all).is_none(), "row counts disagree");
+
+        // Not carried: deltas the state never applied were merged, or the base changed
+        // without merging any, or a listed delta is not the one applied.
+        assert!(pending(&state, &manifest(5, &c, 4, &[])).is_none());
+        assert!(
+            pending(
+                &state,
+                &manifest(5, &c, 0, &[(1, "d1"), (2, "d2"), (3, "d3")])
+            )
+            .is_none()
+        );
+        assert!(pending(&state, &manifest(5, &c, 2, &[(3, "other")])).is_none());
+    }
+
+    #[test]
+    fn a_state_with_many_dead_rows_is_rebuilt_after_a_compaction() {
+        let mut state = colored(100);
+        let delta = colored_delta(1, (0..30).collect(), vec!["x".into(); 30], Op::Delete);
+        state = apply(&state, &next_manifest(&state, &delta), vec![delta]).unwrap();
+        let mut compacted = manifest(2, &["c/0.parquet"], 1, &[]);
+        compacted.base_files[0].rows = 70;
+        assert!(pending(&state, &compacted).is_none(), "30 of 100 rows dead");
+    }
+
     #[test]
     fn merged_segments_keep_every_value_when_narrow_dictionary_keys_overflow() {
         // 3 colors in the base: `color` is dictionary-encoded with 8-bit keys (<= 127 values).
@@ -353,7 +531,7 @@ mod tests {
             let names: Vec<String> = ids.iter().map(|id| format!("c{id}")).collect();
             expected.extend(ids.iter().copied().zip(names.iter().cloned()));
             let delta = colored_delta(version, ids, names, Op::Upsert);
-            state = apply(&state, version, vec![delta]).unwrap();
+            state = apply(&state, &next_manifest(&state, &delta), vec![delta]).unwrap();
         }
         let overlay = state.overlay.as_ref().unwrap();
         assert!(
@@ -404,7 +582,7 @@ mod tests {
             let ids: Vec<i64> = (0..n).step_by(step as usize).collect();
             let reds = vec!["red".to_owned(); ids.len()];
             let delta = colored_delta(version, ids, reds, op);
-            state = apply(&state, version, vec![delta]).unwrap();
+            state = apply(&state, &next_manifest(&state, &delta), vec![delta]).unwrap();
         }
         let red = state.eq_rows(1, KeyRef::Str("red"));
         let all: Vec<u32> = red.live(&state).collect();

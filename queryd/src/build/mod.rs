@@ -48,16 +48,19 @@ pub async fn load(
     let layout = MemLayout::new(&schema, &primary_key, manifest.base_rows() as usize);
     let layout = layout::read_base(deltas.store(), &manifest.base_files, layout, compute).await?;
     let deltas = deltas.read(&manifest.deltas).await?;
-    let base_version = manifest.base_watermark_seq;
     let base_files: Arc<[String]> = manifest.base_files.iter().map(|f| f.path.clone()).collect();
-    let (version, spec) = (manifest.version, spec.clone());
+    let (manifest, spec) = (manifest.clone(), spec.clone());
     executor::compute(compute, "building a state", move || {
-        let base = from_layout(base_version, schema, primary_key, layout, &spec)?;
-        let base = DatasetState { base_files, ..base };
+        let base = from_layout(manifest.version, schema, primary_key, layout, &spec)?;
+        let base = DatasetState {
+            base_files,
+            watermark: manifest.base_watermark_seq,
+            ..base
+        };
         if deltas.is_empty() {
-            return Ok(DatasetState { version, ..base });
+            return Ok(base);
         }
-        apply(&base, version, deltas)
+        apply(&base, &manifest, deltas)
     })
     .await
 }
@@ -99,6 +102,7 @@ fn from_layout(
         bytes: base.bytes,
         base: Arc::new(base),
         base_files: Arc::from([]),
+        watermark: 0,
         overlay: None,
     })
 }

@@ -402,11 +402,15 @@ impl Memcache {
             )));
         };
         let deltas = self.deltas.read(pending).await?;
-        let version = manifest.version;
+        let compacted = manifest.base_watermark_seq != state.watermark;
+        let target = manifest.clone();
         let applied = executor::compute(&self.compute, "applying deltas", move || {
-            build::apply(&state, version, deltas)
+            build::apply(&state, &target, deltas)
         })
         .await?;
+        if compacted {
+            self.metrics.compaction_carried();
+        }
         slot.advance_manifest(manifest);
         Ok(Arc::new(applied))
     }
@@ -418,6 +422,7 @@ impl Memcache {
         manifest: Manifest,
     ) -> Result<Arc<DatasetState>, QueryError> {
         let state = build::load(&self.deltas, &manifest, &slot.spec, &self.compute).await?;
+        self.metrics.state_built();
         slot.advance_manifest(manifest);
         Ok(Arc::new(state))
     }

@@ -22,7 +22,7 @@ use crate::chunks::{self, Chunks};
 use crate::error::QueryError;
 use crate::index::{EqIndex, KeyIndex, KeyRef, Postings};
 
-pub use overlay::{Deleted, Overlay, Segment};
+pub use overlay::{Applied, Deleted, Overlay, Segment};
 
 /// Rows with their indexes: the base files of a version, or the overlay of its deltas.
 pub struct Layer {
@@ -95,8 +95,11 @@ pub struct DatasetState {
     pub primary_key: Vec<usize>,
     /// The base files' rows and indexes, shared by every version over the same base files.
     pub base: Arc<Layer>,
-    /// The base files' paths: a version with other base files (a compaction) is rebuilt.
+    /// The version's base files' paths (`build::pending` tells from them and `watermark`
+    /// whether a newer version can be applied, or must be rebuilt).
     pub base_files: Arc<[String]>,
+    /// The version's `base_watermark_seq`: every delta up to it is in the base files.
+    pub watermark: u64,
     /// What the version's deltas changed; `None` when it has none.
     pub overlay: Option<Overlay>,
     /// The base's chunks, then the overlay's: every row id, live or not.

@@ -81,8 +81,15 @@ pub struct Overlay {
     pub segments: Vec<Segment>,
     /// Rows (base or overlay) a newer delta replaced or deleted.
     pub deleted: Deleted,
-    /// Paths of the delta files applied, in sequence order.
-    pub applied: Vec<String>,
+    /// The delta files of the version, all applied, in sequence order.
+    pub applied: Vec<Applied>,
+}
+
+/// A delta file an overlay applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub seq: u64,
+    pub path: String,
 }
 
 /// Rows written by one or more consecutive deltas, in (sequence, key) order.
