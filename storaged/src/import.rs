@@ -32,6 +32,9 @@ pub struct Source {
     /// Glob over the remainder, if the source had one.
     pattern: Option<glob::Pattern>,
     display: String,
+    /// A file on storaged's machine (not `s3://`): whatever fails reading it is the source's
+    /// problem, not a passing fault of a store.
+    local: bool,
 }
 
 impl Source {
@@ -49,7 +52,11 @@ impl Source {
             let text = local.to_string_lossy().into_owned();
             (Arc::new(LocalFileSystem::new()), text)
         };
+        let local = !source.starts_with("s3://");
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        if local && segments.is_empty() {
+            return Err(invalid("it names the whole file system".into()));
+        }
         let first_glob = segments
             .iter()
             .position(|s| s.contains(['*', '?', '[']))
@@ -66,6 +73,7 @@ impl Source {
             prefix,
             pattern,
             display: source.to_owned(),
+            local,
         })
     }
 
@@ -120,9 +128,18 @@ impl Source {
     }
 
     /// A store's refusal to let this source be read is the request's problem (400 naming the
-    /// source, without the store's endpoint, which is logged); other failures stay the
+    /// source, without the store's endpoint, which is logged); so is any failure to read a
+    /// local source (a directory it cannot enter, a file it cannot open: the answer names the
+    /// source, the log has the server path). Other failures of a remote source stay the
     /// store's (a 5xx: retry).
     fn refused(&self, e: object_store::Error) -> Error {
+        if self.local && !matches!(e, object_store::Error::NotFound { .. }) {
+            tracing::warn!(source = %self.display, error = %e, "source unreadable");
+            return Error::InvalidInput(format!(
+                "source {:?} cannot be read (storaged's log has the reason)",
+                self.display
+            ));
+        }
         match e {
             object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. } => {
@@ -157,7 +174,9 @@ impl Source {
                 Some(s) if s.fields() == file_schema.fields() => {}
                 Some(_) => {
                     return Err(Error::InvalidInput(format!(
-                        "{file} has a different schema from the first file of the source"
+                        "source {:?}: {} has a different schema from the first file",
+                        self.display,
+                        file.filename().unwrap_or_default()
                     )));
                 }
             }

@@ -14,6 +14,7 @@ use object_store::{
     CopyMode, CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ObjectMeta, PutMode,
     PutOptions, PutPayload, UpdateVersion,
 };
+use strata_daemon::error::object_error;
 use strata_daemon::{ApiError, ApiJson, ErrorCode};
 use strata_storaged_api::objects::{
     self, CopyRequest, ListQuery, ListResponse, ObjectMetaWire, ObjectQuery, PutResponse, WriteMode,
@@ -37,6 +38,32 @@ fn parse_path(path: &str) -> Result<Path, ApiError> {
         )));
     }
     Ok(key)
+}
+
+/// A store error met on `key`, named by the key (a local store's errors name the server
+/// path). On a local directory store a key cannot name both an object and a prefix of others
+/// (`a` and `a/b`: a file and a directory of one name); such a key is the request's fault,
+/// like any key the store cannot hold (400), not a store failure (502).
+fn key_error(e: &object_store::Error, key: &str) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::IsADirectory | std::io::ErrorKind::NotADirectory
+            )
+        {
+            return ApiError::new(
+                ErrorCode::InvalidPath,
+                format!(
+                    "invalid path {key:?}: the store holds other objects under it or under \
+                     one of its prefixes (a local store cannot hold `a` and `a/b` at once)"
+                ),
+            );
+        }
+        cause = c.source();
+    }
+    object_error(e, key)
 }
 
 /// A path that may be the root (a listing prefix or offset).
@@ -142,7 +169,11 @@ async fn read(
         head,
         ..Default::default()
     };
-    let result = state.store.get_opts(&path, options).await?;
+    let result = state
+        .store
+        .get_opts(&path, options)
+        .await
+        .map_err(|e| key_error(&e, &query.path))?;
     let meta = result.meta.clone();
     let mut response = if head {
         Response::new(Body::empty())
@@ -248,7 +279,8 @@ pub async fn put_object(
     let result = state
         .store
         .put_opts(&path, PutPayload::from(body), PutOptions::from(mode))
-        .await?;
+        .await
+        .map_err(|e| key_error(&e, &query.path))?;
     Ok(axum::Json(PutResponse {
         e_tag: result.e_tag,
         version: result.version,
@@ -260,7 +292,11 @@ pub async fn delete_object(
     Query(query): Query<ObjectQuery>,
 ) -> Result<StatusCode, ApiError> {
     let path = parse_path(&query.path)?;
-    state.store.delete(&path).await?;
+    state
+        .store
+        .delete(&path)
+        .await
+        .map_err(|e| key_error(&e, &query.path))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -270,7 +306,11 @@ pub async fn list(
 ) -> Result<axum::Json<ListResponse>, ApiError> {
     let prefix = query.prefix.as_deref().map(parse_prefix).transpose()?;
     let response = if query.delimiter {
-        let listed = state.store.list_with_delimiter(prefix.as_ref()).await?;
+        let listed = state
+            .store
+            .list_with_delimiter(prefix.as_ref())
+            .await
+            .map_err(|e| key_error(&e, query.prefix.as_deref().unwrap_or("")))?;
         ListResponse {
             objects: listed
                 .objects
@@ -295,7 +335,8 @@ pub async fn list(
                 std::future::ready(offset.as_ref().is_none_or(|o| meta.location > *o))
             })
             .try_collect()
-            .await?;
+            .await
+            .map_err(|e| key_error(&e, query.prefix.as_deref().unwrap_or("")))?;
         ListResponse {
             objects: objects.into_iter().map(ObjectMetaWire::from).collect(),
             common_prefixes: Vec::new(),
@@ -313,17 +354,23 @@ pub async fn copy(
     match request.mode {
         WriteMode::Overwrite => {
             let options = CopyOptions::new().with_mode(CopyMode::Overwrite);
-            state.store.copy_opts(&from, &to, options).await?;
+            state
+                .store
+                .copy_opts(&from, &to, options)
+                .await
+                .map_err(|e| key_error(&e, &request.from))?;
         }
         // Copy-if-not-exists is a read and a put-if-absent: every store storaged accepts
         // enforces put-if-absent, while native conditional copy needs per-store S3 settings.
         WriteMode::Create => {
-            let body = state.store.get(&from).await?.bytes().await?;
+            let read = async { state.store.get(&from).await?.bytes().await };
+            let body = read.await.map_err(|e| key_error(&e, &request.from))?;
             let create = PutOptions::from(PutMode::Create);
             state
                 .store
                 .put_opts(&to, PutPayload::from(body), create)
-                .await?;
+                .await
+                .map_err(|e| key_error(&e, &request.to))?;
         }
         WriteMode::Update => return Err(ApiError::bad_request("copy takes overwrite or create")),
     }

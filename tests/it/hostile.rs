@@ -379,3 +379,383 @@ async fn mutated_bodies_over_http_commit_nothing_when_refused() {
     let grown = peak_rss().saturating_sub(before);
     assert!(grown < 256 << 20, "peak RSS grew by {} MiB", grown >> 20);
 }
+
+/// Strings a hostile client puts where names, paths and sources go.
+fn hostile_string(rng: &mut StdRng) -> String {
+    let picks: [&dyn Fn(&mut StdRng) -> String; 14] = [
+        &|_| String::new(),
+        &|_| "/".into(),
+        &|_| "//".into(),
+        &|_| "../../etc/passwd".into(),
+        &|_| "hostile/../../outside".into(),
+        &|_| "/etc/hostname".into(),
+        &|_| "a\0b".into(),
+        &|_| "hostile/\u{202e}\u{1F600}é".into(),
+        &|r| "x".repeat(r.random_range(1_000..6_000)),
+        &|_| "hostile/./a//b".into(),
+        &|_| " \t\n".into(),
+        &|_| "C:\\windows\\system32".into(),
+        &|r| {
+            let bytes: Vec<u8> = (0..r.random_range(1..40)).map(|_| r.random()).collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        },
+        &|r| format!("hostile/{}", r.random::<u32>()),
+    ];
+    picks.choose(rng).unwrap()(rng)
+}
+
+/// `s` percent-encoded for a path segment, or sometimes raw (a `%ff`, a NUL escape, a slash
+/// the router must not take for its own).
+fn segment(rng: &mut StdRng, s: &str) -> String {
+    match rng.random_range(0..6) {
+        0 => ["%ff", "%00", "%2e%2e", "a%2fb", "%", "%zz"]
+            .choose(rng)
+            .unwrap()
+            .to_string(),
+        _ => s
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect(),
+    }
+}
+
+/// The routes no other campaign reaches — storaged's internal object API, its catalog (JSON
+/// create, dataset and manifest reads), compactord's routes and their internal twins, and
+/// queryd's routes with hostile names (reads, cache calls, reload, compaction, deltas, create)
+/// — with
+/// hostile names, paths, sources, query strings, headers, bodies and tokens, on a local
+/// directory store: every answer is a success or a JSON 4xx (`{"error","kind"}`; a HEAD has no
+/// body), never a 5xx but the documented 501 of a conditional update the store cannot do; no
+/// path that leaves the store or names no object is accepted; no answer carries the store's
+/// absolute path; a refused create creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_on_object_catalog_and_compaction_routes_get_json_refusals() {
+    use strata_testkit::{Mode, Store, TestCluster};
+
+    let mut rng = StdRng::seed_from_u64(seed() + 2);
+    let cases = (cases() / 2).max(200);
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = TestCluster::builder()
+        .mode(Mode::InProcess)
+        .store(Store::LocalDir)
+        .dir(dir.path())
+        .daemons(true, 1, true)
+        .start()
+        .await
+        .unwrap();
+    let secret = dir.path().join("data").display().to_string();
+    let (s, c, q) = (
+        cluster.storaged_url(),
+        cluster.compactord_url(),
+        cluster.queryd_url(0),
+    );
+    let http = reqwest::Client::new();
+    // One real dataset, with a delta, so compaction and manifest routes have something to do.
+    let keys: Vec<i64> = (0..20).map(table::key).collect();
+    let base = table::rows(&keys, 0, 7);
+    let body = strata_shared::parquet_io::encode(base.schema(), std::slice::from_ref(&base))
+        .unwrap()
+        .to_vec();
+    let created = http
+        .post(format!("{s}/api/v1/datasets/items/upload"))
+        .query(&[("primary_key", table::KEY)])
+        .header("x-admin-token", crate::common::ADMIN)
+        .header("content-type", "application/vnd.apache.parquet")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let delta = table::delta(&table::rows(&keys[..3], 1, 24), &[]);
+    let posted = http
+        .post(format!("{s}/internal/v1/datasets/items/deltas"))
+        .header("x-internal-token", crate::common::INTERNAL)
+        .header("content-type", "application/vnd.apache.arrow.stream")
+        .body(arrow_stream(&delta))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 200);
+    let valid_create =
+        json!({"name": "made", "source": "nope/*.parquet", "primary_key": [table::KEY]});
+
+    let token =
+        |rng: &mut StdRng, name: &'static str, right: &'static str| match rng.random_range(0..8) {
+            0 => None,
+            1 => Some((name, "wrong".to_owned())),
+            _ => Some((name, right.to_owned())),
+        };
+    let mut accepted_creates = 0;
+    let mut statuses = std::collections::BTreeMap::<(&str, u16), usize>::new();
+    let before = peak_rss();
+    for case in 0..cases {
+        let hostile = hostile_string(&mut rng);
+        let seg = segment(&mut rng, &hostile);
+        let mut object_path = None;
+        let mut sent = String::new();
+        let (kind, request, update) = match rng.random_range(0..11) {
+            0..=2 => {
+                // The object API: a hostile path, under `hostile/` or bare.
+                let path = if rng.random_bool(0.5) {
+                    format!("hostile/{hostile}")
+                } else {
+                    hostile.clone()
+                };
+                let mode = *["overwrite", "create", "update", "bogus"]
+                    .choose(&mut rng)
+                    .unwrap();
+                let url = format!("{s}/internal/v1/object");
+                let method = rng.random_range(0..4);
+                let r = match method {
+                    0 => http.get(&url),
+                    1 => http.head(&url),
+                    2 => http
+                        .put(&url)
+                        .query(&[("mode", mode)])
+                        .body(vec![7u8; rng.random_range(0..64)]),
+                    _ => http.delete(&url),
+                };
+                let r = r.query(&[("path", path.as_str())]);
+                object_path = Some(path);
+                let r = match rng.random_range(0..5) {
+                    0 => r.header(
+                        "range",
+                        ["bytes=5-1", "bytes=-0", "bytes=x", "items=0-1"]
+                            .choose(&mut rng)
+                            .unwrap()
+                            .to_string(),
+                    ),
+                    1 => r.header("if-match", "\"nope\""),
+                    2 => r.header(strata_storaged_api::objects::IF_MODIFIED_SINCE, "yesterday"),
+                    3 => r.header(
+                        strata_storaged_api::objects::VERSION,
+                        hostile.replace(['\0', '\n'], ""),
+                    ),
+                    _ => r,
+                };
+                let r = match token(&mut rng, "x-internal-token", crate::common::INTERNAL) {
+                    Some((h, v)) => r.header(h, v),
+                    None => r,
+                };
+                ("object", r, method == 2 && mode == "update")
+            }
+            3 => {
+                let q: Vec<(&str, String)> = vec![
+                    ("prefix", hostile.clone()),
+                    ("offset", hostile_string(&mut rng)),
+                    (
+                        "delimiter",
+                        ["true", "yes", ""].choose(&mut rng).unwrap().to_string(),
+                    ),
+                ];
+                let r = http
+                    .get(format!("{s}/internal/v1/list"))
+                    .query(&q)
+                    .header("x-internal-token", crate::common::INTERNAL);
+                ("list", r, false)
+            }
+            4 => {
+                let mut body = json!({"from": format!("hostile/{hostile}"), "to": hostile_string(&mut rng), "mode": "create"});
+                mutate_json(&mut rng, &mut body);
+                let r = http
+                    .post(format!("{s}/internal/v1/copy"))
+                    .header("x-internal-token", crate::common::INTERNAL)
+                    .json(&body);
+                ("copy", r, false)
+            }
+            5 => {
+                let mut body = valid_create.clone();
+                let field = *["name", "source", "format", "primary_key"]
+                    .choose(&mut rng)
+                    .unwrap();
+                body[field] = json!(hostile);
+                if rng.random_bool(0.3) {
+                    mutate_json(&mut rng, &mut body);
+                }
+                sent = body.to_string();
+                let r = http.post(format!("{s}/api/v1/datasets")).json(&body);
+                let r = match token(&mut rng, "x-admin-token", crate::common::ADMIN) {
+                    Some((h, v)) => r.header(h, v),
+                    None => r,
+                };
+                ("create", r, false)
+            }
+            6 => {
+                let tail = [
+                    "",
+                    "/manifests",
+                    "/manifests/1",
+                    "/manifests/x",
+                    "/manifests/99999999999999999999",
+                ]
+                .choose(&mut rng)
+                .unwrap();
+                let name = if rng.random_bool(0.3) {
+                    "items".into()
+                } else {
+                    seg.clone()
+                };
+                let r = http
+                    .get(format!("{s}/api/v1/datasets/{name}{tail}"))
+                    .header("x-admin-token", crate::common::ADMIN);
+                ("catalog", r, false)
+            }
+            7 => {
+                let (prefix, header, right) = if rng.random_bool(0.5) {
+                    ("api", "x-admin-token", crate::common::ADMIN)
+                } else {
+                    ("internal", "x-internal-token", crate::common::INTERNAL)
+                };
+                let name = if rng.random_bool(0.2) {
+                    "items".into()
+                } else {
+                    seg.clone()
+                };
+                let r = http
+                    .post(format!("{c}/{prefix}/v1/datasets/{name}/compact"))
+                    .body(hostile.clone());
+                let r = match token(&mut rng, header, right) {
+                    Some((h, v)) => r.header(h, v),
+                    None => r,
+                };
+                ("compact", r, false)
+            }
+            9 | 10 => {
+                // queryd's routes with a hostile dataset name, body or content type; its
+                // admin calls forward to storaged and compactord.
+                let name = if rng.random_bool(0.3) {
+                    "items".into()
+                } else {
+                    seg.clone()
+                };
+                let mut body = json!({"dataset": hostile, "predicates": [{"col": "id", "op": "eq", "val": hostile}]});
+                mutate_json(&mut rng, &mut body);
+                let text = body.to_string();
+                let content_type = *[
+                    "application/json",
+                    "text/csv",
+                    "application/vnd.apache.arrow.stream",
+                    "application/vnd.apache.parquet",
+                    "",
+                ]
+                .choose(&mut rng)
+                .unwrap();
+                let r = match rng.random_range(0..8) {
+                    0 => http.get(format!("{q}/api/v1/datasets/{name}/schema")),
+                    1 => http.get(format!("{q}/api/v1/datasets/{name}/status")),
+                    2 => http
+                        .post(format!(
+                            "{q}/api/v1/datasets/{name}/{}",
+                            ["query", "query/stream", "count"].choose(&mut rng).unwrap()
+                        ))
+                        .body(text),
+                    3 => http
+                        .post(format!(
+                            "{q}/api/v1/cache/{}",
+                            ["pin", "unpin", "evict"].choose(&mut rng).unwrap()
+                        ))
+                        .body(text),
+                    4 => http
+                        .post(format!(
+                            "{q}/api/v1/datasets/{name}/{}",
+                            ["reload", "compact"].choose(&mut rng).unwrap()
+                        ))
+                        .body(text),
+                    5 => http.get(format!("{q}/api/v1/datasets/{name}/compactions")),
+                    6 => http
+                        .post(format!("{q}/api/v1/datasets/{name}/deltas"))
+                        .body(text),
+                    _ => http
+                        .post(format!("{q}/api/v1/datasets"))
+                        .query(&[("name", hostile.as_str()), ("primary_key", "id")])
+                        .body(text),
+                };
+                let r = if content_type.is_empty() {
+                    r
+                } else {
+                    r.header("content-type", content_type)
+                };
+                let r = match token(&mut rng, "x-admin-token", crate::common::ADMIN) {
+                    Some((h, v)) => r.header(h, v),
+                    None => r,
+                };
+                ("queryd", r, false)
+            }
+            _ => {
+                let (prefix, header, right) = if rng.random_bool(0.5) {
+                    ("api", "x-admin-token", crate::common::ADMIN)
+                } else {
+                    ("internal", "x-internal-token", crate::common::INTERNAL)
+                };
+                let r = if rng.random_bool(0.5) {
+                    http.get(format!("{c}/{prefix}/v1/compactions")).query(&[
+                        ("dataset", hostile.as_str()),
+                        (
+                            "limit",
+                            ["-1", "x", "99999999999999999999", "5"]
+                                .choose(&mut rng)
+                                .unwrap(),
+                        ),
+                    ])
+                } else {
+                    http.post(format!("{c}/{prefix}/v1/gc"))
+                        .body(hostile.clone())
+                };
+                let r = match token(&mut rng, header, right) {
+                    Some((h, v)) => r.header(h, v),
+                    None => r,
+                };
+                ("compactord", r, false)
+            }
+        };
+        // A header value no HTTP client can send (a control character) is not a request.
+        let Ok(request) = request.build() else {
+            continue;
+        };
+        let (method, url) = (request.method().clone(), request.url().to_string());
+        let response = http.execute(request).await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        *statuses.entry((kind, status)).or_default() += 1;
+        let context = || format!("case {case}: {method} {url} {sent} -> {status} {text}");
+        assert!(status < 500 || (status == 501 && update), "{}", context());
+        assert!(
+            !text.contains(&secret),
+            "the store's path leaked: {}",
+            context()
+        );
+        if status >= 400 && method != reqwest::Method::HEAD {
+            let body: Value =
+                serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {}", context()));
+            assert!(
+                body["error"].is_string() && body["kind"].is_string(),
+                "{}",
+                context()
+            );
+        }
+        if let Some(path) = object_path.filter(|_| (200..300).contains(&status)) {
+            // Accepted paths name an object inside the store, never the store itself or
+            // anything outside it.
+            assert!(
+                !path.trim_matches('/').is_empty() && !path.split('/').any(|seg| seg == ".."),
+                "{}",
+                context()
+            );
+        }
+        if (kind == "create" || url.contains("/api/v1/datasets?")) && (200..300).contains(&status) {
+            accepted_creates += 1;
+        }
+    }
+    let listed = cluster.storaged().list_datasets().await.unwrap();
+    assert_eq!(
+        listed.datasets.len(),
+        1 + accepted_creates,
+        "only accepted creates made datasets"
+    );
+    let grown = peak_rss().saturating_sub(before);
+    assert!(grown < 256 << 20, "peak RSS grew by {} MiB", grown >> 20);
+    eprintln!("hostile routes: {statuses:?}");
+}

@@ -240,7 +240,7 @@ impl From<&strata_shared::Error> for ApiError {
             E::Conflict(_) | E::TxnsPartlyCommitted { .. } => ErrorCode::Conflict,
             E::CommitContention { .. } => ErrorCode::Contention,
             E::PutIfAbsentUnsupported(_) => ErrorCode::StoreUnsafe,
-            E::ObjectStore(os) => return object_store_error(os),
+            E::ObjectStore(os) => return object_store_error(os, None),
             E::InvalidManifest { .. } | E::Path(_) | E::Arrow(_) | E::Parquet(_) | E::Json(_) => {
                 ErrorCode::Internal
             }
@@ -258,15 +258,22 @@ impl From<object_store::Error> for ApiError {
 /// A store error that reached us inside another error (DataFusion's, say).
 impl From<&object_store::Error> for ApiError {
     fn from(e: &object_store::Error) -> Self {
-        object_store_error(e)
+        object_store_error(e, None)
     }
+}
+
+/// A store error met while serving a request for `object`: the answer names the object key
+/// the caller asked for (a local store's errors name the file, an absolute server path).
+pub fn object_error(e: &object_store::Error, object: &str) -> ApiError {
+    object_store_error(e, Some(object))
 }
 
 /// Object-store error kinds keep their meaning across the wire, so the typed client on the
 /// other side can rebuild the same `object_store::Error` variant. The message names the
 /// object, not the store: an S3 error's text carries the endpoint, the bucket and the
-/// store's own answer, which stay in the log.
-fn object_store_error(e: &object_store::Error) -> ApiError {
+/// store's own answer, which stay in the log; a local store's paths are absolute server paths,
+/// so an error's own path is shown only when it is an object key (never starts with `/`).
+fn object_store_error(e: &object_store::Error, object: Option<&str>) -> ApiError {
     use object_store::Error as O;
     match e {
         // Answers of the commit protocol and of probes (the next manifest version), not faults.
@@ -283,31 +290,42 @@ fn object_store_error(e: &object_store::Error) -> ApiError {
     {
         return ApiError::unavailable("the store is unreachable; retry shortly", 1);
     }
+    let named = |path: &str| match object {
+        Some(object) => format!("object {object}"),
+        None if path.starts_with('/') => "the object".to_owned(),
+        None => format!("object {path}"),
+    };
     let (code, message) = match e {
-        O::NotFound { path, .. } => (ErrorCode::NotFound, format!("object {path} not found")),
+        O::NotFound { path, .. } => (ErrorCode::NotFound, format!("{} not found", named(path))),
         O::AlreadyExists { path, .. } => (
             ErrorCode::AlreadyExists,
-            format!("object {path} already exists"),
+            format!("{} already exists", named(path)),
         ),
         O::Precondition { path, .. } => (
             ErrorCode::Precondition,
-            format!("object {path} changed: the precondition failed"),
+            format!("{} changed: the precondition failed", named(path)),
         ),
         O::NotModified { path, .. } => (
             ErrorCode::NotModified,
-            format!("object {path} not modified"),
+            format!("{} not modified", named(path)),
         ),
         O::NotImplemented { .. } | O::NotSupported { .. } => (
             ErrorCode::NotImplemented,
             "the store does not support this operation".to_owned(),
         ),
-        O::InvalidPath { source } => (
+        O::InvalidPath { .. } => (
             ErrorCode::InvalidPath,
-            format!("invalid object path: {source}"),
+            match object {
+                Some(object) => format!("invalid object path {object:?}"),
+                None => "invalid object path (storaged's log has the store's answer)".to_owned(),
+            },
         ),
         O::PermissionDenied { path, .. } | O::Unauthenticated { path, .. } => (
             ErrorCode::StoreDenied,
-            format!("the store refused access to {path} (storaged's log has its answer)"),
+            format!(
+                "the store refused access to {} (storaged's log has its answer)",
+                named(path)
+            ),
         ),
         _ => (
             ErrorCode::Store,
