@@ -69,7 +69,7 @@ pub fn pending<'m>(state: &DatasetState, manifest: &'m Manifest) -> Option<&'m [
 ///
 /// The base files hold `state(S)` for the manifest's watermark `S` (invariant 5). That is the
 /// fold of the state's own base with its applied deltas up to `S` when `S` is above the
-/// state's watermark (a compaction since its base) and no above its newest applied delta
+/// state's watermark (a compaction since its base) and not above its newest applied delta
 /// (every merged delta is one the state applied: a manifest lists every delta above its
 /// watermark, so the applied ones are all those up to the newest).
 fn compaction_kept<'s>(state: &'s DatasetState, manifest: &Manifest) -> Option<&'s [Applied]> {
