@@ -50,7 +50,11 @@ need_tools curl python3
 ensure_wrk
 ensure_venv "import pyarrow" pyarrow
 # 1 000 connections need as many descriptors in wrk and in queryd (which inherits this limit).
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((CONNECTIONS + 256)) ]; then
+    echo "open files limited to $(ulimit -n): too few for $CONNECTIONS connections" >&2
+    exit 1
+fi
 
 build_strata
 mkdir -p "$WORKDIR"
