@@ -21,6 +21,10 @@ QUERIES = [
     ("indexed_page", "POST query, `category eq <random of 8>`, page_size 100, page 1..50"),
     ("group_by", "POST query, group_by country, count + sum(amount), all 1M rows"),
     ("plain_page", "POST query, no predicates, page_size 100, page 1..1000"),
+    ("deep_page", "POST query, no predicates, page_size 100, page 1000"),
+    ("filter_order", "POST query, `category eq <random of 8>`, order_by amount desc, page_size 50"),
+    ("topk_order", "POST query, order_by amount desc, page_size 50 (top 50 of 1M rows)"),
+    ("key_desc", "POST query, order_by id desc, page_size 50"),
 ]
 SERVERS = [("strata", "Strata"), ("datap", "datap-rs")]
 
@@ -51,16 +55,24 @@ def err_text(rounds) -> str:
     return f"**{', '.join(parts)}** of {sum(r['requests'] for r in rounds)}"
 
 
+def clean(r) -> bool:
+    """A run that ran and answered every request: only such a run's figures count (wrk counts
+    a failed request in its throughput; a failure is reported as one, never as throughput)."""
+    return ok(r) and errors([r]) == 0
+
+
 def num(rounds, key, fmt):
-    """The median over the rounds that ran of `key`."""
-    values = [r[key] for r in rounds if ok(r)]
-    return format(median(values), fmt) if values else "—"
+    """The median over the clean rounds of `key`; FAILED when no round was clean."""
+    values = [r[key] for r in rounds if clean(r)]
+    if values:
+        return format(median(values), fmt)
+    return "FAILED" if any(r is not None for r in rounds) else "—"
 
 
 def paired(a_rounds, b_rounds):
-    """The ratio a/b of each round in which both ran, in round order."""
+    """The ratio a/b of each round in which both ran clean, in round order."""
     return [a["rps"] / b["rps"] for a, b in zip(a_rounds, b_rounds)
-            if ok(a) and ok(b) and b["rps"] > 0]
+            if clean(a) and clean(b) and b["rps"] > 0]
 
 
 def mib(kb):
@@ -197,26 +209,30 @@ def main() -> None:
     def fmt(v, f):
         return "—" if v is None else f.format(v)
 
+    # Issue 18's targets, against datap-rs configured as its users would (indexed on the key
+    # and the filter columns).
     targets = [
-        ("pk_lookup ≥ 3x datap-rs", fmt(ratios["pk_lookup"], "{:.2f}x"),
-         verdict(ratios["pk_lookup"], (ratios["pk_lookup"] or 0) >= 3,
-                 [("strata", "pk_lookup"), ("datap", "pk_lookup")])),
-        ("pk_lookup ≥ 50% of Strata /health", fmt(pk_of_health, "{:.0%}"),
-         verdict(pk_of_health, (pk_of_health or 0) >= 0.5,
+        ("pk_lookup ≥ 80% of Strata /health", fmt(pk_of_health, "{:.0%}"),
+         verdict(pk_of_health, (pk_of_health or 0) >= 0.8,
                  [("strata", "pk_lookup"), ("strata", "health")])),
         ("indexed_page ≥ 2x datap-rs", fmt(ratios["indexed_page"], "{:.2f}x"),
          verdict(ratios["indexed_page"], (ratios["indexed_page"] or 0) >= 2,
                  [("strata", "indexed_page"), ("datap", "indexed_page")])),
-        ("group_by ≥ 2x datap-rs", fmt(ratios["group_by"], "{:.2f}x"),
-         verdict(ratios["group_by"], (ratios["group_by"] or 0) >= 2,
+        ("group_by ≥ 4x datap-rs", fmt(ratios["group_by"], "{:.2f}x"),
+         verdict(ratios["group_by"], (ratios["group_by"] or 0) >= 4,
                  [("strata", "group_by"), ("datap", "group_by")])),
-        ("resident memory after load ≤ 0.6x datap-rs", fmt(rss_ratio, "{:.2f}x"),
-         verdict(rss_ratio, rss_ratio is not None and rss_ratio <= 0.6, [])),
+        ("filter_order ≥ 2x datap-rs, no failed request", fmt(ratios["filter_order"], "{:.2f}x"),
+         verdict(ratios["filter_order"], (ratios["filter_order"] or 0) >= 2,
+                 [("strata", "filter_order"), ("datap", "filter_order")])),
+        ("resident memory after load ≤ 0.35x datap-rs", fmt(rss_ratio, "{:.2f}x"),
+         verdict(rss_ratio, rss_ratio is not None and rss_ratio <= 0.35, [])),
     ]
     for name, measured, result in targets:
         w(f"| {name} | {measured} | {result} |")
     w("")
-    w("plain_page has no target; it is reported for context.")
+    w("pk_lookup, plain_page, deep_page, topk_order and key_desc have no target against "
+      "datap-rs here (issue 18 sets top-K and key-descending targets against DuckDB on "
+      "TPC-H lineitem); they are reported for context.")
     w("")
 
     w("## Correctness check (before timing)")

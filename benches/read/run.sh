@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Read benchmark: the same query mix against Strata and datap-rs 0.8.6 (DataFusion backend,
-# equality index on category and country) on a generated 1M-row table, with wrk as the HTTP
-# load generator. Prints a markdown report and writes it to benches/read/results/<UTC timestamp>.md.
+# equality index on the key and the filter columns: id, category, country — as its users would
+# configure it for these requests) on a generated 1M-row table, with wrk as the HTTP load
+# generator. A run with failed requests reports failures, not throughput. Prints a markdown report and writes it to benches/read/results/<UTC timestamp>.md.
 #
 # Usage: bash benches/read/run.sh
 #
@@ -32,7 +33,7 @@ READY_TIMEOUT=${READY_TIMEOUT:-900}
 STRATA_BIN=${STRATA_BIN:-}
 THREADS=2
 CONNECTIONS=8
-QUERIES=(pk_lookup indexed_page group_by plain_page)
+QUERIES=(pk_lookup indexed_page group_by plain_page deep_page filter_order topk_order key_desc)
 DATAP_VERSION=0.8.6
 
 # shellcheck source=../lib.sh
@@ -252,7 +253,7 @@ if has strata; then
     [ "$dirty" != 0 ] && strata_version+=" + $dirty uncommitted changed files (working tree at build time)"
 fi
 datap_version="not run"
-has datap && datap_version="\`$(curl -s "$DATAP_URL/version" || echo '?')\` (pip datap-rs==$DATAP_VERSION, DataFusion backend, workers=2, equality index mode=list on category, country; pyarrow $("$PY" -c 'import pyarrow; print(pyarrow.__version__)'))"
+has datap && datap_version="\`$(curl -s "$DATAP_URL/version" || echo '?')\` (pip datap-rs==$DATAP_VERSION, DataFusion backend, workers=2, equality index mode=list on id, category, country; pyarrow $("$PY" -c 'import pyarrow; print(pyarrow.__version__)'))"
 
 samples_json=$(for k in "${!ERROR_SAMPLES[@]}"; do printf '%s\0%s\0' "$k" "${ERROR_SAMPLES[$k]}"; done |
     "$PY" -c 'import json,sys; p=sys.stdin.read().split("\0")[:-1]; print(json.dumps(dict(zip(p[::2], p[1::2]))))')

@@ -6,7 +6,9 @@ Usage: serve_datap.py PARQUET PORT [WORKERS]
 The wheel has no CLI; the server is started from Python and `run()` must be awaited inside
 a running event loop. It binds before the dataset is built: poll
 GET /api/v1/datasets/orders/status until "state":"published".
-Equality index on the same columns as Strata: category, country.
+Configured as a datap-rs user serving these requests would: an equality index (`mode="list"`)
+on the key and on the filter columns — id, category, country (Strata indexes the same: its key
+index, and `index = "auto"` picks category and country).
 """
 
 import asyncio
@@ -25,7 +27,7 @@ def main() -> None:
         source=source,
         format="parquet",
         mode="list",
-        index_columns=["category", "country"],
+        index_columns=["id", "category", "country"],
     )
     cfg = DataPressConfig(
         backend="datafusion",

@@ -111,6 +111,15 @@ def sample(kind: str, base: str, out: str) -> None:
                         "page": rng.randint(1, 50), "page_size": 100}
             elif kind == "group_by":
                 body = GROUP_BODY
+            elif kind == "deep_page":
+                body = {"page": 1000, "page_size": 100}
+            elif kind == "filter_order":
+                body = {"predicates": [{"col": "category", "op": "eq", "val": rng.choice(CATEGORIES)}],
+                        "order_by": [{"col": "amount", "dir": "desc"}], "page_size": 50}
+            elif kind == "topk_order":
+                body = {"order_by": [{"col": "amount", "dir": "desc"}], "page_size": 50}
+            elif kind == "key_desc":
+                body = {"order_by": [{"col": "id", "dir": "desc"}], "page_size": 50}
             else:
                 body = {"page": rng.randint(1, 1000), "page_size": 100}
             path = DATASET + "/query"
@@ -147,6 +156,12 @@ def main() -> None:
         key=lambda r: r["country"],
     )
     de_count = pc.sum(pc.equal(table["country"], "DE")).as_py()
+    # Ordered pages: ties in `amount` may be broken differently by the two servers (Strata
+    # breaks them by the key), so those pages are compared by their amounts.
+    top_amounts = sorted(table["amount"].to_pylist(), reverse=True)[:50]
+    grocery_top = sorted(grocery["amount"].to_pylist(), reverse=True)[:50]
+    last = table.slice(table.num_rows - 50, 50)
+    key_desc_truth = list(reversed(rows_json(last)))
 
     checks = [
         # (query kind, check name, path, body, how to compare, truth)
@@ -164,6 +179,16 @@ def main() -> None:
          "exact", group_truth),
         ("plain_page", "no predicates, page 500 of 100", "/query",
          {"page": 500, "page_size": 100}, "exact", rows_json(table.slice(49900, 100))),
+        ("deep_page", "no predicates, page 1000 of 100", "/query",
+         {"page": 1000, "page_size": 100}, "exact", rows_json(table.slice(99900, 100))),
+        ("filter_order", "category eq grocery, order_by amount desc, 50 (amounts)", "/query",
+         {"predicates": [{"col": "category", "op": "eq", "val": "grocery"}],
+          "order_by": [{"col": "amount", "dir": "desc"}], "page_size": 50},
+         "amounts", grocery_top),
+        ("topk_order", "order_by amount desc, 50 (amounts)", "/query",
+         {"order_by": [{"col": "amount", "dir": "desc"}], "page_size": 50}, "amounts", top_amounts),
+        ("key_desc", "order_by id desc, 50", "/query",
+         {"order_by": [{"col": "id", "dir": "desc"}], "page_size": 50}, "exact", key_desc_truth),
         ("count", "count country eq DE", "/count",
          {"predicates": [{"col": "country", "op": "eq", "val": "DE"}]},
          "count", de_count),
@@ -188,6 +213,8 @@ def main() -> None:
                 except Exception as e:
                     problems.append(f"{server}: unparseable answer ({e}): {text[:500]}")
                     continue
+                if how == "amounts":
+                    value = [r.get("amount") for r in value]
                 if how == "sorted":
                     try:
                         value = sorted(value, key=lambda r: str(r.get("country")))

@@ -5,6 +5,10 @@
 --   indexed_page  POST query, category eq <random of 8>, page_size 100, page <random 1..50>
 --   group_by      POST query, group_by country, count + sum(amount), all rows
 --   plain_page    POST query, no predicates, page_size 100, page <random 1..1000>
+--   deep_page     POST query, no predicates, page_size 100, page 1000
+--   filter_order  POST query, category eq <random of 8>, order_by amount desc, page_size 50
+--   topk_order    POST query, order_by amount desc, page_size 50 (top 50 of all rows)
+--   key_desc      POST query, order_by id desc, page_size 50
 --   health        GET /health
 --
 -- Every wrk thread seeds its own generator with a fixed seed (1000 + thread number), so both
@@ -40,7 +44,16 @@ function init(args)
       '{"group_by":["country"],"aggregations":[{"op":"count","alias":"n"},{"op":"sum","col":"amount"}]}')
   elseif kind == "health" then
     fixed = wrk.format("GET", "/health")
-  elseif kind ~= "pk_lookup" and kind ~= "indexed_page" and kind ~= "plain_page" then
+  elseif kind == "deep_page" then
+    fixed = wrk.format("POST", DATASET_PATH, HEADERS, '{"page":1000,"page_size":100}')
+  elseif kind == "topk_order" then
+    fixed = wrk.format("POST", DATASET_PATH, HEADERS,
+      '{"order_by":[{"col":"amount","dir":"desc"}],"page_size":50}')
+  elseif kind == "key_desc" then
+    fixed = wrk.format("POST", DATASET_PATH, HEADERS,
+      '{"order_by":[{"col":"id","dir":"desc"}],"page_size":50}')
+  elseif kind ~= "pk_lookup" and kind ~= "indexed_page" and kind ~= "plain_page"
+      and kind ~= "filter_order" then
     error("unknown query kind: " .. tostring(kind))
   end
 end
@@ -53,6 +66,11 @@ function request()
   if kind == "pk_lookup" then
     body = string.format('{"predicates":[{"col":"id","op":"eq","val":%d}]}',
       math.random(1, ROWS))
+  elseif kind == "filter_order" then
+    body = string.format(
+      '{"predicates":[{"col":"category","op":"eq","val":"%s"}],' ..
+      '"order_by":[{"col":"amount","dir":"desc"}],"page_size":50}',
+      CATEGORIES[math.random(1, #CATEGORIES)])
   elseif kind == "indexed_page" then
     body = string.format(
       '{"predicates":[{"col":"category","op":"eq","val":"%s"}],"page":%d,"page_size":100}',
