@@ -443,7 +443,7 @@ mod tests {
 
     /// The ids of the live rows in storage order.
     fn live_ids(state: &DatasetState) -> Vec<i64> {
-        let (_, batches) = state.live_batches().unwrap();
+        let (_, batches) = state.live_batches(false).unwrap();
         batches
             .iter()
             .flat_map(|b| {

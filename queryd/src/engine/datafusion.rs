@@ -75,8 +75,14 @@ impl DataFusion {
         }
     }
 
-    /// The plan (without paging) as a frame over `input`.
-    async fn frame(&self, input: Input<'_>, query: Query<'_>) -> Result<DataFrame, QueryError> {
+    /// The plan (without paging) as a frame over `input`. `wide_keys`: dictionary columns of
+    /// an in-memory dataset with 32-bit keys (`DatasetState::live_batches`).
+    async fn frame(
+        &self,
+        input: Input<'_>,
+        query: Query<'_>,
+        wide_keys: bool,
+    ) -> Result<DataFrame, QueryError> {
         // Row scans stay in one partition so storage order is kept; grouped, distinct and
         // sorted plans use every core.
         let partitions = match query.plan.shape {
@@ -91,7 +97,7 @@ impl DataFusion {
                 query.schema,
             ),
             Input::Dataset(source) => {
-                let frame = session.frame(source).await?;
+                let frame = session.frame(source, wide_keys).await?;
                 apply(frame, query.plan, query.schema, query.primary_key)
             }
         }
@@ -107,8 +113,14 @@ impl Engine for DataFusion {
         fetch: u64,
     ) -> BoxFuture<'a, Result<(SchemaRef, Vec<RecordBatch>), QueryError>> {
         Box::pin(async move {
-            let frame = self.frame(input, query).await?;
-            let frame = top_k(frame, query.plan, skip.saturating_add(fetch))?;
+            let window = skip.saturating_add(fetch);
+            let top_k = sorted(query.plan) && window <= MAX_ENGINE_LIMIT;
+            let frame = self.frame(input, query, top_k).await?;
+            let frame = if top_k {
+                frame.limit(0, Some(window as usize))?
+            } else {
+                frame
+            };
             let empty = RecordBatch::new_empty(Arc::new(frame.schema().as_arrow().clone()));
             let schema = narrow_sums(empty, query.plan)?.schema();
             let batches = collect_window(frame, skip, fetch)
@@ -126,7 +138,7 @@ impl Engine for DataFusion {
         query: Query<'a>,
     ) -> BoxFuture<'a, Result<u64, QueryError>> {
         Box::pin(async move {
-            let n = self.frame(input, query).await?.count().await? as u64;
+            let n = self.frame(input, query, false).await?.count().await? as u64;
             Ok(query.plan.limit.map_or(n, |l| l.min(n)))
         })
     }
@@ -137,7 +149,7 @@ impl Engine for DataFusion {
         query: Query<'a>,
     ) -> BoxFuture<'a, Result<(SchemaRef, Batches), QueryError>> {
         Box::pin(async move {
-            let frame = self.frame(input, query).await?;
+            let frame = self.frame(input, query, false).await?;
             let (schema, batches) = stream(frame, query.plan.limit).await?;
             let schema = narrow_sums(RecordBatch::new_empty(schema), query.plan)?.schema();
             let plan = query.plan.clone();
@@ -178,10 +190,10 @@ impl Session {
     }
 
     /// The dataset as a DataFrame: its in-memory chunks, or the manifest's Parquet files.
-    async fn frame(&self, source: &Source) -> Result<DataFrame, QueryError> {
+    async fn frame(&self, source: &Source, wide_keys: bool) -> Result<DataFrame, QueryError> {
         match source {
             Source::Memory(state) => {
-                let (schema, batches) = state.live_batches()?;
+                let (schema, batches) = state.live_batches(wide_keys)?;
                 let table = MemTable::try_new(schema, vec![batches])?;
                 Ok(self.ctx.read_table(Arc::new(table))?)
             }
@@ -433,18 +445,14 @@ fn filter_expr(column: Expr, op: &FilterOp) -> Expr {
     }
 }
 
-/// A sorted answer (`order_by`, and every grouped or distinct one) ends in one ordered
-/// partition, so a limit node on it keeps the order: with one, DataFusion sorts into a top-k
-/// heap of the first `rows` rows instead of sorting every row (a full sort of 1M rows for a
-/// page of 50 took ~440 ms, `benches/read` `topk_order`). Unsorted frames are left to the
-/// reader (a cold read with deltas has partitions a limit node would merge out of order).
-fn top_k(frame: DataFrame, plan: &Plan, rows: u64) -> Result<DataFrame, QueryError> {
-    let sorted = !matches!(plan.shape, Shape::Rows { .. }) || !plan.order_by.is_empty();
-    Ok(if sorted && rows <= MAX_ENGINE_LIMIT {
-        frame.limit(0, Some(rows as usize))?
-    } else {
-        frame
-    })
+/// Whether `plan`'s answer is sorted (`order_by`, and every grouped or distinct answer). A
+/// sorted answer ends in one ordered partition, so a page of it puts a limit node of `skip +
+/// fetch` rows on it (`page`): DataFusion then keeps a top-k heap of that many rows instead of
+/// sorting every row (a full sort of 1M rows for a page of 50 took ~440 ms, `benches/read`
+/// `topk_order`). Unsorted frames are left to the reader (a cold read with deltas has
+/// partitions a limit node would merge out of order).
+fn sorted(plan: &Plan) -> bool {
+    !matches!(plan.shape, Shape::Rows { .. }) || !plan.order_by.is_empty()
 }
 
 /// Runs `frame` with a page window and collects the result.
