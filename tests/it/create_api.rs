@@ -303,3 +303,74 @@ async fn health_and_demo_commands() {
         .unwrap();
     assert!(!wrong.status.success(), "{wrong:?}");
 }
+
+/// A dataset that fits the cache is loaded right after it is created, and after it changes
+/// while out of memory, not by its first read (issue 18): no request reads it here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dataset_is_loaded_when_created_or_changed_not_on_its_first_read() {
+    let strata = strata_up().await;
+    let api = Api {
+        http: reqwest::Client::new(),
+        queryd: strata.queryd_url(0),
+        token: strata.admin_token().into(),
+    };
+    let queryd = strata.queryd();
+    let residency = |version: u64| {
+        let queryd = queryd.clone();
+        async move {
+            for _ in 0..500 {
+                let stats = queryd.cache_stats().await.unwrap();
+                let entry = stats.datasets.iter().find(|d| d.dataset == "fresh");
+                if let Some(entry) = entry
+                    && entry.residency == "memory"
+                    && entry.version >= version
+                {
+                    return (entry.residency.clone(), entry.hits + entry.misses);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            panic!("fresh never reached memory at version {version}");
+        }
+    };
+    let (status, created) = api
+        .create(
+            "?name=fresh&primary_key=id",
+            PARQUET,
+            parquet(&[1, 2, 3]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let version = created["version"].as_u64().unwrap();
+    assert_eq!(
+        residency(version).await,
+        ("memory".into(), 0),
+        "loaded, never read"
+    );
+
+    // Evicted, then changed by a write straight to storaged: its notification to queryd
+    // loads the dataset again (a write through queryd would read its own version back).
+    let evicted = queryd.evict("fresh").await.unwrap();
+    assert_eq!(evicted.residency, "cold");
+    let written: Value = api
+        .http
+        .post(format!(
+            "{}/internal/v1/datasets/fresh/deltas",
+            strata.storaged_url()
+        ))
+        .header("x-internal-token", strata.internal_token())
+        .json(&json!({"deletes": [{"id": 2}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let version = written["version"].as_u64().unwrap();
+    let (state, reads) = residency(version).await;
+    assert_eq!(
+        (state.as_str(), reads),
+        ("memory", 0),
+        "loaded by the write's notification, not a read"
+    );
+}

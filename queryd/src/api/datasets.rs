@@ -73,8 +73,10 @@ pub async fn create(
         }
     };
     let created = app.forward.create(&token, create).await?;
-    // Listed here at once (other replicas discover it on their next listing).
+    // Listed here at once (other replicas discover it on their next listing), and loaded
+    // now rather than by its first request.
     app.service.cache.refresh().await?;
+    app.service.cache.load_soon(&created.name).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

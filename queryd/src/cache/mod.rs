@@ -272,12 +272,33 @@ impl Memcache {
         }
         slot.misses.fetch_add(1, Ordering::Relaxed);
         self.metrics.cache_miss();
-        let manifest = slot.manifest();
-        let too_big = slot.too_big_version.load(Ordering::Relaxed) == manifest.version as i64;
-        if !too_big && !slot.loading.swap(true, Ordering::AcqRel) {
-            self.load_in_background(&slot);
+        self.load_unless_loading(&slot, Retry::NewVersion);
+        Ok(Source::Cold(slot.manifest()))
+    }
+
+    /// Starts loading `name` in the background if it is not in memory (a dataset just
+    /// created: loaded now rather than by its first request).
+    pub async fn load_soon(self: &Arc<Self>, name: &str) -> Result<(), QueryError> {
+        let slot = self.slot(name).await?;
+        if slot.resident().is_none() {
+            self.load_unless_loading(&slot, Retry::Never);
         }
-        Ok(Source::Cold(manifest))
+        Ok(())
+    }
+
+    /// Starts a background load of a dataset not in memory, unless one is running or it was
+    /// found too big for the cache (at this version, or at any with [`Retry::Never`]): a
+    /// dataset that fits is loaded as soon as it is read, created or changed, not by the
+    /// request that waits for it.
+    fn load_unless_loading(self: &Arc<Self>, slot: &Arc<Slot>, retry: Retry) {
+        let too_big = slot.too_big_version.load(Ordering::Relaxed);
+        let skip = match retry {
+            Retry::NewVersion => too_big == slot.manifest().version as i64,
+            Retry::Never => too_big >= 0,
+        };
+        if !skip && !slot.loading.swap(true, Ordering::AcqRel) {
+            self.load_in_background(slot);
+        }
     }
 
     fn touch(&self, name: &DatasetName) {
@@ -598,6 +619,9 @@ impl Memcache {
             // progress catches up to it before it publishes (`publish`).
             slot.advance_manifest(self.manifest(&slot.name, at).await?);
             if slot.resident().is_none() {
+                // A write to a dataset that was too big once does not load it again (writes
+                // come often); a read of a new version still tries (`source`).
+                self.load_unless_loading(&slot, Retry::Never);
                 return Ok(slot.manifest().version);
             }
             // A build published meanwhile, perhaps just before the advance: bring it up.
@@ -669,4 +693,13 @@ impl Memcache {
             datasets,
         }
     }
+}
+
+/// Whether a load of a dataset once found too big for the cache is tried again.
+#[derive(Clone, Copy)]
+enum Retry {
+    /// At a newer version (it may have shrunk): a read.
+    NewVersion,
+    /// Not by this caller: a write's notification (they come often).
+    Never,
 }
