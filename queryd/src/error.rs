@@ -1,5 +1,6 @@
 //! queryd's errors, and the codes of the daemon's error table ([`ErrorCode`]) they answer as.
 
+use strata_daemon::error::find_cause;
 use strata_daemon::{ApiError, ErrorCode};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +43,7 @@ impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         // The store failed, however deep under DataFusion, Arrow or Parquet: the answer a
         // store error gets anywhere (an unreachable store is a 503 with Retry-After).
-        if let Some(store) = store_cause(&e) {
+        if let Some(store) = find_cause::<object_store::Error>(&e) {
             return ApiError::from(store);
         }
         let message = e.to_string();
@@ -62,18 +63,6 @@ impl From<QueryError> for ApiError {
         };
         ApiError::new(code, message)
     }
-}
-
-/// The first `object_store::Error` in `e`'s chain of causes.
-fn store_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a object_store::Error> {
-    let mut cause = Some(e);
-    while let Some(error) = cause {
-        if let Some(store) = error.downcast_ref::<object_store::Error>() {
-            return Some(store);
-        }
-        cause = error.source();
-    }
-    None
 }
 
 /// DataFusion reports plan errors (type mismatches it found while planning) as well as

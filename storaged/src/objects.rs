@@ -14,7 +14,7 @@ use object_store::{
     CopyMode, CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ObjectMeta, PutMode,
     PutOptions, PutPayload, UpdateVersion,
 };
-use strata_daemon::error::object_error;
+use strata_daemon::error::{find_cause, object_error};
 use strata_daemon::{ApiError, ApiJson, ErrorCode};
 use strata_storaged_api::objects::{
     self, CopyRequest, ListQuery, ListResponse, ObjectMetaWire, ObjectQuery, PutResponse, WriteMode,
@@ -45,23 +45,15 @@ fn parse_path(path: &str) -> Result<Path, ApiError> {
 /// (`a` and `a/b`: a file and a directory of one name); such a key is the request's fault,
 /// like any key the store cannot hold (400), not a store failure (502).
 fn key_error(e: &object_store::Error, key: &str) -> ApiError {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>()
-            && matches!(
-                io.kind(),
-                std::io::ErrorKind::IsADirectory | std::io::ErrorKind::NotADirectory
-            )
-        {
-            return ApiError::new(
-                ErrorCode::InvalidPath,
-                format!(
-                    "invalid path {key:?}: the store holds other objects under it or under \
-                     one of its prefixes (a local store cannot hold `a` and `a/b` at once)"
-                ),
-            );
-        }
-        cause = c.source();
+    let io = find_cause::<std::io::Error>(e).map(std::io::Error::kind);
+    if let Some(std::io::ErrorKind::IsADirectory | std::io::ErrorKind::NotADirectory) = io {
+        return ApiError::new(
+            ErrorCode::InvalidPath,
+            format!(
+                "invalid path {key:?}: the store holds other objects under it or under \
+                 one of its prefixes (a local store cannot hold `a` and `a/b` at once)"
+            ),
+        );
     }
     object_error(e, key)
 }

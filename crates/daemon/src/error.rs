@@ -255,6 +255,20 @@ impl From<object_store::Error> for ApiError {
     }
 }
 
+/// The first error of type `T` in `e`'s chain of causes (`e` included).
+pub fn find_cause<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cause = Some(e);
+    while let Some(error) = cause {
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
+        }
+        cause = error.source();
+    }
+    None
+}
+
 /// A store error that reached us inside another error (DataFusion's, say).
 impl From<&object_store::Error> for ApiError {
     fn from(e: &object_store::Error) -> Self {

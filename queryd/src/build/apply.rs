@@ -178,8 +178,12 @@ pub fn apply(
         primary_key: key.clone(),
         base: state.base.clone(),
         // After a compaction, the manifest's base files and watermark name what the state's
-        // base and merged deltas hold (`compaction_kept`).
-        base_files: manifest.base_files.iter().map(|f| f.path.clone()).collect(),
+        // base and merged deltas hold (`compaction_kept`); otherwise they are the state's.
+        base_files: if manifest.base_watermark_seq == state.watermark {
+            state.base_files.clone()
+        } else {
+            manifest.base_files.iter().map(|f| f.path.clone()).collect()
+        },
         watermark: manifest.base_watermark_seq,
         overlay: Some(Overlay {
             segments,
