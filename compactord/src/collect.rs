@@ -12,6 +12,11 @@
 //!   it and it is older than the grace period. The grace period protects files of a commit in
 //!   progress (written before their manifest) and readers still on a manifest that just
 //!   expired: every manifest younger than the grace period is retained, and so are its files.
+//! - The Delta log of a dataset with `delta_mirror` (`strata_shared::delta_log`) has readers
+//!   of its own: the files of its current snapshot are retained, and so are the files it
+//!   removed until their `remove.deletionTimestamp` is older than the grace period (Delta's
+//!   tombstone retention), so a reader on the previous log version still finds its files. The
+//!   log itself (`_delta_log/`) is never collected.
 //! - Before deleting anything the run checks that the dataset's compactor epoch is still the
 //!   one the caller holds: a newer compactor (or GC) fences this one, as for compaction.
 //! - A delete that finds nothing counts as done (another GC got there first).
@@ -25,7 +30,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use strata_shared::commit::Table;
-use strata_shared::{Error, Result, layout};
+use strata_shared::{Error, Result, delta_log, layout};
 
 #[derive(Clone, Debug)]
 pub struct GcPolicy {
@@ -95,10 +100,14 @@ pub async fn collect(table: &Table, policy: &GcPolicy, epoch: u64) -> Result<GcR
     }
     expired.sort_unstable();
 
-    let referenced: HashSet<String> = retained
+    let mut referenced: HashSet<String> = retained
         .iter()
         .flat_map(|m| m.referenced_paths().map(str::to_owned))
         .collect();
+    // Read for every dataset (one listing when there is no log): a log is honoured whatever
+    // the manifest says, so no flag can make GC pull files from under its readers.
+    let log = delta_log::replay(store.as_ref(), &name).await?;
+    referenced.extend(log.retained_paths(&name, now, policy.grace));
     let mut orphans = Vec::new();
     for dir in ["base", "deltas"] {
         let prefix = layout::dataset_root(&name).join(dir);
@@ -327,6 +336,69 @@ mod tests {
         assert!(exists(&table, &orphan).await, "a fenced GC deletes nothing");
         assert!(!collect(&table, &policy, 1).await.unwrap().fenced);
         assert!(!exists(&table, &orphan).await);
+    }
+
+    /// A Delta log's readers keep their files whatever the manifests say: its snapshot always,
+    /// the files it removed until the removal is older than the grace period.
+    #[tokio::test]
+    async fn files_of_the_delta_log_outlive_the_manifests_that_named_them() {
+        let (table, files, orphan) = dataset().await;
+        let store = table.store().clone();
+        let mut mirrored = Vec::new();
+        for version in 0..3 {
+            let mut m = table.read_manifest(version).await.unwrap();
+            m.delta_mirror = true;
+            mirrored.push(m);
+        }
+        let grace = Duration::from_millis(300);
+        let policy = GcPolicy {
+            grace,
+            keep_manifests: 1,
+        };
+        let past_grace = || tokio::time::sleep(grace + Duration::from_millis(100));
+        let path = |i: usize| Path::from(files[i].path.as_str());
+        // Every file and manifest is older than the grace period; the log lags the manifests:
+        // it moved from file 0 to file 1 just now and never saw file 2.
+        past_grace().await;
+        assert_eq!(
+            delta_log::sync(store.as_ref(), &mirrored[0]).await.unwrap(),
+            Some(0)
+        );
+        assert_eq!(
+            delta_log::sync(store.as_ref(), &mirrored[1]).await.unwrap(),
+            Some(1)
+        );
+        let report = collect(&table, &policy, 0).await.unwrap();
+        assert_eq!(report.manifests_deleted, 2, "{report:?}");
+        assert_eq!(report.files_deleted, 1, "only the orphan: {report:?}");
+        assert!(!exists(&table, &orphan).await);
+        for i in 0..3 {
+            assert!(exists(&table, &path(i)).await, "file {i}");
+        }
+
+        // The removal of file 0 is older than the grace period now: it goes. File 1 is the
+        // log's snapshot, which no retained manifest names: it stays.
+        past_grace().await;
+        let report = collect(&table, &policy, 0).await.unwrap();
+        assert_eq!(report.files_deleted, 1, "{report:?}");
+        assert!(!exists(&table, &path(0)).await);
+        assert!(exists(&table, &path(1)).await && exists(&table, &path(2)).await);
+
+        // The log catches up: file 1 is removed now and kept for the grace period.
+        assert_eq!(
+            delta_log::sync(store.as_ref(), &mirrored[2]).await.unwrap(),
+            Some(2)
+        );
+        assert_eq!(collect(&table, &policy, 0).await.unwrap().files_deleted, 0);
+        assert!(exists(&table, &path(1)).await);
+        past_grace().await;
+        assert_eq!(collect(&table, &policy, 0).await.unwrap().files_deleted, 1);
+        assert!(!exists(&table, &path(1)).await && exists(&table, &path(2)).await);
+        // The log itself is never collected.
+        let state = delta_log::replay(store.as_ref(), table.name())
+            .await
+            .unwrap();
+        assert_eq!(state.version, Some(2));
     }
 
     #[test]

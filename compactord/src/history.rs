@@ -54,6 +54,7 @@ mod tests {
             outcome: RunOutcome::Noop,
             error: None,
             version: None,
+            delta_log_error: None,
         }
     }
 

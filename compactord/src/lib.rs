@@ -9,7 +9,8 @@
 //! - [`history`]: the run history (queryd is notified through
 //!   `strata_queryd_api::internal::Notifier`, as storaged does);
 //! - [`collect`]: what garbage collection deletes in one dataset (manifests, files, staging);
-//! - [`gc`]: garbage collection runs over every dataset, on their schedule and on demand.
+//! - [`gc`]: garbage collection runs over every dataset, on their schedule and on demand;
+//! - [`mirror`]: the Delta Lake log of datasets with `delta_mirror`, written after compactions.
 //!
 //! Correctness never depends on this process: two compactors (two processes, or a zombie)
 //! are fenced by the compactor epoch in the manifest, and the per-dataset lock here only
@@ -20,6 +21,7 @@ pub mod collect;
 pub mod compact;
 pub mod gc;
 pub mod history;
+pub mod mirror;
 pub mod routes;
 pub mod service;
 pub mod triggers;

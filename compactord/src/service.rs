@@ -1,5 +1,6 @@
 //! Running compactions: at most one per dataset at a time in this process, each recorded in
-//! the history and followed by a notification to queryd when it committed.
+//! the history and followed by a notification to queryd when it committed, and by the write
+//! of the dataset's Delta log when it has one ([`crate::mirror`]).
 //!
 //! Manual runs wait for a running compaction of their dataset to finish and then run (usually
 //! as a no-op); scheduled and threshold runs skip a dataset that is busy. A no-op run is
@@ -7,6 +8,7 @@
 //! idle datasets does not push real runs out of the history.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::Utc;
@@ -43,6 +45,10 @@ pub struct Compactor {
     locks: Arc<Mutex<HashMap<DatasetName, Arc<tokio::sync::Mutex<()>>>>>,
     history: History,
     notifier: Notifier,
+    /// Failed Delta log writes ([`crate::mirror`]).
+    pub(crate) delta_log_failures: Arc<AtomicU64>,
+    /// The base files each dataset's Delta log is known to hold ([`crate::mirror`]).
+    pub(crate) delta_log_bases: Arc<Mutex<HashMap<DatasetName, Vec<String>>>>,
 }
 
 impl Compactor {
@@ -54,6 +60,8 @@ impl Compactor {
             locks: Arc::default(),
             history: History::default(),
             notifier,
+            delta_log_failures: Arc::default(),
+            delta_log_bases: Arc::default(),
         }
     }
 
@@ -122,7 +130,7 @@ impl Compactor {
         let started_at = Utc::now();
         let table = Table::new(self.store.clone(), dataset.clone());
         let result = compact::compact(&table, &self.options).await;
-        let run = to_run(id, dataset, trigger, started_at, result);
+        let mut run = to_run(id, dataset, trigger, started_at, result);
         match run.outcome {
             RunOutcome::Committed => {
                 tracing::info!(%dataset, ?trigger, version = ?run.version, deltas = run.deltas_merged,
@@ -136,6 +144,14 @@ impl Compactor {
                 tracing::warn!(%dataset, ?trigger, outcome = ?run.outcome, error = ?run.error,
                     "compaction did not commit");
             }
+        }
+        // A new base is a new Delta snapshot; a manual run also repairs a log that lags.
+        if run.outcome == RunOutcome::Committed || trigger == Trigger::Manual {
+            run.delta_log_error = self
+                .sync_delta_log(dataset)
+                .await
+                .err()
+                .map(|e| e.to_string());
         }
         if run.outcome != RunOutcome::Noop || trigger == Trigger::Manual {
             self.history.record(run.clone());
@@ -164,6 +180,7 @@ fn to_run(
         outcome: RunOutcome::Failed,
         error: None,
         version: None,
+        delta_log_error: None,
     };
     let report = match result {
         Ok(report) => report,

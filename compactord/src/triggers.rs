@@ -8,7 +8,8 @@
 //!   `max_delta_ratio` × the base's bytes, or the oldest delta is `max_delta_age` old.
 //!
 //! A dataset that is busy (a compaction of it is running in this process) is skipped until the
-//! next tick. Invalid schedules fail the start of compactord.
+//! next tick. Invalid schedules fail the start of compactord. The threshold check also catches
+//! up the Delta log of datasets with `delta_mirror` ([`crate::mirror`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -224,6 +225,8 @@ async fn check_loop(compactor: Compactor, thresholds: Thresholds, every: Duratio
                 tracing::debug!(dataset = %name, reason, "compaction threshold crossed");
                 compactor.run_if_idle(&name, Trigger::Threshold).await;
             }
+            // A Delta log that missed a compaction (crash, failed write) is caught up here.
+            compactor.catch_up_delta_log(&manifest).await;
         }
     }
 }

@@ -10,6 +10,12 @@ pub enum QueryError {
     BadRequest(String),
     #[error("dataset {0:?} not found")]
     DatasetNotFound(String),
+    /// A version that was never committed (or a time before the dataset existed).
+    #[error("{0}")]
+    NoSuchVersion(String),
+    /// A version garbage collection expired: the message names the oldest retained one.
+    #[error("{0}")]
+    Gone(String),
     /// The result or the dataset exceeds a limit.
     #[error("{0}")]
     TooLarge(String),
@@ -49,7 +55,8 @@ impl From<QueryError> for ApiError {
         let message = e.to_string();
         let code = match e {
             QueryError::BadRequest(_) => ErrorCode::BadRequest,
-            QueryError::DatasetNotFound(_) => ErrorCode::NotFound,
+            QueryError::DatasetNotFound(_) | QueryError::NoSuchVersion(_) => ErrorCode::NotFound,
+            QueryError::Gone(_) => ErrorCode::Gone,
             QueryError::TooLarge(_) => ErrorCode::TooLarge,
             QueryError::Timeout(_) => ErrorCode::Timeout,
             QueryError::Overflow(_) => ErrorCode::Overflow,

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use strata_compactord_api::{CompactionRun, CompactordClient};
 use strata_daemon::config::Config;
-use strata_storaged_api::catalog::{CreateDatasetRequest, DatasetInfo};
+use strata_storaged_api::catalog::{CreateDatasetRequest, DatasetInfo, UploadQuery};
 use strata_storaged_api::{ClientError, DeltaClient, DeltaCommitted, StoragedClient};
 
 use crate::error::QueryError;
@@ -68,12 +68,12 @@ impl Forwarder {
             Create::FromSource(request) => catalog.create_dataset(&request).await,
             Create::Upload {
                 name,
-                primary_key,
+                query,
                 content_type,
                 body,
             } => {
                 catalog
-                    .upload_dataset(&name, &primary_key, &content_type, body)
+                    .upload_dataset_with(&name, &query, &content_type, body)
                     .await
             }
         };
@@ -105,7 +105,8 @@ pub enum Create {
     /// A Parquet file or an Arrow IPC stream, streamed through to storaged.
     Upload {
         name: String,
-        primary_key: Vec<String>,
+        /// The primary key and the other settings of the upload, as storaged takes them.
+        query: UploadQuery,
         content_type: String,
         body: reqwest::Body,
     },

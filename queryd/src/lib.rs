@@ -10,7 +10,10 @@
 //! cold key lookup ([`cold`]) or the [`engine`] (DataFusion) on the query runtime
 //! ([`executor`]) → [`encode`].
 //!
-//! Modules import one way: service ([`query`], [`cache`]) → [`route`] → paths ([`fast`],
+//! A `version` or `as_of` read, the version list and the change feed go through [`history`]
+//! (retained manifests, the delta files between two versions).
+//!
+//! Modules import one way: service ([`query`], [`cache`], [`history`]) → [`route`] → paths ([`fast`],
 //! [`group`], [`cold`], [`engine`]) → [`build`] (making states) → [`state`] → [`index`] →
 //! [`chunks`].
 //!
@@ -32,6 +35,7 @@ pub mod executor;
 pub mod fast;
 pub mod forward;
 pub mod group;
+pub mod history;
 pub mod index;
 pub mod metrics;
 pub mod plan;

@@ -10,7 +10,9 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 use bytes::Bytes;
 use futures::StreamExt;
-use strata_queryd_api::QueryRequest;
+use strata_queryd_api::{ChangesQuery, QueryRequest, VersionInfo, VersionsQuery, VersionsResponse};
+use strata_shared::commit::Table;
+use strata_shared::manifest::Operation;
 
 use strata_shared::parquet_io::Footers;
 
@@ -20,6 +22,7 @@ use crate::encode::{self, IpcEncoder, Selection};
 use crate::engine::{self, Engine, Input};
 use crate::error::QueryError;
 use crate::executor::Executor;
+use crate::history::{self, At, History};
 use crate::plan::{self, Plan, Shape};
 use crate::route::Route;
 use crate::source::Source;
@@ -31,6 +34,11 @@ pub enum Format {
     Json,
     Arrow,
 }
+
+/// Most versions one `versions` call lists (each is counted).
+const MAX_VERSIONS_LISTED: usize = 100;
+/// Longest a change-feed follower waits for a new version in one call.
+const MAX_CHANGES_WAIT: Duration = Duration::from_secs(60);
 
 /// Limits from the config.
 #[derive(Clone, Debug)]
@@ -127,6 +135,131 @@ impl QueryService {
         )))
     }
 
+    /// What a time-travel read of `name` reads: the in-memory state when it holds exactly
+    /// that version, else the version's manifest, answered by the cold paths.
+    async fn source_at(&self, name: &str, at: At) -> Result<Source, QueryError> {
+        let slot = self.cache.slot(name).await?;
+        let wanted = match at {
+            At::Version(v) => Some(v),
+            At::AsOf(_) => None,
+        };
+        if let Some(state) = slot.resident().filter(|s| Some(s.version) == wanted) {
+            return Ok(Source::Memory(state));
+        }
+        let history = History::new(Table::new(self.cache.store().clone(), slot.name.clone()));
+        let manifest = history.manifest(at).await?;
+        match slot.resident() {
+            Some(state) if state.version == manifest.version => Ok(Source::Memory(state)),
+            _ => Ok(Source::Cold(Arc::new(manifest))),
+        }
+    }
+
+    /// The retained versions of `name`, newest first, each with its exact row count.
+    pub async fn versions(
+        &self,
+        name: &str,
+        query: &VersionsQuery,
+    ) -> Result<VersionsResponse, QueryError> {
+        let limit = query.limit.unwrap_or(10);
+        if !(1..=MAX_VERSIONS_LISTED).contains(&limit) {
+            return Err(QueryError::BadRequest(format!(
+                "limit must be 1..={MAX_VERSIONS_LISTED}"
+            )));
+        }
+        let slot = self.cache.slot(name).await?;
+        let history = History::new(Table::new(self.cache.store().clone(), slot.name.clone()));
+        let retained = history.retained().await?;
+        let (oldest, latest) = (retained[0], retained[retained.len() - 1]);
+        let mut versions = Vec::new();
+        for &v in retained
+            .iter()
+            .rev()
+            .filter(|&&v| query.before.is_none_or(|b| v < b))
+            .take(limit)
+        {
+            let manifest = history.manifest(At::Version(v)).await?;
+            let request = QueryRequest {
+                version: Some(v),
+                ..Default::default()
+            };
+            let (rows, _) = self.count(name, &request).await?;
+            versions.push(VersionInfo {
+                version: v,
+                committed_at: manifest
+                    .created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                kind: match manifest.operation {
+                    Operation::Create => "create",
+                    Operation::Ingest => "ingest",
+                    Operation::Compact => "compaction",
+                    Operation::BumpEpoch => "epoch",
+                }
+                .into(),
+                rows,
+                base_files: manifest.base_files.len(),
+                deltas: manifest.deltas.len(),
+            });
+        }
+        Ok(VersionsResponse {
+            dataset: slot.name.to_string(),
+            latest,
+            oldest,
+            versions,
+        })
+    }
+
+    /// The change feed of `name` (see [`crate::history`]): every row change committed after
+    /// `since` up to `until`, in version order (by key within a version), streamed as NDJSON
+    /// or one Arrow IPC stream. The version is `until`: the `since` of the next call.
+    pub async fn changes(
+        &self,
+        name: &str,
+        query: &ChangesQuery,
+        format: Format,
+    ) -> Result<Streamed, QueryError> {
+        let since = query
+            .since
+            .ok_or_else(|| QueryError::BadRequest("since is required".into()))?;
+        let wait = Duration::from_secs(query.wait.unwrap_or(0));
+        if wait > MAX_CHANGES_WAIT {
+            return Err(QueryError::BadRequest(format!(
+                "wait is at most {} seconds",
+                MAX_CHANGES_WAIT.as_secs()
+            )));
+        }
+        let slot = self.cache.slot(name).await?;
+        let history = History::new(Table::new(self.cache.store().clone(), slot.name.clone()));
+        let (since, mut until) = history.feed_range(since, query.until).await?;
+        if query.until.is_none() && until == since && !wait.is_zero() {
+            until = history::await_change(&history, since, wait).await?;
+        }
+        let (manifest, files) = history.deltas_between(since, until).await?;
+        let table = manifest.arrow_schema();
+        let schema = history::change_schema(&table);
+        let deltas = self.cache.deltas().clone();
+        let (schema_, table_) = (schema.clone(), table.clone());
+        // One delta file at a time: the feed's memory is one file's, however long it is.
+        let batches: engine::Batches = futures::stream::iter(files)
+            .then(move |file| {
+                let (deltas, schema, table) = (deltas.clone(), schema_.clone(), table_.clone());
+                async move {
+                    let loaded = deltas.read(std::slice::from_ref(&file)).await?;
+                    let delta = loaded.first().ok_or_else(|| {
+                        QueryError::Internal("a delta file read as nothing".into())
+                    })?;
+                    history::change_batch(&schema, &table, &file, delta)
+                }
+            })
+            .boxed();
+        self.spawn_streamed(until, move |tx| async move {
+            match format {
+                Format::Arrow => send_stream(schema.clone(), batches, &schema, &tx).await,
+                Format::Json => send_ndjson(batches, &tx).await,
+            }
+        })
+        .await
+    }
+
     /// Bounds `work` by the request timeout. Work that finished, but not within the limit,
     /// is over it too: the answer does not depend on whether the timer fired first.
     async fn timed<T>(
@@ -166,11 +299,16 @@ impl QueryService {
     /// The source of `request` (at its `min_version` or newer), its validated plan and its
     /// route.
     async fn prepare(&self, name: &str, request: &QueryRequest) -> Result<Run, QueryError> {
-        if let Some(min) = request.min_version {
+        let source = match At::of(request)? {
             // Boxed, as every path off the hot one: see `run_page`.
-            Box::pin(self.await_version(name, min)).await?;
-        }
-        let source = self.cache.source(name).await?;
+            Some(at) => Box::pin(self.source_at(name, at)).await?,
+            None => {
+                if let Some(min) = request.min_version {
+                    Box::pin(self.await_version(name, min)).await?;
+                }
+                self.cache.source(name).await?
+            }
+        };
         let dataset = Dataset::of(&source);
         let plan = plan::plan(request, &dataset.schema, self.limits.max_page_size)?;
         let route = Route::decide(source, &plan, self.limits.hot_paths);
@@ -241,21 +379,37 @@ impl QueryService {
     pub async fn stream(&self, name: &str, request: &QueryRequest) -> Result<Streamed, QueryError> {
         let run = self.timed(self.prepare(name, request)).await?;
         let version = run.dataset.version;
+        self.spawn_streamed(
+            version,
+            move |tx| async move { produce_stream(&run, &tx).await },
+        )
+        .await
+    }
+
+    /// Runs `produce` on the query runtime, sending the body's chunks through a channel, and
+    /// waits for its first chunk: an error before it (while planning or making the first
+    /// batch) is answered with its status, not as a broken stream.
+    async fn spawn_streamed<F, Fut>(&self, version: u64, produce: F) -> Result<Streamed, QueryError>
+    where
+        F: FnOnce(tokio::sync::mpsc::Sender<Result<Bytes, QueryError>>) -> Fut,
+        Fut: Future<Output = Result<(), QueryError>> + Send + 'static,
+    {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, QueryError>>(4);
+        let errors = tx.clone();
+        let work = produce(tx);
         self.executor
             .spawn(async move {
-                if let Err(e) = produce_stream(&run, &tx).await {
-                    let _ = tx.send(Err(e)).await;
+                if let Err(e) = work.await {
+                    let _ = errors.send(Err(e)).await;
                 }
             })
             .await?;
-        // The first chunk (the schema) or the planning error.
         let first = match self.timed(async { Ok(rx.recv().await) }).await? {
             Some(Ok(bytes)) => bytes,
             Some(Err(e)) => return Err(e),
             None => {
                 return Err(QueryError::Internal(
-                    "stream ended before its schema".into(),
+                    "stream ended before its first chunk".into(),
                 ));
             }
         };
@@ -423,6 +577,27 @@ async fn produce_stream(
         _ => run.engine.stream(run.engine_input()?, run.query()).await?,
     };
     send_stream(schema, batches, &run.dataset.schema, tx).await
+}
+
+/// Sends `batches` as newline-delimited JSON, a chunk per batch (an empty one when there is
+/// none: the receiver waits for a first chunk).
+async fn send_ndjson(
+    mut batches: engine::Batches,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, QueryError>>,
+) -> Result<(), QueryError> {
+    let mut sent = false;
+    while let Some(batch) = batches.next().await {
+        let mut out = Vec::new();
+        encode::ndjson_rows(&batch?, &mut out)?;
+        if tx.send(Ok(Bytes::from(out))).await.is_err() {
+            return Ok(());
+        }
+        sent = true;
+    }
+    if !sent {
+        let _ = tx.send(Ok(Bytes::new())).await;
+    }
+    Ok(())
 }
 
 /// Sends `batches` as an Arrow IPC stream. The first batch is made before the schema goes

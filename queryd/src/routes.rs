@@ -14,7 +14,7 @@ use strata_queryd_api::internal::NOTIFY_ROUTE;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 
-use crate::api::{cache, datasets, deltas, query};
+use crate::api::{cache, datasets, deltas, query, versions};
 use crate::{AppState, metrics};
 
 pub fn router(state: AppState, config: &Config) -> Router {
@@ -25,6 +25,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/api/v1/datasets/{name}/query", post(query::query))
         .route("/api/v1/datasets/{name}/query/stream", post(query::stream))
         .route("/api/v1/datasets/{name}/count", post(query::count))
+        .route("/api/v1/datasets/{name}/versions", get(versions::versions))
+        .route("/api/v1/datasets/{name}/changes", get(versions::changes))
         .route("/api/v1/cache/stats", get(cache::stats))
         .route("/readyz", get(datasets::ready))
         .route("/metrics", get(metrics_text));

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -171,6 +172,22 @@ impl Table {
         if let Err(e) = self.store.put(&path, Bytes::from(body).into()).await {
             tracing::debug!(dataset = %self.name, version, error = %e, "could not write _latest hint");
         }
+    }
+
+    /// Every version whose manifest is in the store, ascending: the retained versions.
+    /// Garbage collection expires only a prefix, so they are one contiguous range.
+    pub async fn listed_versions(&self) -> Result<Vec<u64>> {
+        let mut versions: Vec<u64> = self
+            .store
+            .list(Some(&layout::manifest_dir(&self.name)))
+            .map_ok(|m| m.location)
+            .try_collect::<Vec<_>>()
+            .await?
+            .iter()
+            .filter_map(|p| p.filename().and_then(layout::parse_manifest_file_name))
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
     }
 
     /// The largest version present in a listing: only a starting point for probing.

@@ -52,6 +52,13 @@ pub enum Error {
     #[error("transactions {ids:?} were already committed by another request")]
     TxnsPartlyCommitted { ids: Vec<String> },
 
+    /// The Delta Lake log of a `delta_mirror` dataset is not one this build wrote or can read.
+    #[error("delta log of dataset {dataset}: {reason}")]
+    DeltaLog {
+        dataset: DatasetName,
+        reason: String,
+    },
+
     #[error("the object store does not enforce put-if-absent ({0}); refusing to run writers on it")]
     PutIfAbsentUnsupported(String),
 

@@ -5,6 +5,7 @@
 //! datasets/{name}/_manifest/_latest              advisory hint {"version": N}, best effort
 //! datasets/{name}/base/{compaction_id}/part-{n}.parquet
 //! datasets/{name}/deltas/{yyyy-mm-dd}/{uuidv7}.parquet
+//! datasets/{name}/_delta_log/{version:020}.json    the Delta Lake view (`delta_mirror` only)
 //! ```
 //!
 //! Every path a daemon reads or writes is built here and nowhere else.
@@ -128,6 +129,36 @@ pub fn delta_file_path(name: &DatasetName, at: DateTime<Utc>, id: Uuid) -> Path 
     ])
 }
 
+/// The Delta Lake transaction log of a dataset that mirrors itself as a Delta table
+/// ([`crate::delta_log`]): beside the data files, so the dataset's directory is the Delta table.
+pub fn delta_log_dir(name: &DatasetName) -> Path {
+    Path::from_iter([DATASETS, name.as_str(), DELTA_LOG])
+}
+
+/// Directory name of the Delta log inside a dataset's directory (fixed by the Delta protocol).
+pub const DELTA_LOG: &str = "_delta_log";
+
+/// One Delta commit: zero-padded to 20 digits, as the Delta protocol names them.
+pub fn delta_commit_path(name: &DatasetName, version: u64) -> Path {
+    delta_log_dir(name).join(format!("{version:020}.json"))
+}
+
+/// Parses the version out of a Delta commit file name (the same 20 digits as a manifest's);
+/// `None` for checkpoints and anything else in the log directory.
+pub fn parse_delta_commit_file_name(file_name: &str) -> Option<u64> {
+    parse_manifest_file_name(file_name)
+}
+
+/// A path relative to the dataset's directory (the Delta table's root), as a Delta `add`
+/// action names a file; `None` for a path outside the dataset.
+pub fn table_relative<'a>(name: &DatasetName, path: &'a str) -> Option<&'a str> {
+    path.strip_prefix(DATASETS)?
+        .strip_prefix('/')?
+        .strip_prefix(name.as_str())?
+        .strip_prefix('/')
+        .filter(|rest| !rest.is_empty())
+}
+
 /// A new compaction id: time-ordered (UUIDv7) so base directories sort by creation.
 pub fn new_compaction_id() -> String {
     Uuid::now_v7().to_string()
@@ -163,6 +194,27 @@ mod tests {
             parse_manifest_file_name(&format!("{:020}.json", u64::MAX)),
             Some(u64::MAX)
         );
+    }
+
+    #[test]
+    fn delta_log_paths() {
+        let n = DatasetName::new("t").unwrap();
+        assert_eq!(
+            delta_commit_path(&n, 12).to_string(),
+            "datasets/t/_delta_log/00000000000000000012.json"
+        );
+        assert_eq!(
+            table_relative(&n, "datasets/t/base/c/part-00000.parquet"),
+            Some("base/c/part-00000.parquet")
+        );
+        for outside in [
+            "datasets/tt/base/x",
+            "datasets/t/",
+            "other/t/base/x",
+            "datasets/t",
+        ] {
+            assert_eq!(table_relative(&n, outside), None, "{outside}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!   materialisation of `state(V)`,
 //! - [`keys`]: primary-key helpers (sorting, uniqueness, key ranges, how key values display),
 //! - [`parquet_io`]: how data files are encoded, read and put,
+//! - [`delta_log`]: the Delta Lake transaction log of a dataset with `delta_mirror`,
 //! - [`selftest`]: the startup proof that the store enforces put-if-absent,
 //! - [`error`]: the format's errors.
 //!
@@ -20,6 +21,7 @@
 
 pub mod commit;
 pub mod delta;
+pub mod delta_log;
 pub mod error;
 pub mod keys;
 pub mod layout;

@@ -41,6 +41,11 @@ pub struct Manifest {
     pub compactor_epoch: u64,
     /// The newest transaction ids and the version each one produced (idempotency).
     pub recent_txns: Vec<TxnRecord>,
+    /// Whether the dataset keeps a Delta Lake transaction log beside its files
+    /// ([`crate::delta_log`]). Set when the dataset is created; every commit carries it over
+    /// (a successor is a copy of the manifest it follows). Absent in manifests without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delta_mirror: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +152,7 @@ impl Manifest {
                 upserts: None,
                 deletes: None,
             }],
+            delta_mirror: false,
         }
     }
 
@@ -297,6 +303,20 @@ mod tests {
         let parsed: TxnRecord = serde_json::from_str(old).unwrap();
         assert_eq!((parsed.upserts, parsed.deletes), (None, None));
         assert_eq!(serde_json::to_string(&parsed).unwrap(), old);
+    }
+
+    #[test]
+    fn the_delta_mirror_flag_is_carried_over_and_absent_when_off() {
+        let off = sample().to_json_bytes().unwrap();
+        assert!(!String::from_utf8(off).unwrap().contains("delta_mirror"));
+        let mut m = sample();
+        m.delta_mirror = true;
+        let next = m
+            .successor("ingest-1", Operation::Ingest)
+            .successor("compact-1", Operation::Compact);
+        assert!(next.delta_mirror);
+        let bytes = next.to_json_bytes().unwrap();
+        assert_eq!(Manifest::from_json_bytes("x", &bytes).unwrap(), next);
     }
 
     #[test]

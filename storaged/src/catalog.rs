@@ -1,5 +1,9 @@
 //! The dataset catalog: create datasets from Parquet sources as manifest version 0, list them
 //! and read their manifests. A dataset exists iff its version 0 (or a later one) does.
+//!
+//! A dataset created with `delta_mirror` gets its Delta Lake log (`strata_shared::delta_log`)
+//! right after version 0 lands; a table Delta Lake cannot hold is refused before anything is
+//! written.
 
 use std::sync::Arc;
 
@@ -10,8 +14,8 @@ use strata_daemon::config::Config;
 use strata_shared::commit::{self, Table};
 use strata_shared::layout::{self, DatasetName};
 use strata_shared::manifest::Manifest;
-use strata_shared::{Error, Result};
-use strata_storaged_api::catalog::{CreateDatasetRequest, ManifestVersions};
+use strata_shared::{Error, Result, delta_log};
+use strata_storaged_api::catalog::{CreateDatasetRequest, ManifestVersions, UploadQuery};
 
 use crate::StoragedError;
 use crate::budget::{Busy, DecodeBudget};
@@ -35,6 +39,13 @@ impl From<UploadError> for ApiError {
             UploadError::Busy(e) => ApiError::from(e),
         }
     }
+}
+
+/// What a new dataset is besides its rows.
+#[derive(Clone, Copy)]
+struct New<'a> {
+    primary_key: &'a [String],
+    delta_mirror: bool,
 }
 
 #[derive(Clone)]
@@ -62,8 +73,11 @@ impl Catalog {
     pub async fn create(&self, request: &CreateDatasetRequest) -> Result<Manifest> {
         let name = self.absent(&request.name).await?;
         let (schema, batches) = Source::parse(&request.source, &self.config)?.read().await?;
-        self.commit_new(name, schema, batches, &request.primary_key)
-            .await
+        let new = New {
+            primary_key: &request.primary_key,
+            delta_mirror: request.delta_mirror,
+        };
+        self.commit_new(name, schema, batches, new).await
     }
 
     /// Creates a dataset from an uploaded body: a Parquet file or an Arrow IPC stream (a JSON
@@ -72,7 +86,7 @@ impl Catalog {
     pub async fn upload(
         &self,
         name: &str,
-        primary_key: &[String],
+        query: &UploadQuery,
         format: DeltaFormat,
         body: bytes::Bytes,
     ) -> std::result::Result<Manifest, UploadError> {
@@ -87,7 +101,11 @@ impl Catalog {
         })
         .await
         .map_err(|e| Error::InvalidInput(format!("decoding the upload failed: {e}")))??;
-        Ok(self.commit_new(name, schema, batches, primary_key).await?)
+        let new = New {
+            primary_key: &query.primary_key(),
+            delta_mirror: query.delta_mirror(),
+        };
+        Ok(self.commit_new(name, schema, batches, new).await?)
     }
 
     /// `name`, validated, if no dataset of that name exists yet.
@@ -100,27 +118,40 @@ impl Catalog {
         }
     }
 
-    /// Writes `batches` as the base files of a new dataset and commits its version 0.
+    /// Writes `batches` as the base files of a new dataset and commits its version 0; then,
+    /// with `delta_mirror`, writes its Delta log.
     async fn commit_new(
         &self,
         name: DatasetName,
         schema: arrow::datatypes::SchemaRef,
         batches: Vec<arrow::array::RecordBatch>,
-        primary_key: &[String],
+        new: New<'_>,
     ) -> Result<Manifest> {
         let started = std::time::Instant::now();
+        if new.delta_mirror {
+            // Refused before anything is written (a 400 naming the column).
+            delta_log::DeltaLakeSchema::of(&schema)?;
+        }
         let (schema, files) =
-            import::write_base(&self.store, &name, schema, batches, primary_key).await?;
+            import::write_base(&self.store, &name, schema, batches, new.primary_key).await?;
         let txn = format!("create-{}", uuid::Uuid::now_v7());
-        let manifest = Manifest::initial(name, schema, primary_key.to_vec(), files, &txn);
+        let mut manifest = Manifest::initial(name, schema, new.primary_key.to_vec(), files, &txn);
+        manifest.delta_mirror = new.delta_mirror;
         self.table(&manifest.dataset).create(&manifest).await?;
         tracing::info!(
             dataset = %manifest.dataset,
             rows = manifest.base_rows(),
             files = manifest.base_files.len(),
+            delta_mirror = manifest.delta_mirror,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "dataset created"
         );
+        // The dataset exists now, so a failure here does not fail the creation (a retry would
+        // find the name taken): compactord's periodic check writes the log it missed.
+        if let Err(e) = delta_log::sync(self.store.as_ref(), &manifest).await {
+            tracing::warn!(dataset = %manifest.dataset, error = %e,
+                "the Delta log of the new dataset was not written; compactord will write it");
+        }
         Ok(manifest)
     }
 
@@ -133,6 +164,7 @@ impl Catalog {
                 source: declared.source.clone(),
                 format: declared.format,
                 primary_key: declared.primary_key.clone(),
+                delta_mirror: declared.delta_mirror,
             };
             match self.create(&request).await {
                 Ok(_) => {}

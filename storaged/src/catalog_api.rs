@@ -48,10 +48,7 @@ pub async fn upload_dataset(
         ));
     }
     let body = body.map_err(|e| ApiError::body_rejected(e.status(), e.body_text()))?;
-    let manifest = state
-        .catalog
-        .upload(&name, &query.primary_key(), format, body)
-        .await?;
+    let manifest = state.catalog.upload(&name, &query, format, body).await?;
     Ok((StatusCode::CREATED, Json(DatasetInfo::from(&manifest))))
 }
 

@@ -103,6 +103,7 @@ async fn up_on_seaweedfs() {
         source: format!("s3://{}/src/*.parquet", seaweed.bucket),
         format: Default::default(),
         primary_key: vec!["id".into()],
+        delta_mirror: false,
     };
     let info = client.create_dataset(&request).await.unwrap();
     assert_eq!(info.base_rows, 3);

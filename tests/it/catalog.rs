@@ -37,6 +37,7 @@ fn request(name: &str, source: &Path, key: &[&str]) -> CreateDatasetRequest {
         source: source.display().to_string(),
         format: Default::default(),
         primary_key: key.iter().map(|k| k.to_string()).collect(),
+        delta_mirror: false,
     }
 }
 
@@ -329,6 +330,7 @@ async fn s3_sources_without_credentials_are_read_anonymously() {
         source: "s3://nobucket/x.parquet".into(),
         format: Default::default(),
         primary_key: vec![],
+        delta_mirror: false,
     };
     let create = client.create_dataset(&request);
     // A guard against the hang this test exists for, not a measure of speed.

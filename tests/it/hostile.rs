@@ -643,7 +643,7 @@ async fn hostile_requests_on_object_catalog_and_compaction_routes_get_json_refus
                 ]
                 .choose(&mut rng)
                 .unwrap();
-                let r = match rng.random_range(0..8) {
+                let r = match rng.random_range(0..9) {
                     0 => http.get(format!("{q}/api/v1/datasets/{name}/schema")),
                     1 => http.get(format!("{q}/api/v1/datasets/{name}/status")),
                     2 => http
@@ -668,6 +668,27 @@ async fn hostile_requests_on_object_catalog_and_compaction_routes_get_json_refus
                     6 => http
                         .post(format!("{q}/api/v1/datasets/{name}/deltas"))
                         .body(text),
+                    // History: hostile parameters (never a long `wait`: it would only
+                    // slow the campaign down).
+                    7 => http
+                        .get(format!(
+                            "{q}/api/v1/datasets/{name}/{}",
+                            ["versions", "changes"].choose(&mut rng).unwrap()
+                        ))
+                        .query(&[
+                            (
+                                *["since", "until", "before", "limit", "format", "as_of"]
+                                    .choose(&mut rng)
+                                    .unwrap(),
+                                hostile.as_str(),
+                            ),
+                            (
+                                "since",
+                                *["0", "-1", "x", "99999999999999999999", "1"]
+                                    .choose(&mut rng)
+                                    .unwrap(),
+                            ),
+                        ]),
                     _ => http
                         .post(format!("{q}/api/v1/datasets"))
                         .query(&[("name", hostile.as_str()), ("primary_key", "id")])

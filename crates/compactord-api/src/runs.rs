@@ -61,6 +61,10 @@ pub struct CompactionRun {
     /// The version the run committed (`committed` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+    /// Why the dataset's Delta Lake log was not brought up to date after the run (a dataset
+    /// with `delta_mirror` only). The run's outcome stands; compactord retries the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_log_error: Option<String>,
 }
 
 /// Query of the history routes.
@@ -118,6 +122,7 @@ mod tests {
             outcome: RunOutcome::Noop,
             error: None,
             version: None,
+            delta_log_error: None,
         };
         let json = serde_json::to_value(&run).unwrap();
         assert_eq!(json["trigger"], "threshold");

@@ -309,6 +309,10 @@ pub struct DatasetConfig {
     /// schedule for it. Default none.
     #[serde(default)]
     pub compact_schedule: Option<String>,
+    /// Keep a Delta Lake transaction log beside the table (README, "Delta Lake view"); set
+    /// when storaged creates the dataset. Default false.
+    #[serde(default)]
+    pub delta_mirror: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -71,6 +71,8 @@ error_codes! {
     Forbidden => (FORBIDDEN, "forbidden"),
     NotFound => (NOT_FOUND, "not_found"),
     MethodNotAllowed => (METHOD_NOT_ALLOWED, "method_not_allowed"),
+    /// A dataset version garbage collection already expired.
+    Gone => (GONE, "gone"),
     /// The request was not read in time (the server's timeout layer).
     RequestTimeout => (REQUEST_TIMEOUT, "request_timeout"),
     /// The commit lost to another one, or the state it relied on changed.
@@ -241,9 +243,12 @@ impl From<&strata_shared::Error> for ApiError {
             E::CommitContention { .. } => ErrorCode::Contention,
             E::PutIfAbsentUnsupported(_) => ErrorCode::StoreUnsafe,
             E::ObjectStore(os) => return object_store_error(os, None),
-            E::InvalidManifest { .. } | E::Path(_) | E::Arrow(_) | E::Parquet(_) | E::Json(_) => {
-                ErrorCode::Internal
-            }
+            E::InvalidManifest { .. }
+            | E::DeltaLog { .. }
+            | E::Path(_)
+            | E::Arrow(_)
+            | E::Parquet(_)
+            | E::Json(_) => ErrorCode::Internal,
         };
         ApiError::new(code, e.to_string())
     }

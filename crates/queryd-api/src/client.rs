@@ -18,8 +18,9 @@ use strata_storaged_api::catalog::{CreateDatasetRequest, DatasetInfo, UploadQuer
 use strata_storaged_api::{DeltaCommitted, IDEMPOTENCY_KEY_HEADER};
 
 use crate::{
-    ARROW_STREAM, CacheEntry, CacheRequest, CacheStats, CountResponse, DATASET_VERSION_HEADER,
-    DatasetList, DatasetSummary, QueryResponse, ReloadResponse, SchemaResponse,
+    ARROW_STREAM, CacheEntry, CacheRequest, CacheStats, ChangesQuery, CountResponse,
+    DATASET_VERSION_HEADER, DatasetList, DatasetSummary, QueryResponse, ReloadResponse,
+    SchemaResponse, VersionsQuery, VersionsResponse,
 };
 
 /// An answer and the dataset version it was computed on (absent if queryd sent none).
@@ -130,6 +131,34 @@ impl QuerydClient {
         let url = self.dataset(dataset, "count");
         self.versioned(self.http.post(&url).json(request), &url)
             .await
+    }
+
+    /// `GET /api/v1/datasets/{name}/versions`: retained versions, newest first.
+    pub async fn versions(
+        &self,
+        dataset: &str,
+        query: &VersionsQuery,
+    ) -> Result<VersionsResponse, ClientError> {
+        let url = self.dataset(dataset, "versions");
+        self.json(self.http.get(&url).query(query), &url).await
+    }
+
+    /// `GET /api/v1/datasets/{name}/changes`: the change feed's body (NDJSON or Arrow, as
+    /// `query.format` says) and the version it reaches (the next call's `since`).
+    pub async fn changes(
+        &self,
+        dataset: &str,
+        query: &ChangesQuery,
+    ) -> Result<Versioned<Vec<u8>>, ClientError> {
+        let url = self.dataset(dataset, "changes");
+        let (version, response) = self
+            .send_versioned(self.http.get(&url).query(query), &url)
+            .await?;
+        let body = response.bytes().await.map_err(invalid(&url))?;
+        Ok(Versioned {
+            version,
+            body: body.to_vec(),
+        })
     }
 
     /// `POST /api/v1/datasets/{name}/deltas` with a JSON body (`{"upserts": [...], "deletes":

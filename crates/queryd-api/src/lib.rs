@@ -53,6 +53,12 @@ pub struct QueryRequest {
     /// Read at least this dataset version (read your writes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_version: Option<u64>,
+    /// Read exactly this retained version (time travel); not with `as_of` or `min_version`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Read the newest version committed at or before this RFC 3339 time (time travel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
 }
 
 /// `{"col": …, "op": …, "val": …}`; `op` is one of `eq neq gt gte lt lte like ilike in
@@ -197,6 +203,64 @@ pub struct CacheEntry {
 }
 
 /// Names the queryd that answered (each replica has its own cache).
+/// One retained version of a dataset (`GET /api/v1/datasets/{name}/versions`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub version: u64,
+    /// When its manifest was committed (RFC 3339, the committing daemon's clock).
+    pub committed_at: String,
+    /// What made it: `create`, `ingest`, `compaction` or `epoch` (a compactor fencing older ones).
+    pub kind: String,
+    /// Live rows at this version, counted exactly.
+    pub rows: u64,
+    pub base_files: usize,
+    /// Delta files not yet compacted at this version.
+    pub deltas: usize,
+}
+
+/// `GET /api/v1/datasets/{name}/versions`: retained versions, newest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionsResponse {
+    pub dataset: String,
+    pub latest: u64,
+    /// The oldest retained version: every version from it to `latest` can be read.
+    pub oldest: u64,
+    pub versions: Vec<VersionInfo>,
+}
+
+/// Query of `GET /api/v1/datasets/{name}/versions`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VersionsQuery {
+    /// Only versions below this one (paging back through history).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<u64>,
+    /// At most this many (default 10, at most 100).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// Query of `GET /api/v1/datasets/{name}/changes`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChangesQuery {
+    /// Changes committed after this version (required; a retained version).
+    pub since: Option<u64>,
+    /// Up to this version (default: the latest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<u64>,
+    /// `ndjson` (default) or `arrow`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Seconds to wait for a change when there is none after `since` yet (long poll; at
+    /// most 60).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<u64>,
+}
+
+/// Media type of newline-delimited JSON.
+pub const NDJSON: &str = "application/x-ndjson";
+
 pub const INSTANCE_HEADER: &str = "x-strata-instance";
 
 /// `GET /api/v1/cache/stats`.

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | GET | `/api/v1/datasets` | [`DatasetList`] |
 //! | POST | `/api/v1/datasets` | [`CreateDatasetRequest`] → 201 [`DatasetInfo`] (409 if it exists) |
-//! | POST | `/api/v1/datasets/{name}/upload?primary_key=a,b` | a Parquet file or an Arrow IPC stream as the body → 201 [`DatasetInfo`] (409 if it exists) |
+//! | POST | `/api/v1/datasets/{name}/upload?primary_key=a,b[&delta_mirror=true]` | a Parquet file or an Arrow IPC stream as the body → 201 [`DatasetInfo`] (409 if it exists) |
 //! | GET | `/api/v1/datasets/{name}` | [`DatasetInfo`] of the latest version |
 //! | GET | `/api/v1/datasets/{name}/manifests` | [`ManifestVersions`] |
 //! | GET | `/api/v1/datasets/{name}/manifests/{version\|latest}` | the manifest JSON |
@@ -20,19 +20,33 @@ pub const DATASETS_ROUTE: &str = "/api/v1/datasets";
 pub const UPLOAD_ROUTE: &str = "/api/v1/datasets/{name}/upload";
 
 /// The query of an upload: the primary key as comma-separated column names (none: a table
-/// without a key, which takes no deltas).
+/// without a key, which takes no deltas), and whether to keep a Delta Lake log beside it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     #[serde(default)]
     pub primary_key: Option<String>,
+    /// `delta_mirror=true`: see [`CreateDatasetRequest::delta_mirror`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_mirror: Option<bool>,
 }
 
 impl UploadQuery {
     pub fn new(primary_key: &[String]) -> Self {
         Self {
             primary_key: (!primary_key.is_empty()).then(|| primary_key.join(",")),
+            delta_mirror: None,
         }
+    }
+
+    /// The same query, asking for a Delta Lake log when `on`.
+    pub fn with_delta_mirror(mut self, on: bool) -> Self {
+        self.delta_mirror = on.then_some(true);
+        self
+    }
+
+    pub fn delta_mirror(&self) -> bool {
+        self.delta_mirror.unwrap_or(false)
     }
 
     /// The key columns, in order.
@@ -57,6 +71,11 @@ pub struct CreateDatasetRequest {
     pub format: SourceFormat,
     #[serde(default)]
     pub primary_key: Vec<String>,
+    /// Keep a Delta Lake transaction log beside the table (`datasets/{name}/_delta_log/`),
+    /// describing the table as of each compaction (README, "Delta Lake view"). A table with a
+    /// column Delta Lake cannot hold is refused (400 naming the column).
+    #[serde(default)]
+    pub delta_mirror: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -80,6 +99,9 @@ pub struct DatasetInfo {
     pub primary_key: Vec<String>,
     pub columns: Vec<ColumnInfo>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// The dataset keeps a Delta Lake log beside its files (absent when not).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delta_mirror: bool,
 }
 
 impl From<&Manifest> for DatasetInfo {
@@ -104,6 +126,7 @@ impl From<&Manifest> for DatasetInfo {
                 })
                 .collect(),
             updated_at: m.created_at,
+            delta_mirror: m.delta_mirror,
         }
     }
 }
@@ -175,10 +198,23 @@ impl StoragedClient {
         content_type: &str,
         body: impl Into<reqwest::Body>,
     ) -> Result<DatasetInfo, ClientError> {
+        let query = UploadQuery::new(primary_key);
+        self.upload_dataset_with(name, &query, content_type, body)
+            .await
+    }
+
+    /// As [`Self::upload_dataset`], with every setting of the upload's query.
+    pub async fn upload_dataset_with(
+        &self,
+        name: &str,
+        query: &UploadQuery,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<DatasetInfo, ClientError> {
         let route = UPLOAD_ROUTE.replace("{name}", name);
         self.call(
             self.request(reqwest::Method::POST, &route)
-                .query(&UploadQuery::new(primary_key))
+                .query(query)
                 .header(http::header::CONTENT_TYPE, content_type)
                 .body(body),
         )

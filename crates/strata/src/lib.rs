@@ -141,6 +141,7 @@ fn up_config(args: &UpArgs) -> anyhow::Result<Config> {
             index_columns: vec![],
             pin: true,
             compact_schedule: None,
+            delta_mirror: false,
         });
     }
     Ok(config)

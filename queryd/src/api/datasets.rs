@@ -19,18 +19,20 @@ use crate::cache::Slot;
 use crate::forward::Create;
 use crate::plan::logical_value_type;
 
-/// The query of an upload: `POST /api/v1/datasets?name=N&primary_key=k1,k2`.
+/// The query of an upload: `POST /api/v1/datasets?name=N&primary_key=k1,k2[&delta_mirror=true]`.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     name: Option<String>,
     primary_key: Option<String>,
+    delta_mirror: Option<bool>,
 }
 
 /// `POST /api/v1/datasets` (admin): a JSON body describes a source storaged reads (a file,
 /// directory, glob or `s3://` URL: [`CreateDatasetRequest`]); any other body is the data
 /// itself — a Parquet file or an Arrow IPC stream, as its `Content-Type` says — streamed
-/// through to storaged, with the name and key in the query. 201 with the new dataset.
+/// through to storaged, with the name, the key and `delta_mirror` in the query. 201 with the
+/// new dataset.
 pub async fn create(
     State(app): State<AppState>,
     request: Request,
@@ -62,12 +64,13 @@ pub async fn create(
         })?;
         // Checked here: the name becomes part of storaged's route.
         DatasetName::new(&name)?;
-        let key = strata_storaged_api::catalog::UploadQuery {
+        let upload = strata_storaged_api::catalog::UploadQuery {
             primary_key: query.primary_key,
+            delta_mirror: query.delta_mirror,
         };
         Create::Upload {
             name,
-            primary_key: key.primary_key(),
+            query: upload,
             content_type,
             body: reqwest::Body::wrap_stream(request.into_body().into_data_stream()),
         }

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod datasets;
 pub mod deltas;
 pub mod query;
+pub mod versions;
 
 use axum::http::{HeaderName, HeaderValue};
 use strata_queryd_api::DATASET_VERSION_HEADER;

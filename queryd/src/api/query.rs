@@ -94,14 +94,18 @@ fn negotiate(params: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiErr
         }
         None => {}
     }
-    let accepts_arrow = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains(ARROW_STREAM));
-    Ok(if accepts_arrow {
+    Ok(if accepts_arrow(headers) {
         Format::Arrow
     } else {
         Format::Json
     })
+}
+
+/// Whether `Accept` names the Arrow IPC stream.
+pub(super) fn accepts_arrow(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(ARROW_STREAM))
 }

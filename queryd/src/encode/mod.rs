@@ -79,22 +79,40 @@ pub fn json_rows(batches: &[RecordBatch], out: &mut Vec<u8>) -> Result<(), Query
     write_array(&rows, out)
 }
 
+/// The rows of `batch` as newline-delimited JSON: one object per line.
+pub fn ndjson_rows(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), QueryError> {
+    write_rows(
+        &Selection::all(batch.clone()),
+        &mut true,
+        Layout::Lines,
+        out,
+    )
+}
+
 /// The selected rows as a JSON array of objects.
 fn write_array(rows: &[Selection], out: &mut Vec<u8>) -> Result<(), QueryError> {
     out.push(b'[');
     let mut first_row = true;
     for selection in rows {
-        write_rows(selection, &mut first_row, out)?;
+        write_rows(selection, &mut first_row, Layout::Array, out)?;
     }
     out.push(b']');
     Ok(())
 }
 
-/// Appends the selected rows as JSON objects, each preceded by a comma unless it is the
-/// first row of the array (`first_row`, updated).
+/// How rows are separated: commas in an array, newlines in NDJSON.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Array,
+    Lines,
+}
+
+/// Appends the selected rows as JSON objects: in an array, each preceded by a comma unless it
+/// is the first row (`first_row`, updated); as lines, each followed by a newline.
 fn write_rows(
     selection: &Selection,
     first_row: &mut bool,
+    layout: Layout,
     out: &mut Vec<u8>,
 ) -> Result<(), QueryError> {
     let batch = &selection.batch;
@@ -117,7 +135,7 @@ fn write_rows(
         .map(|c| value_writer(c, selection.num_rows()))
         .collect::<Result<Vec<_>, _>>()?;
     let mut write_row = |row: usize| {
-        if !std::mem::take(first_row) {
+        if !std::mem::take(first_row) && layout == Layout::Array {
             out.push(b',');
         }
         if writers.is_empty() {
@@ -128,6 +146,9 @@ fn write_rows(
             write(row, out);
         }
         out.push(b'}');
+        if layout == Layout::Lines {
+            out.push(b'\n');
+        }
     };
     match &selection.ids {
         None => (0..batch.num_rows()).for_each(&mut write_row),

@@ -12,8 +12,10 @@
 //! - `cold-general`: never in memory, every request through DataFusion over Parquet.
 //!
 //! The requests run in phases: the imported base; after deltas (upserts of existing keys,
-//! new keys, deletes, re-inserts; Parquet, Arrow and JSON bodies); after a compaction; and after
-//! an evict (hot, answered cold while it reloads) and a reload (general). DuckDB
+//! new keys, deletes, re-inserts; Parquet, Arrow and JSON bodies); after a compaction; after
+//! an evict (hot, answered cold while it reloads) and a reload (general); and, last, time
+//! travel: every request reads version 0 (`"version": 0`, the files of a version three
+//! deltas and a compaction ago) against the oracle's copy of the imported table. DuckDB
 //! (`tests/python/duckdb_oracle.py`) reads the same source and delta Parquet files and
 //! applies the same changes. Each request is checked as a JSON page and, in turn, as an
 //! Arrow page, a count or a stream. The rules the SQL encodes are in [`request`]'s doc.
@@ -129,6 +131,8 @@ struct Model {
     oracle: Oracle,
     live: Vec<i64>,
     version: u64,
+    /// Requests read this version (`version`) instead of the newest (`min_version`).
+    at: Option<u64>,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,6 +183,7 @@ async fn every_path_answers_like_duckdb() {
         oracle: Oracle::start(),
         live: keys.clone(),
         version: 0,
+        at: None,
     };
     model.oracle.execute(
         "CREATE TABLE t AS SELECT *, 0::BIGINT AS _seq FROM read_parquet(?)",
@@ -188,14 +193,27 @@ async fn every_path_answers_like_duckdb() {
 
     let sampler = Sampler { base: &base };
     let mut rng = StdRng::seed_from_u64(seed);
-    let phases = ["base", "deltas", "compacted", "evicted"];
+    let phases = ["base", "deltas", "compacted", "evicted", "version 0"];
     let per_cell = total.div_ceil((phases.len() * PATHS.len()) as u64).max(1);
     let mut failures = Vec::new();
     let mut checked = 0;
     let mut tally = Tally::default();
     for phase in phases {
         match phase {
-            "deltas" => post_deltas(&http, &cluster, &mut model, dir.path(), seed).await,
+            "deltas" => {
+                // Version 0 as the oracle keeps it for the time-travel phase.
+                model
+                    .oracle
+                    .execute("CREATE TABLE t0 AS SELECT * FROM t", &[]);
+                post_deltas(&http, &cluster, &mut model, dir.path(), seed).await
+            }
+            "version 0" => {
+                model
+                    .oracle
+                    .execute("ALTER TABLE t RENAME TO t_latest", &[]);
+                model.oracle.execute("ALTER TABLE t0 RENAME TO t", &[]);
+                model.at = Some(0);
+            }
             "compacted" => {
                 let run = admin(
                     &http,
@@ -230,7 +248,10 @@ async fn every_path_answers_like_duckdb() {
         }
         for (path, url) in &queryds {
             // The in-memory paths answer from memory (the evicted one on purpose not).
-            if matches!(*path, "hot" | "general") && !(phase == "evicted" && *path == "hot") {
+            if matches!(*path, "hot" | "general")
+                && !(phase == "evicted" && *path == "hot")
+                && model.at.is_none()
+            {
                 resident(&http, url, model.version).await;
             }
             for _ in 0..per_cell {
@@ -442,7 +463,10 @@ async fn check(
     label: &str,
 ) -> Result<Checked, Mismatch> {
     let mut body = query.body();
-    body["min_version"] = model.version.into();
+    match model.at {
+        Some(version) => body["version"] = version.into(),
+        None => body["min_version"] = model.version.into(),
+    }
     let (sql, params) = query.sql();
     let expected = query.expected();
     let repro = |what: &str, detail: String| {
