@@ -65,16 +65,12 @@ pub async fn collect(table: &Table, policy: &GcPolicy, epoch: u64) -> Result<GcR
     let now = Utc::now();
     let grace = chrono::Duration::from_std(policy.grace).unwrap_or(chrono::Duration::MAX);
     let latest = table.latest_version().await?;
-    let mut versions: Vec<u64> = store
-        .list(Some(&layout::manifest_dir(&name)))
-        .map_ok(|m| m.location)
-        .try_collect::<Vec<Path>>()
+    let versions: Vec<u64> = table
+        .listed_versions()
         .await?
-        .iter()
-        .filter_map(|p| p.filename().and_then(layout::parse_manifest_file_name))
+        .into_iter()
         .filter(|&v| v <= latest)
         .collect();
-    versions.sort_unstable();
 
     // Newest first: retained while among the newest K or young; the first too old (and
     // beyond K) ends the retained range, so expiry only ever removes a prefix.
