@@ -103,6 +103,11 @@ impl RowGroups {
         Ok(Self { stream })
     }
 
+    /// The Arrow schema of the object's rows (from its footer).
+    pub fn schema(&self) -> &SchemaRef {
+        self.stream.schema()
+    }
+
     /// The next row group's decoder, `None` after the last.
     pub async fn next(&mut self) -> Result<Option<ParquetRecordBatchReader>> {
         Ok(self.stream.next_row_group().await?)

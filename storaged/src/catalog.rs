@@ -15,12 +15,14 @@ use strata_shared::commit::{self, Table};
 use strata_shared::layout::{self, DatasetName};
 use strata_shared::manifest::Manifest;
 use strata_shared::{Error, Result, delta_log};
-use strata_storaged_api::catalog::{CreateDatasetRequest, ManifestVersions, UploadQuery};
+use strata_storaged_api::catalog::{
+    CreateDatasetRequest, ImportInfo, ManifestVersions, UploadQuery,
+};
 
 use crate::StoragedError;
 use crate::budget::{Busy, DecodeBudget};
 use crate::delta_input::DeltaFormat;
-use crate::import::{self, Source};
+use crate::import::{self, ImportError, Imports, Rows, Source, Ticket, Turn};
 use crate::untrusted;
 
 /// Why an upload was refused.
@@ -30,6 +32,8 @@ pub enum UploadError {
     Table(#[from] Error),
     #[error(transparent)]
     Busy(#[from] Busy),
+    #[error(transparent)]
+    Import(#[from] ImportError),
 }
 
 impl From<UploadError> for ApiError {
@@ -37,6 +41,7 @@ impl From<UploadError> for ApiError {
         match e {
             UploadError::Table(e) => ApiError::from(e),
             UploadError::Busy(e) => ApiError::from(e),
+            UploadError::Import(e) => ApiError::from(e),
         }
     }
 }
@@ -53,14 +58,18 @@ pub struct Catalog {
     store: Arc<dyn ObjectStore>,
     config: Arc<Config>,
     budget: DecodeBudget,
+    imports: Imports,
+    import_settings: import::Settings,
 }
 
 impl Catalog {
     pub fn new(store: Arc<dyn ObjectStore>, config: Config, budget: DecodeBudget) -> Self {
         Self {
             store,
+            import_settings: import::Settings::from_config(&config),
             config: Arc::new(config),
             budget,
+            imports: Imports::default(),
         }
     }
 
@@ -70,14 +79,23 @@ impl Catalog {
 
     /// Creates a dataset from its source. [`Error::DatasetExists`] if it is already there:
     /// the check before reading saves the work, the put-if-absent of version 0 decides.
-    pub async fn create(&self, request: &CreateDatasetRequest) -> Result<Manifest> {
+    /// Listed as importing ([`Self::importing`]) from the start, while it waits for its turn
+    /// (one import runs at a time) and while it runs.
+    pub async fn create(
+        &self,
+        request: &CreateDatasetRequest,
+    ) -> std::result::Result<Manifest, ImportError> {
         let name = self.absent(&request.name).await?;
-        let (schema, batches) = Source::parse(&request.source, &self.config)?.read().await?;
+        let source = Source::parse(&request.source, &self.config)?;
+        let ticket = self.imports.start(&name)?;
+        let turn = ticket.turn().await;
+        let opened = source.open().await?;
         let new = New {
             primary_key: &request.primary_key,
             delta_mirror: request.delta_mirror,
         };
-        self.commit_new(name, schema, batches, new).await
+        self.commit_new(name, Rows::Source(Box::new(opened)), new, &ticket, turn)
+            .await
     }
 
     /// Creates a dataset from an uploaded body: a Parquet file or an Arrow IPC stream (a JSON
@@ -91,6 +109,10 @@ impl Catalog {
         body: bytes::Bytes,
     ) -> std::result::Result<Manifest, UploadError> {
         let name = self.absent(name).await?;
+        // The turn before the decode budget: a body waiting for its turn must not hold decode
+        // room that deltas need meanwhile.
+        let ticket = self.imports.start(&name)?;
+        let turn = ticket.turn().await;
         let _room = self.budget.admit(body.len(), format).await?;
         let (schema, batches) = tokio::task::spawn_blocking(move || match format {
             DeltaFormat::Parquet => untrusted::parquet(body),
@@ -105,7 +127,8 @@ impl Catalog {
             primary_key: &query.primary_key(),
             delta_mirror: query.delta_mirror(),
         };
-        Ok(self.commit_new(name, schema, batches, new).await?)
+        let rows = Rows::Batches(schema, batches);
+        Ok(self.commit_new(name, rows, new, &ticket, turn).await?)
     }
 
     /// `name`, validated, if no dataset of that name exists yet.
@@ -118,22 +141,31 @@ impl Catalog {
         }
     }
 
-    /// Writes `batches` as the base files of a new dataset and commits its version 0; then,
-    /// with `delta_mirror`, writes its Delta log.
+    /// Writes `rows` as the base files of a new dataset and commits its version 0; then,
+    /// with `delta_mirror`, writes its Delta log. The ticket stays listed until the commit.
     async fn commit_new(
         &self,
         name: DatasetName,
-        schema: arrow::datatypes::SchemaRef,
-        batches: Vec<arrow::array::RecordBatch>,
+        rows: Rows,
         new: New<'_>,
-    ) -> Result<Manifest> {
+        ticket: &Ticket,
+        turn: Turn,
+    ) -> std::result::Result<Manifest, ImportError> {
         let started = std::time::Instant::now();
         if new.delta_mirror {
             // Refused before anything is written (a 400 naming the column).
-            delta_log::DeltaLakeSchema::of(&schema)?;
+            delta_log::DeltaLakeSchema::of(rows.schema())?;
         }
-        let (schema, files) =
-            import::write_base(&self.store, &name, schema, batches, new.primary_key).await?;
+        let (schema, files) = import::write_base(
+            &self.store,
+            &name,
+            rows,
+            new.primary_key,
+            &self.import_settings,
+            ticket,
+            turn,
+        )
+        .await?;
         let txn = format!("create-{}", uuid::Uuid::now_v7());
         let mut manifest = Manifest::initial(name, schema, new.primary_key.to_vec(), files, &txn);
         manifest.delta_mirror = new.delta_mirror;
@@ -168,7 +200,7 @@ impl Catalog {
             };
             match self.create(&request).await {
                 Ok(_) => {}
-                Err(Error::DatasetExists(_)) => {
+                Err(ImportError::Table(Error::DatasetExists(_))) => {
                     tracing::info!(dataset = %declared.name, "declared dataset exists; left alone");
                 }
                 Err(source) => {
@@ -180,6 +212,12 @@ impl Catalog {
             }
         }
         Ok(())
+    }
+
+    /// The imports running or waiting for their turn, by name. Read before [`Self::list`], a
+    /// dataset being created is in one of the two lists (or briefly both), never neither.
+    pub fn importing(&self) -> Vec<ImportInfo> {
+        self.imports.list()
     }
 
     /// The latest manifest of every dataset, by name.

@@ -15,10 +15,15 @@ use crate::AppState;
 use crate::delta_input::DeltaFormat;
 use crate::deltas_api::format_of;
 
+/// The datasets, and the imports running (a dataset whose import just committed is listed
+/// once, as a dataset).
 pub async fn list_datasets(State(state): State<AppState>) -> Result<Json<DatasetList>, ApiError> {
+    let mut importing = state.catalog.importing();
     let manifests = state.catalog.list().await?;
+    importing.retain(|i| !manifests.iter().any(|m| m.dataset.as_str() == i.name));
     Ok(Json(DatasetList {
         datasets: manifests.iter().map(DatasetInfo::from).collect(),
+        importing,
     }))
 }
 

@@ -17,7 +17,7 @@ pub enum StoragedError {
     Declared {
         name: String,
         #[source]
-        source: strata_shared::Error,
+        source: crate::import::ImportError,
     },
     #[error(transparent)]
     Table(#[from] strata_shared::Error),

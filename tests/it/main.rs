@@ -17,6 +17,7 @@ mod deltas_model;
 mod deltas_storaged;
 mod differential;
 mod hostile;
+mod import_scale;
 mod lost_response;
 mod object_api;
 mod query_conformance;

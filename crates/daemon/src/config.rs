@@ -75,6 +75,9 @@ pub struct S3Config {
     pub virtual_hosted_style: bool,
 }
 
+/// The least `storaged.import_memory_bytes`: an import's batches and runs need room to move.
+pub const MIN_IMPORT_MEMORY: usize = 1 << 20;
+
 /// storaged: the object store, catalog and commits.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -93,6 +96,14 @@ pub struct StoragedConfig {
     /// Each request reserves its body's size times its format's expansion (JSON 16x, Parquet
     /// 8x, Arrow 3x); when none is left it waits up to 2 s, then answers 503 + Retry-After.
     pub decode_budget_bytes: usize,
+    /// Memory for creating a dataset (its source read, sorted and written as base files), in
+    /// bytes (default 1 GiB): a source larger than this is sorted in runs spilled to
+    /// `spill_dir` and merged. One import runs at a time; others wait their turn. Reader and
+    /// writer buffers come on top (README, "Creating a dataset").
+    pub import_memory_bytes: usize,
+    /// Directory for the sorted runs an import spills (default: the OS temp directory). Each
+    /// import uses a fresh subdirectory and removes it when it ends, however it ends.
+    pub spill_dir: Option<PathBuf>,
 }
 
 impl Default for StoragedConfig {
@@ -103,6 +114,8 @@ impl Default for StoragedConfig {
             max_delta_bytes: 64 << 20,
             notify_urls: None,
             decode_budget_bytes: 1 << 30,
+            import_memory_bytes: 1 << 30,
+            spill_dir: None,
         }
     }
 }
@@ -427,6 +440,11 @@ impl Config {
                 "compactord.max_delta_ratio must be a finite number >= 0".into(),
             ));
         }
+        if self.storaged.import_memory_bytes < MIN_IMPORT_MEMORY {
+            return Err(ConfigError::Invalid(format!(
+                "storaged.import_memory_bytes must be at least {MIN_IMPORT_MEMORY} (1 MiB)"
+            )));
+        }
         let mut seen = std::collections::HashSet::new();
         for d in &self.datasets {
             DatasetName::new(d.name.as_str()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -539,6 +557,7 @@ mod tests {
             Some("http://127.0.0.1:8333")
         );
         assert_eq!(config.storaged.decode_budget_bytes, 1 << 30);
+        assert_eq!(config.storaged.import_memory_bytes, 1 << 30);
         assert_eq!(config.queryd.delta_cache_bytes, 256 << 20);
         assert_eq!(config.queryd.instance.as_deref(), Some("queryd-1"));
         assert_eq!(config.queryd.request_timeout, Duration::from_secs(30));
@@ -619,6 +638,32 @@ mod tests {
             "[queryd]\nrequest_timeout = \"soon\"\n",
             "[queryd]\nrequest_timeout_ms = -1\n",
             "[queryd]\nrequest_timeout = \"1s\"\nrequest_timeout_ms = 5\n",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn import_memory_is_bytes_and_spill_dir_a_path() {
+        let c = Config::parse(
+            "[storaged]\nimport_memory_bytes = 33554432\nspill_dir = \"/var/tmp/strata\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.storaged.import_memory_bytes, 32 << 20);
+        assert_eq!(
+            c.storaged.spill_dir.as_deref(),
+            Some(Path::new("/var/tmp/strata"))
+        );
+        c.validate().unwrap();
+        let defaults = Config::default();
+        assert_eq!(defaults.storaged.import_memory_bytes, 1 << 30);
+        assert_eq!(defaults.storaged.spill_dir, None);
+        let tiny = Config::parse("[storaged]\nimport_memory_bytes = 65536\n").unwrap();
+        assert!(tiny.validate().is_err(), "below 1 MiB");
+        for bad in [
+            "[storaged]\nimport_memory_bytes = -1\n",
+            "[storaged]\nimport_memory_bytes = \"1GiB\"\n",
+            "[storaged]\nspill_dir = 3\n",
         ] {
             assert!(Config::parse(bad).is_err(), "{bad}");
         }

@@ -2,7 +2,7 @@
 //!
 //! | method | route | answer |
 //! |---|---|---|
-//! | GET | `/api/v1/datasets` | [`DatasetList`] |
+//! | GET | `/api/v1/datasets` | [`DatasetList`]: datasets, and imports running ([`ImportInfo`]) |
 //! | POST | `/api/v1/datasets` | [`CreateDatasetRequest`] → 201 [`DatasetInfo`] (409 if it exists) |
 //! | POST | `/api/v1/datasets/{name}/upload?primary_key=a,b[&delta_mirror=true]` | a Parquet file or an Arrow IPC stream as the body → 201 [`DatasetInfo`] (409 if it exists) |
 //! | GET | `/api/v1/datasets/{name}` | [`DatasetInfo`] of the latest version |
@@ -134,6 +134,45 @@ impl From<&Manifest> for DatasetInfo {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DatasetList {
     pub datasets: Vec<DatasetInfo>,
+    /// Datasets being created: not datasets yet (no version is committed), listed so a long
+    /// import can be followed. Absent when none is running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub importing: Vec<ImportInfo>,
+}
+
+/// A dataset creation in progress (`GET /api/v1/datasets`, `importing`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImportInfo {
+    pub name: String,
+    /// Always `importing`: the entry is not a dataset yet.
+    pub state: ImportState,
+    pub phase: ImportPhase,
+    /// Rows read from the source (or the upload) and checked so far.
+    pub rows_read: u64,
+    /// Rows written to base files so far.
+    pub rows_written: u64,
+    /// Sorted runs spilled to local disk so far (0 while the source fits the import memory).
+    pub runs_spilled: u64,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportState {
+    Importing,
+}
+
+/// Where an import is: `queued` (another import runs; one runs at a time), `reading` (the
+/// source, sorting and spilling a run each time the import memory fills), `sorting` (the last
+/// run; merging runs in groups first when there are too many to merge at once), `writing`
+/// (merging the sorted runs into base files; version 0 is committed right after).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportPhase {
+    Queued,
+    Reading,
+    Sorting,
+    Writing,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -245,5 +284,43 @@ impl StoragedClient {
         let which = version.map_or_else(|| "latest".to_owned(), |v| v.to_string());
         let route = format!("{DATASETS_ROUTE}/{name}/manifests/{which}");
         self.call(self.request(reqwest::Method::GET, &route)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The list stays what it was without imports (old clients and servers agree), and an
+    /// import shows as `{"name", "state": "importing", "phase", "rows_read", …}`.
+    #[test]
+    fn the_list_names_imports_only_when_some_run() {
+        let idle = serde_json::to_value(DatasetList::default()).unwrap();
+        assert_eq!(idle, serde_json::json!({"datasets": []}));
+        let old: DatasetList = serde_json::from_str(r#"{"datasets": []}"#).unwrap();
+        assert!(old.importing.is_empty());
+
+        let started_at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let busy = DatasetList {
+            datasets: Vec::new(),
+            importing: vec![ImportInfo {
+                name: "events".into(),
+                state: ImportState::Importing,
+                phase: ImportPhase::Reading,
+                rows_read: 1_000,
+                rows_written: 0,
+                runs_spilled: 2,
+                started_at,
+            }],
+        };
+        let json = serde_json::to_value(&busy).unwrap();
+        assert_eq!(
+            json["importing"][0],
+            serde_json::json!({"name": "events", "state": "importing", "phase": "reading",
+                "rows_read": 1000, "rows_written": 0, "runs_spilled": 2,
+                "started_at": "2023-11-14T22:13:20Z"})
+        );
+        let back: DatasetList = serde_json::from_value(json).unwrap();
+        assert_eq!(back.importing, busy.importing);
     }
 }

@@ -1,28 +1,21 @@
-//! Creating a dataset from a Parquet source: resolve the source (file, directory or glob; local
-//! or S3) to files, read them, sort by primary key, prove keys non-null and unique (naming the
-//! first offending key), and write sorted base files under a fresh compaction id.
-//!
-//! The whole source is held in memory while it is sorted; sources larger than memory need an
-//! external sort (not built yet).
+//! A source of an import: a Parquet file, directory or glob, local or S3, resolved to files
+//! and read one row group at a time.
 
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::compute::concat_batches;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
 use strata_daemon::config::Config;
-use strata_shared::layout::{self, DatasetName};
-use strata_shared::manifest::DataFile;
-use strata_shared::{Error, Result, keys, parquet_io};
+use strata_shared::parquet_io::RowGroups;
+use strata_shared::{Error, Result};
+use tokio::runtime::Handle;
 
 use crate::store;
-
-/// Approximate in-memory size of one base file part; keeps parts loadable in parallel.
-const TARGET_PART_BYTES: usize = 128 * 1024 * 1024;
 
 /// Where a source's files live.
 pub struct Source {
@@ -153,112 +146,149 @@ impl Source {
         }
     }
 
-    /// Reads every file; all must share one schema.
-    pub async fn read(&self) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let mut schema: Option<SchemaRef> = None;
-        let mut batches = Vec::new();
-        for file in self.files().await? {
-            let (file_schema, file_batches) = parquet_io::read(self.store.as_ref(), &file)
-                .await
-                .map_err(|e| {
-                    // The file by its name within the source: its full path is the server's.
-                    tracing::warn!(file = %file, error = %e, "reading a source file failed");
-                    Error::InvalidInput(format!(
-                        "source {:?}: {} is not a readable Parquet file",
-                        self.display,
-                        file.filename().unwrap_or_default()
-                    ))
-                })?;
-            match &schema {
-                None => schema = Some(file_schema),
-                Some(s) if s.fields() == file_schema.fields() => {}
-                Some(_) => {
-                    return Err(Error::InvalidInput(format!(
-                        "source {:?}: {} has a different schema from the first file",
-                        self.display,
-                        file.filename().unwrap_or_default()
-                    )));
-                }
-            }
-            batches.extend(file_batches);
+    /// Lists the source's files and opens the first (its footer gives the schema every file
+    /// must have); rows are read later, one row group at a time ([`SourceRows`]).
+    pub async fn open(self) -> Result<Opened> {
+        let files = self.files().await?;
+        let first = files
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::InvalidInput("empty source".into()))?;
+        let groups = RowGroups::open(self.store.clone(), &first, READ_BATCH_ROWS)
+            .await
+            .map_err(|e| self.unreadable(&first, &e))?;
+        let schema = groups.schema().clone();
+        Ok(Opened {
+            source: self,
+            files,
+            schema,
+            first: groups,
+        })
+    }
+
+    /// A file of the source that cannot be read as Parquet: the request's problem, named by
+    /// the file's name within the source (its full path is the server's; the log has it).
+    fn unreadable(&self, file: &Path, e: &dyn std::fmt::Display) -> Error {
+        tracing::warn!(file = %file, error = %e, "reading a source file failed");
+        Error::InvalidInput(format!(
+            "source {:?}: {} is not a readable Parquet file",
+            self.display,
+            file.filename().unwrap_or_default()
+        ))
+    }
+}
+
+/// Rows per batch decoded from a source file: small enough that a batch is a sliver of the
+/// import's memory, large enough to keep per-batch costs low.
+const READ_BATCH_ROWS: usize = 8 * 1024;
+
+/// A source whose files are listed and whose first file is open.
+pub struct Opened {
+    source: Source,
+    files: Vec<Path>,
+    schema: SchemaRef,
+    first: RowGroups,
+}
+
+impl Opened {
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn files(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn display(&self) -> &str {
+        &self.source.display
+    }
+
+    /// The rows, for the import's blocking thread; `runtime` runs the reads.
+    pub fn rows(self, runtime: Handle) -> SourceRows {
+        let Opened {
+            source,
+            files,
+            schema,
+            first,
+        } = self;
+        let mut files = files.into_iter();
+        let current = files.next().map(|path| (path, first));
+        SourceRows {
+            source,
+            schema,
+            files,
+            current,
+            decoder: None,
+            runtime,
         }
-        let schema = schema.ok_or_else(|| Error::InvalidInput("empty source".into()))?;
-        Ok((schema, batches))
     }
 }
 
-/// Sorts and validates the rows, then writes them as base files of a new dataset.
-/// Returns the table schema (key columns non-nullable) and the files written.
-pub async fn write_base(
-    store: &Arc<dyn ObjectStore>,
-    name: &DatasetName,
+/// The source's rows in file order, then row-group order, in batches of at most
+/// [`READ_BATCH_ROWS`] rows, with the schema of the first file. Runs on a blocking thread:
+/// fetching a row group's bytes is a `block_on`, decoding them is done here. Holds one row
+/// group's encoded bytes and one decoded batch at a time, not a file.
+pub struct SourceRows {
+    source: Source,
     schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-    primary_key: &[String],
-) -> Result<(Schema, Vec<DataFile>)> {
-    let primary_key = primary_key.to_vec();
-    // Sorting and checking are CPU work: keep them off the async workers.
-    let prepared = tokio::task::spawn_blocking(move || prepare(schema, &batches, &primary_key))
-        .await
-        .map_err(|e| Error::InvalidInput(format!("import task failed: {e}")))??;
-    let (schema, sorted, key) = prepared;
-
-    let compaction_id = layout::new_compaction_id();
-    let rows_per_part = rows_per_part(&sorted);
-    let mut files = Vec::new();
-    for (n, offset) in (0..sorted.num_rows()).step_by(rows_per_part).enumerate() {
-        let part = sorted.slice(offset, rows_per_part.min(sorted.num_rows() - offset));
-        let path = layout::base_file_path(name, &compaction_id, n);
-        let bytes = parquet_io::encode(part.schema(), std::slice::from_ref(&part))?;
-        let size = bytes.len() as u64;
-        parquet_io::put_new(store.as_ref(), &path, bytes).await?;
-        let last = part.num_rows() - 1;
-        let has_key = !key.is_empty();
-        files.push(DataFile {
-            path: path.to_string(),
-            rows: part.num_rows() as u64,
-            bytes: size,
-            key_min: has_key.then(|| keys::key_json(&part, &key, 0)),
-            key_max: has_key.then(|| keys::key_json(&part, &key, last)),
-        });
-    }
-    Ok((schema.as_ref().clone(), files))
+    /// Files not opened yet.
+    files: std::vec::IntoIter<Path>,
+    /// The file being read and its row groups.
+    current: Option<(Path, RowGroups)>,
+    /// The row group being decoded.
+    decoder: Option<ParquetRecordBatchReader>,
+    runtime: Handle,
 }
 
-fn prepare(
-    schema: SchemaRef,
-    batches: &[RecordBatch],
-    primary_key: &[String],
-) -> Result<(SchemaRef, RecordBatch, Vec<usize>)> {
-    let key = keys::key_indices(&schema, primary_key)?;
-    // Key columns are non-nullable in the table schema; the check below proves the data agrees.
-    let table_schema: SchemaRef = Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let field: Field = f.as_ref().clone();
-                if key.contains(&i) {
-                    field.with_nullable(false)
-                } else {
-                    field
+impl SourceRows {
+    /// The next batch, `None` after the last row of the last file.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            let Some((file, groups)) = &mut self.current else {
+                return Ok(None);
+            };
+            if let Some(decoder) = &mut self.decoder {
+                match decoder.next() {
+                    // Every file's fields equal the first's (checked when it is opened); the
+                    // batch takes the first file's schema so that all batches share one.
+                    Some(Ok(batch)) => {
+                        return Ok(Some(RecordBatch::try_new(
+                            self.schema.clone(),
+                            batch.columns().to_vec(),
+                        )?));
+                    }
+                    Some(Err(e)) => return Err(self.source.unreadable(file, &e)),
+                    None => self.decoder = None,
                 }
-            })
-            .collect::<Vec<_>>(),
-    ));
-    let all = concat_batches(&schema, batches)?;
-    keys::check_non_null(&all, &key)?;
-    let sorted = keys::sort_by_key(&all, &key)?;
-    keys::check_unique_sorted(&sorted, &key)?;
-    let sorted = RecordBatch::try_new(table_schema.clone(), sorted.columns().to_vec())?;
-    Ok((table_schema, sorted, key))
-}
+                continue;
+            }
+            match self.runtime.block_on(groups.next()) {
+                Ok(Some(decoder)) => self.decoder = Some(decoder),
+                Ok(None) => self.current = self.open_next()?,
+                Err(e) => return Err(self.source.unreadable(file, &e)),
+            }
+        }
+    }
 
-fn rows_per_part(batch: &RecordBatch) -> usize {
-    let bytes = batch.get_array_memory_size().max(1);
-    let parts = bytes.div_ceil(TARGET_PART_BYTES).max(1);
-    batch.num_rows().div_ceil(parts).max(1)
+    /// The next file, opened, its schema checked against the first file's.
+    fn open_next(&mut self) -> Result<Option<(Path, RowGroups)>> {
+        let Some(file) = self.files.next() else {
+            return Ok(None);
+        };
+        let store = self.source.store.clone();
+        let groups = self
+            .runtime
+            .block_on(RowGroups::open(store, &file, READ_BATCH_ROWS))
+            .map_err(|e| self.source.unreadable(&file, &e))?;
+        if groups.schema().fields() != self.schema.fields() {
+            return Err(Error::InvalidInput(format!(
+                "source {:?}: {} has a different schema from the first file",
+                self.source.display,
+                file.filename().unwrap_or_default()
+            )));
+        }
+        Ok(Some((file, groups)))
+    }
 }
 
 /// An absolute path with `.` and `..` resolved lexically (the file may not exist: globs).
