@@ -16,6 +16,7 @@ mod deltas_crash;
 mod deltas_model;
 mod deltas_storaged;
 mod differential;
+mod export;
 mod hostile;
 mod lost_response;
 mod object_api;
