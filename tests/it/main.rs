@@ -5,6 +5,7 @@
 
 mod binary;
 mod catalog;
+mod cli;
 mod common;
 mod compaction;
 mod compaction_crash;
