@@ -83,3 +83,13 @@ fn datafusion_code(e: &datafusion::error::DataFusionError) -> ErrorCode {
         _ => ErrorCode::Internal,
     }
 }
+
+impl From<crate::encode::NotOffered> for ApiError {
+    fn from(e: crate::encode::NotOffered) -> Self {
+        let code = match e {
+            crate::encode::NotOffered::Named(_) => ErrorCode::BadRequest,
+            crate::encode::NotOffered::Accept(_) => ErrorCode::NotAcceptable,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}

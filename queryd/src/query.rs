@@ -18,7 +18,7 @@ use strata_shared::parquet_io::Footers;
 
 use crate::cache::Memcache;
 use crate::delta_cache::DeltaCache;
-use crate::encode::{self, IpcEncoder, Selection};
+use crate::encode::{self, Encoder, Encoding, Format, Selection};
 use crate::engine::{self, Engine, Input};
 use crate::error::QueryError;
 use crate::executor::Executor;
@@ -27,13 +27,6 @@ use crate::plan::{self, Plan, Shape};
 use crate::route::Route;
 use crate::source::Source;
 use crate::{cold, fast, group};
-
-/// Response encodings of a query page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Json,
-    Arrow,
-}
 
 /// Most versions one `versions` call lists (each is counted).
 const MAX_VERSIONS_LISTED: usize = 100;
@@ -215,7 +208,7 @@ impl QueryService {
         &self,
         name: &str,
         query: &ChangesQuery,
-        format: Format,
+        encoding: Encoding,
     ) -> Result<Streamed, QueryError> {
         let since = query
             .since
@@ -252,10 +245,7 @@ impl QueryService {
             })
             .boxed();
         self.spawn_streamed(until, move |tx| async move {
-            match format {
-                Format::Arrow => send_stream(schema.clone(), batches, &schema, &tx).await,
-                Format::Json => send_ndjson(batches, &tx).await,
-            }
+            send_encoded(schema.clone(), batches, &schema, encoding, &tx).await
         })
         .await
     }
@@ -334,14 +324,15 @@ impl QueryService {
             let Run { dataset, plan, .. } = run;
             let body = match format {
                 Format::Json => encode::json_page(&rows, plan.page, plan.page_size)?,
-                Format::Arrow => {
+                Format::Rows(encoding) => {
                     let batches = rows
                         .into_iter()
                         .map(Selection::into_batch)
                         .collect::<Result<Vec<_>, _>>()?;
-                    encode::arrow_stream(
-                        &batches,
+                    encode::encode_all(
+                        encoding,
                         encode::logical_schema(&schema, &dataset.schema),
+                        &batches,
                     )?
                 }
             };
@@ -375,14 +366,19 @@ impl QueryService {
         .await
     }
 
-    /// Every row of the query (paging ignored, `limit` honoured) as one Arrow IPC stream.
-    pub async fn stream(&self, name: &str, request: &QueryRequest) -> Result<Streamed, QueryError> {
+    /// Every row of the query (paging ignored, `limit` honoured), encoded as one stream
+    /// (`…/query/stream`: Arrow IPC; `…/export`: any [`Encoding`]).
+    pub async fn stream(
+        &self,
+        name: &str,
+        request: &QueryRequest,
+        encoding: Encoding,
+    ) -> Result<Streamed, QueryError> {
         let run = self.timed(self.prepare(name, request)).await?;
         let version = run.dataset.version;
-        self.spawn_streamed(
-            version,
-            move |tx| async move { produce_stream(&run, &tx).await },
-        )
+        self.spawn_streamed(version, move |tx| async move {
+            produce_stream(&run, encoding, &tx).await
+        })
         .await
     }
 
@@ -557,6 +553,7 @@ fn projected_schema(schema: &SchemaRef, plan: &Plan) -> SchemaRef {
 
 async fn produce_stream(
     run: &Run,
+    encoding: Encoding,
     tx: &tokio::sync::mpsc::Sender<Result<Bytes, QueryError>>,
 ) -> Result<(), QueryError> {
     let (schema, batches): (SchemaRef, engine::Batches) = match &run.route {
@@ -576,44 +573,25 @@ async fn produce_stream(
         }
         _ => run.engine.stream(run.engine_input()?, run.query()).await?,
     };
-    send_stream(schema, batches, &run.dataset.schema, tx).await
+    send_encoded(schema, batches, &run.dataset.schema, encoding, tx).await
 }
 
-/// Sends `batches` as newline-delimited JSON, a chunk per batch (an empty one when there is
-/// none: the receiver waits for a first chunk).
-async fn send_ndjson(
-    mut batches: engine::Batches,
-    tx: &tokio::sync::mpsc::Sender<Result<Bytes, QueryError>>,
-) -> Result<(), QueryError> {
-    let mut sent = false;
-    while let Some(batch) = batches.next().await {
-        let mut out = Vec::new();
-        encode::ndjson_rows(&batch?, &mut out)?;
-        if tx.send(Ok(Bytes::from(out))).await.is_err() {
-            return Ok(());
-        }
-        sent = true;
-    }
-    if !sent {
-        let _ = tx.send(Ok(Bytes::new())).await;
-    }
-    Ok(())
-}
-
-/// Sends `batches` as an Arrow IPC stream. The first batch is made before the schema goes
-/// out: an error in it (a sum that overflows) is then answered with its status, not as a
-/// broken stream.
-async fn send_stream(
+/// Sends `batches` encoded as `encoding`, a chunk per batch. The first batch is made before
+/// anything goes out: an error in it (a sum that overflows) is then answered with its
+/// status, not as a broken stream.
+async fn send_encoded(
     schema: SchemaRef,
     mut batches: engine::Batches,
     dataset: &Schema,
+    encoding: Encoding,
     tx: &tokio::sync::mpsc::Sender<Result<Bytes, QueryError>>,
 ) -> Result<(), QueryError> {
     // `false`: the client went away; stop producing.
     let send = |bytes: Bytes| async move { tx.send(Ok(bytes)).await.is_ok() };
     let first = batches.next().await.transpose()?;
-    let mut encoder = IpcEncoder::new(encode::logical_schema(&schema, dataset))?;
-    if !send(encoder.take()).await {
+    let (mut encoder, head) = Encoder::new(encoding, encode::logical_schema(&schema, dataset))?;
+    // Always sent, even empty: the receiver waits for a first chunk.
+    if !send(head).await {
         return Ok(());
     }
     if let Some(first) = first
@@ -622,7 +600,8 @@ async fn send_stream(
         return Ok(());
     }
     while let Some(batch) = batches.next().await {
-        if !send(encoder.write(&batch?)?).await {
+        let bytes = encoder.write(&batch?)?;
+        if !bytes.is_empty() && !send(bytes).await {
             return Ok(());
         }
     }

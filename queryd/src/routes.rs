@@ -25,6 +25,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/api/v1/datasets/{name}/query", post(query::query))
         .route("/api/v1/datasets/{name}/query/stream", post(query::stream))
         .route("/api/v1/datasets/{name}/count", post(query::count))
+        .route(
+            "/api/v1/datasets/{name}/export",
+            get(query::export).post(query::export_query),
+        )
         .route("/api/v1/datasets/{name}/versions", get(versions::versions))
         .route("/api/v1/datasets/{name}/changes", get(versions::changes))
         .route("/api/v1/cache/stats", get(cache::stats))

@@ -5,6 +5,7 @@
 
 mod binary;
 mod catalog;
+mod cli;
 mod common;
 mod compaction;
 mod compaction_crash;
@@ -16,6 +17,7 @@ mod deltas_crash;
 mod deltas_model;
 mod deltas_storaged;
 mod differential;
+mod export;
 mod hostile;
 mod import_scale;
 mod lost_response;

@@ -71,6 +71,8 @@ error_codes! {
     Forbidden => (FORBIDDEN, "forbidden"),
     NotFound => (NOT_FOUND, "not_found"),
     MethodNotAllowed => (METHOD_NOT_ALLOWED, "method_not_allowed"),
+    /// No format the client accepts (`Accept`) is one the route answers in.
+    NotAcceptable => (NOT_ACCEPTABLE, "not_acceptable"),
     /// A dataset version garbage collection already expired.
     Gone => (GONE, "gone"),
     /// The request was not read in time (the server's timeout layer).

@@ -122,6 +122,71 @@ impl QuerydClient {
         })
     }
 
+    /// `POST /api/v1/datasets/{name}/query?format=…`: one page in `format` (`json`, `arrow`,
+    /// `ndjson`, `csv`, `parquet`), as bytes.
+    pub async fn query_as(
+        &self,
+        dataset: &str,
+        request: &impl Serialize,
+        format: &str,
+    ) -> Result<Versioned<Vec<u8>>, ClientError> {
+        let url = self.dataset(dataset, "query");
+        let request = self
+            .http
+            .post(&url)
+            .query(&[("format", format)])
+            .json(request);
+        let (version, response) = self.send_versioned(request, &url).await?;
+        let body = response.bytes().await.map_err(invalid(&url))?;
+        Ok(Versioned {
+            version,
+            body: body.to_vec(),
+        })
+    }
+
+    /// `…/export?format=…[&version=…]`: the whole table (`request` `None`, a GET) or a query's
+    /// rows (a POST), as a response whose body the caller streams.
+    pub async fn export(
+        &self,
+        dataset: &str,
+        format: &str,
+        version: Option<u64>,
+        request: Option<&impl Serialize>,
+    ) -> Result<Versioned<reqwest::Response>, ClientError> {
+        let url = self.dataset(dataset, "export");
+        let request = match request {
+            None => {
+                let mut query = vec![("format", format.to_owned())];
+                query.extend(version.map(|v| ("version", v.to_string())));
+                self.http.get(&url).query(&query)
+            }
+            Some(body) => self.http.post(&url).query(&[("format", format)]).json(body),
+        };
+        let (version, body) = self.send_versioned(request, &url).await?;
+        Ok(Versioned { version, body })
+    }
+
+    /// `POST /api/v1/datasets/{name}/deltas` with an Arrow IPC stream or a Parquet file with an
+    /// `_op` column (`content_type` says which).
+    pub async fn post_delta_bytes(
+        &self,
+        dataset: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Versioned<DeltaCommitted>, ClientError> {
+        let url = self.dataset(dataset, "deltas");
+        let mut request = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        if let Some(key) = idempotency_key {
+            request = request.header(IDEMPOTENCY_KEY_HEADER, key);
+        }
+        self.versioned(request, &url).await
+    }
+
     /// `POST /api/v1/datasets/{name}/count`.
     pub async fn count(
         &self,
@@ -196,12 +261,24 @@ impl QuerydClient {
         content_type: &str,
         body: impl Into<reqwest::Body>,
     ) -> Result<DatasetInfo, ClientError> {
+        self.upload_dataset_with(name, &UploadQuery::new(primary_key), content_type, body)
+            .await
+    }
+
+    /// As [`Self::upload_dataset`], with every option of an upload (`query`).
+    pub async fn upload_dataset_with(
+        &self,
+        name: &str,
+        query: &UploadQuery,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<DatasetInfo, ClientError> {
         let url = self.at("/api/v1/datasets");
         let request = self
             .http
             .post(&url)
             .query(&[("name", name)])
-            .query(&UploadQuery::new(primary_key))
+            .query(query)
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body);
         self.json(request, &url).await

@@ -10,6 +10,7 @@ use clap::Args;
 use strata_queryd_api::QuerydClient;
 
 use crate::demo;
+use crate::remote::Remote;
 
 #[derive(Debug, Args)]
 pub struct HealthArgs {
@@ -40,12 +41,6 @@ pub async fn health(args: &HealthArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// queryd's base URL.
-    #[arg(long, env = "STRATA_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// The admin token (queryd's `[auth] admin_token`).
-    #[arg(long, env = "STRATA_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: String,
     /// Rows in the demo dataset.
     #[arg(long, default_value_t = 100_000)]
     pub rows: usize,
@@ -55,8 +50,11 @@ pub struct DemoArgs {
 }
 
 /// Uploads the demo table as Parquet (`POST /api/v1/datasets?name=demo&primary_key=id`).
-pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
-    let queryd = QuerydClient::new(&args.url, Some(&args.admin_token));
+pub async fn demo(remote: &Remote, args: &DemoArgs) -> anyhow::Result<()> {
+    if remote.admin_token.is_none() {
+        bail!("the demo is uploaded with the admin token: set STRATA_ADMIN_TOKEN or --admin-token");
+    }
+    let queryd = remote.client();
     wait_healthy(&queryd, Duration::from_secs(args.wait)).await?;
     let body = demo::encode(args.rows)?;
     let created = queryd
@@ -71,7 +69,7 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         Ok(_) => println!("created dataset {} ({} rows)", demo::NAME, args.rows),
         Err(e) if e.status() == Some(409) => println!("dataset {} exists already", demo::NAME),
         Err(e) => {
-            return Err(e).with_context(|| format!("uploading the demo dataset to {}", args.url));
+            return Err(e).with_context(|| format!("uploading the demo dataset to {}", remote.url));
         }
     }
     Ok(())

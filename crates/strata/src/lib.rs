@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod demo;
+pub mod remote;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +24,9 @@ use tokio::sync::watch;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Where the client commands (and `demo`) find queryd, and their token.
+    #[command(flatten)]
+    pub remote: remote::Remote,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,6 +45,10 @@ pub enum Command {
     /// Create the demo dataset on a running queryd by uploading it (the compose `demo`
     /// profile); succeeds if it exists already.
     Demo(client::DemoArgs),
+    /// Call a running Strata: datasets, schema, query, count, create, upsert, delete,
+    /// export, compact, runs, versions, changes, pin, unpin, evict, cache.
+    #[command(flatten)]
+    Remote(remote::RemoteAction),
 }
 
 #[derive(Debug, Args)]
@@ -95,7 +103,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(strata_compactord::serve(config, listener, shutdown).await?)
         }
         Command::Health(args) => client::health(&args).await,
-        Command::Demo(args) => client::demo(&args).await,
+        Command::Demo(args) => client::demo(&cli.remote, &args).await,
+        Command::Remote(action) => remote::run(&cli.remote, action).await,
     }
 }
 

@@ -1,16 +1,37 @@
-//! `POST /api/v1/datasets/{name}/query`, `…/query/stream`, `…/count`.
+//! `POST /api/v1/datasets/{name}/query`, `…/query/stream`, `…/count`, and `…/export` (GET and
+//! POST).
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use strata_daemon::error::{ApiError, ApiJson, OptionalJson};
-use strata_queryd_api::{ARROW_STREAM, CountResponse, QueryRequest};
+use strata_queryd_api::{CountResponse, QueryRequest};
 
-use super::version_header;
+use super::{format_of, version_header};
 use crate::AppState;
-use crate::query::Format;
+use crate::encode::{Encoding, Format};
+use crate::query::Streamed;
+
+/// What a page is answered in: datap-rs's JSON envelope by default.
+const PAGE_FORMATS: [Format; 5] = [
+    Format::Json,
+    Format::Rows(Encoding::Arrow),
+    Format::Rows(Encoding::Ndjson),
+    Format::Rows(Encoding::Csv),
+    Format::Rows(Encoding::Parquet),
+];
+
+/// What an export is answered in: Parquet by default.
+const EXPORT_FORMATS: [Format; 4] = [
+    Format::Rows(Encoding::Parquet),
+    Format::Rows(Encoding::Arrow),
+    Format::Rows(Encoding::Csv),
+    Format::Rows(Encoding::Ndjson),
+];
 
 pub async fn query(
     State(app): State<AppState>,
@@ -19,21 +40,24 @@ pub async fn query(
     headers: HeaderMap,
     ApiJson(request): ApiJson<QueryRequest>,
 ) -> Result<Response, ApiError> {
-    let format = negotiate(params.as_deref(), &headers)?;
+    let format = format_of(
+        format_param(params.as_deref()).as_deref(),
+        &headers,
+        &PAGE_FORMATS,
+    )?;
     let page = app.service.query(&name, &request, format).await?;
-    let content_type = match format {
-        Format::Json => "application/json",
-        Format::Arrow => ARROW_STREAM,
-    };
     let mut response = (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            ),
             version_header(page.version),
         ],
         page.body,
     )
         .into_response();
-    if format == Format::Arrow {
+    if format != Format::Json {
         let h = response.headers_mut();
         h.insert(
             HeaderName::from_static("x-page"),
@@ -52,19 +76,13 @@ pub async fn stream(
     Path(name): Path<String>,
     ApiJson(request): ApiJson<QueryRequest>,
 ) -> Result<Response, ApiError> {
-    let streamed = app.service.stream(&name, &request).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(ARROW_STREAM)),
-            version_header(streamed.version),
-            (
-                HeaderName::from_static("x-query-mode"),
-                HeaderValue::from_static("stream"),
-            ),
-        ],
-        Body::from_stream(streamed.chunks),
-    )
-        .into_response())
+    let streamed = app.service.stream(&name, &request, Encoding::Arrow).await?;
+    let mut response = streamed_response(Encoding::Arrow, streamed);
+    response.headers_mut().insert(
+        HeaderName::from_static("x-query-mode"),
+        HeaderValue::from_static("stream"),
+    );
+    Ok(response)
 }
 
 /// An absent body counts every row (datap-rs does too); a malformed one is a 400.
@@ -77,35 +95,85 @@ pub async fn count(
     Ok(([version_header(version)], Json(CountResponse { count })))
 }
 
-/// `?format=arrow|json` wins over `Accept`; Arrow only when asked for.
-fn negotiate(params: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiError> {
-    let format = params.and_then(|q| {
+/// The query of `GET …/export`: the format and the version to export (the latest if none).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportQuery {
+    format: Option<String>,
+    version: Option<u64>,
+    as_of: Option<String>,
+}
+
+/// `GET …/export`: the whole table at a version.
+pub async fn export(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<ExportQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let request = QueryRequest {
+        version: query.version,
+        as_of: query.as_of,
+        ..Default::default()
+    };
+    export_rows(&app, &name, &request, query.format.as_deref(), &headers).await
+}
+
+/// `POST …/export`: the rows of a query body (columns, predicates, order, limit, version;
+/// paging ignored), with `?format=`.
+pub async fn export_query(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(params): RawQuery,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<QueryRequest>,
+) -> Result<Response, ApiError> {
+    let format = format_param(params.as_deref());
+    export_rows(&app, &name, &request, format.as_deref(), &headers).await
+}
+
+async fn export_rows(
+    app: &AppState,
+    name: &str,
+    request: &QueryRequest,
+    format: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let Format::Rows(encoding) = format_of(format, headers, &EXPORT_FORMATS)? else {
+        return Err(ApiError::bad_request("an export is never a JSON page"));
+    };
+    let streamed = app.service.stream(name, request, encoding).await?;
+    let mut response = streamed_response(encoding, streamed);
+    // The dataset name is a plain identifier (`DatasetName`), safe inside the quotes.
+    let disposition = format!("attachment; filename=\"{name}.{}\"", encoding.extension());
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+fn streamed_response(encoding: Encoding, streamed: Streamed) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(encoding.content_type()),
+            ),
+            version_header(streamed.version),
+        ],
+        Body::from_stream(streamed.chunks),
+    )
+        .into_response()
+}
+
+/// `format` in a raw query string.
+fn format_param(params: Option<&str>) -> Option<String> {
+    params.and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "format")
             .map(|(_, v)| v.into_owned())
-    });
-    match format.as_deref() {
-        Some("arrow") => return Ok(Format::Arrow),
-        Some("json") => return Ok(Format::Json),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "unknown format {other:?} (expected json or arrow)"
-            )));
-        }
-        None => {}
-    }
-    Ok(if accepts_arrow(headers) {
-        Format::Arrow
-    } else {
-        Format::Json
     })
-}
-
-/// Whether `Accept` names the Arrow IPC stream.
-pub(super) fn accepts_arrow(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains(ARROW_STREAM))
 }

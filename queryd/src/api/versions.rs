@@ -8,11 +8,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use strata_daemon::error::ApiError;
-use strata_queryd_api::{ARROW_STREAM, ChangesQuery, NDJSON, VersionsQuery, VersionsResponse};
+use strata_queryd_api::{ChangesQuery, VersionsQuery, VersionsResponse};
 
-use super::version_header;
+use super::{format_of, version_header};
 use crate::AppState;
-use crate::query::Format;
+use crate::encode::{Encoding, Format};
 
 pub async fn versions(
     State(app): State<AppState>,
@@ -30,15 +30,19 @@ pub async fn changes(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let format = feed_format(query.format.as_deref(), &headers)?;
-    let streamed = app.service.changes(&name, &query, format).await?;
-    let content_type = match format {
-        Format::Json => NDJSON,
-        Format::Arrow => ARROW_STREAM,
+    let Format::Rows(encoding) = format_of(query.format.as_deref(), &headers, &FEED_FORMATS)?
+    else {
+        return Err(ApiError::bad_request(
+            "the change feed is never a JSON page",
+        ));
     };
+    let streamed = app.service.changes(&name, &query, encoding).await?;
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(encoding.content_type()),
+            ),
             version_header(streamed.version),
         ],
         Body::from_stream(streamed.chunks),
@@ -46,18 +50,10 @@ pub async fn changes(
         .into_response())
 }
 
-/// `?format=ndjson|arrow` wins over `Accept`; NDJSON unless Arrow is asked for.
-fn feed_format(format: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiError> {
-    match format {
-        Some("arrow") => Ok(Format::Arrow),
-        Some("ndjson") => Ok(Format::Json),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "unknown format {other:?} (expected ndjson or arrow)"
-        ))),
-        None => Ok(if super::query::accepts_arrow(headers) {
-            Format::Arrow
-        } else {
-            Format::Json
-        }),
-    }
-}
+/// What the change feed is answered in: NDJSON by default.
+const FEED_FORMATS: [Format; 4] = [
+    Format::Rows(Encoding::Ndjson),
+    Format::Rows(Encoding::Arrow),
+    Format::Rows(Encoding::Csv),
+    Format::Rows(Encoding::Parquet),
+];

@@ -22,6 +22,9 @@ use crate::chunks::to_schema;
 use crate::error::QueryError;
 use crate::index::dictionary_parts;
 
+mod stream;
+pub use stream::{Encoder, Encoding, Format, NotOffered, encode_all};
+
 /// Rows of one batch to encode: all of them, or those at `ids` (ascending positions in the
 /// batch). A page of scattered rows is written straight from the resident chunks this way;
 /// gathering them into a new batch first (`take`) would copy every value once more.
@@ -554,17 +557,6 @@ impl IpcEncoder {
     pub fn take(&mut self) -> Bytes {
         Bytes::from(std::mem::take(self.writer.get_mut()))
     }
-}
-
-/// A whole Arrow IPC stream of `batches` with `schema`.
-pub fn arrow_stream(batches: &[RecordBatch], schema: SchemaRef) -> Result<Vec<u8>, QueryError> {
-    let mut encoder = IpcEncoder::new(schema)?;
-    let mut out = encoder.take().to_vec();
-    for batch in batches {
-        out.extend_from_slice(&encoder.write(batch)?);
-    }
-    out.extend_from_slice(&encoder.finish()?);
-    Ok(out)
 }
 
 #[cfg(test)]

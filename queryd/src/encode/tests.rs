@@ -256,7 +256,7 @@ fn empty_arrow_results_keep_their_logical_schema() {
     )]);
     let schema = logical_schema(&in_memory, &dataset);
     assert_eq!(schema.field(0).data_type(), &DataType::Utf8);
-    let bytes = arrow_stream(&[], schema.clone()).unwrap();
+    let bytes = encode_all(Encoding::Arrow, schema.clone(), &[]).unwrap();
     let reader =
         arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
     assert_eq!(reader.schema(), schema);
