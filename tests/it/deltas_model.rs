@@ -385,6 +385,27 @@ pub(crate) fn random_request(
     (upserts, deletes)
 }
 
+/// `strata up` on a local directory serving `items` alone (keyed by `id`, pinned): the
+/// model's base rows and `filler` more (keys [`random_request`] never touches), with
+/// `settings` (TOML) before the declaration.
+pub(crate) async fn items_up(dir: &std::path::Path, filler: i64, settings: &str) -> TestCluster {
+    let mut items = base_items();
+    items.extend(filler_items(filler));
+    write_parquet(&dir.join("src/items.parquet"), &[batch(&items)]).unwrap();
+    let settings = format!(
+        "{settings}\n[[datasets]]\nname = \"items\"\nsource = \"src/items.parquet\"\n\
+         primary_key = [\"id\"]\npin = true\n"
+    );
+    TestCluster::builder()
+        .mode(Mode::Up)
+        .store(Store::LocalDir)
+        .dir(dir)
+        .toml(&settings)
+        .start()
+        .await
+        .unwrap()
+}
+
 /// `strata up` on a local directory with `items` (keyed, pinned) and `nokey` declared.
 /// Threshold compaction is off: it would move rows deltas wrote into the base mid-test,
 /// changing the storage order the model follows.

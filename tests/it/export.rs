@@ -9,37 +9,14 @@ use arrow::datatypes::Int64Type;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use strata_queryd_api::QuerydClient;
-use strata_testkit::{Mode, Store, TestCluster, write_parquet};
+use strata_testkit::TestCluster;
 
 use crate::deltas_model::{self, Item};
 
 const FILLER: i64 = 50_000;
 
 async fn start(dir: &std::path::Path) -> TestCluster {
-    let mut items = deltas_model::base_items();
-    items.extend(deltas_model::filler_items(FILLER));
-    write_parquet(
-        &dir.join("src/items.parquet"),
-        &[deltas_model::batch(&items)],
-    )
-    .unwrap();
-    let settings = r#"
-[compactord]
-check_interval = "0s"
-
-[[datasets]]
-name = "items"
-source = "src/items.parquet"
-primary_key = ["id"]
-"#;
-    TestCluster::builder()
-        .mode(Mode::Up)
-        .store(Store::LocalDir)
-        .dir(dir)
-        .toml(settings)
-        .start()
-        .await
-        .unwrap()
+    deltas_model::items_up(dir, FILLER, "[compactord]\ncheck_interval = \"0s\"\n").await
 }
 
 /// The status, content type, dataset version and body of a request.

@@ -15,7 +15,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 use strata_queryd_api::{ChangesQuery, ClientError, QuerydClient, VersionsQuery};
-use strata_testkit::{Mode, Store, TestCluster, write_parquet};
 
 use crate::deltas_model::{self, Item, KEY_SPACE};
 
@@ -26,38 +25,15 @@ const FILLER: i64 = 100_000;
 /// Rows of the writable key range (`id < KEY_SPACE`), as JSON objects, in the order given.
 type Rows = Vec<Map<String, Value>>;
 
-async fn start(dir: &std::path::Path) -> TestCluster {
-    let mut items = deltas_model::base_items();
-    items.extend(deltas_model::filler_items(FILLER));
-    write_parquet(
-        &dir.join("src/items.parquet"),
-        &[deltas_model::batch(&items)],
-    )
-    .unwrap();
-    // GC only on demand, keeping 6 versions with no grace: the test decides when history
-    // is cut. Thresholds off: compactions happen when the test asks.
-    let settings = r#"
+/// GC only on demand, keeping 6 versions with no grace: the test decides when history is
+/// cut. Thresholds off: compactions happen when the test asks.
+const SETTINGS: &str = r#"
 [compactord]
 check_interval = "0s"
 gc_schedule = ""
 gc_grace = "0s"
 gc_keep_manifests = 6
-
-[[datasets]]
-name = "items"
-source = "src/items.parquet"
-primary_key = ["id"]
-pin = true
 "#;
-    TestCluster::builder()
-        .mode(Mode::Up)
-        .store(Store::LocalDir)
-        .dir(dir)
-        .toml(settings)
-        .start()
-        .await
-        .unwrap()
-}
 
 fn writable(extra: Value) -> Value {
     let mut request = json!({
@@ -143,7 +119,7 @@ fn replay(rows: &BTreeMap<i64, Item>, feed: &[u8]) -> Rows {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_retained_version_reads_as_it_was_and_the_feed_replays_to_the_newest() {
     let dir = tempfile::tempdir().unwrap();
-    let strata = start(dir.path()).await;
+    let strata = deltas_model::items_up(dir.path(), FILLER, SETTINGS).await;
     let queryd = QuerydClient::new(&strata.queryd_url(0), Some(strata.admin_token()));
     let mut rng = StdRng::seed_from_u64(0x7e25_1017);
     let mut model: BTreeMap<i64, Item> = deltas_model::base_items()

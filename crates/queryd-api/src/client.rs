@@ -114,12 +114,7 @@ impl QuerydClient {
             .post(&url)
             .header(reqwest::header::ACCEPT, ARROW_STREAM)
             .json(request);
-        let (version, response) = self.send_versioned(request, &url).await?;
-        let body = response.bytes().await.map_err(invalid(&url))?;
-        Ok(Versioned {
-            version,
-            body: body.to_vec(),
-        })
+        self.versioned_bytes(request, &url).await
     }
 
     /// `POST /api/v1/datasets/{name}/query?format=…`: one page in `format` (`json`, `arrow`,
@@ -136,12 +131,7 @@ impl QuerydClient {
             .post(&url)
             .query(&[("format", format)])
             .json(request);
-        let (version, response) = self.send_versioned(request, &url).await?;
-        let body = response.bytes().await.map_err(invalid(&url))?;
-        Ok(Versioned {
-            version,
-            body: body.to_vec(),
-        })
+        self.versioned_bytes(request, &url).await
     }
 
     /// `…/export?format=…[&version=…]`: the whole table (`request` `None`, a GET) or a query's
@@ -216,14 +206,8 @@ impl QuerydClient {
         query: &ChangesQuery,
     ) -> Result<Versioned<Vec<u8>>, ClientError> {
         let url = self.dataset(dataset, "changes");
-        let (version, response) = self
-            .send_versioned(self.http.get(&url).query(query), &url)
-            .await?;
-        let body = response.bytes().await.map_err(invalid(&url))?;
-        Ok(Versioned {
-            version,
-            body: body.to_vec(),
-        })
+        self.versioned_bytes(self.http.get(&url).query(query), &url)
+            .await
     }
 
     /// `POST /api/v1/datasets/{name}/deltas` with a JSON body (`{"upserts": [...], "deletes":
@@ -366,6 +350,20 @@ impl QuerydClient {
     ) -> Result<(Option<u64>, reqwest::Response), ClientError> {
         let response = send(self.authorized(request), url).await?;
         Ok((version_of(&response), response))
+    }
+
+    /// Sends; the whole body as bytes and the dataset version it names.
+    async fn versioned_bytes(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<Versioned<Vec<u8>>, ClientError> {
+        let (version, response) = self.send_versioned(request, url).await?;
+        let body = response.bytes().await.map_err(invalid(url))?;
+        Ok(Versioned {
+            version,
+            body: body.to_vec(),
+        })
     }
 
     async fn versioned<T: DeserializeOwned>(
