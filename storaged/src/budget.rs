@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::catalog::UploadFormat;
 use crate::delta_input::DeltaFormat;
 
 /// How long a request waits for room before it is refused.
@@ -22,11 +23,33 @@ const UNIT: usize = 1024;
 /// Decoded memory per body byte, by format, with room for the decoder's transient copies:
 /// JSON becomes a tree of `serde_json::Value`s (measured ~10x for delta rows) before it
 /// becomes columns; an Arrow stream is copied into arrays and sorted; Parquet is compressed.
-fn expansion(format: DeltaFormat) -> usize {
+/// CSV is text of about the size of its columns; NDJSON repeats every key in every row.
+fn expansion(format: BodyFormat) -> usize {
     match format {
-        DeltaFormat::Json => 16,
-        DeltaFormat::ArrowStream => 3,
-        DeltaFormat::Parquet => 8,
+        BodyFormat::Delta(DeltaFormat::Json) | BodyFormat::Upload(UploadFormat::Ndjson) => 16,
+        BodyFormat::Delta(DeltaFormat::ArrowStream)
+        | BodyFormat::Upload(UploadFormat::ArrowStream) => 3,
+        BodyFormat::Delta(DeltaFormat::Parquet) | BodyFormat::Upload(UploadFormat::Parquet) => 8,
+        BodyFormat::Upload(UploadFormat::Csv) => 4,
+    }
+}
+
+/// The format of a body the budget admits: a delta's or an upload's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFormat {
+    Delta(DeltaFormat),
+    Upload(UploadFormat),
+}
+
+impl From<DeltaFormat> for BodyFormat {
+    fn from(f: DeltaFormat) -> Self {
+        BodyFormat::Delta(f)
+    }
+}
+
+impl From<UploadFormat> for BodyFormat {
+    fn from(f: UploadFormat) -> Self {
+        BodyFormat::Upload(f)
     }
 }
 
@@ -66,7 +89,12 @@ impl DecodeBudget {
     }
 
     /// Reserves room to decode `body_bytes` of `format`, waiting up to [`ADMIT_WAIT`].
-    pub async fn admit(&self, body_bytes: usize, format: DeltaFormat) -> Result<Reservation, Busy> {
+    pub async fn admit(
+        &self,
+        body_bytes: usize,
+        format: impl Into<BodyFormat>,
+    ) -> Result<Reservation, Busy> {
+        let format = format.into();
         let cost = body_bytes
             .saturating_mul(expansion(format))
             .div_ceil(UNIT)

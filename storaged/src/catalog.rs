@@ -21,7 +21,6 @@ use strata_storaged_api::catalog::{
 
 use crate::StoragedError;
 use crate::budget::{Busy, DecodeBudget};
-use crate::delta_input::DeltaFormat;
 use crate::import::{self, ImportError, Imports, Rows, Source, Ticket, Turn};
 use crate::untrusted;
 
@@ -51,6 +50,16 @@ impl From<UploadError> for ApiError {
 struct New<'a> {
     primary_key: &'a [String],
     delta_mirror: bool,
+}
+
+/// What an uploaded body is (its `Content-Type`). CSV (with a header line) and NDJSON have
+/// their column types inferred from their first rows ([`untrusted::csv`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadFormat {
+    Parquet,
+    ArrowStream,
+    Csv,
+    Ndjson,
 }
 
 #[derive(Clone)]
@@ -105,7 +114,7 @@ impl Catalog {
         &self,
         name: &str,
         query: &UploadQuery,
-        format: DeltaFormat,
+        format: UploadFormat,
         body: bytes::Bytes,
     ) -> std::result::Result<Manifest, UploadError> {
         let name = self.absent(name).await?;
@@ -115,11 +124,10 @@ impl Catalog {
         let turn = ticket.turn().await;
         let _room = self.budget.admit(body.len(), format).await?;
         let (schema, batches) = tokio::task::spawn_blocking(move || match format {
-            DeltaFormat::Parquet => untrusted::parquet(body),
-            DeltaFormat::ArrowStream => untrusted::arrow_stream(body),
-            DeltaFormat::Json => Err(Error::InvalidInput(
-                "an upload is a Parquet file or an Arrow IPC stream".into(),
-            )),
+            UploadFormat::Parquet => untrusted::parquet(body),
+            UploadFormat::ArrowStream => untrusted::arrow_stream(body),
+            UploadFormat::Csv => untrusted::csv(body),
+            UploadFormat::Ndjson => untrusted::ndjson(body),
         })
         .await
         .map_err(|e| Error::InvalidInput(format!("decoding the upload failed: {e}")))??;

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use strata_daemon::{ApiError, ApiJson};
 use strata_shared::manifest::Manifest;
 use strata_storaged_api::catalog::{
@@ -12,6 +12,7 @@ use strata_storaged_api::catalog::{
 };
 
 use crate::AppState;
+use crate::catalog::UploadFormat;
 use crate::delta_input::DeltaFormat;
 use crate::deltas_api::format_of;
 
@@ -45,13 +46,7 @@ pub async fn upload_dataset(
 ) -> Result<(StatusCode, Json<DatasetInfo>), ApiError> {
     let Path(name) = name.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let format = format_of(&headers)?;
-    if format == DeltaFormat::Json {
-        return Err(ApiError::unsupported_media_type(
-            "upload a Parquet file or an Arrow IPC stream; to create a dataset from a \
-             source URL, POST its JSON description to /api/v1/datasets",
-        ));
-    }
+    let format = upload_format_of(&headers)?;
     let body = body.map_err(|e| ApiError::body_rejected(e.status(), e.body_text()))?;
     let manifest = state.catalog.upload(&name, &query, format, body).await?;
     Ok((StatusCode::CREATED, Json(DatasetInfo::from(&manifest))))
@@ -84,4 +79,30 @@ pub async fn manifest(
         })?),
     };
     Ok(Json(state.catalog.manifest(&name, version).await?))
+}
+
+/// The upload's format from `Content-Type`: a delta format but JSON (a JSON body describes a
+/// source instead), CSV or NDJSON.
+fn upload_format_of(headers: &HeaderMap) -> Result<UploadFormat, ApiError> {
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "text/csv" => return Ok(UploadFormat::Csv),
+        "application/x-ndjson" | "application/jsonl" => return Ok(UploadFormat::Ndjson),
+        _ => {}
+    }
+    match format_of(headers) {
+        Ok(DeltaFormat::Parquet) => Ok(UploadFormat::Parquet),
+        Ok(DeltaFormat::ArrowStream) => Ok(UploadFormat::ArrowStream),
+        _ => Err(ApiError::unsupported_media_type(format!(
+            "upload a Parquet file, an Arrow IPC stream, CSV with a header line (text/csv) or \
+             NDJSON (application/x-ndjson), not {essence:?}; to create a dataset from a source \
+             URL, POST its JSON description to /api/v1/datasets"
+        ))),
+    }
 }

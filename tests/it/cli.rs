@@ -304,6 +304,94 @@ async fn every_client_command_against_the_real_binary() {
     let stats: Value = serde_json::from_str(&ok(&strata, &["cache"])).unwrap();
     assert!(stats["capacity_bytes"].as_u64().is_some(), "{stats}");
 
+    // A CSV file (header line) and an NDJSON file become datasets, column types inferred.
+    let csv_file = dir.path().join("people.csv");
+    std::fs::write(
+        &csv_file,
+        "id,name,score,active,day\n1,ann,1.5,true,2024-01-02\n2,bob,,false,2024-01-03\n\
+         3,\"c, d\",2.25,true,2024-01-04\n",
+    )
+    .unwrap();
+    // Written by hand: the columns take the order of the keys in the file.
+    let ndjson_file = dir.path().join("people.ndjson");
+    std::fs::write(
+        &ndjson_file,
+        "{\"id\": 1, \"name\": \"ann\", \"score\": 1.5, \"active\": true}\n\
+         {\"id\": 2, \"name\": \"bob\", \"score\": null, \"active\": false}\n\
+         {\"id\": 3, \"name\": \"c, d\", \"score\": 2.25, \"active\": true}\n",
+    )
+    .unwrap();
+    for (name, file) in [("people_csv", &csv_file), ("people_ndjson", &ndjson_file)] {
+        let created: Value = serde_json::from_str(&ok(
+            &strata,
+            &["create", name, "--from", &path(file), "--primary-key", "id"],
+        ))
+        .unwrap();
+        assert_eq!(created["base_rows"], 3, "{created}");
+        let schema: Value = serde_json::from_str(&ok(&strata, &["schema", name])).unwrap();
+        let logical: Vec<(&str, &str)> = schema["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap(), c["logical"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            &logical[..4],
+            &[
+                ("id", "int"),
+                ("name", "utf8"),
+                ("score", "float"),
+                ("active", "bool")
+            ],
+            "{schema}"
+        );
+        let rows = ok(
+            &strata,
+            &[
+                "query",
+                name,
+                "--where",
+                "name eq c, d",
+                "--format",
+                "ndjson",
+            ],
+        );
+        let rows = ndjson(&rows);
+        assert_eq!(
+            (
+                rows.len(),
+                rows[0]["id"].as_i64(),
+                rows[0]["score"].as_f64()
+            ),
+            (1, Some(3), Some(2.25))
+        );
+        assert_eq!(
+            ok(&strata, &["count", name, "--where", "score is_null"]).trim(),
+            "1"
+        );
+    }
+    let csv_day: Value = serde_json::from_str(&ok(&strata, &["schema", "people_csv"])).unwrap();
+    assert_eq!(csv_day["columns"][4]["logical"], "temporal", "{csv_day}");
+    // A malformed CSV is refused and creates nothing.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "id,name\n1,ann\n2,bob,extra\n").unwrap();
+    assert!(
+        fails(
+            &strata,
+            true,
+            &[
+                "create",
+                "bad",
+                "--from",
+                &path(&bad),
+                "--primary-key",
+                "id"
+            ]
+        )
+        .contains("400")
+    );
+    assert!(fails(&strata, true, &["schema", "bad"]).contains("404"));
+
     // Refusals say why, on stderr, with a failing exit.
     assert!(fails(&strata, true, &["query", "nosuch"]).contains("not found"));
     assert!(fails(&strata, true, &["upsert", "items", &path(&body_file)]).contains("body.json"));

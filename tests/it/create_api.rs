@@ -199,7 +199,7 @@ async fn datasets_are_created_through_queryd() {
         ),
         (
             "?name=bad5",
-            "text/csv",
+            "text/plain",
             b"id\n1\n".to_vec(),
             None,
             415,

@@ -101,8 +101,9 @@ pub enum RemoteAction {
         #[command(flatten)]
         selection: Selection,
     },
-    /// Create a dataset from a local Parquet file or Arrow IPC stream (uploaded), or from a
-    /// source storaged reads (`s3://…`, or a path on storaged's machine with `file://`).
+    /// Create a dataset from a local file, uploaded (Parquet, Arrow IPC stream, CSV with a
+    /// header line, NDJSON), or from a source storaged reads (`s3://…`, or a path on
+    /// storaged's machine with `file://`).
     Create {
         name: String,
         /// The file to upload, or the source URL.
@@ -327,9 +328,8 @@ async fn create(
         let content_type = match file_format(local)? {
             FileFormat::Parquet => strata_storaged_api::PARQUET_CONTENT_TYPE,
             FileFormat::Arrow => strata_queryd_api::ARROW_STREAM,
-            FileFormat::Ndjson => bail!(
-                "{from}: a dataset is created from Parquet or an Arrow IPC stream (NDJSON and CSV sources are not supported yet)"
-            ),
+            FileFormat::Csv => "text/csv",
+            FileFormat::Ndjson => strata_queryd_api::NDJSON,
         };
         let file = tokio::fs::File::open(local)
             .await
@@ -356,6 +356,7 @@ async fn create(
 enum FileFormat {
     Parquet,
     Arrow,
+    Csv,
     Ndjson,
 }
 
@@ -369,8 +370,9 @@ fn file_format(path: &Path) -> anyhow::Result<FileFormat> {
         "parquet" => FileFormat::Parquet,
         "arrow" | "arrows" | "ipc" => FileFormat::Arrow,
         "ndjson" | "jsonl" | "json" => FileFormat::Ndjson,
+        "csv" => FileFormat::Csv,
         other => bail!(
-            "{}: unknown file type {other:?} (expected .parquet, .arrow/.arrows or .ndjson/.jsonl)",
+            "{}: unknown file type {other:?} (expected .parquet, .arrow/.arrows, .csv or .ndjson/.jsonl)",
             path.display()
         ),
     })
@@ -505,6 +507,10 @@ fn read_batches(bytes: Vec<u8>, format: FileFormat) -> anyhow::Result<Vec<Record
                 .collect::<Result<_, _>>()?
         }
         FileFormat::Ndjson => bail!("NDJSON is sent as JSON, not read as batches"),
+        FileFormat::Csv => bail!(
+            "CSV rows cannot be upserted or deleted yet (their column types would be guessed): \
+             send NDJSON, Parquet or Arrow IPC"
+        ),
     })
 }
 

@@ -1,4 +1,4 @@
-//! Decoding bytes a client sent (delta bodies): nothing in them may decide how much memory
+//! Decoding bytes a client sent (delta bodies, uploads): nothing in them may decide how much memory
 //! is allocated, and nothing in them may take the process down.
 //!
 //! - **Arrow IPC**: before Arrow's reader sees the stream, its framing is walked here and
@@ -54,6 +54,105 @@ pub fn parquet(body: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         strata_shared::parquet_io::decode(body)
             .map_err(|e| Error::InvalidInput(format!("invalid Parquet file: {e}")))
     })
+}
+
+/// How many rows of a CSV or NDJSON upload its column types are inferred from.
+const INFER_ROWS: usize = 10_000;
+/// Rows per decoded batch of a CSV or NDJSON upload.
+const TEXT_BATCH_ROWS: usize = 8 * 1024;
+
+/// A CSV file with a header line held in memory: its schema, inferred from its first
+/// [`INFER_ROWS`] rows (integers, floats, booleans, dates, timestamps, else strings; an empty
+/// field is a null), and its batches. A later row that does not fit the inferred type is a
+/// 400 naming it.
+pub fn csv(body: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let invalid = |e: &dyn std::fmt::Display| Error::InvalidInput(format!("invalid CSV: {e}"));
+    contain("CSV", || {
+        let format = arrow::csv::reader::Format::default().with_header(true);
+        let (schema, _) = format
+            .infer_schema(std::io::Cursor::new(&body), Some(INFER_ROWS))
+            .map_err(|e| invalid(&e))?;
+        if schema.fields().is_empty() {
+            return Err(invalid(&"no header line"));
+        }
+        let schema = std::sync::Arc::new(schema);
+        let reader = arrow::csv::ReaderBuilder::new(schema.clone())
+            .with_format(format)
+            .with_batch_size(TEXT_BATCH_ROWS)
+            .build(std::io::Cursor::new(body))
+            .map_err(|e| invalid(&e))?;
+        let batches = reader
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| invalid(&e))?;
+        Ok((schema, batches))
+    })
+}
+
+/// NDJSON (one JSON object per line) held in memory: its schema, inferred from its first
+/// [`INFER_ROWS`] rows, and its batches.
+pub fn ndjson(body: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let invalid = |e: &dyn std::fmt::Display| Error::InvalidInput(format!("invalid NDJSON: {e}"));
+    contain("NDJSON", || {
+        let (schema, _) = arrow::json::reader::infer_json_schema_from_seekable(
+            std::io::Cursor::new(&body),
+            Some(INFER_ROWS),
+        )
+        .map_err(|e| invalid(&e))?;
+        if schema.fields().is_empty() {
+            return Err(invalid(&"no rows with columns"));
+        }
+        let schema = std::sync::Arc::new(in_key_order(schema, &body));
+        let reader = arrow::json::ReaderBuilder::new(schema.clone())
+            .with_batch_size(TEXT_BATCH_ROWS)
+            .build(std::io::Cursor::new(body))
+            .map_err(|e| invalid(&e))?;
+        let batches = reader
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| invalid(&e))?;
+        Ok((schema, batches))
+    })
+}
+
+/// `schema` (which arrow's inference sorts by name) with its columns in the order their keys
+/// first appear in the first [`INFER_ROWS`] lines of `body`: the order the file has.
+fn in_key_order(schema: arrow::datatypes::Schema, body: &[u8]) -> arrow::datatypes::Schema {
+    /// The keys of one JSON object, in order.
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct Visitor;
+            impl<'de> serde::de::Visitor<'de> for Visitor {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> std::result::Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                        keys.push(key);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(Visitor)
+        }
+    }
+    let mut order: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for line in body.split(|b| *b == b'\n').take(INFER_ROWS) {
+        if let Ok(Keys(keys)) = serde_json::from_slice::<Keys>(line) {
+            for key in keys {
+                let next = order.len();
+                order.entry(key).or_insert(next);
+            }
+        }
+    }
+    let position = |name: &str| order.get(name).copied().unwrap_or(usize::MAX);
+    let mut fields: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
+    fields.sort_by_key(|f| position(f.name()));
+    arrow::datatypes::Schema::new(fields)
 }
 
 /// Walks the messages of an IPC stream and checks each declared length against the bytes
