@@ -30,7 +30,7 @@ pub struct UploadQuery {
 
 /// `POST /api/v1/datasets` (admin): a JSON body describes a source storaged reads (a file,
 /// directory, glob or `s3://` URL: [`CreateDatasetRequest`]); any other body is the data
-/// itself — a Parquet file or an Arrow IPC stream, as its `Content-Type` says — streamed
+/// itself — a Parquet file, an Arrow IPC stream, CSV or NDJSON, as its `Content-Type` says — streamed
 /// through to storaged, with the name, the key and `delta_mirror` in the query. 201 with the
 /// new dataset.
 pub async fn create(
