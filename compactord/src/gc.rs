@@ -87,6 +87,7 @@ impl Compactor {
             dataset: name.to_string(),
             ..GcDataset::default()
         };
+        self.metrics.gc(result.as_ref().ok());
         match result {
             Ok(report) => {
                 out.manifests_deleted = report.manifests_deleted;

@@ -21,6 +21,7 @@ pub mod collect;
 pub mod compact;
 pub mod gc;
 pub mod history;
+pub mod metrics;
 pub mod mirror;
 pub mod routes;
 pub mod service;

@@ -10,7 +10,6 @@
 //! repairs it.
 
 use std::sync::PoisonError;
-use std::sync::atomic::Ordering;
 
 use strata_shared::commit::Table;
 use strata_shared::delta_log;
@@ -40,7 +39,7 @@ impl Compactor {
         }
         .await;
         synced.inspect_err(|e| {
-            let failures = self.delta_log_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            let failures = self.metrics.delta_log_failure();
             tracing::warn!(%dataset, error = %e, failures,
                 "the Delta log was not written; the next threshold check retries");
         })
@@ -64,7 +63,7 @@ impl Compactor {
 
     /// How many Delta log writes failed since this process started.
     pub fn delta_log_failures(&self) -> u64 {
-        self.delta_log_failures.load(Ordering::Relaxed)
+        self.metrics.delta_log_failures()
     }
 
     /// True when this process wrote or found the log holding exactly `manifest`'s base files:

@@ -30,5 +30,29 @@ pub fn router(state: AppState, config: &Config) -> Router {
             TokenGuard::internal(config.auth.internal_token.as_deref()),
             require_token,
         ));
-    strata_daemon::serve::finish("compactord", admin.merge(internal).with_state(state))
+    let metrics = state.compactor.metrics.clone();
+    let public = Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    let http_metrics = state.compactor.metrics.http.clone();
+    strata_daemon::serve::finish(
+        "compactord",
+        admin.merge(internal).merge(public).with_state(state),
+    )
+    .route_layer(from_fn_with_state(
+        http_metrics,
+        strata_daemon::metrics::track,
+    ))
 }

@@ -8,7 +8,6 @@
 //! idle datasets does not push real runs out of the history.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::Utc;
@@ -21,6 +20,7 @@ use strata_shared::layout::DatasetName;
 use crate::compact::{self, CompactError, CompactOptions, CompactOutcome, CompactReport};
 use crate::gc::GcSettings;
 use crate::history::History;
+use crate::metrics::Metrics;
 use strata_queryd_api::internal::Notifier;
 
 /// Why a requested run did not start or finish.
@@ -45,8 +45,8 @@ pub struct Compactor {
     locks: Arc<Mutex<HashMap<DatasetName, Arc<tokio::sync::Mutex<()>>>>>,
     history: History,
     notifier: Notifier,
-    /// Failed Delta log writes ([`crate::mirror`]).
-    pub(crate) delta_log_failures: Arc<AtomicU64>,
+    /// What `GET /metrics` answers.
+    pub metrics: Arc<Metrics>,
     /// The base files each dataset's Delta log is known to hold ([`crate::mirror`]).
     pub(crate) delta_log_bases: Arc<Mutex<HashMap<DatasetName, Vec<String>>>>,
 }
@@ -60,7 +60,7 @@ impl Compactor {
             locks: Arc::default(),
             history: History::default(),
             notifier,
-            delta_log_failures: Arc::default(),
+            metrics: Arc::default(),
             delta_log_bases: Arc::default(),
         }
     }
@@ -153,6 +153,7 @@ impl Compactor {
                 .err()
                 .map(|e| e.to_string());
         }
+        self.metrics.run(&run);
         if run.outcome != RunOutcome::Noop || trigger == Trigger::Manual {
             self.history.record(run.clone());
         }

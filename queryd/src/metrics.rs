@@ -1,78 +1,20 @@
-//! Prometheus metrics, kept by hand: a few counters and histograms do not need a registry
-//! crate. Rendered in the text exposition format at `GET /metrics`.
+//! queryd's Prometheus metrics (`strata_daemon::metrics` keeps the HTTP ones and the
+//! format), rendered at `GET /metrics`.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use strata_daemon::metrics::{Histogram, HttpMetrics};
 
-/// Upper bounds (seconds) of the latency histogram buckets.
-const LATENCY_BUCKETS: [f64; 14] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-];
 /// Upper bounds (seconds) of the reload histogram buckets.
 const RELOAD_BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
 
 #[derive(Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn observe(&mut self, bounds: &[f64], value: f64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; bounds.len()];
-        }
-        for (i, bound) in bounds.iter().enumerate() {
-            if value <= *bound {
-                self.counts[i] += 1;
-            }
-        }
-        self.sum += value;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str, bounds: &[f64]) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (i, bound) in bounds.iter().enumerate() {
-            let n = self.counts.get(i).copied().unwrap_or(0);
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {n}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
-    }
-}
-
-/// Requests of one route template.
-#[derive(Default)]
-struct RouteStats {
-    /// (method, status, count): a handful per route, scanned linearly.
-    counts: Vec<(String, u16, u64)>,
-    latency: Histogram,
-}
-
-#[derive(Default)]
 pub struct Metrics {
-    /// Route template → its counts and latencies. One lock, and no allocation once a route,
-    /// method and status have been seen.
-    routes: Mutex<BTreeMap<String, RouteStats>>,
+    /// Requests by route (the daemon-wide [`track`] layer records them).
+    pub http: Arc<HttpMetrics>,
     reloads: Mutex<Histogram>,
     reload_failures: AtomicU64,
     cache_hits: AtomicU64,
@@ -86,24 +28,7 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        if !routes.contains_key(route) {
-            routes.insert(route.to_owned(), RouteStats::default());
-        }
-        let Some(stats) = routes.get_mut(route) else {
-            return;
-        };
-        match stats
-            .counts
-            .iter_mut()
-            .find(|(m, s, _)| m == method && *s == status)
-        {
-            Some((_, _, n)) => *n += 1,
-            None => stats.counts.push((method.to_owned(), status, 1)),
-        }
-        stats
-            .latency
-            .observe(&LATENCY_BUCKETS, elapsed.as_secs_f64());
+        self.http.request(route, method, status, elapsed);
     }
 
     pub fn reload(&self, elapsed: Duration, ok: bool) {
@@ -147,34 +72,7 @@ impl Metrics {
     /// The text exposition format.
     pub fn render(&self, capacity_bytes: u64) -> String {
         let mut out = String::new();
-        out.push_str("# HELP strata_http_requests_total HTTP requests by route template, method and status.\n");
-        out.push_str("# TYPE strata_http_requests_total counter\n");
-        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        for (route, stats) in routes.iter() {
-            let mut counts = stats.counts.clone();
-            counts.sort();
-            for (method, status, n) in counts {
-                let _ = writeln!(
-                    out,
-                    "strata_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
-                    escape(route)
-                );
-            }
-        }
-        out.push_str(
-            "# HELP strata_http_request_duration_seconds HTTP request latency by route template.\n",
-        );
-        out.push_str("# TYPE strata_http_request_duration_seconds histogram\n");
-        for (route, stats) in routes.iter() {
-            let labels = format!("route=\"{}\"", escape(route));
-            stats.latency.render(
-                &mut out,
-                "strata_http_request_duration_seconds",
-                &labels,
-                &LATENCY_BUCKETS,
-            );
-        }
-        drop(routes);
+        self.http.render(&mut out);
         let counters = [
             (
                 "strata_cache_hits_total",
@@ -247,35 +145,6 @@ impl Metrics {
             );
         out
     }
-}
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Middleware recording every request under its route template (never the raw path, so
-/// the label set stays bounded).
-pub async fn track(
-    State(metrics): State<std::sync::Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    // Both are cheap clones (shared strings), taken before the request moves on.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    metrics.request(
-        route,
-        method.as_str(),
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use strata_queryd_api::internal::NOTIFY_ROUTE;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 
+use crate::AppState;
 use crate::api::{cache, datasets, deltas, query, versions};
-use crate::{AppState, metrics};
 
 pub fn router(state: AppState, config: &Config) -> Router {
     let public = Router::new()
@@ -77,7 +77,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let compression = CompressionLayer::new().compress_when(DefaultPredicate::new().and(
         NotForContentType::const_new(strata_queryd_api::ARROW_STREAM),
     ));
-    let metrics = state.metrics.clone();
+    let http_metrics = state.metrics.http.clone();
     let instance = HeaderValue::from_str(&state.instance)
         .unwrap_or_else(|_| HeaderValue::from_static("queryd"));
     let routes = public
@@ -90,7 +90,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let version = serde_json::json!({"backend": "datafusion"});
     strata_daemon::serve::finish_with("queryd", version, routes)
         .layer(compression)
-        .route_layer(from_fn_with_state(metrics, metrics::track))
+        .route_layer(from_fn_with_state(
+            http_metrics,
+            strata_daemon::metrics::track,
+        ))
         // Every answer names its replica: caches (pin, evict, stats) are per replica.
         .layer(map_response(move |mut response: Response| {
             let instance = instance.clone();

@@ -32,7 +32,11 @@ pub async fn create_dataset(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateDatasetRequest>,
 ) -> Result<(StatusCode, Json<DatasetInfo>), ApiError> {
-    let manifest = state.catalog.create(&request).await?;
+    let created = state.catalog.create(&request).await;
+    state
+        .metrics
+        .import(created.as_ref().ok().map(|m| m.base_rows()));
+    let manifest = created?;
     Ok((StatusCode::CREATED, Json(DatasetInfo::from(&manifest))))
 }
 
@@ -48,7 +52,11 @@ pub async fn upload_dataset(
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let format = upload_format_of(&headers)?;
     let body = body.map_err(|e| ApiError::body_rejected(e.status(), e.body_text()))?;
-    let manifest = state.catalog.upload(&name, &query, format, body).await?;
+    let created = state.catalog.upload(&name, &query, format, body).await;
+    state
+        .metrics
+        .import(created.as_ref().ok().map(|m| m.base_rows()));
+    let manifest = created?;
     Ok((StatusCode::CREATED, Json(DatasetInfo::from(&manifest))))
 }
 

@@ -48,6 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::budget::{Busy, DecodeBudget};
 use crate::delta_input::{self, DeltaFormat};
+use crate::metrics::Metrics;
 
 /// At most this many requests share one commit.
 pub const MAX_GROUP_REQUESTS: usize = 64;
@@ -111,6 +112,7 @@ struct Job {
 pub struct Ingest {
     store: Arc<dyn ObjectStore>,
     budget: DecodeBudget,
+    metrics: Arc<Metrics>,
     committers: Arc<Mutex<HashMap<DatasetName, mpsc::Sender<Job>>>>,
     latest: Latest,
     notifier: Notifier,
@@ -151,10 +153,16 @@ impl Latest {
 }
 
 impl Ingest {
-    pub fn new(store: Arc<dyn ObjectStore>, notifier: Notifier, budget: DecodeBudget) -> Self {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        notifier: Notifier,
+        budget: DecodeBudget,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             store,
             budget,
+            metrics,
             committers: Arc::default(),
             latest: Latest::default(),
             notifier,
@@ -164,6 +172,15 @@ impl Ingest {
     /// Validates, commits (possibly together with concurrent requests) and answers once the
     /// manifest holding the delta landed.
     pub async fn submit(&self, request: DeltaRequest) -> Result<DeltaCommitted, IngestError> {
+        let result = self.commit(request).await;
+        match &result {
+            Ok(c) => self.metrics.delta_committed(c.upserts, c.deletes),
+            Err(_) => self.metrics.delta_refused(),
+        }
+        result
+    }
+
+    async fn commit(&self, request: DeltaRequest) -> Result<DeltaCommitted, IngestError> {
         let name = DatasetName::new(request.dataset)?;
         let txn_id = match &request.idempotency_key {
             Some(key) => format!("client-{}", checked_key(key)?),
@@ -253,6 +270,7 @@ impl Ingest {
             receiver,
             self.latest.clone(),
             self.notifier.clone(),
+            self.metrics.clone(),
         ));
         committers.insert(name.clone(), sender.clone());
         sender
@@ -294,6 +312,7 @@ async fn run_committer(
     mut queue: mpsc::Receiver<Job>,
     latest: Latest,
     notifier: Notifier,
+    metrics: Arc<Metrics>,
 ) {
     let mut held: Option<Job> = None;
     loop {
@@ -319,7 +338,9 @@ async fn run_committer(
             rows += job.delta.num_rows();
             group.push(job);
         }
-        let (results, landed) = commit_group(&table, &latest, &group).await;
+        let started = std::time::Instant::now();
+        let (results, landed) = commit_group(&table, &latest, &group, &metrics).await;
+        metrics.group_commit(started.elapsed(), landed.is_some());
         if let Some(version) = landed {
             notifier.notify(table.name().as_str(), version);
         }
@@ -341,7 +362,12 @@ type Results = HashMap<String, Result<DeltaCommitted, Arc<GroupError>>>;
 
 /// Commits a group: every member not yet committed lands in one delta file and one version.
 /// Returns each transaction id's result and the version this group committed, if it did.
-async fn commit_group(table: &Table, hint: &Latest, group: &[Job]) -> (Results, Option<u64>) {
+async fn commit_group(
+    table: &Table,
+    hint: &Latest,
+    group: &[Job],
+    metrics: &Metrics,
+) -> (Results, Option<u64>) {
     let name = table.name();
     let mut results = Results::new();
     // Members still to commit: the first member of each transaction id (a retry that queued
@@ -404,7 +430,10 @@ async fn commit_group(table: &Table, hint: &Latest, group: &[Job]) -> (Results, 
             }
             // Another request committed some members meanwhile: regroup without them.
             Err(GroupError::Table(Error::TxnsPartlyCommitted { .. }))
-                if attempt + 1 < MAX_REGROUPS => {}
+                if attempt + 1 < MAX_REGROUPS =>
+            {
+                metrics.regroup();
+            }
             Err(e) => {
                 fail(&mut results, &mut pending, Arc::new(e));
                 break;

@@ -14,6 +14,7 @@ mod deltas_api;
 mod error;
 mod import;
 pub mod ingest;
+pub mod metrics;
 mod objects;
 mod routes;
 pub mod store;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub store: Arc<dyn ObjectStore>,
     pub catalog: Catalog,
     pub ingest: Ingest,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// Opens the store named by the config and serves on `listener` until `shutdown`.
@@ -98,14 +100,17 @@ pub async fn prepare(
     let budget = budget::DecodeBudget::new(config.storaged.decode_budget_bytes);
     let catalog = Catalog::new(store.clone(), config.clone(), budget.clone());
     catalog.create_declared().await?;
+    let metrics = Arc::new(metrics::Metrics::default());
     let ingest = Ingest::new(
         store.clone(),
         strata_queryd_api::internal::Notifier::from_config(config),
         budget,
+        metrics.clone(),
     );
     Ok(AppState {
         store,
         catalog,
         ingest,
+        metrics,
     })
 }

@@ -67,5 +67,29 @@ pub fn router(state: AppState, config: &Config) -> Router {
             require_token,
         ));
 
-    strata_daemon::serve::finish("storaged", internal.merge(admin).with_state(state))
+    let metrics = state.metrics.clone();
+    let public = Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    let http_metrics = state.metrics.http.clone();
+    strata_daemon::serve::finish(
+        "storaged",
+        internal.merge(admin).merge(public).with_state(state),
+    )
+    .route_layer(from_fn_with_state(
+        http_metrics,
+        strata_daemon::metrics::track,
+    ))
 }

@@ -21,6 +21,7 @@ mod export;
 mod hostile;
 mod import_scale;
 mod lost_response;
+mod metrics;
 mod object_api;
 mod query_conformance;
 mod queryd_api;

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod json_text;
+pub mod metrics;
 pub mod serve;
 pub mod telemetry;
 
