@@ -5,6 +5,7 @@ use bytes::Bytes;
 use strata_compactord_api::{CompactionRun, CompactordClient};
 use strata_daemon::config::Config;
 use strata_storaged_api::catalog::{CreateDatasetRequest, DatasetInfo, UploadQuery};
+use strata_storaged_api::runs::{Run, RunKind, RunOutcome, RunsQuery};
 use strata_storaged_api::{ClientError, DeltaClient, DeltaCommitted, StoragedClient};
 
 use crate::error::QueryError;
@@ -80,6 +81,31 @@ impl Forwarder {
         answer.map_err(storaged_error)
     }
 
+    /// The runs `query` selects, newest first: storaged's imports, uploads and delta commits
+    /// (with the caller's admin token, as [`Self::create`]) and compactord's compactions, in
+    /// one shape.
+    pub async fn runs(&self, admin_token: &str, query: &RunsQuery) -> Result<Vec<Run>, QueryError> {
+        let mut runs = Vec::new();
+        if query.kind != Some(RunKind::Compaction) {
+            let catalog = StoragedClient::new(&self.storaged_url, Some(admin_token));
+            runs = catalog.runs(query).await.map_err(storaged_error)?.runs;
+        }
+        if query.kind.is_none_or(|k| k == RunKind::Compaction) {
+            let compactor = self
+                .compactor
+                .as_ref()
+                .ok_or_else(|| QueryError::Unavailable(NO_TOKEN.into()))?;
+            let compactions = compactor
+                .runs(query.dataset.as_deref())
+                .await
+                .map_err(compactord_error)?;
+            runs.extend(compactions.into_iter().map(compaction_run));
+        }
+        runs.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
+        runs.truncate(query.limit());
+        Ok(runs)
+    }
+
     pub async fn post(
         &self,
         dataset: &str,
@@ -127,6 +153,29 @@ fn upstream_error(daemon: &str, e: ClientError) -> QueryError {
             message,
         },
         other => QueryError::Unavailable(format!("{daemon}: {other}")),
+    }
+}
+
+/// A compaction run in the shape of the run history.
+fn compaction_run(run: CompactionRun) -> Run {
+    use strata_compactord_api::RunOutcome as C;
+    Run {
+        id: run.id,
+        dataset: run.dataset,
+        kind: RunKind::Compaction,
+        started_at: run.started_at,
+        finished_at: run.finished_at,
+        rows: run.rows_out,
+        bytes: run.bytes_written,
+        requests: 1,
+        outcome: match run.outcome {
+            C::Committed => RunOutcome::Committed,
+            C::Noop => RunOutcome::Noop,
+            C::Fenced => RunOutcome::Fenced,
+            C::Failed => RunOutcome::Failed,
+        },
+        error: run.error,
+        version: run.version,
     }
 }
 

@@ -46,6 +46,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
             "/api/v1/datasets/{name}/compactions",
             get(deltas::compactions),
         )
+        .route("/api/v1/runs", get(deltas::runs))
         .route_layer(from_fn_with_state(
             TokenGuard::admin(config.auth.admin_token.as_deref()),
             require_token,

@@ -11,10 +11,13 @@ use strata_storaged_api::catalog::{
     CreateDatasetRequest, DatasetInfo, DatasetList, ManifestVersions, UploadQuery,
 };
 
+use strata_storaged_api::runs::{RunKind, RunsQuery, RunsResponse};
+
 use crate::AppState;
 use crate::catalog::UploadFormat;
 use crate::delta_input::DeltaFormat;
 use crate::deltas_api::format_of;
+use crate::runs::Ended;
 
 /// The datasets, and the imports running (a dataset whose import just committed is listed
 /// once, as a dataset).
@@ -32,10 +35,15 @@ pub async fn create_dataset(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateDatasetRequest>,
 ) -> Result<(StatusCode, Json<DatasetInfo>), ApiError> {
+    let started_at = chrono::Utc::now();
     let created = state.catalog.create(&request).await;
-    state
-        .metrics
-        .import(created.as_ref().ok().map(|m| m.base_rows()));
+    record(
+        &state,
+        &request.name,
+        RunKind::Import,
+        started_at,
+        created.as_ref().map_err(|e| e.to_string()),
+    );
     let manifest = created?;
     Ok((StatusCode::CREATED, Json(DatasetInfo::from(&manifest))))
 }
@@ -52,10 +60,15 @@ pub async fn upload_dataset(
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let format = upload_format_of(&headers)?;
     let body = body.map_err(|e| ApiError::body_rejected(e.status(), e.body_text()))?;
+    let started_at = chrono::Utc::now();
     let created = state.catalog.upload(&name, &query, format, body).await;
-    state
-        .metrics
-        .import(created.as_ref().ok().map(|m| m.base_rows()));
+    record(
+        &state,
+        &name,
+        RunKind::Upload,
+        started_at,
+        created.as_ref().map_err(|e| e.to_string()),
+    );
     let manifest = created?;
     Ok((StatusCode::CREATED, Json(DatasetInfo::from(&manifest))))
 }
@@ -113,4 +126,38 @@ fn upload_format_of(headers: &HeaderMap) -> Result<UploadFormat, ApiError> {
              URL, POST its JSON description to /api/v1/datasets"
         ))),
     }
+}
+
+/// A dataset creation, in the metrics and the run history.
+fn record(
+    state: &AppState,
+    name: &str,
+    kind: RunKind,
+    started_at: chrono::DateTime<chrono::Utc>,
+    created: Result<&Manifest, String>,
+) {
+    state
+        .metrics
+        .import(created.as_ref().ok().map(|m| m.base_rows()));
+    let ended = match created {
+        Ok(m) => Ended::Committed {
+            version: m.version,
+            rows: m.base_rows(),
+            bytes: m.total_bytes(),
+            requests: 1,
+        },
+        Err(error) => Ended::Failed { requests: 1, error },
+    };
+    state.runs.record(name, kind, started_at, ended);
+}
+
+/// `GET /api/v1/runs`: imports, uploads and delta commits, newest first.
+pub async fn runs(
+    State(state): State<AppState>,
+    query: Result<Query<RunsQuery>, QueryRejection>,
+) -> Result<Json<RunsResponse>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    Ok(Json(RunsResponse {
+        runs: state.runs.list(&query),
+    }))
 }

@@ -49,6 +49,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::budget::{Busy, DecodeBudget};
 use crate::delta_input::{self, DeltaFormat};
 use crate::metrics::Metrics;
+use crate::runs::{Ended, RunLog};
+use strata_storaged_api::runs::RunKind;
 
 /// At most this many requests share one commit.
 pub const MAX_GROUP_REQUESTS: usize = 64;
@@ -113,6 +115,7 @@ pub struct Ingest {
     store: Arc<dyn ObjectStore>,
     budget: DecodeBudget,
     metrics: Arc<Metrics>,
+    runs: RunLog,
     committers: Arc<Mutex<HashMap<DatasetName, mpsc::Sender<Job>>>>,
     latest: Latest,
     notifier: Notifier,
@@ -158,11 +161,13 @@ impl Ingest {
         notifier: Notifier,
         budget: DecodeBudget,
         metrics: Arc<Metrics>,
+        runs: RunLog,
     ) -> Self {
         Self {
             store,
             budget,
             metrics,
+            runs,
             committers: Arc::default(),
             latest: Latest::default(),
             notifier,
@@ -271,6 +276,7 @@ impl Ingest {
             self.latest.clone(),
             self.notifier.clone(),
             self.metrics.clone(),
+            self.runs.clone(),
         ));
         committers.insert(name.clone(), sender.clone());
         sender
@@ -313,6 +319,7 @@ async fn run_committer(
     latest: Latest,
     notifier: Notifier,
     metrics: Arc<Metrics>,
+    runs: RunLog,
 ) {
     let mut held: Option<Job> = None;
     loop {
@@ -339,10 +346,28 @@ async fn run_committer(
             group.push(job);
         }
         let started = std::time::Instant::now();
+        let started_at = chrono::Utc::now();
         let (results, landed) = commit_group(&table, &latest, &group, &metrics).await;
         metrics.group_commit(started.elapsed(), landed.is_some());
-        if let Some(version) = landed {
-            notifier.notify(table.name().as_str(), version);
+        let requests = group.len() as u64;
+        let ended = match &landed {
+            Some(landed) => Ended::Committed {
+                version: landed.version,
+                rows: landed.rows,
+                bytes: landed.bytes,
+                requests,
+            },
+            None => Ended::Failed {
+                requests,
+                error: results
+                    .values()
+                    .find_map(|r| r.as_ref().err())
+                    .map_or_else(|| "nothing committed".to_owned(), |e| e.to_string()),
+            },
+        };
+        runs.record(table.name().as_str(), RunKind::Ingest, started_at, ended);
+        if let Some(landed) = landed {
+            notifier.notify(table.name().as_str(), landed.version);
         }
         for job in group {
             // Members with one transaction id (a retry queued next to its original) share
@@ -360,6 +385,13 @@ async fn run_committer(
 
 type Results = HashMap<String, Result<DeltaCommitted, Arc<GroupError>>>;
 
+/// What a group commit committed: its version and its delta file's rows and bytes.
+struct Landed {
+    version: u64,
+    rows: u64,
+    bytes: u64,
+}
+
 /// Commits a group: every member not yet committed lands in one delta file and one version.
 /// Returns each transaction id's result and the version this group committed, if it did.
 async fn commit_group(
@@ -367,7 +399,7 @@ async fn commit_group(
     hint: &Latest,
     group: &[Job],
     metrics: &Metrics,
-) -> (Results, Option<u64>) {
+) -> (Results, Option<Landed>) {
     let name = table.name();
     let mut results = Results::new();
     // Members still to commit: the first member of each transaction id (a retry that queued
@@ -426,7 +458,14 @@ async fn commit_group(
                     };
                     results.insert(job.txn.id.clone(), Ok(committed));
                 }
-                return (results, Some(manifest.version));
+                // The file this commit added is the newest delta it names.
+                let (rows, bytes) = manifest.deltas.last().map_or((0, 0), |d| (d.rows, d.bytes));
+                let landed = Landed {
+                    version: manifest.version,
+                    rows,
+                    bytes,
+                };
+                return (results, Some(landed));
             }
             // Another request committed some members meanwhile: regroup without them.
             Err(GroupError::Table(Error::TxnsPartlyCommitted { .. }))

@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod metrics;
 mod objects;
 mod routes;
+pub mod runs;
 pub mod store;
 mod untrusted;
 
@@ -39,6 +40,7 @@ pub struct AppState {
     pub catalog: Catalog,
     pub ingest: Ingest,
     pub metrics: Arc<metrics::Metrics>,
+    pub runs: runs::RunLog,
 }
 
 /// Opens the store named by the config and serves on `listener` until `shutdown`.
@@ -101,16 +103,19 @@ pub async fn prepare(
     let catalog = Catalog::new(store.clone(), config.clone(), budget.clone());
     catalog.create_declared().await?;
     let metrics = Arc::new(metrics::Metrics::default());
+    let runs = runs::RunLog::default();
     let ingest = Ingest::new(
         store.clone(),
         strata_queryd_api::internal::Notifier::from_config(config),
         budget,
         metrics.clone(),
+        runs.clone(),
     );
     Ok(AppState {
         store,
         catalog,
         ingest,
         metrics,
+        runs,
     })
 }

@@ -59,6 +59,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
             get(catalog_api::manifest_versions),
         )
         .route(
+            strata_storaged_api::runs::RUNS_ROUTE,
+            get(catalog_api::runs),
+        )
+        .route(
             &format!("{DATASETS_ROUTE}/{{name}}/manifests/{{version}}"),
             get(catalog_api::manifest),
         )

@@ -286,8 +286,43 @@ async fn every_client_command_against_the_real_binary() {
     // Compaction, its run, the versions and the changes.
     let run: Value = serde_json::from_str(&ok(&strata, &["compact", "items"])).unwrap();
     assert_eq!(run["outcome"], "committed", "{run}");
+    // The run history: the compaction, the delta commits and the upload, newest first.
     let runs: Value = serde_json::from_str(&ok(&strata, &["runs", "items"])).unwrap();
     assert_eq!(runs["runs"][0]["id"], run["id"], "{runs}");
+    assert_eq!(runs["runs"][0]["kind"], "compaction", "{runs}");
+    let kinds: Vec<&str> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    // Three upsert batches, a rerun answered without a commit, one NDJSON upsert, one delete.
+    assert_eq!(
+        kinds,
+        [
+            "compaction",
+            "ingest",
+            "ingest",
+            "ingest",
+            "ingest",
+            "ingest",
+            "upload"
+        ],
+        "{runs}"
+    );
+    let ingest: Value = serde_json::from_str(&ok(
+        &strata,
+        &["runs", "items", "--kind", "ingest", "--limit", "2"],
+    ))
+    .unwrap();
+    let last_two: Vec<(u64, u64)> = ingest["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["rows"].as_u64().unwrap(), r["version"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(last_two, [(100, latest), (10, latest - 1)], "{ingest}");
+    assert_eq!(runs["runs"][6]["rows"], ROWS, "{runs}");
     let versions: Value = serde_json::from_str(&ok(&strata, &["versions", "items"])).unwrap();
     assert_eq!(versions["latest"], run["version"]);
     assert_eq!(versions["versions"][0]["rows"].as_u64(), Some(total));

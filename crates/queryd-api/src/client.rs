@@ -288,6 +288,15 @@ impl QuerydClient {
         self.json(self.http.get(&url), &url).await
     }
 
+    /// `GET /api/v1/runs`: imports, uploads, delta commits and compactions, newest first.
+    pub async fn runs(
+        &self,
+        query: &strata_storaged_api::runs::RunsQuery,
+    ) -> Result<strata_storaged_api::runs::RunsResponse, ClientError> {
+        let url = self.at("/api/v1/runs");
+        self.json(self.http.get(&url).query(query), &url).await
+    }
+
     /// `POST /api/v1/cache/pin`.
     pub async fn pin(&self, dataset: &str) -> Result<CacheEntry, ClientError> {
         self.cache("pin", dataset).await

@@ -260,6 +260,18 @@ impl StoragedClient {
         .await
     }
 
+    /// `GET /api/v1/runs`: imports, uploads and delta commits, newest first.
+    pub async fn runs(
+        &self,
+        query: &crate::runs::RunsQuery,
+    ) -> Result<crate::runs::RunsResponse, ClientError> {
+        self.call(
+            self.request(reqwest::Method::GET, crate::runs::RUNS_ROUTE)
+                .query(query),
+        )
+        .await
+    }
+
     pub async fn list_datasets(&self) -> Result<DatasetList, ClientError> {
         self.call(self.request(reqwest::Method::GET, DATASETS_ROUTE))
             .await

@@ -5,11 +5,13 @@
 //!   queryd and compactord run unchanged on a remote or a direct store.
 //! - [`catalog`]: dataset creation and listing, and [`StoragedClient`].
 //! - [`deltas`]: the delta ingest route queryd forwards writes to, and [`DeltaClient`].
+//! - [`runs`]: the run history of imports, uploads and delta commits.
 
 pub mod catalog;
 pub mod deltas;
 pub mod objects;
 mod remote_store;
+pub mod runs;
 
 pub use catalog::StoragedClient;
 pub use deltas::{

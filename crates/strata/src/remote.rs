@@ -19,6 +19,7 @@ use strata_queryd_api::{
     ChangesQuery, OrderBy, Predicate, QueryRequest, QuerydClient, VersionsQuery,
 };
 use strata_storaged_api::catalog::{CreateDatasetRequest, UploadQuery};
+use strata_storaged_api::runs::RunsQuery;
 
 /// Where queryd is and who calls it (options of every command; the daemons ignore them).
 #[derive(Debug, Args)]
@@ -138,8 +139,16 @@ pub enum RemoteAction {
     },
     /// Compact now; prints the run.
     Compact(Named),
-    /// The dataset's compaction runs, newest first.
-    Runs(Named),
+    /// Runs, newest first: imports, uploads, delta commits and compactions.
+    Runs {
+        /// Only this dataset's.
+        name: Option<String>,
+        /// import, upload, ingest or compaction.
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// The retained versions, newest first, with their row counts.
     Versions(Named),
     /// The row changes after a version, as NDJSON; `--follow` waits for more.
@@ -239,7 +248,18 @@ async fn call(remote: &Remote, action: RemoteAction) -> anyhow::Result<()> {
             export(&queryd, &name, &format, version, body, output.as_deref()).await
         }
         RemoteAction::Compact(Named { name }) => print_json(&queryd.compact(&name).await?),
-        RemoteAction::Runs(Named { name }) => print_json(&queryd.compactions(&name).await?),
+        RemoteAction::Runs { name, kind, limit } => {
+            let kind = kind
+                .map(|k| serde_json::from_value(Value::String(k.clone())))
+                .transpose()
+                .context("--kind is one of import, upload, ingest, compaction")?;
+            let query = RunsQuery {
+                dataset: name,
+                kind,
+                limit,
+            };
+            print_json(&queryd.runs(&query).await?)
+        }
         RemoteAction::Versions(Named { name }) => {
             let query = VersionsQuery {
                 before: None,

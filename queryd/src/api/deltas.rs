@@ -67,6 +67,26 @@ pub async fn compactions(
     Ok(Json(RunsResponse { runs }))
 }
 
+/// `GET /api/v1/runs?dataset=&kind=&limit=` (admin): imports, uploads, delta commits and
+/// compactions, newest first.
+pub async fn runs(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+    query: Result<
+        axum::extract::Query<strata_storaged_api::runs::RunsQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<strata_storaged_api::runs::RunsResponse>, ApiError> {
+    let axum::extract::Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    // The admin guard let the request in, so the header is there.
+    let token = headers
+        .get(strata_daemon::auth::ADMIN_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let runs = app.forward.runs(token, &query).await?;
+    Ok(Json(strata_storaged_api::runs::RunsResponse { runs }))
+}
+
 /// A new version was committed: catch up in the background (storaged does not wait).
 pub async fn notify(
     State(app): State<AppState>,
