@@ -153,6 +153,42 @@ async fn creates_from_directories_and_globs() {
 }
 
 #[tokio::test]
+async fn relative_sources_resolve_against_the_source_root_and_errors_say_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    std::fs::create_dir_all(&store_dir).unwrap();
+    let root = dir.path().join("sources");
+    write_parquet(&root.join("events/a.parquet"), &[people(&[1, 2])]).unwrap();
+    let mut config = Config::default();
+    config.storaged.source_root = Some(root.clone());
+    let store = Arc::new(LocalFileSystem::new_with_prefix(&store_dir).unwrap());
+    let storaged = start_storaged(store, config).await;
+    let client = storaged.storaged();
+    let relative = |name: &str, source: &str| CreateDatasetRequest {
+        name: name.into(),
+        source: source.into(),
+        format: Default::default(),
+        primary_key: vec!["id".into()],
+        delta_mirror: false,
+    };
+    let info = client
+        .create_dataset(&relative("events", "events/*.parquet"))
+        .await
+        .unwrap();
+    assert_eq!(info.base_rows, 2);
+    let err = client
+        .create_dataset(&relative("nothing", "missing/*.parquet"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    let tried = root.join("missing/*.parquet");
+    assert!(
+        err.to_string().contains(&tried.display().to_string()),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn bad_keys_are_refused_naming_the_first_offender_and_commit_nothing() {
     let f = fixture().await;
     let client = f.storaged.storaged();

@@ -104,6 +104,10 @@ pub struct StoragedConfig {
     /// Directory for the sorted runs an import spills (default: the OS temp directory). Each
     /// import uses a fresh subdirectory and removes it when it ends, however it ends.
     pub spill_dir: Option<PathBuf>,
+    /// Where a relative `file` source of a dataset creation is looked for (the catalog's JSON
+    /// create and `[[datasets]]` entries); relative itself to the config file's directory.
+    /// Default: that directory (the working directory without a config file).
+    pub source_root: Option<PathBuf>,
 }
 
 impl Default for StoragedConfig {
@@ -116,6 +120,7 @@ impl Default for StoragedConfig {
             decode_budget_bytes: 1 << 30,
             import_memory_bytes: 1 << 30,
             spill_dir: None,
+            source_root: None,
         }
     }
 }
@@ -473,6 +478,16 @@ impl Config {
             .unwrap_or_else(|| vec![self.queryd.url()])
     }
 
+    /// Resolves a relative `file` source of a dataset against `storaged.source_root`.
+    pub fn resolve_source(&self, path: &str) -> PathBuf {
+        match &self.storaged.source_root {
+            Some(root) => self
+                .resolve_path(&root.to_string_lossy())
+                .join(Path::new(path)),
+            None => self.resolve_path(path),
+        }
+    }
+
     /// Resolves a path from the config against [`Config::base_dir`].
     pub fn resolve_path(&self, path: &str) -> PathBuf {
         let p = Path::new(path);
@@ -641,6 +656,30 @@ mod tests {
         ] {
             assert!(Config::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn relative_sources_resolve_against_the_source_root() {
+        let mut c = Config {
+            base_dir: "/etc/strata".into(),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.resolve_source("a/b.parquet"),
+            PathBuf::from("/etc/strata/a/b.parquet")
+        );
+        assert_eq!(c.resolve_source("/x.parquet"), PathBuf::from("/x.parquet"));
+        c.storaged.source_root = Some("data".into());
+        assert_eq!(
+            c.resolve_source("a/b.parquet"),
+            PathBuf::from("/etc/strata/data/a/b.parquet")
+        );
+        c.storaged.source_root = Some("/srv".into());
+        assert_eq!(
+            c.resolve_source("a/*.parquet"),
+            PathBuf::from("/srv/a/*.parquet")
+        );
+        assert_eq!(c.resolve_source("/x.parquet"), PathBuf::from("/x.parquet"));
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct Source {
     /// Glob over the remainder, if the source had one.
     pattern: Option<glob::Pattern>,
     display: String,
+    /// What the source resolved to (a local path against `storaged.source_root`), for the
+    /// errors: they say what was tried.
+    looked_in: String,
     /// A file on storaged's machine (not `s3://`): whatever fails reading it is the source's
     /// problem, not a passing fault of a store.
     local: bool,
@@ -40,7 +43,7 @@ impl Source {
                 .map_err(|e| invalid(e.to_string()))?;
             (store, key.to_owned())
         } else {
-            let local = normalize(&config.resolve_path(source.trim_start_matches("file://")))
+            let local = normalize(&config.resolve_source(source.trim_start_matches("file://")))
                 .map_err(|e| invalid(e.to_string()))?;
             let text = local.to_string_lossy().into_owned();
             (Arc::new(LocalFileSystem::new()), text)
@@ -61,11 +64,17 @@ impl Source {
         } else {
             None
         };
+        let looked_in = if local {
+            format!("/{path}", path = path.trim_start_matches('/'))
+        } else {
+            source.to_owned()
+        };
         Ok(Self {
             store,
             prefix,
             pattern,
             display: source.to_owned(),
+            looked_in,
             local,
         })
     }
@@ -113,8 +122,8 @@ impl Source {
         files.sort();
         if files.is_empty() {
             return Err(Error::InvalidInput(format!(
-                "source {:?} matched no Parquet files",
-                self.display
+                "source {:?} matched no Parquet files (looked for {})",
+                self.display, self.looked_in
             )));
         }
         Ok(files)
