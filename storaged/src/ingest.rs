@@ -350,22 +350,24 @@ async fn run_committer(
         let (results, landed) = commit_group(&table, &latest, &group, &metrics).await;
         metrics.group_commit(started.elapsed(), landed.is_some());
         let requests = group.len() as u64;
-        let ended = match &landed {
-            Some(landed) => Ended::Committed {
+        let failure = results.values().find_map(|r| r.as_ref().err());
+        // A group whose members were all committed before (retries) wrote nothing: no run.
+        let ended = match (&landed, failure) {
+            (Some(landed), _) => Some(Ended::Committed {
                 version: landed.version,
                 rows: landed.rows,
                 bytes: landed.bytes,
                 requests,
-            },
-            None => Ended::Failed {
+            }),
+            (None, Some(e)) => Some(Ended::Failed {
                 requests,
-                error: results
-                    .values()
-                    .find_map(|r| r.as_ref().err())
-                    .map_or_else(|| "nothing committed".to_owned(), |e| e.to_string()),
-            },
+                error: e.to_string(),
+            }),
+            (None, None) => None,
         };
-        runs.record(table.name().as_str(), RunKind::Ingest, started_at, ended);
+        if let Some(ended) = ended {
+            runs.record(table.name().as_str(), RunKind::Ingest, started_at, ended);
+        }
         if let Some(landed) = landed {
             notifier.notify(table.name().as_str(), landed.version);
         }
