@@ -31,28 +31,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
             require_token,
         ));
     let metrics = state.compactor.metrics.clone();
-    let public = Router::new().route(
-        "/metrics",
-        get(move || {
-            let metrics = metrics.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    metrics.render(),
-                )
-            }
-        }),
-    );
-    let http_metrics = state.compactor.metrics.http.clone();
-    strata_daemon::serve::finish(
-        "compactord",
-        admin.merge(internal).merge(public).with_state(state),
+    strata_daemon::metrics::instrument(
+        strata_daemon::serve::finish("compactord", admin.merge(internal).with_state(state)),
+        metrics.http.clone(),
+        move || metrics.render(),
     )
-    .route_layer(from_fn_with_state(
-        http_metrics,
-        strata_daemon::metrics::track,
-    ))
 }

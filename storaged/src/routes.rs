@@ -72,28 +72,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
         ));
 
     let metrics = state.metrics.clone();
-    let public = Router::new().route(
-        "/metrics",
-        get(move || {
-            let metrics = metrics.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    metrics.render(),
-                )
-            }
-        }),
-    );
-    let http_metrics = state.metrics.http.clone();
-    strata_daemon::serve::finish(
-        "storaged",
-        internal.merge(admin).merge(public).with_state(state),
+    strata_daemon::metrics::instrument(
+        strata_daemon::serve::finish("storaged", internal.merge(admin).with_state(state)),
+        metrics.http.clone(),
+        move || metrics.render(),
     )
-    .route_layer(from_fn_with_state(
-        http_metrics,
-        strata_daemon::metrics::track,
-    ))
 }

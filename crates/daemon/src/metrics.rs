@@ -152,6 +152,27 @@ pub fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// `router` with `GET /metrics` answering `render()` in the text format, and every request of
+/// it recorded in `http` ([`track`]): what storaged and compactord add to their routes.
+pub fn instrument(
+    router: axum::Router,
+    http: std::sync::Arc<HttpMetrics>,
+    render: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> axum::Router {
+    router
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let body = render();
+                async move { ([(axum::http::header::CONTENT_TYPE, TEXT_FORMAT)], body) }
+            }),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(http, track))
+}
+
+/// The content type of the text exposition format.
+pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4";
+
 /// Middleware recording every request under its route template (never the raw path, so
 /// the label set stays bounded).
 pub async fn track(
