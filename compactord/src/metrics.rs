@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use strata_compactord_api::{CompactionRun, RunOutcome};
-use strata_daemon::metrics::{Histogram, HttpMetrics, write_metric};
+use strata_daemon::metrics::{Histogram, HttpMetrics, write_counters};
 
 use crate::collect::GcReport;
 
@@ -107,61 +107,56 @@ impl Metrics {
                 "",
                 &RUN_BUCKETS,
             );
-        for (name, help, value) in [
-            (
-                "strata_compaction_deltas_merged_total",
-                "Delta files merged by committed compactions.",
-                &self.deltas_merged,
-            ),
-            (
-                "strata_compaction_rows_written_total",
-                "Rows written to new base files by committed compactions.",
-                &self.rows_written,
-            ),
-            (
-                "strata_compaction_bytes_written_total",
-                "Bytes of new base files written by committed compactions.",
-                &self.bytes_written,
-            ),
-            (
-                "strata_gc_runs_total",
-                "Garbage collections of one dataset that finished.",
-                &self.gc_runs,
-            ),
-            (
-                "strata_gc_failures_total",
-                "Garbage collections of one dataset that failed.",
-                &self.gc_failures,
-            ),
-            (
-                "strata_gc_manifests_deleted_total",
-                "Expired manifests deleted.",
-                &self.gc_manifests_deleted,
-            ),
-            (
-                "strata_gc_files_deleted_total",
-                "Data files deleted.",
-                &self.gc_files_deleted,
-            ),
-            (
-                "strata_gc_bytes_deleted_total",
-                "Bytes of data files deleted.",
-                &self.gc_bytes_deleted,
-            ),
-            (
-                "strata_delta_log_failures_total",
-                "Delta Lake log writes that failed (repaired by the next check).",
-                &self.delta_log_failures,
-            ),
-        ] {
-            write_metric(
-                &mut out,
-                "counter",
-                name,
-                help,
-                value.load(Ordering::Relaxed),
-            );
-        }
+        write_counters(
+            &mut out,
+            &[
+                (
+                    "strata_compaction_deltas_merged_total",
+                    "Delta files merged by committed compactions.",
+                    &self.deltas_merged,
+                ),
+                (
+                    "strata_compaction_rows_written_total",
+                    "Rows written to new base files by committed compactions.",
+                    &self.rows_written,
+                ),
+                (
+                    "strata_compaction_bytes_written_total",
+                    "Bytes of new base files written by committed compactions.",
+                    &self.bytes_written,
+                ),
+                (
+                    "strata_gc_runs_total",
+                    "Garbage collections of one dataset that finished.",
+                    &self.gc_runs,
+                ),
+                (
+                    "strata_gc_failures_total",
+                    "Garbage collections of one dataset that failed.",
+                    &self.gc_failures,
+                ),
+                (
+                    "strata_gc_manifests_deleted_total",
+                    "Expired manifests deleted.",
+                    &self.gc_manifests_deleted,
+                ),
+                (
+                    "strata_gc_files_deleted_total",
+                    "Data files deleted.",
+                    &self.gc_files_deleted,
+                ),
+                (
+                    "strata_gc_bytes_deleted_total",
+                    "Bytes of data files deleted.",
+                    &self.gc_bytes_deleted,
+                ),
+                (
+                    "strata_delta_log_failures_total",
+                    "Delta Lake log writes that failed (repaired by the next check).",
+                    &self.delta_log_failures,
+                ),
+            ],
+        );
         out
     }
 }

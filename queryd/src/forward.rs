@@ -5,7 +5,7 @@ use bytes::Bytes;
 use strata_compactord_api::{CompactionRun, CompactordClient};
 use strata_daemon::config::Config;
 use strata_storaged_api::catalog::{CreateDatasetRequest, DatasetInfo, UploadQuery};
-use strata_storaged_api::runs::{Run, RunKind, RunOutcome, RunsQuery};
+use strata_storaged_api::runs::{Run, RunKind, RunsQuery};
 use strata_storaged_api::{ClientError, DeltaClient, DeltaCommitted, StoragedClient};
 
 use crate::error::QueryError;
@@ -158,7 +158,6 @@ fn upstream_error(daemon: &str, e: ClientError) -> QueryError {
 
 /// A compaction run in the shape of the run history.
 fn compaction_run(run: CompactionRun) -> Run {
-    use strata_compactord_api::RunOutcome as C;
     Run {
         id: run.id,
         dataset: run.dataset,
@@ -168,12 +167,7 @@ fn compaction_run(run: CompactionRun) -> Run {
         rows: run.rows_out,
         bytes: run.bytes_written,
         requests: 1,
-        outcome: match run.outcome {
-            C::Committed => RunOutcome::Committed,
-            C::Noop => RunOutcome::Noop,
-            C::Fenced => RunOutcome::Fenced,
-            C::Failed => RunOutcome::Failed,
-        },
+        outcome: run.outcome,
         error: run.error,
         version: run.version,
     }

@@ -1,12 +1,11 @@
 //! queryd's Prometheus metrics (`strata_daemon::metrics` keeps the HTTP ones and the
 //! format), rendered at `GET /metrics`.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use strata_daemon::metrics::{Histogram, HttpMetrics};
+use strata_daemon::metrics::{Histogram, HttpMetrics, write_counters, write_metric};
 
 /// Upper bounds (seconds) of the reload histogram buckets.
 const RELOAD_BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
@@ -110,10 +109,7 @@ impl Metrics {
                 &self.compactions_carried,
             ),
         ];
-        for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
-        }
+        write_counters(&mut out, &counters);
         let gauges = [
             (
                 "strata_cache_used_bytes",
@@ -127,10 +123,7 @@ impl Metrics {
             ),
         ];
         for (name, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
+            write_metric(&mut out, "gauge", name, help, value);
         }
         out.push_str("# HELP strata_reload_duration_seconds Dataset load and reload durations.\n");
         out.push_str("# TYPE strata_reload_duration_seconds histogram\n");

@@ -42,7 +42,7 @@ pub async fn create_dataset(
         &request.name,
         RunKind::Import,
         started_at,
-        created.as_ref().map_err(|e| e.to_string()),
+        created.as_ref(),
     );
     let manifest = created?;
     Ok((StatusCode::CREATED, Json(DatasetInfo::from(&manifest))))
@@ -62,13 +62,7 @@ pub async fn upload_dataset(
     let body = body.map_err(|e| ApiError::body_rejected(e.status(), e.body_text()))?;
     let started_at = chrono::Utc::now();
     let created = state.catalog.upload(&name, &query, format, body).await;
-    record(
-        &state,
-        &name,
-        RunKind::Upload,
-        started_at,
-        created.as_ref().map_err(|e| e.to_string()),
-    );
+    record(&state, &name, RunKind::Upload, started_at, created.as_ref());
     let manifest = created?;
     Ok((StatusCode::CREATED, Json(DatasetInfo::from(&manifest))))
 }
@@ -134,7 +128,7 @@ fn record(
     name: &str,
     kind: RunKind,
     started_at: chrono::DateTime<chrono::Utc>,
-    created: Result<&Manifest, String>,
+    created: Result<&Manifest, &impl std::fmt::Display>,
 ) {
     state
         .metrics
@@ -146,7 +140,10 @@ fn record(
             bytes: m.total_bytes(),
             requests: 1,
         },
-        Err(error) => Ended::Failed { requests: 1, error },
+        Err(error) => Ended::Failed {
+            requests: 1,
+            error: error.to_string(),
+        },
     };
     state.runs.record(name, kind, started_at, ended);
 }

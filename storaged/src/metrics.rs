@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use strata_daemon::metrics::{Histogram, HttpMetrics, write_metric};
+use strata_daemon::metrics::{Histogram, HttpMetrics, write_counters};
 
 /// Upper bounds (seconds) of the group-commit histogram buckets.
 const COMMIT_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
@@ -71,61 +71,56 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         self.http.render(&mut out);
-        for (name, help, value) in [
-            (
-                "strata_deltas_committed_total",
-                "Delta requests answered with their committed version.",
-                &self.deltas_committed,
-            ),
-            (
-                "strata_deltas_refused_total",
-                "Delta requests refused or failed.",
-                &self.deltas_refused,
-            ),
-            (
-                "strata_delta_rows_upserted_total",
-                "Rows upserted by committed delta requests.",
-                &self.rows_upserted,
-            ),
-            (
-                "strata_delta_rows_deleted_total",
-                "Rows deleted by committed delta requests.",
-                &self.rows_deleted,
-            ),
-            (
-                "strata_ingest_versions_total",
-                "Versions committed by delta group commits.",
-                &self.versions_committed,
-            ),
-            (
-                "strata_ingest_regroups_total",
-                "Group commits that lost members to another commit and retried (conflicts).",
-                &self.regroups,
-            ),
-            (
-                "strata_imports_total",
-                "Datasets created (imports and uploads).",
-                &self.imports,
-            ),
-            (
-                "strata_import_failures_total",
-                "Dataset creations that failed or were refused.",
-                &self.import_failures,
-            ),
-            (
-                "strata_rows_imported_total",
-                "Rows of the datasets created.",
-                &self.rows_imported,
-            ),
-        ] {
-            write_metric(
-                &mut out,
-                "counter",
-                name,
-                help,
-                value.load(Ordering::Relaxed),
-            );
-        }
+        write_counters(
+            &mut out,
+            &[
+                (
+                    "strata_deltas_committed_total",
+                    "Delta requests answered with their committed version.",
+                    &self.deltas_committed,
+                ),
+                (
+                    "strata_deltas_refused_total",
+                    "Delta requests refused or failed.",
+                    &self.deltas_refused,
+                ),
+                (
+                    "strata_delta_rows_upserted_total",
+                    "Rows upserted by committed delta requests.",
+                    &self.rows_upserted,
+                ),
+                (
+                    "strata_delta_rows_deleted_total",
+                    "Rows deleted by committed delta requests.",
+                    &self.rows_deleted,
+                ),
+                (
+                    "strata_ingest_versions_total",
+                    "Versions committed by delta group commits.",
+                    &self.versions_committed,
+                ),
+                (
+                    "strata_ingest_regroups_total",
+                    "Group commits that lost members to another commit and retried (conflicts).",
+                    &self.regroups,
+                ),
+                (
+                    "strata_imports_total",
+                    "Datasets created (imports and uploads).",
+                    &self.imports,
+                ),
+                (
+                    "strata_import_failures_total",
+                    "Dataset creations that failed or were refused.",
+                    &self.import_failures,
+                ),
+                (
+                    "strata_rows_imported_total",
+                    "Rows of the datasets created.",
+                    &self.rows_imported,
+                ),
+            ],
+        );
         out.push_str(
             "# HELP strata_ingest_commit_duration_seconds Group commits: the delta file written and the manifest committed.\n",
         );

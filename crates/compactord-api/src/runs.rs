@@ -24,11 +24,12 @@ pub enum Trigger {
     Threshold,
 }
 
-/// How a run ended.
+/// How a run ended (a compaction's, and in storaged's run history an import's, upload's or
+/// delta commit's: those are `committed` or `failed`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunOutcome {
-    /// A compaction version was committed (`version`).
+    /// A version was committed (`version`).
     Committed,
     /// There were no deltas; nothing was written.
     Noop,

@@ -144,6 +144,14 @@ pub fn write_metric(
     );
 }
 
+/// Counters, each with its HELP and TYPE lines.
+pub fn write_counters(out: &mut String, counters: &[(&str, &str, &std::sync::atomic::AtomicU64)]) {
+    for (name, help, value) in counters {
+        let value = value.load(std::sync::atomic::Ordering::Relaxed);
+        write_metric(out, "counter", name, help, value);
+    }
+}
+
 /// A label value, escaped.
 pub fn escape(label: &str) -> String {
     label

@@ -23,19 +23,8 @@ pub enum RunKind {
     Compaction,
 }
 
-/// How a run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunOutcome {
-    /// A version was committed (`version`).
-    Committed,
-    /// Nothing to do (compactions only).
-    Noop,
-    /// A newer compactor took over (compactions only).
-    Fenced,
-    /// Nothing was committed; `error` says why.
-    Failed,
-}
+/// How a run ended: one type with compactord's runs, which queryd lists beside these.
+pub use strata_compactord_api::RunOutcome;
 
 /// One run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
