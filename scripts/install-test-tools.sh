@@ -12,6 +12,7 @@
 #     extension from PyPI (duckdb-extension-delta), for DuckDB's delta_scan without a download.
 #     The extension loads only into the DuckDB it was built for, which is not the oracle's, so
 #     tests/python/delta_readers.py puts this directory first on the path of its own process.
+#   - schemathesis, into the venv: tests/it/openapi.rs runs it against queryd's /openapi.json
 set -euo pipefail
 
 SEAWEEDFS_VERSION="4.48"
@@ -22,6 +23,7 @@ DELTALAKE_VERSION="1.6.6"
 POLARS_VERSION="2.1.0"
 # duckdb-extension-delta X.Y.Z carries the extension built for DuckDB X.Y.Z and requires it.
 DUCKDB_DELTA_VERSION="1.5.5"
+SCHEMATHESIS_VERSION="4.32.5"
 STRATA_VENV="${STRATA_VENV:-$HOME/.cache/strata-venv}"
 DUCKDB_DELTA_DIR="$STRATA_VENV/duckdb-delta"
 
@@ -68,4 +70,11 @@ assert duckdb.__version__ == '${DUCKDB_DELTA_VERSION}'" >/dev/null 2>&1; then
     rm -rf "$DUCKDB_DELTA_DIR"
     "$STRATA_VENV/bin/pip" install --quiet --disable-pip-version-check --target "$DUCKDB_DELTA_DIR" \
         "duckdb==${DUCKDB_DELTA_VERSION}" "duckdb-extension-delta==${DUCKDB_DELTA_VERSION}"
+fi
+
+if ! "$STRATA_VENV/bin/python" -c "
+import importlib.metadata as m
+assert m.version('schemathesis') == '${SCHEMATHESIS_VERSION}'" >/dev/null 2>&1; then
+    echo "installing into $STRATA_VENV: schemathesis ${SCHEMATHESIS_VERSION}" >&2
+    "$STRATA_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==${SCHEMATHESIS_VERSION}"
 fi

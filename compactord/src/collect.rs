@@ -16,7 +16,12 @@
 //!   of its own: the files of its current snapshot are retained, and so are the files it
 //!   removed until their `remove.deletionTimestamp` is older than the grace period (Delta's
 //!   tombstone retention), so a reader on the previous log version still finds its files. The
-//!   log itself (`_delta_log/`) is never collected.
+//!   log itself (`_delta_log/`) is collected only with its dataset (below).
+//! - A dropped dataset (its latest manifest is a drop's tombstone) keeps only the tombstone
+//!   and the manifests younger than the grace period, whatever `keep_manifests` says, and its
+//!   Delta log (which its drop deletes) protects nothing and is deleted if any is left: once
+//!   the grace period has passed, everything but the tombstone goes. The tombstone stays, so
+//!   a new dataset of that name goes on from the next version.
 //! - Before deleting anything the run checks that the dataset's compactor epoch is still the
 //!   one the caller holds: a newer compactor (or GC) fences this one, as for compaction.
 //! - A delete that finds nothing counts as done (another GC got there first).
@@ -64,7 +69,8 @@ pub async fn collect(table: &Table, policy: &GcPolicy, epoch: u64) -> Result<GcR
     let name = table.name().clone();
     let now = Utc::now();
     let grace = chrono::Duration::from_std(policy.grace).unwrap_or(chrono::Duration::MAX);
-    let latest = table.latest_version().await?;
+    let head = table.load_head().await?;
+    let (latest, dropped) = (head.version, head.is_dropped());
     let versions: Vec<u64> = table
         .listed_versions()
         .await?
@@ -74,7 +80,11 @@ pub async fn collect(table: &Table, policy: &GcPolicy, epoch: u64) -> Result<GcR
 
     // Newest first: retained while among the newest K or young; the first too old (and
     // beyond K) ends the retained range, so expiry only ever removes a prefix.
-    let keep = policy.keep_manifests.max(1);
+    let keep = if dropped {
+        1
+    } else {
+        policy.keep_manifests.max(1)
+    };
     let mut retained = Vec::new();
     let mut expired = Vec::new();
     for (i, &version) in versions.iter().rev().enumerate() {
@@ -102,8 +112,10 @@ pub async fn collect(table: &Table, policy: &GcPolicy, epoch: u64) -> Result<GcR
         .collect();
     // Read for every dataset (one listing when there is no log): a log is honoured whatever
     // the manifest says, so no flag can make GC pull files from under its readers.
-    let log = delta_log::replay(store.as_ref(), &name).await?;
-    referenced.extend(log.retained_paths(&name, now, policy.grace));
+    if !dropped {
+        let log = delta_log::replay(store.as_ref(), &name).await?;
+        referenced.extend(log.retained_paths(&name, now, policy.grace));
+    }
     let mut orphans = Vec::new();
     for dir in ["base", "deltas"] {
         let prefix = layout::dataset_root(&name).join(dir);
@@ -115,7 +127,7 @@ pub async fn collect(table: &Table, policy: &GcPolicy, epoch: u64) -> Result<GcR
         }
     }
 
-    if table.load_latest().await?.compactor_epoch != epoch {
+    if table.load_head().await?.compactor_epoch != epoch {
         return Ok(GcReport {
             fenced: true,
             ..GcReport::default()
@@ -126,6 +138,9 @@ pub async fn collect(table: &Table, policy: &GcPolicy, epoch: u64) -> Result<GcR
         if delete(store.as_ref(), &layout::manifest_path(&name, version)).await? {
             report.manifests_deleted += 1;
         }
+    }
+    if dropped {
+        report.files_deleted += delta_log::delete_log(store.as_ref(), &name).await?;
     }
     for meta in orphans {
         if delete(store.as_ref(), &meta.location).await? {

@@ -79,7 +79,8 @@ impl Compactor {
         let _running = lock.lock().await;
         let table = Table::new(self.store().clone(), name.clone());
         let result = async {
-            let epoch = table.load_latest().await?.compactor_epoch;
+            // The head, a drop's tombstone included: a dropped dataset's files are GC's.
+            let epoch = table.load_head().await?.compactor_epoch;
             collect::collect(&table, &self.gc.policy, epoch).await
         }
         .await;

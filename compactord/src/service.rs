@@ -88,9 +88,9 @@ impl Compactor {
     /// The run is a task of its own: it finishes (and is recorded) even if the caller goes away.
     pub async fn run(&self, dataset: &str, trigger: Trigger) -> Result<CompactionRun, RunError> {
         let name = DatasetName::new(dataset)?;
-        // An unknown dataset is an error, not a run.
+        // An unknown (or dropped) dataset is an error, not a run.
         Table::new(self.store.clone(), name.clone())
-            .latest_version()
+            .load_latest()
             .await?;
         let this = self.clone();
         let task_name = name.clone();

@@ -45,6 +45,17 @@ pub enum QueryError {
     Internal(String),
 }
 
+impl QueryError {
+    /// The dataset is not in the store (never created, or dropped).
+    pub fn is_dataset_not_found(&self) -> bool {
+        matches!(
+            self,
+            QueryError::DatasetNotFound(_)
+                | QueryError::Shared(strata_shared::Error::DatasetNotFound(_))
+        )
+    }
+}
+
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         // The store failed, however deep under DataFusion, Arrow or Parquet: the answer a

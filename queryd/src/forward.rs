@@ -4,7 +4,9 @@
 use bytes::Bytes;
 use strata_compactord_api::{CompactionRun, CompactordClient};
 use strata_daemon::config::Config;
-use strata_storaged_api::catalog::{CreateDatasetRequest, DatasetInfo, UploadQuery};
+use strata_storaged_api::catalog::{
+    CreateDatasetRequest, DatasetInfo, DroppedDataset, UploadQuery,
+};
 use strata_storaged_api::runs::{Run, RunKind, RunsQuery};
 use strata_storaged_api::{ClientError, DeltaClient, DeltaCommitted, StoragedClient};
 
@@ -79,6 +81,19 @@ impl Forwarder {
             }
         };
         answer.map_err(storaged_error)
+    }
+
+    /// Drops a dataset in storaged's catalog, with the caller's admin token (as
+    /// [`Self::create`]).
+    pub async fn drop_dataset(
+        &self,
+        admin_token: &str,
+        name: &str,
+    ) -> Result<DroppedDataset, QueryError> {
+        StoragedClient::new(&self.storaged_url, Some(admin_token))
+            .drop_dataset(name)
+            .await
+            .map_err(storaged_error)
     }
 
     /// The runs `query` selects, newest first: storaged's imports, uploads and delta commits

@@ -71,19 +71,25 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, QueryError> {
         })
 }
 
-/// One dataset's history, read from the store.
+/// One dataset's history, read from the store: the versions of the live dataset, from its
+/// creation ([`Manifest::incarnation`]: a dropped namesake's versions are not its history).
 pub struct History {
     table: Table,
+    /// The version that created the live dataset.
+    first: u64,
 }
 
 impl History {
-    pub fn new(table: Table) -> Self {
-        Self { table }
+    /// The history of `table`'s live dataset, created at version `first` (the served
+    /// manifest's [`Manifest::incarnation`]).
+    pub fn new(table: Table, first: u64) -> Self {
+        Self { table, first }
     }
 
     /// The retained versions, ascending (never empty for an existing dataset).
     pub async fn retained(&self) -> Result<Vec<u64>, QueryError> {
-        let versions = self.table.listed_versions().await?;
+        let mut versions = self.table.listed_versions().await?;
+        versions.retain(|v| *v >= self.first);
         if versions.is_empty() {
             return Err(QueryError::DatasetNotFound(self.table.name().to_string()));
         }
@@ -127,7 +133,7 @@ impl History {
                     oldest.version,
                     oldest.created_at.to_rfc3339()
                 );
-                Err(if oldest.version == 0 {
+                Err(if oldest.version == self.first {
                     QueryError::NoSuchVersion(message)
                 } else {
                     QueryError::Gone(message)
@@ -138,6 +144,14 @@ impl History {
 
     /// Manifest `version`, or why there is none.
     async fn read(&self, version: u64) -> Result<Manifest, QueryError> {
+        if version < self.first {
+            return Err(QueryError::NoSuchVersion(format!(
+                "{} has no version {version}: it was created at version {} (the versions before \
+                 are a dropped dataset's of the same name)",
+                self.table.name(),
+                self.first
+            )));
+        }
         match self.table.read_manifest(version).await {
             Ok(m) => Ok(m),
             Err(strata_shared::Error::ManifestNotFound { .. }) => Err(self.missing(version).await),

@@ -43,6 +43,7 @@ pub mod query;
 pub mod route;
 pub mod routes;
 pub mod source;
+pub mod spool;
 pub mod state;
 
 use std::collections::HashMap;
@@ -74,6 +75,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// This queryd's name in answers (`[queryd] instance`).
     pub instance: Arc<str>,
+    /// Parquet exports on local disk (`[queryd] export_spool_bytes`; `None` with 0).
+    pub spool: Option<Arc<spool::ExportSpool>>,
 }
 
 /// Serves on `listener`, reaching objects through storaged's internal API.
@@ -168,6 +171,11 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
         forward: Arc::new(forward::Forwarder::new(config)),
         metrics,
         instance: q.instance().into(),
+        spool: spool::ExportSpool::new(
+            q.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+            q.export_spool_bytes,
+        )
+        .map(Arc::new),
     })
 }
 

@@ -139,7 +139,7 @@ impl QueryService {
         if let Some(state) = slot.resident().filter(|s| Some(s.version) == wanted) {
             return Ok(Source::Memory(state));
         }
-        let history = History::new(Table::new(self.cache.store().clone(), slot.name.clone()));
+        let history = history_of(&self.cache, &slot);
         let manifest = history.manifest(at).await?;
         match slot.resident() {
             Some(state) if state.version == manifest.version => Ok(Source::Memory(state)),
@@ -160,7 +160,7 @@ impl QueryService {
             )));
         }
         let slot = self.cache.slot(name).await?;
-        let history = History::new(Table::new(self.cache.store().clone(), slot.name.clone()));
+        let history = history_of(&self.cache, &slot);
         let retained = history.retained().await?;
         let (oldest, latest) = (retained[0], retained[retained.len() - 1]);
         let mut versions = Vec::new();
@@ -186,6 +186,8 @@ impl QueryService {
                     Operation::Ingest => "ingest",
                     Operation::Compact => "compaction",
                     Operation::BumpEpoch => "epoch",
+                    // Never listed: a tombstone ends the history of the dataset it dropped.
+                    Operation::Drop => "drop",
                 }
                 .into(),
                 rows,
@@ -221,7 +223,7 @@ impl QueryService {
             )));
         }
         let slot = self.cache.slot(name).await?;
-        let history = History::new(Table::new(self.cache.store().clone(), slot.name.clone()));
+        let history = history_of(&self.cache, &slot);
         let (since, mut until) = history.feed_range(since, query.until).await?;
         if query.until.is_none() && until == since && !wait.is_zero() {
             until = history::await_change(&history, since, wait).await?;
@@ -284,6 +286,13 @@ impl QueryService {
             self.executor.run(work(run)).await
         })
         .await
+    }
+
+    /// The newest version committed to `name` in the store, which this replica may not serve
+    /// yet (a replica learns of commits by notification and poll).
+    pub async fn latest_committed(&self, name: &str) -> Result<u64, QueryError> {
+        let slot = self.cache.slot(name).await?;
+        history_of(&self.cache, &slot).latest().await
     }
 
     /// The source of `request` (at its `min_version` or newer), its validated plan and its
@@ -411,14 +420,19 @@ impl QueryService {
         };
         let rest = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| {
-                let item = item.map_err(|e| std::io::Error::other(e.to_string()));
+                // The error itself inside: a reader of the whole stream (the export spool)
+                // answers with its status.
+                let item = item.map_err(std::io::Error::other);
                 (item, rx)
             })
         });
         Ok(Streamed {
             version,
+            // Fused: a body may be polled again after its end (tower-http's compression
+            // does), and `unfold` panics when it is.
             chunks: futures::stream::once(async { Ok(first) })
                 .chain(rest)
+                .fuse()
                 .boxed(),
         })
     }
@@ -447,6 +461,13 @@ struct Run {
     engine: Arc<dyn Engine>,
     deltas: Arc<DeltaCache>,
     footers: Arc<Footers>,
+}
+
+/// The history of the dataset `slot` serves, from the version that created it (a dropped
+/// namesake's versions are not its history).
+fn history_of(cache: &Memcache, slot: &crate::cache::Slot) -> History {
+    let table = Table::new(cache.store().clone(), slot.name.clone());
+    History::new(table, slot.manifest().incarnation)
 }
 
 impl Run {

@@ -6,7 +6,7 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::from_fn_with_state;
 use axum::middleware::map_response;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use strata_daemon::auth::{TokenGuard, require_token};
 use strata_daemon::config::Config;
 use strata_queryd_api::INSTANCE_HEADER;
@@ -15,7 +15,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 
 use crate::AppState;
-use crate::api::{cache, datasets, deltas, query, versions};
+use crate::api::{cache, datasets, deltas, export, openapi, query, versions};
 
 pub fn router(state: AppState, config: &Config) -> Router {
     let public = Router::new()
@@ -27,16 +27,19 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/api/v1/datasets/{name}/count", post(query::count))
         .route(
             "/api/v1/datasets/{name}/export",
-            get(query::export).post(query::export_query),
+            get(export::export).post(export::export_query),
         )
         .route("/api/v1/datasets/{name}/versions", get(versions::versions))
         .route("/api/v1/datasets/{name}/changes", get(versions::changes))
         .route("/api/v1/cache/stats", get(cache::stats))
         .route("/readyz", get(datasets::ready))
-        .route("/metrics", get(metrics_text));
+        .route("/metrics", get(metrics_text))
+        // The OpenAPI document (`/openapi.json`) and its Swagger UI (`/docs`).
+        .merge(openapi::router());
 
     let admin = Router::new()
         .route("/api/v1/datasets", post(datasets::create))
+        .route("/api/v1/datasets/{name}", delete(datasets::drop))
         .route("/api/v1/datasets/{name}/reload", post(cache::reload))
         .route("/api/v1/cache/pin", post(cache::pin))
         .route("/api/v1/cache/unpin", post(cache::unpin))

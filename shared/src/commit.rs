@@ -103,25 +103,65 @@ impl Table {
         &self.store
     }
 
-    /// Writes version 0. Fails with [`Error::DatasetExists`] if any version 0 is there.
-    pub async fn create(&self, manifest: &Manifest) -> Result<()> {
+    /// Writes the first version of a new dataset: version 0, or, where an earlier dataset of
+    /// the same name was dropped, the version after its tombstone (with
+    /// [`Manifest::incarnation`] set to it and the tombstone's compactor epoch, so versions
+    /// and epochs never go back for a follower). Fails with [`Error::DatasetExists`] if a live
+    /// dataset holds the name. `manifest` is a version-0 draft ([`Manifest::initial`]).
+    pub async fn create(&self, manifest: &Manifest) -> Result<Manifest> {
         debug_assert_eq!(manifest.version, 0);
-        let path = layout::manifest_path(&self.name, 0);
-        let body = PutPayload::from(manifest.to_json_bytes()?);
-        match self
-            .store
-            .put_opts(&path, body, PutOptions::from(PutMode::Create))
-            .await
-        {
-            Ok(_) => {
-                self.write_hint(0).await;
-                Ok(())
+        for _ in 0..self.retry.max_attempts {
+            // The head decides the version: after a tombstone, version 0 may have expired, and
+            // writing it again would break the contiguous range discovery relies on.
+            let mut next = manifest.clone();
+            match self.load_head().await {
+                Err(Error::DatasetNotFound(_)) => {}
+                Ok(head) if head.is_dropped() => {
+                    next.version = head.version + 1;
+                    next.incarnation = next.version;
+                    next.compactor_epoch = head.compactor_epoch;
+                    for txn in &mut next.recent_txns {
+                        txn.version = next.version;
+                    }
+                }
+                Ok(_) => return Err(Error::DatasetExists(self.name.clone())),
+                Err(e) => return Err(e),
             }
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                Err(Error::DatasetExists(self.name.clone()))
+            let path = layout::manifest_path(&self.name, next.version);
+            let body = PutPayload::from(next.to_json_bytes()?);
+            match self
+                .store
+                .put_opts(&path, body, PutOptions::from(PutMode::Create))
+                .await
+            {
+                Ok(_) => {
+                    self.write_hint(next.version).await;
+                    return Ok(next);
+                }
+                // Another creation (or commit) took the version: look at the head again.
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => Err(e.into()),
         }
+        Err(Error::CommitContention {
+            dataset: self.name.clone(),
+            attempts: self.retry.max_attempts,
+            last: "every version tried was taken by another commit".into(),
+        })
+    }
+
+    /// Drops the dataset: commits an [`Operation::Drop`] tombstone that references no file
+    /// (garbage collection deletes the files once no retained manifest holds them).
+    /// [`Error::DatasetNotFound`] if it is absent or dropped already.
+    pub async fn drop_dataset(&self, txn_id: &str) -> Result<Manifest> {
+        let outcome = self
+            .commit(txn_id, Operation::Drop, |draft| {
+                draft.base_files.clear();
+                draft.deltas.clear();
+                Ok(())
+            })
+            .await?;
+        Ok(outcome.manifest)
     }
 
     pub async fn read_manifest(&self, version: u64) -> Result<Manifest> {
@@ -235,7 +275,19 @@ impl Table {
         Ok(lo)
     }
 
+    /// The latest manifest of the live dataset: [`Error::DatasetNotFound`] if it has none, or
+    /// if the latest is a drop's tombstone. Every reader and committer starts here, so a
+    /// dropped dataset takes no more writes.
     pub async fn load_latest(&self) -> Result<Manifest> {
+        let head = self.load_head().await?;
+        if head.is_dropped() {
+            return Err(Error::DatasetNotFound(self.name.clone()));
+        }
+        Ok(head)
+    }
+
+    /// The latest manifest, a drop's tombstone included: for garbage collection and creation.
+    pub async fn load_head(&self) -> Result<Manifest> {
         // A version found by discovery can vanish only through manifest expiry racing with a
         // very stale reader; retry discovery once in that case.
         for _ in 0..2 {

@@ -278,6 +278,30 @@ pub async fn replay(store: &dyn ObjectStore, name: &DatasetName) -> Result<LogSt
     Ok(state)
 }
 
+/// Deletes the Delta log of `name` (a dropped dataset's: Delta readers must no longer find a
+/// table there), newest commit first, so a crash midway leaves a log that still replays (a
+/// prefix of versions). Returns how many objects it deleted.
+pub async fn delete_log(store: &dyn ObjectStore, name: &DatasetName) -> Result<u64> {
+    let mut listed: Vec<object_store::path::Path> = store
+        .list(Some(&layout::delta_log_dir(name)))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await?;
+    let version =
+        |p: &object_store::path::Path| p.filename().and_then(layout::parse_delta_commit_file_name);
+    // Commits newest first, anything else (none is written today) after them.
+    listed.sort_by_key(|p| std::cmp::Reverse(version(p)));
+    let mut deleted = 0;
+    for path in listed {
+        match store.delete(&path).await {
+            Ok(()) => deleted += 1,
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(deleted)
+}
+
 /// Brings the Delta log of `manifest`'s dataset to the manifest's base files (module docs),
 /// if the dataset has `delta_mirror`. Returns the log version written, `None` when there was
 /// nothing to write (the log already holds these files, or was made from a newer manifest).

@@ -46,6 +46,15 @@ pub struct Manifest {
     /// (a successor is a copy of the manifest it follows). Absent in manifests without it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delta_mirror: bool,
+    /// The version that created this incarnation of the dataset: 0, or the version after the
+    /// [`Operation::Drop`] tombstone of an earlier dataset of the same name. Versions below it
+    /// belong to that earlier dataset (time travel and the change feed stop here).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub incarnation: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +64,10 @@ pub enum Operation {
     Ingest,
     Compact,
     BumpEpoch,
+    /// The dataset was dropped: this version is a tombstone with no files. Readers treat the
+    /// dataset as absent ([`crate::commit::Table::load_latest`]); a new dataset of the same name
+    /// is created as the next version, so versions stay monotonic for every follower.
+    Drop,
 }
 
 /// A base Parquet file.
@@ -153,7 +166,13 @@ impl Manifest {
                 deletes: None,
             }],
             delta_mirror: false,
+            incarnation: 0,
         }
+    }
+
+    /// Whether this version is a drop's tombstone.
+    pub fn is_dropped(&self) -> bool {
+        self.operation == Operation::Drop
     }
 
     /// The draft of the next version: the same snapshot, one version up, recording `txn_id`.

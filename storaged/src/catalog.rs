@@ -1,4 +1,5 @@
-//! The dataset catalog: create datasets from Parquet sources as manifest version 0, list them
+//! The dataset catalog: create datasets from sources (Parquet, CSV, NDJSON, Arrow IPC streams,
+//! Delta tables) or uploads as manifest version 0, list them
 //! and read their manifests. A dataset exists iff its version 0 (or a later one) does.
 //!
 //! A dataset created with `delta_mirror` gets its Delta Lake log (`strata_shared::delta_log`)
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use strata_daemon::ApiError;
-use strata_daemon::config::Config;
+use strata_daemon::config::{Config, SourceFormat};
 use strata_shared::commit::{self, Table};
 use strata_shared::layout::{self, DatasetName};
 use strata_shared::manifest::Manifest;
@@ -21,6 +22,7 @@ use strata_storaged_api::catalog::{
 
 use crate::StoragedError;
 use crate::budget::{Busy, DecodeBudget};
+use crate::import::upload::SpoolError;
 use crate::import::{self, ImportError, Imports, Rows, Source, Ticket, Turn};
 use crate::untrusted;
 
@@ -33,6 +35,8 @@ pub enum UploadError {
     Busy(#[from] Busy),
     #[error(transparent)]
     Import(#[from] ImportError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
 }
 
 impl From<UploadError> for ApiError {
@@ -41,6 +45,16 @@ impl From<UploadError> for ApiError {
             UploadError::Table(e) => ApiError::from(e),
             UploadError::Busy(e) => ApiError::from(e),
             UploadError::Import(e) => ApiError::from(e),
+            UploadError::Spool(e @ SpoolError::TooLarge { .. }) => {
+                ApiError::body_rejected(axum::http::StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            }
+            UploadError::Spool(e @ SpoolError::Body(_)) => ApiError::bad_request(e.to_string()),
+            UploadError::Spool(e @ SpoolError::Disk { .. }) => {
+                tracing::error!(error = %e, "spooling an upload failed");
+                ApiError::internal(
+                    "spooling the upload failed on storaged (its log has the reason)",
+                )
+            }
         }
     }
 }
@@ -53,7 +67,7 @@ struct New<'a> {
 }
 
 /// What an uploaded body is (its `Content-Type`). CSV (with a header line) and NDJSON have
-/// their column types inferred from their first rows ([`untrusted::csv`]).
+/// their column types inferred from their first rows, as a source's are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UploadFormat {
     Parquet,
@@ -61,6 +75,22 @@ pub enum UploadFormat {
     Csv,
     Ndjson,
 }
+
+impl UploadFormat {
+    /// The source format its spool file is read as.
+    fn source_format(self) -> SourceFormat {
+        match self {
+            UploadFormat::Parquet => SourceFormat::Parquet,
+            UploadFormat::ArrowStream => SourceFormat::Arrow,
+            UploadFormat::Csv => SourceFormat::Csv,
+            UploadFormat::Ndjson => SourceFormat::Ndjson,
+        }
+    }
+}
+
+/// What opening an upload reads at most, admitted against the decode budget: a text
+/// sample's bytes ([`import`]'s inference), or a Parquet footer.
+const UPLOAD_OPEN_BYTES: u64 = 16 << 20;
 
 #[derive(Clone)]
 pub struct Catalog {
@@ -95,10 +125,15 @@ impl Catalog {
         request: &CreateDatasetRequest,
     ) -> std::result::Result<Manifest, ImportError> {
         let name = self.absent(&request.name).await?;
-        let source = Source::parse(&request.source, &self.config)?;
+        let source = Source::parse(
+            &request.source,
+            request.format,
+            request.schema.clone(),
+            &self.config,
+        )?;
         let ticket = self.imports.start(&name)?;
         let turn = ticket.turn().await;
-        let opened = source.open().await?;
+        let opened = source.open(self.import_settings.memory).await?;
         let new = New {
             primary_key: &request.primary_key,
             delta_mirror: request.delta_mirror,
@@ -107,42 +142,73 @@ impl Catalog {
             .await
     }
 
-    /// Creates a dataset from an uploaded body: a Parquet file or an Arrow IPC stream (a JSON
-    /// body describes a source instead: [`Self::create`]), decoded as untrusted input
-    /// ([`crate::untrusted`]) off the async workers, within the decode budget.
-    pub async fn upload(
+    /// Creates a dataset from an uploaded body (a Parquet file, an Arrow IPC stream, CSV or
+    /// NDJSON; a JSON body describes a source instead: [`Self::create`]). The body is spooled
+    /// to a file in the spill directory as it arrives (up to `storaged.max_upload_bytes`),
+    /// then imported as a local source of its format, so its size costs disk, not memory; the
+    /// file is deleted however the upload ends. It is untrusted input: a Parquet file's pages
+    /// are checked before it is decoded ([`untrusted::parquet_pages`]), an Arrow stream is
+    /// read through its framing checks, and every decoder runs under
+    /// [`untrusted::contain`]. Opening it (the footer, or a text sample whose types are
+    /// inferred) is admitted against the decode budget.
+    pub async fn upload<S, E>(
         &self,
         name: &str,
         query: &UploadQuery,
         format: UploadFormat,
-        body: bytes::Bytes,
-    ) -> std::result::Result<Manifest, UploadError> {
+        body: S,
+    ) -> std::result::Result<Manifest, UploadError>
+    where
+        S: futures::Stream<Item = std::result::Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
         let name = self.absent(name).await?;
-        // The turn before the decode budget: a body waiting for its turn must not hold decode
-        // room that deltas need meanwhile.
         let ticket = self.imports.start(&name)?;
+        let spool = import::upload::spool(
+            body,
+            &self.import_settings.spill_dir,
+            self.config.storaged.max_upload_bytes,
+        )
+        .await?;
         let turn = ticket.turn().await;
-        let _room = self.budget.admit(body.len(), format).await?;
-        let (schema, batches) = tokio::task::spawn_blocking(move || match format {
-            UploadFormat::Parquet => untrusted::parquet(body),
-            UploadFormat::ArrowStream => untrusted::arrow_stream(body),
-            UploadFormat::Csv => untrusted::csv(body),
-            UploadFormat::Ndjson => untrusted::ndjson(body),
-        })
-        .await
-        .map_err(|e| Error::InvalidInput(format!("decoding the upload failed: {e}")))??;
+        let opened = {
+            let sample = spool.bytes().min(UPLOAD_OPEN_BYTES);
+            let _room = self
+                .budget
+                .admit(usize::try_from(sample).unwrap_or(usize::MAX), format)
+                .await?;
+            if format == UploadFormat::Parquet {
+                let path = spool.path().to_path_buf();
+                tokio::task::spawn_blocking(move || {
+                    untrusted::contain("Parquet file", || {
+                        let file = std::fs::File::open(&path).map_err(|e| {
+                            Error::InvalidInput(format!("invalid Parquet file: {e}"))
+                        })?;
+                        untrusted::parquet_pages::check_file(&file)
+                    })
+                })
+                .await
+                .map_err(|e| Error::InvalidInput(format!("checking the upload failed: {e}")))??;
+            }
+            let source = Source::spooled(spool.path(), format.source_format());
+            source.open(self.import_settings.memory).await?
+        };
         let new = New {
             primary_key: &query.primary_key(),
             delta_mirror: query.delta_mirror(),
         };
-        let rows = Rows::Batches(schema, batches);
-        Ok(self.commit_new(name, rows, new, &ticket, turn).await?)
+        let created = self
+            .commit_new(name, Rows::Source(Box::new(opened)), new, &ticket, turn)
+            .await;
+        drop(spool);
+        Ok(created?)
     }
 
     /// `name`, validated, if no dataset of that name exists yet.
     async fn absent(&self, name: &str) -> Result<DatasetName> {
         let name = DatasetName::new(name)?;
-        match self.table(&name).latest_version().await {
+        // A dropped namesake's tombstone does not hold the name.
+        match self.table(&name).load_latest().await {
             Ok(_) => Err(Error::DatasetExists(name)),
             Err(Error::DatasetNotFound(_)) => Ok(name),
             Err(e) => Err(e),
@@ -175,9 +241,10 @@ impl Catalog {
         )
         .await?;
         let txn = format!("create-{}", uuid::Uuid::now_v7());
-        let mut manifest = Manifest::initial(name, schema, new.primary_key.to_vec(), files, &txn);
-        manifest.delta_mirror = new.delta_mirror;
-        self.table(&manifest.dataset).create(&manifest).await?;
+        let mut draft = Manifest::initial(name, schema, new.primary_key.to_vec(), files, &txn);
+        draft.delta_mirror = new.delta_mirror;
+        // Version 0, or the version after a dropped namesake's tombstone.
+        let manifest = self.table(&draft.dataset).create(&draft).await?;
         tracing::info!(
             dataset = %manifest.dataset,
             rows = manifest.base_rows(),
@@ -203,6 +270,7 @@ impl Catalog {
                 name: declared.name.clone(),
                 source: declared.source.clone(),
                 format: declared.format,
+                schema: None,
                 primary_key: declared.primary_key.clone(),
                 delta_mirror: declared.delta_mirror,
             };
@@ -252,7 +320,9 @@ impl Catalog {
 
     pub async fn versions(&self, name: &str) -> Result<ManifestVersions> {
         let name = DatasetName::new(name)?;
-        let latest = self.table(&name).latest_version().await?;
+        // The live dataset's versions: none of a dropped namesake's.
+        let head = self.table(&name).load_latest().await?;
+        let (latest, first) = (head.version, head.incarnation);
         let listed: Vec<_> = self
             .store
             .list(Some(&layout::manifest_dir(&name)))
@@ -262,7 +332,7 @@ impl Catalog {
             .iter()
             .filter_map(|m| m.location.filename())
             .filter_map(layout::parse_manifest_file_name)
-            .filter(|v| *v <= latest)
+            .filter(|v| (first..=latest).contains(v))
             .collect();
         versions.sort_unstable();
         Ok(ManifestVersions {

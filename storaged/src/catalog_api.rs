@@ -1,8 +1,8 @@
 //! Handlers of the catalog API (routes in `strata_storaged_api::catalog`).
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use strata_daemon::{ApiError, ApiJson};
@@ -48,20 +48,24 @@ pub async fn create_dataset(
     Ok((StatusCode::CREATED, Json(DatasetInfo::from(&manifest))))
 }
 
-/// `POST /api/v1/datasets/{name}/upload`: a new dataset from the body (Parquet or Arrow).
+/// `POST /api/v1/datasets/{name}/upload`: a new dataset from the body (Parquet, Arrow IPC
+/// stream, CSV or NDJSON), streamed to a spool file as it arrives, never held in memory
+/// (`Catalog::upload`); larger than `storaged.max_upload_bytes` is a 413.
 pub async fn upload_dataset(
     State(state): State<AppState>,
     name: Result<Path<String>, PathRejection>,
     query: Result<Query<UploadQuery>, QueryRejection>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<DatasetInfo>), ApiError> {
     let Path(name) = name.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let format = upload_format_of(&headers)?;
-    let body = body.map_err(|e| ApiError::body_rejected(e.status(), e.body_text()))?;
     let started_at = chrono::Utc::now();
-    let created = state.catalog.upload(&name, &query, format, body).await;
+    let created = state
+        .catalog
+        .upload(&name, &query, format, body.into_data_stream())
+        .await;
     record(&state, &name, RunKind::Upload, started_at, created.as_ref());
     let manifest = created?;
     Ok((StatusCode::CREATED, Json(DatasetInfo::from(&manifest))))

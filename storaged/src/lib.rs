@@ -11,6 +11,7 @@ mod catalog;
 mod catalog_api;
 pub mod delta_input;
 mod deltas_api;
+mod drop;
 mod error;
 mod import;
 pub mod ingest;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub ingest: Ingest,
     pub metrics: Arc<metrics::Metrics>,
     pub runs: runs::RunLog,
+    /// Tells the queryds about versions storaged committed.
+    pub notifier: strata_queryd_api::internal::Notifier,
 }
 
 /// Opens the store named by the config and serves on `listener` until `shutdown`.
@@ -104,9 +107,10 @@ pub async fn prepare(
     catalog.create_declared().await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let runs = runs::RunLog::default();
+    let notifier = strata_queryd_api::internal::Notifier::from_config(config);
     let ingest = Ingest::new(
         store.clone(),
-        strata_queryd_api::internal::Notifier::from_config(config),
+        notifier.clone(),
         budget,
         metrics.clone(),
         runs.clone(),
@@ -117,5 +121,6 @@ pub async fn prepare(
         ingest,
         metrics,
         runs,
+        notifier,
     })
 }

@@ -10,13 +10,10 @@ use strata_storaged_api::catalog::{DATASETS_ROUTE, UPLOAD_ROUTE};
 use strata_storaged_api::deltas::DELTAS_ROUTE;
 use strata_storaged_api::objects::{COPY_ROUTE, LIST_ROUTE, OBJECT_ROUTE};
 
-use crate::{AppState, catalog_api, deltas_api, objects};
+use crate::{AppState, catalog_api, deltas_api, drop, objects};
 
 /// The largest object the internal API accepts in one PUT.
 const MAX_OBJECT_BYTES: usize = 4 * 1024 * 1024 * 1024;
-/// The largest upload that creates a dataset: the import holds the whole source in memory
-/// while it sorts (`import`); a bigger table comes from a file or `s3://` source.
-const MAX_UPLOAD_BYTES: usize = 1024 * 1024 * 1024;
 
 pub fn router(state: AppState, config: &Config) -> Router {
     let internal = Router::new()
@@ -48,11 +45,13 @@ pub fn router(state: AppState, config: &Config) -> Router {
         )
         .route(
             &format!("{DATASETS_ROUTE}/{{name}}"),
-            get(catalog_api::dataset),
+            get(catalog_api::dataset).delete(drop::drop_dataset),
         )
         .route(
             UPLOAD_ROUTE,
-            post(catalog_api::upload_dataset).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+            // The body is streamed to a spool file, which enforces
+            // `storaged.max_upload_bytes` as it writes (413); no limit of axum's applies.
+            post(catalog_api::upload_dataset).layer(DefaultBodyLimit::disable()),
         )
         .route(
             &format!("{DATASETS_ROUTE}/{{name}}/manifests"),

@@ -102,6 +102,7 @@ async fn up_on_seaweedfs() {
         name: "from_s3".into(),
         source: format!("s3://{}/src/*.parquet", seaweed.bucket),
         format: Default::default(),
+        schema: None,
         primary_key: vec!["id".into()],
         delta_mirror: false,
     };

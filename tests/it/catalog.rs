@@ -36,6 +36,7 @@ fn request(name: &str, source: &Path, key: &[&str]) -> CreateDatasetRequest {
         name: name.into(),
         source: source.display().to_string(),
         format: Default::default(),
+        schema: None,
         primary_key: key.iter().map(|k| k.to_string()).collect(),
         delta_mirror: false,
     }
@@ -168,6 +169,7 @@ async fn relative_sources_resolve_against_the_source_root_and_errors_say_where()
         name: name.into(),
         source: source.into(),
         format: Default::default(),
+        schema: None,
         primary_key: vec!["id".into()],
         delta_mirror: false,
     };
@@ -365,6 +367,7 @@ async fn s3_sources_without_credentials_are_read_anonymously() {
         name: "anon".into(),
         source: "s3://nobucket/x.parquet".into(),
         format: Default::default(),
+        schema: None,
         primary_key: vec![],
         delta_mirror: false,
     };

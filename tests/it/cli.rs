@@ -427,6 +427,29 @@ async fn every_client_command_against_the_real_binary() {
     );
     assert!(fails(&strata, true, &["schema", "bad"]).contains("404"));
 
+    // Drop: gone at once (and a second drop is a 404); only an admin drops; the name is free
+    // again, for a dataset that goes on from the drop's version.
+    assert!(fails(&strata, false, &["drop", "people_ndjson"]).contains("401"));
+    let dropped: Value = serde_json::from_str(&ok(&strata, &["drop", "people_ndjson"])).unwrap();
+    assert_eq!(dropped["name"], "people_ndjson", "{dropped}");
+    let tombstone = dropped["version"].as_u64().unwrap();
+    assert!(fails(&strata, true, &["schema", "people_ndjson"]).contains("404"));
+    assert!(fails(&strata, true, &["drop", "people_ndjson"]).contains("404"));
+    let again: Value = serde_json::from_str(&ok(
+        &strata,
+        &[
+            "create",
+            "people_ndjson",
+            "--from",
+            &path(&ndjson_file),
+            "--primary-key",
+            "id",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(again["version"].as_u64(), Some(tombstone + 1), "{again}");
+    assert_eq!(ok(&strata, &["count", "people_ndjson"]).trim(), "3");
+
     // Refusals say why, on stderr, with a failing exit.
     assert!(fails(&strata, true, &["query", "nosuch"]).contains("not found"));
     assert!(fails(&strata, true, &["upsert", "items", &path(&body_file)]).contains("body.json"));

@@ -163,6 +163,8 @@ async fn exports_read_back_equal_to_the_query_answers_in_every_format() {
     let expected: Vec<i64> = rows.iter().map(|r| r["val"].as_i64().unwrap()).collect();
     assert_eq!(vals, expected);
 
+    ranges_of_the_spooled_parquet(&http, &export, latest, &rows).await;
+
     // Arrow IPC and NDJSON: the same rows, the same values.
     let (status, content_type, _, body) = send(http.get(format!("{export}?format=arrow"))).await;
     assert_eq!(
@@ -234,6 +236,92 @@ async fn exports_read_back_equal_to_the_query_answers_in_every_format() {
         assert_eq!(got, status, "{query}: {}", String::from_utf8_lossy(&body));
         assert_eq!(content_type, "application/json");
     }
+}
+
+/// The Parquet export is one file with a length, an ETag and byte ranges: every answer
+/// is the same bytes (spooled once), ranges are slices of them, and a reader of remote
+/// Parquet (Polars, which asks for the length and then reads ranges) reads the table.
+async fn ranges_of_the_spooled_parquet(
+    http: &reqwest::Client,
+    export: &str,
+    latest: u64,
+    rows: &[Map<String, Value>],
+) {
+    let whole = http.get(export).send().await.unwrap();
+    assert_eq!(whole.status().as_u16(), 200);
+    let headers = whole.headers().clone();
+    let body = whole.bytes().await.unwrap();
+    let len = body.len() as u64;
+    assert_eq!(headers["content-length"], len.to_string().as_str());
+    assert_eq!(headers["accept-ranges"], "bytes");
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    let head = http.head(export).send().await.unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(head.headers()["content-length"], len.to_string().as_str());
+    assert_eq!(head.headers()["etag"], etag.as_str());
+
+    let range = |spec: &str, if_range: Option<&str>| {
+        let mut request = http.get(export).header("range", spec);
+        if let Some(tag) = if_range {
+            request = request.header("if-range", tag);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let content_range = response
+                .headers()
+                .get("content-range")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, content_range, response.bytes().await.unwrap())
+        }
+    };
+    // The footer, as readers ask for it first, then a slice, then an open-ended range.
+    let (status, content_range, tail) = range("bytes=-8", None).await;
+    assert_eq!(status, 206);
+    assert_eq!(
+        content_range.unwrap(),
+        format!("bytes {}-{}/{len}", len - 8, len - 1)
+    );
+    assert_eq!(tail, body.slice(len as usize - 8..));
+    assert_eq!(&tail[4..], b"PAR1");
+    let (status, _, slice) = range("bytes=4-99", Some(&etag)).await;
+    assert_eq!((status, slice), (206, body.slice(4..100)));
+    let (status, _, rest) = range(&format!("bytes={}-", len - 100), None).await;
+    assert_eq!((status, rest), (206, body.slice(len as usize - 100..)));
+    // A stale validator gets the whole (current) file; past the end is a 416.
+    let (status, content_range, all) = range("bytes=0-9", Some("\"stale\"")).await;
+    assert_eq!((status, content_range, all), (200, None, body.clone()));
+    let (status, content_range, _) = range(&format!("bytes={len}-"), None).await;
+    assert_eq!(
+        (status, content_range),
+        (416, Some(format!("bytes */{len}")))
+    );
+
+    // Polars reads the table over HTTP (length, then ranges).
+    let ids: i64 = rows.iter().map(|r| r["id"].as_i64().unwrap()).sum();
+    let script = format!(
+        "import polars as pl, json\n\
+         df = pl.scan_parquet('{export}?version={latest}').select(pl.len().alias('n'), \
+         pl.col('id').sum().alias('ids')).collect()\n\
+         print(json.dumps(df.row(0)))"
+    );
+    let python = crate::queryd_binary::client_python();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "polars failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read: (u64, i64) = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(read, (rows.len() as u64, ids));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -141,6 +141,7 @@ async fn an_import_larger_than_its_memory_is_sorted_on_disk_within_its_budget() 
         name: name.into(),
         source: source.display().to_string(),
         format: Default::default(),
+        schema: None,
         primary_key: vec!["id".into()],
         delta_mirror: false,
     };

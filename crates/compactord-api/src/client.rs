@@ -5,7 +5,8 @@ use strata_daemon::client::send_json;
 
 use crate::ClientError;
 use crate::runs::{
-    CompactionRun, INTERNAL_COMPACT_ROUTE, INTERNAL_RUNS_ROUTE, RunsResponse, compact_path, encode,
+    CompactionRun, GcResponse, INTERNAL_COMPACT_ROUTE, INTERNAL_GC_ROUTE, INTERNAL_RUNS_ROUTE,
+    RunsResponse, compact_path, encode,
 };
 
 /// Calls compactord with the internal token. Cheap to clone (one connection pool).
@@ -55,5 +56,15 @@ impl CompactordClient {
             .header(INTERNAL_TOKEN_HEADER, &self.token);
         let answer: RunsResponse = send_json(request, &url).await?;
         Ok(answer.runs)
+    }
+
+    /// Garbage collection over every dataset, now.
+    pub async fn gc(&self) -> Result<GcResponse, ClientError> {
+        let url = format!("{}{}", self.base_url, INTERNAL_GC_ROUTE);
+        let request = self
+            .http
+            .post(&url)
+            .header(INTERNAL_TOKEN_HEADER, &self.token);
+        send_json(request, &url).await
     }
 }

@@ -13,7 +13,7 @@ pub const RUNS_ROUTE: &str = "/api/v1/compactions";
 pub const INTERNAL_RUNS_ROUTE: &str = "/internal/v1/compactions";
 
 /// What started a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// `POST …/compact`.
@@ -26,7 +26,7 @@ pub enum Trigger {
 
 /// How a run ended (a compaction's, and in storaged's run history an import's, upload's or
 /// delta commit's: those are `committed` or `failed`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunOutcome {
     /// A version was committed (`version`).
@@ -40,7 +40,7 @@ pub enum RunOutcome {
 }
 
 /// One compaction run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompactionRun {
     /// UUIDv7, so ids sort by start time.
     pub id: String,
@@ -77,7 +77,9 @@ pub struct RunsQuery {
 }
 
 /// Answer of the history routes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+// storaged-api's `RunsResponse` is the run history's.
+#[schema(as = CompactionRuns)]
 pub struct RunsResponse {
     pub runs: Vec<CompactionRun>,
 }

@@ -108,6 +108,9 @@ pub struct StoragedConfig {
     /// create and `[[datasets]]` entries); relative itself to the config file's directory.
     /// Default: that directory (the working directory without a config file).
     pub source_root: Option<PathBuf>,
+    /// Largest body of an upload that creates a dataset (default 64 GiB; larger is 413). The
+    /// body is spooled to `spill_dir` as it arrives, not held in memory, so this bounds disk.
+    pub max_upload_bytes: u64,
 }
 
 impl Default for StoragedConfig {
@@ -121,6 +124,7 @@ impl Default for StoragedConfig {
             import_memory_bytes: 1 << 30,
             spill_dir: None,
             source_root: None,
+            max_upload_bytes: 64 << 30,
         }
     }
 }
@@ -171,6 +175,13 @@ pub struct QuerydConfig {
     /// Names this queryd in its answers (`X-Strata-Instance`, cache stats): with replicas
     /// behind a load balancer, the cache a pin or evict acted on. Default: the host name.
     pub instance: Option<String>,
+    /// Parquet exports kept on local disk, in bytes (default 1 GiB; 0 keeps none): a spooled
+    /// export is answered with its `Content-Length` and serves HTTP range requests (readers
+    /// such as DuckDB and Polars read a remote Parquet file in ranges). Least recently used
+    /// go first.
+    pub export_spool_bytes: u64,
+    /// Where spooled exports are written (default: the OS temp directory).
+    pub spool_dir: Option<PathBuf>,
 }
 
 /// How queryd moves a dataset in memory to a version whose base files changed, which it must
@@ -204,6 +215,8 @@ impl Default for QuerydConfig {
             rebuild: Rebuild::default(),
             delta_cache_bytes: 256 << 20,
             instance: None,
+            export_spool_bytes: 1 << 30,
+            spool_dir: None,
         }
     }
 }
@@ -311,7 +324,8 @@ pub struct AuthConfig {
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
     pub name: String,
-    /// A Parquet file, directory or glob; a local path or an `s3://` URL.
+    /// A file, directory or glob (Parquet, CSV, NDJSON, Arrow IPC streams, a Delta table, as
+    /// `format` says); a local path or an `s3://` URL.
     pub source: String,
     #[serde(default)]
     pub format: SourceFormat,
@@ -333,11 +347,24 @@ pub struct DatasetConfig {
     pub delta_mirror: bool,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What a dataset's source files are (README, "Creating a dataset").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceFormat {
+    /// Told by the source: a directory holding `_delta_log/` is a Delta table; otherwise each
+    /// file's extension (`.parquet`, `.csv`, `.ndjson`/`.jsonl`/`.json`, `.arrows`), and a
+    /// file with none of these is Parquet.
     #[default]
+    Auto,
     Parquet,
+    /// CSV with a header line.
+    Csv,
+    /// One JSON object per line.
+    Ndjson,
+    /// Arrow IPC streams.
+    Arrow,
+    /// A Delta Lake table: its current snapshot.
+    Delta,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -14,7 +14,9 @@ use strata_compactord_api::runs::encode;
 use strata_compactord_api::{CompactionRun, RunsResponse};
 use strata_daemon::auth::ADMIN_TOKEN_HEADER;
 use strata_daemon::client::{ClientError, send, send_json};
-use strata_storaged_api::catalog::{CreateDatasetRequest, DatasetInfo, UploadQuery};
+use strata_storaged_api::catalog::{
+    CreateDatasetRequest, DatasetInfo, DroppedDataset, UploadQuery,
+};
 use strata_storaged_api::{DeltaCommitted, IDEMPOTENCY_KEY_HEADER};
 
 use crate::{
@@ -266,6 +268,12 @@ impl QuerydClient {
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body);
         self.json(request, &url).await
+    }
+
+    /// `DELETE /api/v1/datasets/{name}` (admin): drops the dataset.
+    pub async fn drop_dataset(&self, name: &str) -> Result<DroppedDataset, ClientError> {
+        let url = self.at(&format!("/api/v1/datasets/{}", encode(name)));
+        self.json(self.http.delete(&url), &url).await
     }
 
     /// `POST /api/v1/datasets/{name}/reload`.

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 mod client;
 pub mod internal;
@@ -20,8 +21,14 @@ pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 pub const DATASET_VERSION_HEADER: &str = "x-dataset-version";
 
 /// Body of `POST /api/v1/datasets/{name}/query`, `…/query/stream` and `…/count`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(example = json!({
+    "columns": ["id", "amount"],
+    "predicates": [{"col": "amount", "op": "gt", "val": 400}],
+    "order_by": [{"col": "amount", "dir": "desc"}],
+    "page_size": 10
+}))]
 pub struct QueryRequest {
     /// Columns to return, in this order; all columns when absent. Ignored with `group_by`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -63,7 +70,7 @@ pub struct QueryRequest {
 
 /// `{"col": …, "op": …, "val": …}`; `op` is one of `eq neq gt gte lt lte like ilike in
 /// is_null is_not_null`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Predicate {
     pub col: String,
@@ -84,7 +91,7 @@ impl Predicate {
 
 /// `{"op": "count|sum|avg|min|max", "col": …, "alias": …}`. The default alias is `count`
 /// for a count without a column and `{op}_{col}` otherwise.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Aggregation {
     pub op: String,
@@ -95,7 +102,7 @@ pub struct Aggregation {
 }
 
 /// `{"col": …, "dir": "asc|desc"}` (default asc; nulls last ascending, first descending).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderBy {
     pub col: String,
@@ -104,7 +111,7 @@ pub struct OrderBy {
 }
 
 /// `{"data": [...], "page": p, "page_size": n}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct QueryResponse {
     pub data: Vec<serde_json::Map<String, Value>>,
     pub page: u64,
@@ -112,19 +119,19 @@ pub struct QueryResponse {
 }
 
 /// `{"count": n}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CountResponse {
     pub count: u64,
 }
 
 /// `{"datasets": [...]}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DatasetList {
     pub datasets: Vec<DatasetSummary>,
 }
 
 /// One dataset in the list and in `…/status`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DatasetSummary {
     pub name: String,
     pub kind: String,
@@ -148,7 +155,7 @@ pub struct DatasetSummary {
 }
 
 /// `GET /api/v1/datasets/{name}/schema`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SchemaResponse {
     pub name: String,
     pub rows: u64,
@@ -161,7 +168,7 @@ pub struct SchemaResponse {
     pub sample: Option<serde_json::Map<String, Value>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ColumnInfo {
     pub name: String,
     /// `int`, `float`, `bool`, `utf8`, `temporal` or `other`.
@@ -172,7 +179,7 @@ pub struct ColumnInfo {
 }
 
 /// `POST /api/v1/datasets/{name}/reload`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReloadResponse {
     pub dataset: String,
     pub rows: u64,
@@ -181,14 +188,15 @@ pub struct ReloadResponse {
 }
 
 /// Body of `POST /api/v1/cache/{pin,unpin,evict}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"dataset": "demo"}))]
 pub struct CacheRequest {
     pub dataset: String,
 }
 
 /// One dataset in `GET /api/v1/cache/stats`, and the answer to pin/unpin/evict.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CacheEntry {
     pub dataset: String,
     pub version: u64,
@@ -204,7 +212,7 @@ pub struct CacheEntry {
 
 /// Names the queryd that answered (each replica has its own cache).
 /// One retained version of a dataset (`GET /api/v1/datasets/{name}/versions`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VersionInfo {
     pub version: u64,
     /// When its manifest was committed (RFC 3339, the committing daemon's clock).
@@ -219,7 +227,7 @@ pub struct VersionInfo {
 }
 
 /// `GET /api/v1/datasets/{name}/versions`: retained versions, newest first.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VersionsResponse {
     pub dataset: String,
     pub latest: u64,
@@ -229,7 +237,8 @@ pub struct VersionsResponse {
 }
 
 /// Query of `GET /api/v1/datasets/{name}/versions`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default, deny_unknown_fields)]
 pub struct VersionsQuery {
     /// Only versions below this one (paging back through history).
@@ -264,7 +273,7 @@ pub const NDJSON: &str = "application/x-ndjson";
 pub const INSTANCE_HEADER: &str = "x-strata-instance";
 
 /// `GET /api/v1/cache/stats`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CacheStats {
     /// The queryd these figures are of: each replica has its own cache.
     #[serde(default)]

@@ -4,8 +4,9 @@
 //! |---|---|---|
 //! | GET | `/api/v1/datasets` | [`DatasetList`]: datasets, and imports running ([`ImportInfo`]) |
 //! | POST | `/api/v1/datasets` | [`CreateDatasetRequest`] → 201 [`DatasetInfo`] (409 if it exists) |
-//! | POST | `/api/v1/datasets/{name}/upload?primary_key=a,b[&delta_mirror=true]` | a Parquet file or an Arrow IPC stream as the body → 201 [`DatasetInfo`] (409 if it exists) |
+//! | POST | `/api/v1/datasets/{name}/upload?primary_key=a,b[&delta_mirror=true]` | a Parquet file, an Arrow IPC stream, CSV (`text/csv`) or NDJSON as the body, of any size up to `storaged.max_upload_bytes` (spooled to disk, not memory) → 201 [`DatasetInfo`] (409 if it exists, 413 if too large) |
 //! | GET | `/api/v1/datasets/{name}` | [`DatasetInfo`] of the latest version |
+//! | DELETE | `/api/v1/datasets/{name}` | drops it → 200 [`DroppedDataset`] (404 if absent) |
 //! | GET | `/api/v1/datasets/{name}/manifests` | [`ManifestVersions`] |
 //! | GET | `/api/v1/datasets/{name}/manifests/{version\|latest}` | the manifest JSON |
 
@@ -61,14 +62,24 @@ impl UploadQuery {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "events", "source": "events/*.parquet", "primary_key": ["id"]}))]
 pub struct CreateDatasetRequest {
     pub name: String,
-    /// A Parquet file, directory or glob: a path on storaged's machine or an `s3://` URL.
+    /// A file, directory or glob: a path on storaged's machine or an `s3://` URL. Parquet,
+    /// CSV with a header line, NDJSON, Arrow IPC streams, or a Delta Lake table's directory;
+    /// `k=v` directories below it (Hive partitions) become columns (README, "Creating a
+    /// dataset").
     pub source: String,
+    /// `auto` (the default) tells the format by the source: `_delta_log/` makes a Delta
+    /// table, otherwise the files' extensions.
     #[serde(default)]
     pub format: SourceFormat,
+    /// The columns of a CSV or NDJSON source, in order, instead of inferring them from its
+    /// first 10 000 rows. Refused for the other formats (their files carry a schema).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Vec<SourceColumn>>,
     #[serde(default)]
     pub primary_key: Vec<String>,
     /// Keep a Delta Lake transaction log beside the table (`datasets/{name}/_delta_log/`),
@@ -78,7 +89,26 @@ pub struct CreateDatasetRequest {
     pub delta_mirror: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A column of a CSV or NDJSON source given explicitly. `type` is one of `boolean`, `int32`,
+/// `int64`, `float32`, `float64`, `string`, `date` (days, `YYYY-MM-DD`), `timestamp`
+/// (microseconds, UTC; RFC 3339 text).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceColumn {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    #[serde(default = "nullable_default")]
+    pub nullable: bool,
+}
+
+fn nullable_default() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+// queryd-api has a `ColumnInfo` of its own (the schema route's).
+#[schema(as = StoredColumn)]
 pub struct ColumnInfo {
     pub name: String,
     pub data_type: String,
@@ -86,7 +116,7 @@ pub struct ColumnInfo {
 }
 
 /// A summary of one dataset's latest version.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DatasetInfo {
     pub name: String,
     pub version: u64,
@@ -129,6 +159,16 @@ impl From<&Manifest> for DatasetInfo {
             delta_mirror: m.delta_mirror,
         }
     }
+}
+
+/// The answer to a drop: the dataset is gone from this version on (the version is its
+/// tombstone's). Its files stay until garbage collection's grace period has passed, so reads
+/// already running finish; a new dataset may take the name at once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DroppedDataset {
+    pub name: String,
+    pub version: u64,
+    pub dropped_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -274,6 +314,12 @@ impl StoragedClient {
 
     pub async fn list_datasets(&self) -> Result<DatasetList, ClientError> {
         self.call(self.request(reqwest::Method::GET, DATASETS_ROUTE))
+            .await
+    }
+
+    /// `DELETE /api/v1/datasets/{name}`: drops the dataset.
+    pub async fn drop_dataset(&self, name: &str) -> Result<DroppedDataset, ClientError> {
+        self.call(self.request(reqwest::Method::DELETE, &format!("{DATASETS_ROUTE}/{name}")))
             .await
     }
 

@@ -48,7 +48,7 @@ pub fn idempotency_key(
 
 /// The answer to an accepted delta: the version that holds it and what this request wrote.
 /// Requests committed together (group commit) share the version.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeltaCommitted {
     pub dataset: String,
     pub version: u64,

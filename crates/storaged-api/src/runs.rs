@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const RUNS_ROUTE: &str = "/api/v1/runs";
 
 /// What a run did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunKind {
     /// A dataset created from a source storaged read (a file, directory, glob or `s3://`).
@@ -21,13 +21,15 @@ pub enum RunKind {
     Ingest,
     /// A compaction (compactord's; listed by queryd).
     Compaction,
+    /// A dataset dropped.
+    Drop,
 }
 
 /// How a run ended: one type with compactord's runs, which queryd lists beside these.
 pub use strata_compactord_api::RunOutcome;
 
 /// One run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Run {
     /// UUIDv7, so ids sort by start time.
     pub id: String,
@@ -50,7 +52,8 @@ pub struct Run {
 }
 
 /// The query of a run listing.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunsQuery {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,7 +82,7 @@ impl RunsQuery {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunsResponse {
     pub runs: Vec<Run>,
 }

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod demo;
+pub mod progress;
 pub mod remote;
 
 use std::net::SocketAddr;

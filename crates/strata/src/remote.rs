@@ -6,7 +6,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,12 +14,15 @@ use anyhow::{Context, bail};
 use arrow::array::{RecordBatch, UInt8Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use clap::{Args, Subcommand};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use strata_queryd_api::{
     ChangesQuery, OrderBy, Predicate, QueryRequest, QuerydClient, VersionsQuery,
 };
 use strata_storaged_api::catalog::{CreateDatasetRequest, UploadQuery};
 use strata_storaged_api::runs::RunsQuery;
+
+use crate::progress::{Progress, Unit};
 
 /// Where queryd is and who calls it (options of every command; the daemons ignore them).
 #[derive(Debug, Args)]
@@ -75,6 +78,10 @@ pub struct Selection {
     /// Read this retained version (time travel).
     #[arg(long)]
     pub version: Option<u64>,
+    /// Read at least this version (the one a write answered): read your writes on any
+    /// replica behind a load balancer.
+    #[arg(long)]
+    pub min_version: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +124,9 @@ pub enum RemoteAction {
         #[arg(long)]
         delta_mirror: bool,
     },
+    /// Drop a dataset: gone for every reader and writer at once; its files are deleted by
+    /// garbage collection once its grace period has passed. The name is free again at once.
+    Drop(Named),
     /// Upsert the rows of a file (NDJSON: one JSON object per line; Parquet; Arrow IPC).
     Upsert(DeltaArgs),
     /// Delete the rows of a file by key (NDJSON, Parquet or Arrow IPC; key columns suffice
@@ -235,6 +245,7 @@ async fn call(remote: &Remote, action: RemoteAction) -> anyhow::Result<()> {
             primary_key,
             delta_mirror,
         } => print_json(&create(&queryd, &name, &from, primary_key, delta_mirror).await?),
+        RemoteAction::Drop(Named { name }) => print_json(&queryd.drop_dataset(&name).await?),
         RemoteAction::Upsert(args) => write_deltas(&queryd, &args, Kind::Upsert).await,
         RemoteAction::Delete(args) => write_deltas(&queryd, &args, Kind::Delete).await,
         RemoteAction::Export {
@@ -317,6 +328,7 @@ impl Selection {
         }
         request.limit = self.limit.or(request.limit);
         request.version = self.version.or(request.version);
+        request.min_version = self.min_version.or(request.min_version);
         Ok(request)
     }
 }
@@ -354,10 +366,30 @@ async fn create(
         let file = tokio::fs::File::open(local)
             .await
             .with_context(|| format!("opening {from}"))?;
+        let size = file.metadata().await.ok().map(|m| m.len());
         let query = UploadQuery::new(&primary_key).with_delta_mirror(delta_mirror);
-        return Ok(queryd
-            .upload_dataset_with(name, &query, content_type, file)
-            .await?);
+        // The bar follows the bytes sent; the import finishes after the last one.
+        let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::new(
+            "upload",
+            Unit::Bytes,
+            size,
+        )));
+        let counted = progress.clone();
+        let body = tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {
+            if let (Ok(chunk), Ok(mut progress)) = (chunk, counted.lock()) {
+                progress.advance(chunk.len() as u64);
+            }
+        });
+        if let Ok(progress) = progress.lock() {
+            progress.line("sending; storaged imports as it arrives");
+        }
+        let created = queryd
+            .upload_dataset_with(name, &query, content_type, reqwest::Body::wrap_stream(body))
+            .await;
+        if let Ok(progress) = progress.lock() {
+            progress.finish();
+        }
+        return Ok(created?);
     }
     if !from.contains("://") {
         bail!("{from}: no such file (a source storaged reads is a URL: s3://… or file://…)");
@@ -366,6 +398,7 @@ async fn create(
         name: name.to_owned(),
         source: from.to_owned(),
         format: Default::default(),
+        schema: None,
         primary_key,
         delta_mirror,
     };
@@ -459,7 +492,8 @@ async fn write_deltas(queryd: &QuerydClient, args: &DeltaArgs, kind: Kind) -> an
         }
     };
     let total = bodies.len();
-    let terminal = std::io::stderr().is_terminal();
+    let total_rows = bodies.iter().map(|(rows, _)| *rows as u64).sum();
+    let mut progress = Progress::new(label, Unit::Rows, Some(total_rows));
     let mut rows_done = 0;
     let mut version = None;
     for (i, (rows, body)) in bodies.into_iter().enumerate() {
@@ -480,18 +514,14 @@ async fn write_deltas(queryd: &QuerydClient, args: &DeltaArgs, kind: Kind) -> an
         .with_context(|| format!("batch {}/{total} of {}", i + 1, args.file.display()))?;
         rows_done += rows;
         version = Some(committed.body.version);
-        progress(
-            terminal,
-            &format!(
-                "{label}: batch {}/{total}, {rows_done} rows, version {}",
-                i + 1,
-                committed.body.version
-            ),
-        );
+        progress.advance(rows as u64);
+        progress.line(&format!(
+            "(batch {}/{total}, version {})",
+            i + 1,
+            committed.body.version
+        ));
     }
-    if terminal {
-        eprintln!();
-    }
+    progress.finish();
     println!(
         "{}",
         json!({"dataset": args.name, "rows": rows_done, "batches": total, "version": version})
@@ -502,15 +532,6 @@ async fn write_deltas(queryd: &QuerydClient, args: &DeltaArgs, kind: Kind) -> an
 enum DeltaBody {
     Json(Value),
     Arrow(Vec<u8>),
-}
-
-/// A progress line on stderr: rewritten in place on a terminal, one line each otherwise.
-fn progress(terminal: bool, text: &str) {
-    if terminal {
-        eprint!("\r{text}");
-    } else {
-        eprintln!("{text}");
-    }
 }
 
 fn read_batches(bytes: Vec<u8>, format: FileFormat) -> anyhow::Result<Vec<RecordBatch>> {
@@ -610,19 +631,16 @@ async fn export(
         )),
         None => Box::new(std::io::stdout().lock()),
     };
-    let terminal = std::io::stderr().is_terminal();
+    // A spooled Parquet export has a length; the others stream without one.
+    let mut progress = Progress::new("export", Unit::Bytes, response.content_length());
     let mut written: u64 = 0;
     while let Some(chunk) = response.chunk().await.context("reading the export")? {
         sink.write_all(&chunk)?;
         written += chunk.len() as u64;
-        if terminal {
-            progress(true, &format!("export: {written} bytes"));
-        }
+        progress.advance(chunk.len() as u64);
     }
     sink.flush()?;
-    if terminal {
-        eprintln!();
-    }
+    progress.finish();
     if let Some(path) = output {
         eprintln!(
             "export: {name} version {} as {format}: {written} bytes to {}",

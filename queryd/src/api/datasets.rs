@@ -4,13 +4,13 @@
 use arrow::datatypes::DataType;
 use axum::Json;
 use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use strata_daemon::auth::ADMIN_TOKEN_HEADER;
 use strata_daemon::error::{ApiError, ApiJson};
 use strata_queryd_api::{ColumnInfo, DatasetList, DatasetSummary, SchemaResponse};
 use strata_shared::layout::DatasetName;
-use strata_storaged_api::catalog::{CreateDatasetRequest, DatasetInfo};
+use strata_storaged_api::catalog::{CreateDatasetRequest, DatasetInfo, DroppedDataset};
 use strata_storaged_api::deltas::JSON_CONTENT_TYPE;
 
 use super::version_header;
@@ -37,12 +37,7 @@ pub async fn create(
     State(app): State<AppState>,
     request: Request,
 ) -> Result<(StatusCode, Json<DatasetInfo>), ApiError> {
-    let token = request
-        .headers()
-        .get(ADMIN_TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let token = admin_token(request.headers()).to_owned();
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -81,6 +76,32 @@ pub async fn create(
     app.service.cache.refresh().await?;
     app.service.cache.load_soon(&created.name).await?;
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `DELETE /api/v1/datasets/{name}` (admin): drops the dataset in storaged's catalog and
+/// forgets it here at once (other replicas on storaged's notification, or their next poll).
+pub async fn drop(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<DroppedDataset>, ApiError> {
+    // Checked here: the name becomes part of storaged's route.
+    DatasetName::new(&name)?;
+    let dropped = app
+        .forward
+        .drop_dataset(admin_token(&headers), &name)
+        .await?;
+    app.service.cache.forget(&name);
+    Ok(Json(dropped))
+}
+
+/// The admin token the caller presented (the admin route layer checked it), passed on to
+/// storaged, which checks it again: the catalog is storaged's.
+fn admin_token(headers: &HeaderMap) -> &str {
+    headers
+        .get(ADMIN_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 pub async fn list(State(app): State<AppState>) -> Result<Json<DatasetList>, ApiError> {

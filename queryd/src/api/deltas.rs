@@ -63,6 +63,9 @@ pub async fn compactions(
     State(app): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<RunsResponse>, ApiError> {
+    // compactord filters its history by any text; a name no dataset can have is refused
+    // here, as on every other `{name}` route.
+    strata_shared::layout::DatasetName::new(&name)?;
     let runs = app.forward.compactions(&name).await?;
     Ok(Json(RunsResponse { runs }))
 }

@@ -4,6 +4,8 @@
 pub mod cache;
 pub mod datasets;
 pub mod deltas;
+pub mod export;
+pub mod openapi;
 pub mod query;
 pub mod versions;
 

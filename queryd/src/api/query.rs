@@ -1,13 +1,10 @@
-//! `POST /api/v1/datasets/{name}/query`, `…/query/stream`, `…/count`, and `…/export` (GET and
-//! POST).
+//! `POST /api/v1/datasets/{name}/query`, `…/query/stream` and `…/count`.
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use strata_daemon::error::{ApiError, ApiJson, OptionalJson};
 use strata_queryd_api::{CountResponse, QueryRequest};
 
@@ -23,14 +20,6 @@ const PAGE_FORMATS: [Format; 5] = [
     Format::Rows(Encoding::Ndjson),
     Format::Rows(Encoding::Csv),
     Format::Rows(Encoding::Parquet),
-];
-
-/// What an export is answered in: Parquet by default.
-const EXPORT_FORMATS: [Format; 4] = [
-    Format::Rows(Encoding::Parquet),
-    Format::Rows(Encoding::Arrow),
-    Format::Rows(Encoding::Csv),
-    Format::Rows(Encoding::Ndjson),
 ];
 
 pub async fn query(
@@ -95,67 +84,7 @@ pub async fn count(
     Ok(([version_header(version)], Json(CountResponse { count })))
 }
 
-/// The query of `GET …/export`: the format and the version to export (the latest if none).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ExportQuery {
-    format: Option<String>,
-    version: Option<u64>,
-    as_of: Option<String>,
-}
-
-/// `GET …/export`: the whole table at a version.
-pub async fn export(
-    State(app): State<AppState>,
-    Path(name): Path<String>,
-    query: Result<Query<ExportQuery>, QueryRejection>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let request = QueryRequest {
-        version: query.version,
-        as_of: query.as_of,
-        ..Default::default()
-    };
-    export_rows(&app, &name, &request, query.format.as_deref(), &headers).await
-}
-
-/// `POST …/export`: the rows of a query body (columns, predicates, order, limit, version;
-/// paging ignored), with `?format=`.
-pub async fn export_query(
-    State(app): State<AppState>,
-    Path(name): Path<String>,
-    RawQuery(params): RawQuery,
-    headers: HeaderMap,
-    ApiJson(request): ApiJson<QueryRequest>,
-) -> Result<Response, ApiError> {
-    let format = format_param(params.as_deref());
-    export_rows(&app, &name, &request, format.as_deref(), &headers).await
-}
-
-async fn export_rows(
-    app: &AppState,
-    name: &str,
-    request: &QueryRequest,
-    format: Option<&str>,
-    headers: &HeaderMap,
-) -> Result<Response, ApiError> {
-    let Format::Rows(encoding) = format_of(format, headers, &EXPORT_FORMATS)? else {
-        return Err(ApiError::bad_request("an export is never a JSON page"));
-    };
-    let streamed = app.service.stream(name, request, encoding).await?;
-    let mut response = streamed_response(encoding, streamed);
-    // The dataset name is a plain identifier (`DatasetName`), safe inside the quotes.
-    let disposition = format!("attachment; filename=\"{name}.{}\"", encoding.extension());
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_DISPOSITION, value);
-    }
-    Ok(response)
-}
-
-fn streamed_response(encoding: Encoding, streamed: Streamed) -> Response {
+pub(super) fn streamed_response(encoding: Encoding, streamed: Streamed) -> Response {
     (
         [
             (
@@ -170,7 +99,7 @@ fn streamed_response(encoding: Encoding, streamed: Streamed) -> Response {
 }
 
 /// `format` in a raw query string.
-fn format_param(params: Option<&str>) -> Option<String> {
+pub(super) fn format_param(params: Option<&str>) -> Option<String> {
     params.and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "format")

@@ -579,11 +579,40 @@ impl Memcache {
         released.is_some()
     }
 
-    /// Manifest `at`, or the latest (also when `at` no longer exists).
+    /// Forgets a dataset the store no longer has (dropped): its slot goes, and its memory
+    /// with the last request in flight that holds its state. A dataset created again under
+    /// the name is discovered afresh.
+    pub fn forget(&self, name: &str) {
+        let Ok(name) = DatasetName::new(name) else {
+            return;
+        };
+        let slot = self.read_slots().get(&name).cloned();
+        if let Some(slot) = slot {
+            self.forget_slot(&slot);
+        }
+    }
+
+    /// As [`Self::forget`], if `slot` is still the one serving its name.
+    fn forget_slot(&self, slot: &Arc<Slot>) {
+        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        // Only this slot: a new dataset of the name may have been discovered meanwhile.
+        if slots.get(&slot.name).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            slots.remove(&slot.name);
+            drop(slots);
+            self.release(slot);
+            tracing::info!(dataset = %slot.name, "dataset dropped: forgotten");
+        }
+    }
+
+    /// Manifest `at`, or the latest (also when `at` no longer exists); a drop's tombstone is
+    /// a dataset not found.
     async fn manifest(&self, name: &DatasetName, at: Option<u64>) -> Result<Manifest, QueryError> {
         let table = Table::new(self.store().clone(), name.clone());
         if let Some(version) = at {
             match table.read_manifest(version).await {
+                Ok(m) if m.is_dropped() => {
+                    return Err(QueryError::DatasetNotFound(name.to_string()));
+                }
                 Ok(m) => return Ok(m),
                 Err(strata_shared::Error::ManifestNotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -614,6 +643,21 @@ impl Memcache {
         at: Option<u64>,
     ) -> Result<u64, QueryError> {
         let slot = self.slot(name).await?;
+        let caught_up = self.catch_up_slot(&slot, at).await;
+        if caught_up
+            .as_ref()
+            .is_err_and(QueryError::is_dataset_not_found)
+        {
+            self.forget_slot(&slot);
+        }
+        caught_up
+    }
+
+    async fn catch_up_slot(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        at: Option<u64>,
+    ) -> Result<u64, QueryError> {
         if slot.resident().is_none() {
             // Cold or loading: the cold path reads the newer manifest at once, and a build in
             // progress catches up to it before it publishes (`publish`).
@@ -621,18 +665,18 @@ impl Memcache {
             if slot.resident().is_none() {
                 // A write to a dataset that was too big once does not load it again (writes
                 // come often); a read of a new version still tries (`source`).
-                self.load_unless_loading(&slot, Retry::Never);
+                self.load_unless_loading(slot, Retry::Never);
                 return Ok(slot.manifest().version);
             }
             // A build published meanwhile, perhaps just before the advance: bring it up.
         }
         match self
-            .load_locked(&slot, Resident::Replace, at, self.rebuild)
+            .load_locked(slot, Resident::Replace, at, self.rebuild)
             .await?
         {
             Loaded::Published(reloaded) => Ok(reloaded.version),
             Loaded::Released(reloaded) => {
-                self.load_in_background(&slot);
+                self.load_in_background(slot);
                 Ok(reloaded.version)
             }
         }

@@ -346,3 +346,62 @@ async fn property_concurrent_faulty_commits_local_fs() {
         concurrent_commits_match_replay(store, 8, 20).await;
     }
 }
+
+/// A drop is a tombstone version: the dataset is absent to readers and committers, its
+/// tombstone stays for GC and creation, and a new dataset of the name goes on from the next
+/// version with the tombstone's compactor epoch (never backwards for a follower).
+#[tokio::test]
+async fn drop_leaves_a_tombstone_and_the_name_is_created_again_after_it() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let table = Table::new(store.clone(), name());
+    table.create(&initial()).await.unwrap();
+    table
+        .commit("bump", Operation::BumpEpoch, |m| {
+            m.compactor_epoch = 7;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    table
+        .commit("t1", Operation::Ingest, add_delta("t1"))
+        .await
+        .unwrap();
+
+    let tombstone = table.drop_dataset("drop-1").await.unwrap();
+    assert_eq!(tombstone.version, 3);
+    assert!(tombstone.is_dropped());
+    assert!(tombstone.base_files.is_empty() && tombstone.deltas.is_empty());
+    assert!(matches!(
+        table.load_latest().await,
+        Err(Error::DatasetNotFound(_))
+    ));
+    assert_eq!(table.load_head().await.unwrap().version, 3);
+    // Nothing commits on a dropped dataset, a second drop included.
+    assert!(matches!(
+        table.commit("t2", Operation::Ingest, add_delta("t2")).await,
+        Err(Error::DatasetNotFound(_))
+    ));
+    assert!(matches!(
+        table.drop_dataset("drop-2").await,
+        Err(Error::DatasetNotFound(_))
+    ));
+    assert_eq!(table.latest_version().await.unwrap(), 3, "nothing written");
+
+    let created = table.create(&initial()).await.unwrap();
+    assert_eq!(created.version, 4);
+    assert_eq!(created.incarnation, 4);
+    assert_eq!(created.compactor_epoch, 7);
+    assert_eq!(created.recent_txns.last().unwrap().version, 4);
+    assert_eq!(table.load_latest().await.unwrap(), created);
+    assert_eq!(table.read_manifest(4).await.unwrap(), created);
+    // The live dataset holds the name again; its successors carry the incarnation.
+    assert!(matches!(
+        table.create(&initial()).await,
+        Err(Error::DatasetExists(_))
+    ));
+    let next = table
+        .commit("t3", Operation::Ingest, add_delta("t3"))
+        .await
+        .unwrap();
+    assert_eq!(next.manifest.incarnation, 4);
+}

@@ -1,5 +1,5 @@
-//! Creating a dataset's base files: read the rows (a source's Parquet files one row group at a
-//! time, or an upload's decoded batches), prove keys non-null and unique (naming the first
+//! Creating a dataset's base files: read the rows (a source's files or an upload's spool
+//! file, one bounded batch at a time: [`source`]), prove keys non-null and unique (naming the first
 //! offending key), sort them by primary key within a fixed memory budget and write them as
 //! sorted base files under a fresh compaction id.
 //!
@@ -10,22 +10,29 @@
 //! stream into the base writer ([`write`]), which puts each part as soon as it is full.
 //!
 //! What the budget bounds: the run being gathered and sorted, or the merge's batches. What
-//! comes on top: the reader's row group (its encoded bytes and one decoded batch), the
-//! writer's open part (up to [`write::TARGET_PART_BYTES`] encoded), and for an upload, the
-//! body and its decoded batches, which the decode budget admitted (they are let go batch by
-//! batch as the sort takes them). One import runs at a time ([`progress::Imports`]), so the
+//! comes on top: the reader's working set (a Parquet row group's encoded bytes and one
+//! decoded batch; a CSV/NDJSON read buffer and one batch of at most 16 MiB of text; one
+//! Arrow IPC message, at most the budget) and the writer's open part (up to
+//! [`write::TARGET_PART_BYTES`] encoded). An upload is spooled to a file in the spill
+//! directory first ([`upload`]) and read as a source, so its size costs disk, not memory.
+//! One import runs at a time ([`progress::Imports`]), so the
 //! budget is storaged's, not each request's.
 //!
 //! Work runs on one blocking thread (decoding, sorting and encoding are CPU work); the reads
 //! of a source and the puts of parts are `block_on`s there. Its request going away cancels it
 //! between batches.
 
+mod delta;
+mod files;
+mod hive;
 mod merge;
 mod progress;
 mod sort;
 mod source;
 #[cfg(test)]
 mod tests;
+mod text;
+pub mod upload;
 mod write;
 
 use std::path::PathBuf;
@@ -124,10 +131,11 @@ impl Settings {
 
 /// The rows of a new dataset.
 pub enum Rows {
-    /// A source's files, read on the import's thread.
+    /// A source's files (or an upload's spool file), read on the import's thread.
     Source(Box<Opened>),
-    /// Batches already in memory (an upload), all of one schema; each is let go once the
-    /// sort has taken it.
+    /// Batches already in memory, all of one schema; each is let go once the sort has taken
+    /// it.
+    #[cfg(test)]
     Batches(SchemaRef, Vec<RecordBatch>),
 }
 
@@ -135,6 +143,7 @@ impl Rows {
     pub fn schema(&self) -> &SchemaRef {
         match self {
             Rows::Source(opened) => opened.schema(),
+            #[cfg(test)]
             Rows::Batches(schema, _) => schema,
         }
     }
@@ -143,6 +152,7 @@ impl Rows {
 /// The rows as the import's thread reads them.
 enum Input {
     Source(Box<source::SourceRows>),
+    #[cfg(test)]
     Batches(std::vec::IntoIter<RecordBatch>),
 }
 
@@ -150,6 +160,7 @@ impl Input {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         match self {
             Input::Source(rows) => Ok(rows.next_batch()?),
+            #[cfg(test)]
             Input::Batches(batches) => Ok(batches.next()),
         }
     }
@@ -178,9 +189,10 @@ pub async fn write_base(
                 memory = settings.memory, "import: reading the source");
             Input::Source(Box::new(opened.rows(runtime.clone())))
         }
+        #[cfg(test)]
         Rows::Batches(_, batches) => {
             tracing::info!(dataset = %name, batches = batches.len(), memory = settings.memory,
-                "import: reading the upload");
+                "import: reading batches");
             Input::Batches(batches.into_iter())
         }
     };

@@ -1,20 +1,29 @@
-//! A source of an import: a Parquet file, directory or glob, local or S3, resolved to files
-//! and read one row group at a time.
+//! A source of an import: a file, directory or glob, local or S3, resolved to files and read
+//! one bounded batch at a time; or an upload's spool file, read the same way.
+//!
+//! The format ([`SourceFormat`]) is the request's, or told by the source: a directory holding
+//! `_delta_log/` is a Delta table ([`super::delta`]); otherwise each file's extension
+//! ([`FileFormat::of_name`]), a file with none being Parquet. A directory is listed for the
+//! files of its format, skipping paths with a segment starting with `_` or `.` (Spark's and
+//! Delta's bookkeeping, `_SUCCESS`, hidden files). `k=v` directories below the source's root
+//! become columns ([`super::hive`]).
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
-use strata_daemon::config::Config;
-use strata_shared::parquet_io::RowGroups;
+use strata_daemon::config::{Config, SourceFormat};
 use strata_shared::{Error, Result};
+use strata_storaged_api::catalog::SourceColumn;
 use tokio::runtime::Handle;
 
+use super::files::{FileFormat, FileRows};
+use super::text::{self, TextFormat};
+use super::{delta, hive};
 use crate::store;
 
 /// Where a source's files live.
@@ -25,16 +34,28 @@ pub struct Source {
     /// Glob over the remainder, if the source had one.
     pattern: Option<glob::Pattern>,
     display: String,
+    /// How errors name it: `source "…"`, or `the upload`.
+    label: String,
     /// What the source resolved to (a local path against `storaged.source_root`), for the
     /// errors: they say what was tried.
     looked_in: String,
     /// A file on storaged's machine (not `s3://`): whatever fails reading it is the source's
     /// problem, not a passing fault of a store.
     local: bool,
+    format: SourceFormat,
+    /// The columns of a CSV or NDJSON source, given by the request.
+    columns: Option<Vec<SourceColumn>>,
+    /// An upload's spool file: its name means nothing to the client.
+    upload: bool,
 }
 
 impl Source {
-    pub fn parse(source: &str, config: &Config) -> Result<Self> {
+    pub fn parse(
+        source: &str,
+        format: SourceFormat,
+        columns: Option<Vec<SourceColumn>>,
+        config: &Config,
+    ) -> Result<Self> {
         let invalid = |reason: String| Error::InvalidInput(format!("source {source:?}: {reason}"));
         let (store, path): (Arc<dyn ObjectStore>, String) = if source.starts_with("s3://") {
             let rest = source.trim_start_matches("s3://");
@@ -69,22 +90,74 @@ impl Source {
         } else {
             source.to_owned()
         };
+        if columns.is_some()
+            && !matches!(
+                format,
+                SourceFormat::Auto | SourceFormat::Csv | SourceFormat::Ndjson
+            )
+        {
+            return Err(invalid(
+                "schema is for CSV and NDJSON sources; the other formats carry their own".into(),
+            ));
+        }
         Ok(Self {
             store,
             prefix,
             pattern,
             display: source.to_owned(),
+            label: format!("source {source:?}"),
             looked_in,
             local,
+            format,
+            columns,
+            upload: false,
         })
     }
 
-    /// The Parquet files of the source, sorted by path.
-    pub async fn files(&self) -> Result<Vec<Path>> {
+    /// An upload spooled to `path`, of `format`.
+    pub fn spooled(path: &std::path::Path, format: SourceFormat) -> Self {
+        let text = path.to_string_lossy().into_owned();
+        Self {
+            store: Arc::new(LocalFileSystem::new()),
+            prefix: Path::from_iter(text.split('/').filter(|s| !s.is_empty())),
+            pattern: None,
+            display: "the upload".into(),
+            label: "the upload".into(),
+            looked_in: text,
+            local: true,
+            format,
+            columns: None,
+            upload: true,
+        }
+    }
+
+    /// The files of a source that is not a Delta table, sorted by path, with their format.
+    async fn listing(&self) -> Result<Vec<(Path, FileFormat)>> {
+        let explicit = match self.format {
+            SourceFormat::Parquet => Some(FileFormat::Parquet),
+            SourceFormat::Csv => Some(FileFormat::Text(TextFormat::Csv)),
+            SourceFormat::Ndjson => Some(FileFormat::Text(TextFormat::Ndjson)),
+            SourceFormat::Arrow => Some(FileFormat::Arrow),
+            SourceFormat::Auto | SourceFormat::Delta => None,
+        };
+        let by_name = |name: &str, matched: bool| match (explicit, FileFormat::of_name(name)) {
+            (Some(format), _) if matched => Some(format),
+            (Some(format), Some(named)) => (named == format).then_some(format),
+            (Some(_), None) => None,
+            (None, Some(named)) => Some(named),
+            // Named by a glob or as the file itself, without an extension: Parquet, as
+            // sources always were.
+            (None, None) => matched.then_some(FileFormat::Parquet),
+        };
         let mut files = Vec::new();
         if self.pattern.is_none() {
             match self.store.head(&self.prefix).await {
-                Ok(meta) => files.push(meta.location),
+                Ok(meta) => {
+                    let name = meta.location.filename().unwrap_or_default().to_owned();
+                    if let Some(format) = by_name(&name, true) {
+                        files.push((meta.location, format));
+                    }
+                }
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(self.refused(e)),
             }
@@ -102,28 +175,48 @@ impl Source {
             };
             let prefix_parts = self.prefix.parts().count();
             for meta in listed {
-                let keep = match &self.pattern {
+                let rest: Vec<String> = meta
+                    .location
+                    .parts()
+                    .skip(prefix_parts)
+                    .map(|p| p.as_ref().to_owned())
+                    .collect();
+                if rest.iter().any(|p| p.starts_with(['_', '.'])) {
+                    continue;
+                }
+                let matched = match &self.pattern {
                     Some(pattern) => {
-                        let rest: Vec<String> = meta
-                            .location
-                            .parts()
-                            .skip(prefix_parts)
-                            .map(|p| p.as_ref().to_owned())
-                            .collect();
-                        pattern.matches_with(&rest.join("/"), options)
+                        if !pattern.matches_with(&rest.join("/"), options) {
+                            continue;
+                        }
+                        true
                     }
-                    None => meta.location.as_ref().ends_with(".parquet"),
+                    None => false,
                 };
-                if keep {
-                    files.push(meta.location);
+                let name = meta.location.filename().unwrap_or_default().to_owned();
+                if let Some(format) = by_name(&name, matched) {
+                    files.push((meta.location, format));
                 }
             }
         }
-        files.sort();
-        if files.is_empty() {
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        let Some((_, first)) = files.first() else {
+            let what = match explicit {
+                Some(format) => format!("{} files", format.name()),
+                None => "Parquet files (nor CSV, NDJSON or Arrow IPC stream files)".into(),
+            };
             return Err(Error::InvalidInput(format!(
-                "source {:?} matched no Parquet files (looked for {})",
-                self.display, self.looked_in
+                "{} matched no {what} (looked for {})",
+                self.label, self.looked_in
+            )));
+        };
+        if let Some((other, format)) = files.iter().find(|(_, f)| f != first) {
+            return Err(Error::InvalidInput(format!(
+                "{} mixes {} and {} files ({}): give its format",
+                self.label,
+                first.name(),
+                format.name(),
+                other.filename().unwrap_or_default()
             )));
         }
         Ok(files)
@@ -138,8 +231,8 @@ impl Source {
         if self.local && !matches!(e, object_store::Error::NotFound { .. }) {
             tracing::warn!(source = %self.display, error = %e, "source unreadable");
             return Error::InvalidInput(format!(
-                "source {:?} cannot be read (storaged's log has the reason)",
-                self.display
+                "{} cannot be read (storaged's log has the reason)",
+                self.label
             ));
         }
         match e {
@@ -147,61 +240,331 @@ impl Source {
             | object_store::Error::Unauthenticated { .. } => {
                 tracing::warn!(source = %self.display, error = %e, "source refused");
                 Error::InvalidInput(format!(
-                    "source {:?}: the store refused access (are credentials configured for it?)",
-                    self.display
+                    "{}: the store refused access (are credentials configured for it?)",
+                    self.label
                 ))
             }
             other => other.into(),
         }
     }
 
-    /// Lists the source's files and opens the first (its footer gives the schema every file
-    /// must have); rows are read later, one row group at a time ([`SourceRows`]).
-    pub async fn open(self) -> Result<Opened> {
-        let files = self.files().await?;
-        let first = files
-            .first()
-            .cloned()
-            .ok_or_else(|| Error::InvalidInput("empty source".into()))?;
-        let groups = RowGroups::open(self.store.clone(), &first, READ_BATCH_ROWS)
-            .await
-            .map_err(|e| self.unreadable(&first, &e))?;
-        let schema = groups.schema().clone();
+    /// Lists the source's files (or replays its Delta log) and opens the first file (its
+    /// schema is the one every file must have); rows are read later, a batch at a time
+    /// ([`SourceRows`]). `message_cap` bounds one Arrow IPC message.
+    pub async fn open(self, message_cap: usize) -> Result<Opened> {
+        let delta = match self.format {
+            SourceFormat::Delta => true,
+            // A file is not a table; a directory is when it holds a log.
+            SourceFormat::Auto if self.pattern.is_none() && !self.upload => {
+                match self.store.head(&self.prefix).await {
+                    Ok(_) => false,
+                    // Whatever stops the look at the log stops the listing too, which
+                    // answers it as it always did.
+                    Err(object_store::Error::NotFound { .. }) => {
+                        delta::is_table(self.store.as_ref(), &self.prefix)
+                            .await
+                            .unwrap_or(false)
+                    }
+                    Err(_) => false,
+                }
+            }
+            _ => false,
+        };
+        if delta {
+            return self.open_delta(message_cap).await;
+        }
+        let listed = self.listing().await?;
+        let format = listed[0].1;
+        let prefix_parts = self.prefix.parts().count();
+        let dirs: Vec<Vec<String>> = listed
+            .iter()
+            .map(|(path, _)| {
+                let parts: Vec<String> = path.parts().map(|p| p.as_ref().to_owned()).collect();
+                let end = parts.len().saturating_sub(1);
+                parts[prefix_parts.min(end)..end].to_vec()
+            })
+            .collect();
+        let partitions = hive::detect(&dirs)
+            .map_err(|why| Error::InvalidInput(format!("{}: {why}", self.label)))?;
+        let (partition_fields, values) = match partitions {
+            Some(p) => (p.fields, p.values),
+            None => (Vec::new(), vec![Vec::new(); listed.len()]),
+        };
+        let text_schema = match format {
+            FileFormat::Text(text) => Some(self.text_schema(text, &listed[0].0).await?),
+            _ => None,
+        };
+        let files: Vec<SourceFile> = listed
+            .into_iter()
+            .zip(values)
+            .map(|((path, format), values)| SourceFile {
+                path,
+                format,
+                values,
+            })
+            .collect();
+        let text_schema = text_schema.unwrap_or_else(|| Arc::new(Schema::empty()));
+        let (first, file_schema) = self
+            .open_first(&files[0], &text_schema, message_cap)
+            .await?;
+        let mut fields: Vec<Field> = file_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut columns: Vec<Col> = (0..fields.len()).map(Col::File).collect();
+        for (k, field) in partition_fields.into_iter().enumerate() {
+            if file_schema.field_with_name(field.name()).is_ok() {
+                return Err(Error::InvalidInput(format!(
+                    "{}: partition column {:?} is also a column of its files",
+                    self.label,
+                    field.name()
+                )));
+            }
+            fields.push(field);
+            columns.push(Col::Partition(k));
+        }
+        let layout = Layout {
+            schema: Arc::new(Schema::new(fields)),
+            file_fields: file_schema.fields().clone(),
+            columns,
+            by_name: false,
+            text_schema,
+            message_cap,
+        };
         Ok(Opened {
             source: self,
             files,
-            schema,
-            first: groups,
+            layout,
+            first: Some(first),
         })
     }
 
-    /// A file of the source that cannot be read as Parquet: the request's problem, named by
+    async fn open_delta(self, message_cap: usize) -> Result<Opened> {
+        let snapshot = delta::snapshot(&self.store, &self.prefix)
+            .await
+            .map_err(|why| {
+                Error::InvalidInput(format!(
+                    "{} is read as a Delta table (looked in {}/_delta_log): {why}",
+                    self.label, self.looked_in
+                ))
+            })?;
+        if snapshot.files.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "{}: Delta table version {} has no files",
+                self.label, snapshot.version
+            )));
+        }
+        let partitions = &snapshot.partition_columns;
+        let columns = snapshot
+            .schema
+            .fields()
+            .iter()
+            .map(|f| match partitions.iter().position(|p| p == f.name()) {
+                Some(k) => Col::Partition(k),
+                None => Col::File(usize::MAX),
+            })
+            .collect();
+        let files: Vec<SourceFile> = snapshot
+            .files
+            .into_iter()
+            .map(|(path, mut values)| SourceFile {
+                path,
+                format: FileFormat::Parquet,
+                // Delta writes a null partition value as null (or, older writers, "").
+                values: partitions
+                    .iter()
+                    .map(|p| values.remove(p).flatten().filter(|v| !v.is_empty()))
+                    .collect(),
+            })
+            .collect();
+        tracing::info!(source = %self.display, version = snapshot.version, files = files.len(),
+            "import: reading a Delta table");
+        let layout = Layout {
+            schema: Arc::new(snapshot.schema),
+            file_fields: Fields::empty(),
+            columns,
+            by_name: true,
+            text_schema: Arc::new(Schema::empty()),
+            message_cap,
+        };
+        Ok(Opened {
+            source: self,
+            files,
+            layout,
+            first: None,
+        })
+    }
+
+    /// The schema of a text source: the request's, or inferred from its first file's start.
+    async fn text_schema(&self, format: TextFormat, first: &Path) -> Result<SchemaRef> {
+        if let Some(columns) = &self.columns {
+            let schema = text::explicit(columns)
+                .map_err(|why| Error::InvalidInput(format!("{}: {why}", self.label)))?;
+            return Ok(text::shared(schema));
+        }
+        let meta = self.store.head(first).await.map_err(|e| self.refused(e))?;
+        let take = meta.size.min(text::SAMPLE_BYTES as u64);
+        let sample = self
+            .store
+            .get_range(first, 0..take)
+            .await
+            .map_err(|e| self.refused(e))?;
+        let whole = take == meta.size;
+        let schema = tokio::task::spawn_blocking(move || {
+            crate::untrusted::contain(format.name(), || {
+                text::infer(format, &sample, whole).map_err(Error::InvalidInput)
+            })
+        })
+        .await
+        .map_err(|e| Error::InvalidInput(format!("inferring the schema failed: {e}")))?
+        .map_err(|e| self.unreadable(first, format.name(), &reason(e)))?;
+        Ok(text::shared(schema))
+    }
+
+    /// Opens `file` on a blocking thread; its reader and its schema.
+    async fn open_first(
+        &self,
+        file: &SourceFile,
+        text_schema: &SchemaRef,
+        message_cap: usize,
+    ) -> Result<(FileRows, SchemaRef)> {
+        let store = self.store.clone();
+        let (path, format, text_schema) = (file.path.clone(), file.format, text_schema.clone());
+        let runtime = Handle::current();
+        let opened = tokio::task::spawn_blocking(move || {
+            FileRows::open(&store, &path, format, &text_schema, &runtime, message_cap).map(|rows| {
+                let schema = rows.schema(&text_schema);
+                (rows, schema)
+            })
+        })
+        .await
+        .map_err(|e| Error::InvalidInput(format!("opening the source failed: {e}")))?;
+        opened.map_err(|why| self.unreadable(&file.path, file.format.name(), &why))
+    }
+
+    /// A file of the source that cannot be read as `format`: the request's problem, named by
     /// the file's name within the source (its full path is the server's; the log has it).
-    fn unreadable(&self, file: &Path, e: &dyn std::fmt::Display) -> Error {
-        tracing::warn!(file = %file, error = %e, "reading a source file failed");
+    fn unreadable(&self, file: &Path, format: &str, why: &str) -> Error {
+        tracing::warn!(file = %file, error = %why, "reading a source file failed");
+        let name = if self.upload {
+            String::new()
+        } else {
+            format!(" {}", file.filename().unwrap_or_default())
+        };
+        // Parquet's and the store's errors may name server paths: logged, not answered.
+        if format == FileFormat::Parquet.name() {
+            return Error::InvalidInput(format!(
+                "{}:{name} is not a readable Parquet file",
+                self.label
+            ));
+        }
         Error::InvalidInput(format!(
-            "source {:?}: {} is not a readable Parquet file",
-            self.display,
-            file.filename().unwrap_or_default()
+            "{}:{name} is not readable as {format}: {why}",
+            self.label
         ))
     }
 }
 
-/// Rows per batch decoded from a source file: small enough that a batch is a sliver of the
-/// import's memory, large enough to keep per-batch costs low.
-const READ_BATCH_ROWS: usize = 8 * 1024;
+fn reason(e: Error) -> String {
+    match e {
+        Error::InvalidInput(why) => why,
+        other => other.to_string(),
+    }
+}
+
+/// A file of an opened source, with its partition values (in the order of the partition
+/// columns).
+struct SourceFile {
+    path: Path,
+    format: FileFormat,
+    values: Vec<Option<String>>,
+}
+
+/// Where each column of the imported rows comes from.
+enum Col {
+    /// The file's column at this position (by name for a Delta table).
+    File(usize),
+    /// The partition column with this index.
+    Partition(usize),
+}
+
+/// How a file's batches become the source's rows.
+struct Layout {
+    schema: SchemaRef,
+    /// What every file's batches must have (not for a Delta table, matched by name).
+    file_fields: Fields,
+    columns: Vec<Col>,
+    /// A Delta table: file columns are found by name, cast to the table's type (type
+    /// widening), null when a file lacks one (added later to the table).
+    by_name: bool,
+    text_schema: SchemaRef,
+    message_cap: usize,
+}
+
+impl Layout {
+    fn assemble(
+        &self,
+        batch: &RecordBatch,
+        values: &[Option<String>],
+    ) -> Result<RecordBatch, String> {
+        let rows = batch.num_rows();
+        let mut out: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
+        for (field, col) in self.schema.fields().iter().zip(&self.columns) {
+            let array = match col {
+                Col::File(i) if !self.by_name => batch.column(*i).clone(),
+                Col::File(_) => match batch.schema().index_of(field.name()) {
+                    Ok(j) if batch.column(j).data_type() == field.data_type() => {
+                        batch.column(j).clone()
+                    }
+                    Ok(j) => arrow::compute::cast(batch.column(j), field.data_type())
+                        .map_err(|e| format!("column {:?}: {e}", field.name()))?,
+                    Err(_) => new_null_array(field.data_type(), rows),
+                },
+                Col::Partition(k) => constant(values[*k].as_deref(), field.data_type(), rows)
+                    .map_err(|e| format!("partition column {:?}: {e}", field.name()))?,
+            };
+            out.push(array);
+        }
+        RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            out,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// `rows` copies of a partition value, parsed as `data_type`.
+fn constant(value: Option<&str>, data_type: &DataType, rows: usize) -> Result<ArrayRef, String> {
+    let Some(value) = value else {
+        return Ok(new_null_array(data_type, rows));
+    };
+    let text: ArrayRef = Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+        value, rows,
+    )));
+    if data_type == &DataType::Utf8 {
+        return Ok(text);
+    }
+    let options = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    arrow::compute::cast_with_options(&text, data_type, &options)
+        .map_err(|e| format!("{value:?} is not a {data_type}: {e}"))
+}
 
 /// A source whose files are listed and whose first file is open.
 pub struct Opened {
     source: Source,
-    files: Vec<Path>,
-    schema: SchemaRef,
-    first: RowGroups,
+    files: Vec<SourceFile>,
+    layout: Layout,
+    first: Option<FileRows>,
 }
 
 impl Opened {
     pub fn schema(&self) -> &SchemaRef {
-        &self.schema
+        &self.layout.schema
     }
 
     pub fn files(&self) -> usize {
@@ -217,35 +580,34 @@ impl Opened {
         let Opened {
             source,
             files,
-            schema,
+            layout,
             first,
         } = self;
         let mut files = files.into_iter();
-        let current = files.next().map(|path| (path, first));
+        let current = match first {
+            Some(rows) => files.next().map(|file| (file, rows)),
+            None => None,
+        };
         SourceRows {
             source,
-            schema,
+            layout,
             files,
             current,
-            decoder: None,
             runtime,
         }
     }
 }
 
-/// The source's rows in file order, then row-group order, in batches of at most
-/// [`READ_BATCH_ROWS`] rows, with the schema of the first file. Runs on a blocking thread:
-/// fetching a row group's bytes is a `block_on`, decoding them is done here. Holds one row
-/// group's encoded bytes and one decoded batch at a time, not a file.
+/// The source's rows in file order, then in each file's order, in bounded batches, with the
+/// source's schema. Runs on a blocking thread. Holds one file's reader at a time (a Parquet
+/// row group's encoded bytes and one decoded batch; a text buffer and one batch).
 pub struct SourceRows {
     source: Source,
-    schema: SchemaRef,
+    layout: Layout,
     /// Files not opened yet.
-    files: std::vec::IntoIter<Path>,
-    /// The file being read and its row groups.
-    current: Option<(Path, RowGroups)>,
-    /// The row group being decoded.
-    decoder: Option<ParquetRecordBatchReader>,
+    files: std::vec::IntoIter<SourceFile>,
+    /// The file being read.
+    current: Option<(SourceFile, FileRows)>,
     runtime: Handle,
 }
 
@@ -253,50 +615,58 @@ impl SourceRows {
     /// The next batch, `None` after the last row of the last file.
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         loop {
-            let Some((file, groups)) = &mut self.current else {
-                return Ok(None);
-            };
-            if let Some(decoder) = &mut self.decoder {
-                match decoder.next() {
-                    // Every file's fields equal the first's (checked when it is opened); the
-                    // batch takes the first file's schema so that all batches share one.
-                    Some(Ok(batch)) => {
-                        return Ok(Some(RecordBatch::try_new(
-                            self.schema.clone(),
-                            batch.columns().to_vec(),
-                        )?));
+            let Some((file, rows)) = &mut self.current else {
+                match self.files.next() {
+                    Some(file) => {
+                        let rows = self.open(&file)?;
+                        self.current = Some((file, rows));
+                        continue;
                     }
-                    Some(Err(e)) => return Err(self.source.unreadable(file, &e)),
-                    None => self.decoder = None,
+                    None => return Ok(None),
                 }
-                continue;
-            }
-            match self.runtime.block_on(groups.next()) {
-                Ok(Some(decoder)) => self.decoder = Some(decoder),
-                Ok(None) => self.current = self.open_next()?,
-                Err(e) => return Err(self.source.unreadable(file, &e)),
+            };
+            match rows.next_batch(&self.runtime) {
+                Ok(Some(batch)) => {
+                    return self
+                        .layout
+                        .assemble(&batch, &file.values)
+                        .map(Some)
+                        .map_err(|why| {
+                            Error::InvalidInput(format!(
+                                "{}: {}: {why}",
+                                self.source.label,
+                                file.path.filename().unwrap_or_default()
+                            ))
+                        });
+                }
+                Ok(None) => self.current = None,
+                Err(why) => {
+                    return Err(self.source.unreadable(&file.path, file.format.name(), &why));
+                }
             }
         }
     }
 
-    /// The next file, opened, its schema checked against the first file's.
-    fn open_next(&mut self) -> Result<Option<(Path, RowGroups)>> {
-        let Some(file) = self.files.next() else {
-            return Ok(None);
-        };
-        let store = self.source.store.clone();
-        let groups = self
-            .runtime
-            .block_on(RowGroups::open(store, &file, READ_BATCH_ROWS))
-            .map_err(|e| self.source.unreadable(&file, &e))?;
-        if groups.schema().fields() != self.schema.fields() {
+    /// Opens a file after the first, its schema checked against the first file's.
+    fn open(&self, file: &SourceFile) -> Result<FileRows> {
+        let layout = &self.layout;
+        let rows = FileRows::open(
+            &self.source.store,
+            &file.path,
+            file.format,
+            &layout.text_schema,
+            &self.runtime,
+            layout.message_cap,
+        )
+        .map_err(|why| self.source.unreadable(&file.path, file.format.name(), &why))?;
+        if !layout.by_name && rows.schema(&layout.text_schema).fields() != &layout.file_fields {
             return Err(Error::InvalidInput(format!(
-                "source {:?}: {} has a different schema from the first file",
-                self.source.display,
-                file.filename().unwrap_or_default()
+                "{}: {} has a different schema from the first file",
+                self.source.label,
+                file.path.filename().unwrap_or_default()
             )));
         }
-        Ok(Some((file, groups)))
+        Ok(rows)
     }
 }
 

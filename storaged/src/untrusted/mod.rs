@@ -10,7 +10,7 @@
 //!   ("Int type with bit width of 98", "buffer not large enough") becomes an
 //!   [`Error::InvalidInput`] naming the format, not a failed request or a dead thread.
 
-mod parquet_pages;
+pub mod parquet_pages;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -54,105 +54,6 @@ pub fn parquet(body: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         strata_shared::parquet_io::decode(body)
             .map_err(|e| Error::InvalidInput(format!("invalid Parquet file: {e}")))
     })
-}
-
-/// How many rows of a CSV or NDJSON upload its column types are inferred from.
-const INFER_ROWS: usize = 10_000;
-/// Rows per decoded batch of a CSV or NDJSON upload.
-const TEXT_BATCH_ROWS: usize = 8 * 1024;
-
-/// A CSV file with a header line held in memory: its schema, inferred from its first
-/// [`INFER_ROWS`] rows (integers, floats, booleans, dates, timestamps, else strings; an empty
-/// field is a null), and its batches. A later row that does not fit the inferred type is a
-/// 400 naming it.
-pub fn csv(body: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let invalid = |e: &dyn std::fmt::Display| Error::InvalidInput(format!("invalid CSV: {e}"));
-    contain("CSV", || {
-        let format = arrow::csv::reader::Format::default().with_header(true);
-        let (schema, _) = format
-            .infer_schema(std::io::Cursor::new(&body), Some(INFER_ROWS))
-            .map_err(|e| invalid(&e))?;
-        if schema.fields().is_empty() {
-            return Err(invalid(&"no header line"));
-        }
-        let schema = std::sync::Arc::new(schema);
-        let reader = arrow::csv::ReaderBuilder::new(schema.clone())
-            .with_format(format)
-            .with_batch_size(TEXT_BATCH_ROWS)
-            .build(std::io::Cursor::new(body))
-            .map_err(|e| invalid(&e))?;
-        let batches = reader
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| invalid(&e))?;
-        Ok((schema, batches))
-    })
-}
-
-/// NDJSON (one JSON object per line) held in memory: its schema, inferred from its first
-/// [`INFER_ROWS`] rows, and its batches.
-pub fn ndjson(body: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let invalid = |e: &dyn std::fmt::Display| Error::InvalidInput(format!("invalid NDJSON: {e}"));
-    contain("NDJSON", || {
-        let (schema, _) = arrow::json::reader::infer_json_schema_from_seekable(
-            std::io::Cursor::new(&body),
-            Some(INFER_ROWS),
-        )
-        .map_err(|e| invalid(&e))?;
-        if schema.fields().is_empty() {
-            return Err(invalid(&"no rows with columns"));
-        }
-        let schema = std::sync::Arc::new(in_key_order(schema, &body));
-        let reader = arrow::json::ReaderBuilder::new(schema.clone())
-            .with_batch_size(TEXT_BATCH_ROWS)
-            .build(std::io::Cursor::new(body))
-            .map_err(|e| invalid(&e))?;
-        let batches = reader
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| invalid(&e))?;
-        Ok((schema, batches))
-    })
-}
-
-/// `schema` (which arrow's inference sorts by name) with its columns in the order their keys
-/// first appear in the first [`INFER_ROWS`] lines of `body`: the order the file has.
-fn in_key_order(schema: arrow::datatypes::Schema, body: &[u8]) -> arrow::datatypes::Schema {
-    /// The keys of one JSON object, in order.
-    struct Keys(Vec<String>);
-    impl<'de> serde::Deserialize<'de> for Keys {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-            struct Visitor;
-            impl<'de> serde::de::Visitor<'de> for Visitor {
-                type Value = Keys;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("a JSON object")
-                }
-                fn visit_map<A: serde::de::MapAccess<'de>>(
-                    self,
-                    mut map: A,
-                ) -> std::result::Result<Keys, A::Error> {
-                    let mut keys = Vec::new();
-                    while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
-                        keys.push(key);
-                    }
-                    Ok(Keys(keys))
-                }
-            }
-            d.deserialize_map(Visitor)
-        }
-    }
-    let mut order: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for line in body.split(|b| *b == b'\n').take(INFER_ROWS) {
-        if let Ok(Keys(keys)) = serde_json::from_slice::<Keys>(line) {
-            for key in keys {
-                let next = order.len();
-                order.entry(key).or_insert(next);
-            }
-        }
-    }
-    let position = |name: &str| order.get(name).copied().unwrap_or(usize::MAX);
-    let mut fields: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
-    fields.sort_by_key(|f| position(f.name()));
-    arrow::datatypes::Schema::new(fields)
 }
 
 /// Walks the messages of an IPC stream and checks each declared length against the bytes
@@ -205,44 +106,208 @@ fn check_framing(body: &[u8]) -> Result<()> {
                     header.bodyLength()
                 ))
             })?;
-        let batch = header
-            .header_as_record_batch()
-            .or_else(|| header.header_as_dictionary_batch().and_then(|d| d.data()));
-        if let Some(batch) = batch {
-            let rows_bound = body_length.saturating_mul(8).saturating_add(64);
-            let too_many = |rows: i64| usize::try_from(rows).map_or(true, |r| r > rows_bound);
-            if too_many(batch.length()) {
-                return Err(invalid(format!(
-                    "message {message}: {} rows in a body of {body_length} bytes",
-                    batch.length()
-                )));
-            }
-            for node in batch.nodes().into_iter().flatten() {
-                if too_many(node.length()) || too_many(node.null_count()) {
-                    return Err(invalid(format!(
-                        "message {message}: a column longer than its body"
-                    )));
-                }
-            }
-            for buffer in batch.buffers().into_iter().flatten() {
-                let end = usize::try_from(buffer.offset())
-                    .ok()
-                    .zip(usize::try_from(buffer.length()).ok())
-                    .and_then(|(offset, length)| offset.checked_add(length));
-                if end.is_none_or(|end| end > body_length) {
-                    return Err(invalid(format!(
-                        "message {message}: a buffer at {} of {} bytes, outside the body of \
-                         {body_length}",
-                        buffer.offset(),
-                        buffer.length()
-                    )));
-                }
-            }
-        }
+        check_message(&header, body_length, message).map_err(invalid)?;
         pos += body_length;
         message += 1;
     }
     Ok(())
+}
+
+/// The checks of one message whose metadata is `header` and whose body has `body_length`
+/// bytes, all present: the rows it declares fit its body, and every buffer lies inside it.
+fn check_message(
+    header: &arrow::ipc::Message,
+    body_length: usize,
+    message: usize,
+) -> std::result::Result<(), String> {
+    let batch = header
+        .header_as_record_batch()
+        .or_else(|| header.header_as_dictionary_batch().and_then(|d| d.data()));
+    let Some(batch) = batch else {
+        return Ok(());
+    };
+    let rows_bound = body_length.saturating_mul(8).saturating_add(64);
+    let too_many = |rows: i64| usize::try_from(rows).map_or(true, |r| r > rows_bound);
+    if too_many(batch.length()) {
+        return Err(format!(
+            "message {message}: {} rows in a body of {body_length} bytes",
+            batch.length()
+        ));
+    }
+    for node in batch.nodes().into_iter().flatten() {
+        if too_many(node.length()) || too_many(node.null_count()) {
+            return Err(format!("message {message}: a column longer than its body"));
+        }
+    }
+    for buffer in batch.buffers().into_iter().flatten() {
+        let end = usize::try_from(buffer.offset())
+            .ok()
+            .zip(usize::try_from(buffer.length()).ok())
+            .and_then(|(offset, length)| offset.checked_add(length));
+        if end.is_none_or(|end| end > body_length) {
+            return Err(format!(
+                "message {message}: a buffer at {} of {} bytes, outside the body of \
+                 {body_length}",
+                buffer.offset(),
+                buffer.length()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The largest metadata of one IPC message a stream read from a file may declare (schemas
+/// and batch headers are kilobytes).
+const MAX_IPC_METADATA: usize = 16 << 20;
+
+/// An Arrow IPC stream of `size` bytes read from `inner` (an upload's spool file, a source
+/// file) through the same checks as [`arrow_stream`], message by message: before arrow's
+/// reader sees a message, its metadata is read and checked here, and the body it declares
+/// must be within the bytes left and within `message_cap` (arrow allocates a body whole, so
+/// the cap bounds what one message may cost). Never holds more than one message's metadata.
+pub struct CheckedIpc<R> {
+    inner: R,
+    /// Bytes of the stream not yet read from `inner`.
+    left: u64,
+    message_cap: usize,
+    /// Checked bytes (a length prefix and metadata) not yet handed on.
+    pending: Vec<u8>,
+    pending_pos: usize,
+    /// Bytes of the current message's body still to hand on.
+    body_left: u64,
+    message: usize,
+    ended: bool,
+}
+
+impl<R: std::io::Read> CheckedIpc<R> {
+    pub fn new(inner: R, size: u64, message_cap: usize) -> Self {
+        Self {
+            inner,
+            left: size,
+            message_cap,
+            pending: Vec::new(),
+            pending_pos: 0,
+            body_left: 0,
+            message: 0,
+            ended: false,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> std::io::Result<()> {
+        let start = self.pending.len();
+        self.pending.resize(start + n, 0);
+        self.inner.read_exact(&mut self.pending[start..])?;
+        self.left = self.left.saturating_sub(n as u64);
+        Ok(())
+    }
+
+    fn word(&mut self) -> std::io::Result<Option<i32>> {
+        if self.left < 4 {
+            return Ok(None);
+        }
+        self.take(4)?;
+        let b = &self.pending[self.pending.len() - 4..];
+        Ok(Some(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+    }
+
+    /// Reads and checks the next message's prefix and metadata into `pending`.
+    fn next_message(&mut self) -> std::io::Result<()> {
+        let bad = |why: String| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("invalid Arrow IPC stream: {why}"),
+            )
+        };
+        let message = self.message;
+        self.pending.clear();
+        self.pending_pos = 0;
+        let Some(mut length) = self.word()? else {
+            if self.left > 0 {
+                return Err(bad(format!(
+                    "message {message}: the stream ends inside a length"
+                )));
+            }
+            self.ended = true;
+            return Ok(());
+        };
+        if length == -1 {
+            length = self.word()?.ok_or_else(|| {
+                bad(format!(
+                    "message {message}: the stream ends inside a length"
+                ))
+            })?;
+        }
+        if length == 0 {
+            self.ended = true;
+            return Ok(());
+        }
+        let left = self.left;
+        let length = usize::try_from(length)
+            .ok()
+            .filter(|&l| (l as u64) <= left && l <= MAX_IPC_METADATA)
+            .ok_or_else(|| {
+                bad(format!(
+                    "message {message}: metadata of {length} bytes, {left} bytes left"
+                ))
+            })?;
+        let start = self.pending.len();
+        self.take(length)?;
+        let header = arrow::ipc::root_as_message(&self.pending[start..])
+            .map_err(|e| bad(format!("message {message}: {e}")))?;
+        let left = self.left;
+        let cap = self.message_cap;
+        let body_length = usize::try_from(header.bodyLength())
+            .ok()
+            .filter(|&l| (l as u64) <= left)
+            .ok_or_else(|| {
+                bad(format!(
+                    "message {message}: a body of {} bytes, {left} bytes left",
+                    header.bodyLength()
+                ))
+            })?;
+        if body_length > cap {
+            return Err(bad(format!(
+                "message {message}: a batch of {body_length} bytes, more than the {cap} a \
+                 message may have here (send smaller batches)"
+            )));
+        }
+        check_message(&header, body_length, message).map_err(bad)?;
+        self.body_left = body_length as u64;
+        self.message += 1;
+        Ok(())
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for CheckedIpc<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.pending_pos < self.pending.len() {
+                let n = out.len().min(self.pending.len() - self.pending_pos);
+                out[..n].copy_from_slice(&self.pending[self.pending_pos..self.pending_pos + n]);
+                self.pending_pos += n;
+                return Ok(n);
+            }
+            if self.body_left > 0 {
+                let want = out
+                    .len()
+                    .min(usize::try_from(self.body_left).unwrap_or(usize::MAX));
+                let n = self.inner.read(&mut out[..want])?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                self.body_left -= n as u64;
+                self.left = self.left.saturating_sub(n as u64);
+                return Ok(n);
+            }
+            if self.ended {
+                return Ok(0);
+            }
+            self.next_message()?;
+            if self.ended && self.pending_pos >= self.pending.len() {
+                return Ok(0);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

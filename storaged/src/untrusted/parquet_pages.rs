@@ -21,36 +21,91 @@ pub fn budget(len: usize) -> u64 {
 
 /// Checks every page of every column chunk of `body`.
 pub fn check(body: &Bytes) -> Result<()> {
-    let invalid = |why: String| Error::InvalidInput(format!("invalid Parquet file: {why}"));
     let metadata = ParquetMetaDataReader::new()
         .parse_and_finish(body)
         .map_err(|e| invalid(e.to_string()))?;
-    let allowed = budget(body.len());
+    walk(&metadata, body.len() as u64, |at, len| {
+        let start = usize::try_from(at).unwrap_or(usize::MAX).min(body.len());
+        let end = start.saturating_add(len).min(body.len());
+        Ok(body.slice(start..end))
+    })
+}
+
+/// Checks every page of every column chunk of a Parquet file on disk (a spooled upload),
+/// reading only its footer and its page headers, never a whole chunk.
+pub fn check_file(file: &std::fs::File) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().map_err(|e| invalid(e.to_string()))?.len();
+    let metadata = ParquetMetaDataReader::new()
+        .parse_and_finish(file)
+        .map_err(|e| invalid(e.to_string()))?;
+    walk(&metadata, len, |at, want| {
+        let want = usize::try_from(len.saturating_sub(at))
+            .unwrap_or(usize::MAX)
+            .min(want);
+        let mut buf = vec![0; want];
+        file.read_exact_at(&mut buf, at)
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(Bytes::from(buf))
+    })
+}
+
+fn invalid(why: String) -> Error {
+    Error::InvalidInput(format!("invalid Parquet file: {why}"))
+}
+
+/// The first bytes of a page read to find its header; a header longer is read again whole,
+/// up to [`MAX_HEADER_BYTES`].
+const HEADER_WINDOW: usize = 8 * 1024;
+const MAX_HEADER_BYTES: usize = 16 << 20;
+
+/// The walk of [`check`] over a file of `file_len` bytes whose bytes `read(at, len)` gives.
+fn walk(
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    file_len: u64,
+    mut read: impl FnMut(u64, usize) -> Result<Bytes>,
+) -> Result<()> {
+    let allowed = budget(usize::try_from(file_len).unwrap_or(usize::MAX));
     let mut declared = 0u64;
     for (g, group) in metadata.row_groups().iter().enumerate() {
         for (c, column) in group.columns().iter().enumerate() {
             let (start, len) = column.byte_range();
             let end = start.saturating_add(len);
-            if end > body.len() as u64 {
+            if end > file_len {
                 return Err(invalid(format!(
                     "row group {g} column {c} lies outside the file"
                 )));
             }
-            let mut pos = start as usize;
-            while pos < end as usize {
-                let page = header(&body[pos..end as usize]).map_err(|why| {
-                    invalid(format!("row group {g} column {c}, page at {pos}: {why}"))
-                })?;
+            let mut pos = start;
+            while pos < end {
+                let mut window = HEADER_WINDOW;
+                let page = loop {
+                    let bytes = read(
+                        pos,
+                        usize::try_from(end - pos).unwrap_or(usize::MAX).min(window),
+                    )?;
+                    match header(&bytes) {
+                        Err(PageError::CutShort)
+                            if (bytes.len() as u64) < end - pos && window < MAX_HEADER_BYTES =>
+                        {
+                            window *= 16;
+                        }
+                        other => {
+                            break other.map_err(|why| {
+                                invalid(format!("row group {g} column {c}, page at {pos}: {why}"))
+                            })?;
+                        }
+                    }
+                };
                 declared += page.uncompressed as u64;
                 if declared > allowed {
                     return Err(invalid(format!(
                         "its pages declare more than {allowed} bytes uncompressed for a \
-                         {}-byte file",
-                        body.len()
+                         {file_len}-byte file"
                     )));
                 }
-                pos += page.header_len + page.compressed;
-                if pos > end as usize {
+                pos += (page.header_len + page.compressed) as u64;
+                if pos > end {
                     return Err(invalid(format!(
                         "row group {g} column {c}: a page runs past its column chunk"
                     )));
