@@ -51,6 +51,31 @@ pub struct Manifest {
     /// belong to that earlier dataset (time travel and the change feed stop here).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub incarnation: u64,
+    /// The indexes the dataset was created with (over the API: `index`, `index_columns`);
+    /// queryd builds these unless its config declares the dataset. Absent: the default policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexHint>,
+}
+
+/// Which columns queryd indexes for equality and `in` lookups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexPolicy {
+    /// Index low-cardinality columns.
+    #[default]
+    Auto,
+    None,
+    /// Index exactly the listed columns.
+    List,
+}
+
+/// A dataset's index policy, as created ([`Manifest::index`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexHint {
+    pub policy: IndexPolicy,
+    /// The columns of [`IndexPolicy::List`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -167,6 +192,7 @@ impl Manifest {
             }],
             delta_mirror: false,
             incarnation: 0,
+            index: None,
         }
     }
 

@@ -14,7 +14,7 @@ use strata_daemon::ApiError;
 use strata_daemon::config::{Config, SourceFormat};
 use strata_shared::commit::{self, Table};
 use strata_shared::layout::{self, DatasetName};
-use strata_shared::manifest::Manifest;
+use strata_shared::manifest::{IndexHint, Manifest};
 use strata_shared::{Error, Result, delta_log};
 use strata_storaged_api::catalog::{
     CreateDatasetRequest, ImportInfo, ManifestVersions, UploadQuery,
@@ -60,10 +60,11 @@ impl From<UploadError> for ApiError {
 }
 
 /// What a new dataset is besides its rows.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct New<'a> {
     primary_key: &'a [String],
     delta_mirror: bool,
+    index: Option<IndexHint>,
 }
 
 /// What an uploaded body is (its `Content-Type`). CSV (with a header line) and NDJSON have
@@ -137,6 +138,7 @@ impl Catalog {
         let new = New {
             primary_key: &request.primary_key,
             delta_mirror: request.delta_mirror,
+            index: request.index_hint(),
         };
         self.commit_new(name, Rows::Source(Box::new(opened)), new, &ticket, turn)
             .await
@@ -196,6 +198,7 @@ impl Catalog {
         let new = New {
             primary_key: &query.primary_key(),
             delta_mirror: query.delta_mirror(),
+            index: query.index_hint(),
         };
         let created = self
             .commit_new(name, Rows::Source(Box::new(opened)), new, &ticket, turn)
@@ -230,6 +233,17 @@ impl Catalog {
             // Refused before anything is written (a 400 naming the column).
             delta_log::DeltaLakeSchema::of(rows.schema())?;
         }
+        if let Some(index) = &new.index
+            && let Some(missing) = index
+                .columns
+                .iter()
+                .find(|c| rows.schema().field_with_name(c).is_err())
+        {
+            return Err(Error::InvalidInput(format!(
+                "index_columns names {missing:?}, which the table does not have"
+            ))
+            .into());
+        }
         let (schema, files) = import::write_base(
             &self.store,
             &name,
@@ -243,6 +257,7 @@ impl Catalog {
         let txn = format!("create-{}", uuid::Uuid::now_v7());
         let mut draft = Manifest::initial(name, schema, new.primary_key.to_vec(), files, &txn);
         draft.delta_mirror = new.delta_mirror;
+        draft.index = new.index;
         // Version 0, or the version after a dropped namesake's tombstone.
         let manifest = self.table(&draft.dataset).create(&draft).await?;
         tracing::info!(
@@ -273,6 +288,8 @@ impl Catalog {
                 schema: None,
                 primary_key: declared.primary_key.clone(),
                 delta_mirror: declared.delta_mirror,
+                index: None,
+                index_columns: Vec::new(),
             };
             match self.create(&request).await {
                 Ok(_) => {}

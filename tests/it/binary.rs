@@ -105,6 +105,8 @@ async fn up_on_seaweedfs() {
         schema: None,
         primary_key: vec!["id".into()],
         delta_mirror: false,
+        index: None,
+        index_columns: Vec::new(),
     };
     let info = client.create_dataset(&request).await.unwrap();
     assert_eq!(info.base_rows, 3);

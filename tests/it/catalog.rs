@@ -39,6 +39,8 @@ fn request(name: &str, source: &Path, key: &[&str]) -> CreateDatasetRequest {
         schema: None,
         primary_key: key.iter().map(|k| k.to_string()).collect(),
         delta_mirror: false,
+        index: None,
+        index_columns: Vec::new(),
     }
 }
 
@@ -172,6 +174,8 @@ async fn relative_sources_resolve_against_the_source_root_and_errors_say_where()
         schema: None,
         primary_key: vec!["id".into()],
         delta_mirror: false,
+        index: None,
+        index_columns: Vec::new(),
     };
     let info = client
         .create_dataset(&relative("events", "events/*.parquet"))
@@ -370,6 +374,8 @@ async fn s3_sources_without_credentials_are_read_anonymously() {
         schema: None,
         primary_key: vec![],
         delta_mirror: false,
+        index: None,
+        index_columns: Vec::new(),
     };
     let create = client.create_dataset(&request);
     // A guard against the hang this test exists for, not a measure of speed.

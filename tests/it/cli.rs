@@ -444,11 +444,42 @@ async fn every_client_command_against_the_real_binary() {
             &path(&ndjson_file),
             "--primary-key",
             "id",
+            "--index-columns",
+            "name",
         ],
     ))
     .unwrap();
     assert_eq!(again["version"].as_u64(), Some(tombstone + 1), "{again}");
     assert_eq!(ok(&strata, &["count", "people_ndjson"]).trim(), "3");
+    // Indexed as created (`--index-columns`), not by the automatic policy, once loaded.
+    let mut indexed = Value::Null;
+    for _ in 0..200 {
+        let schema: Value =
+            serde_json::from_str(&ok(&strata, &["schema", "people_ndjson"])).unwrap();
+        indexed = schema["indexed"].clone();
+        if indexed == json!(["name"]) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(indexed, json!(["name"]));
+    let unknown = fails(
+        &strata,
+        true,
+        &[
+            "create",
+            "people_idx",
+            "--from",
+            &path(&ndjson_file),
+            "--index-columns",
+            "nosuch",
+        ],
+    );
+    assert!(
+        unknown.contains("400") && unknown.contains("nosuch"),
+        "{unknown}"
+    );
+    assert!(fails(&strata, true, &["schema", "people_idx"]).contains("404"));
 
     // Refusals say why, on stderr, with a failing exit.
     assert!(fails(&strata, true, &["query", "nosuch"]).contains("not found"));

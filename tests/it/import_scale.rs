@@ -144,6 +144,8 @@ async fn an_import_larger_than_its_memory_is_sorted_on_disk_within_its_budget() 
         schema: None,
         primary_key: vec!["id".into()],
         delta_mirror: false,
+        index: None,
+        index_columns: Vec::new(),
     };
     let create = tokio::spawn({
         let request = request("big");

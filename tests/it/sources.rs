@@ -45,6 +45,8 @@ fn request(name: &str, source: &Path, format: SourceFormat, key: &[&str]) -> Cre
         schema: None,
         primary_key: key.iter().map(|k| k.to_string()).collect(),
         delta_mirror: false,
+        index: None,
+        index_columns: Vec::new(),
     }
 }
 

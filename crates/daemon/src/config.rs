@@ -367,16 +367,9 @@ pub enum SourceFormat {
     Delta,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IndexPolicy {
-    /// Index low-cardinality columns.
-    #[default]
-    Auto,
-    None,
-    /// Index exactly `index_columns`.
-    List,
-}
+/// Which columns queryd indexes (`index`; `list` takes `index_columns`): one type with the
+/// manifest's record of a dataset created over the API.
+pub use strata_shared::manifest::IndexPolicy;
 
 /// Settings that may come from the environment (or flags); applied over the file.
 #[derive(Clone, Debug, Default, clap::Args)]

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use strata_daemon::auth::ADMIN_TOKEN_HEADER;
 use strata_daemon::config::SourceFormat;
-use strata_shared::manifest::Manifest;
+use strata_shared::manifest::{IndexHint, IndexPolicy, Manifest};
 
 use crate::{ClientError, send_json};
 
@@ -30,6 +30,12 @@ pub struct UploadQuery {
     /// `delta_mirror=true`: see [`CreateDatasetRequest::delta_mirror`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta_mirror: Option<bool>,
+    /// `index=auto|none|list`: see [`CreateDatasetRequest::index`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexPolicy>,
+    /// `index_columns=a,b`: the columns of `index=list`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_columns: Option<String>,
 }
 
 impl UploadQuery {
@@ -37,6 +43,8 @@ impl UploadQuery {
         Self {
             primary_key: (!primary_key.is_empty()).then(|| primary_key.join(",")),
             delta_mirror: None,
+            index: None,
+            index_columns: None,
         }
     }
 
@@ -46,20 +54,29 @@ impl UploadQuery {
         self
     }
 
+    /// The index policy asked for, if any.
+    pub fn index_hint(&self) -> Option<IndexHint> {
+        index_hint(self.index, split_columns(self.index_columns.as_deref()))
+    }
+
     pub fn delta_mirror(&self) -> bool {
         self.delta_mirror.unwrap_or(false)
     }
 
     /// The key columns, in order.
     pub fn primary_key(&self) -> Vec<String> {
-        self.primary_key
-            .iter()
-            .flat_map(|k| k.split(','))
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned)
-            .collect()
+        split_columns(self.primary_key.as_deref())
     }
+}
+
+/// Comma-separated column names, trimmed, empty ones dropped.
+fn split_columns(text: Option<&str>) -> Vec<String> {
+    text.iter()
+        .flat_map(|k| k.split(','))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -87,6 +104,30 @@ pub struct CreateDatasetRequest {
     /// column Delta Lake cannot hold is refused (400 naming the column).
     #[serde(default)]
     pub delta_mirror: bool,
+    /// Which columns queryd indexes: `auto` (low-cardinality columns, the default), `none`,
+    /// or `list` (exactly `index_columns`); as `[[datasets]]` in the config says it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "list")]
+    pub index: Option<IndexPolicy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub index_columns: Vec<String>,
+}
+
+impl CreateDatasetRequest {
+    /// The index policy asked for, if any (`index_columns` alone means `list`).
+    pub fn index_hint(&self) -> Option<IndexHint> {
+        index_hint(self.index, self.index_columns.clone())
+    }
+}
+
+fn index_hint(policy: Option<IndexPolicy>, columns: Vec<String>) -> Option<IndexHint> {
+    match (policy, columns.is_empty()) {
+        (None, true) => None,
+        (policy, _) => Some(IndexHint {
+            policy: policy.unwrap_or(IndexPolicy::List),
+            columns,
+        }),
+    }
 }
 
 /// A column of a CSV or NDJSON source given explicitly. `type` is one of `boolean`, `int32`,

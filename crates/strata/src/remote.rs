@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use strata_queryd_api::{
     ChangesQuery, OrderBy, Predicate, QueryRequest, QuerydClient, VersionsQuery,
 };
+use strata_shared::manifest::IndexPolicy;
 use strata_storaged_api::catalog::{CreateDatasetRequest, UploadQuery};
 use strata_storaged_api::runs::RunsQuery;
 
@@ -123,6 +124,12 @@ pub enum RemoteAction {
         /// Keep a Delta Lake log beside the table.
         #[arg(long)]
         delta_mirror: bool,
+        /// Which columns queryd indexes: auto (low-cardinality ones), none, or list.
+        #[arg(long)]
+        index: Option<String>,
+        /// The columns to index (implies `--index list`), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        index_columns: Vec<String>,
     },
     /// Drop a dataset: gone for every reader and writer at once; its files are deleted by
     /// garbage collection once its grace period has passed. The name is free again at once.
@@ -244,7 +251,21 @@ async fn call(remote: &Remote, action: RemoteAction) -> anyhow::Result<()> {
             from,
             primary_key,
             delta_mirror,
-        } => print_json(&create(&queryd, &name, &from, primary_key, delta_mirror).await?),
+            index,
+            index_columns,
+        } => {
+            let index = index
+                .map(|i| serde_json::from_value(Value::String(i)))
+                .transpose()
+                .context("--index is one of auto, none, list")?;
+            let new = New {
+                primary_key,
+                delta_mirror,
+                index,
+                index_columns,
+            };
+            print_json(&create(&queryd, &name, &from, new).await?)
+        }
         RemoteAction::Drop(Named { name }) => print_json(&queryd.drop_dataset(&name).await?),
         RemoteAction::Upsert(args) => write_deltas(&queryd, &args, Kind::Upsert).await,
         RemoteAction::Delete(args) => write_deltas(&queryd, &args, Kind::Delete).await,
@@ -347,13 +368,20 @@ fn predicate(text: &str) -> anyhow::Result<Predicate> {
     Ok(Predicate::new(col, op, value))
 }
 
+/// What a new dataset is besides its rows.
+struct New {
+    primary_key: Vec<String>,
+    delta_mirror: bool,
+    index: Option<IndexPolicy>,
+    index_columns: Vec<String>,
+}
+
 /// A local Parquet or Arrow file is uploaded; anything else is a source storaged reads.
 async fn create(
     queryd: &QuerydClient,
     name: &str,
     from: &str,
-    primary_key: Vec<String>,
-    delta_mirror: bool,
+    new: New,
 ) -> anyhow::Result<strata_storaged_api::catalog::DatasetInfo> {
     let local = Path::new(from);
     if local.is_file() {
@@ -367,7 +395,11 @@ async fn create(
             .await
             .with_context(|| format!("opening {from}"))?;
         let size = file.metadata().await.ok().map(|m| m.len());
-        let query = UploadQuery::new(&primary_key).with_delta_mirror(delta_mirror);
+        let query = UploadQuery {
+            index: new.index,
+            index_columns: (!new.index_columns.is_empty()).then(|| new.index_columns.join(",")),
+            ..UploadQuery::new(&new.primary_key).with_delta_mirror(new.delta_mirror)
+        };
         // The bar follows the bytes sent; the import finishes after the last one.
         let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::new(
             "upload",
@@ -399,8 +431,10 @@ async fn create(
         source: from.to_owned(),
         format: Default::default(),
         schema: None,
-        primary_key,
-        delta_mirror,
+        primary_key: new.primary_key,
+        delta_mirror: new.delta_mirror,
+        index: new.index,
+        index_columns: new.index_columns,
     };
     Ok(queryd.create_dataset(&request).await?)
 }

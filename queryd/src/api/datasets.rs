@@ -19,13 +19,16 @@ use crate::cache::Slot;
 use crate::forward::Create;
 use crate::plan::logical_value_type;
 
-/// The query of an upload: `POST /api/v1/datasets?name=N&primary_key=k1,k2[&delta_mirror=true]`.
+/// The query of an upload: `POST /api/v1/datasets?name=N&primary_key=k1,k2[&delta_mirror=true]
+/// [&index=auto|none|list][&index_columns=a,b]`.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     name: Option<String>,
     primary_key: Option<String>,
     delta_mirror: Option<bool>,
+    index: Option<strata_shared::manifest::IndexPolicy>,
+    index_columns: Option<String>,
 }
 
 /// `POST /api/v1/datasets` (admin): a JSON body describes a source storaged reads (a file,
@@ -62,6 +65,8 @@ pub async fn create(
         let upload = strata_storaged_api::catalog::UploadQuery {
             primary_key: query.primary_key,
             delta_mirror: query.delta_mirror,
+            index: query.index,
+            index_columns: query.index_columns,
         };
         Create::Upload {
             name,

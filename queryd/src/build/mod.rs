@@ -28,7 +28,8 @@ pub use apply::{apply, pending};
 /// answers `eq`/`in` with long row lists, which is where it beats a scan).
 pub const AUTO_INDEX_MAX_DISTINCT: usize = 1 << 16;
 
-/// How a dataset is indexed (from the `[[datasets]]` config entry; `Auto` otherwise).
+/// How a dataset is indexed (from the `[[datasets]]` config entry, else the policy it was
+/// created with, else `Auto`).
 #[derive(Clone, Debug, Default)]
 pub struct IndexSpec {
     pub policy: IndexPolicy,

@@ -246,11 +246,21 @@ impl Memcache {
             }
             Err(e) => return Err(e.into()),
         };
-        let Declared { spec, pinned } = self
-            .configured
-            .get(name.as_str())
-            .cloned()
-            .unwrap_or_default();
+        // The config's entry wins; else the policy the dataset was created with.
+        let Declared { spec, pinned } = match self.configured.get(name.as_str()) {
+            Some(declared) => declared.clone(),
+            None => Declared {
+                spec: manifest
+                    .index
+                    .clone()
+                    .map(|hint| build::IndexSpec {
+                        policy: hint.policy,
+                        columns: hint.columns,
+                    })
+                    .unwrap_or_default(),
+                pinned: false,
+            },
+        };
         let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
         let slot = slots
             .entry(name.clone())
