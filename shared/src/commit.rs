@@ -127,17 +127,8 @@ impl Table {
                 Ok(_) => return Err(Error::DatasetExists(self.name.clone())),
                 Err(e) => return Err(e),
             }
-            let path = layout::manifest_path(&self.name, next.version);
-            let body = PutPayload::from(next.to_json_bytes()?);
-            match self
-                .store
-                .put_opts(&path, body, PutOptions::from(PutMode::Create))
-                .await
-            {
-                Ok(_) => {
-                    self.write_hint(next.version).await;
-                    return Ok(next);
-                }
+            match self.put_manifest(&next).await? {
+                Ok(()) => return Ok(next),
                 // Another creation (or commit) took the version: look at the head again.
                 Err(object_store::Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -148,6 +139,25 @@ impl Table {
             attempts: self.retry.max_attempts,
             last: "every version tried was taken by another commit".into(),
         })
+    }
+
+    /// Puts `manifest` as its version, if no manifest holds that version yet (the one
+    /// mutual exclusion of every commit), then moves the `_latest` hint. The outer error is
+    /// the manifest's encoding; the inner one the store's answer (`AlreadyExists`: taken).
+    async fn put_manifest(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<std::result::Result<(), object_store::Error>> {
+        let path = layout::manifest_path(&self.name, manifest.version);
+        let body = PutPayload::from(manifest.to_json_bytes()?);
+        let put = self
+            .store
+            .put_opts(&path, body, PutOptions::from(PutMode::Create))
+            .await;
+        if put.is_ok() {
+            self.write_hint(manifest.version).await;
+        }
+        Ok(put.map(|_| ()))
     }
 
     /// Drops the dataset: commits an [`Operation::Drop`] tombstone that references no file
@@ -382,15 +392,8 @@ impl Table {
             }
             let mut next = current.successor_of(txns, operation.clone());
             mutate(&mut next)?;
-            let path = layout::manifest_path(&self.name, next.version);
-            let body = PutPayload::from(next.to_json_bytes()?);
-            match self
-                .store
-                .put_opts(&path, body, PutOptions::from(PutMode::Create))
-                .await
-            {
-                Ok(_) => {
-                    self.write_hint(next.version).await;
+            match self.put_manifest(&next).await? {
+                Ok(()) => {
                     return Ok(CommitOutcome {
                         manifest: next,
                         newly_committed: true,
