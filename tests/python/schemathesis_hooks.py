@@ -7,6 +7,7 @@
 - `before_call`: the change feed's long poll (`wait`, up to 60 s when `since` is the latest
   version) is shortened to 1 s, so a run stays within its time; the values still cover the
   parameter's range check (over 60 is refused before any wait).
+- a workaround for a CPython bug in hypothesis's naming of lambdas (below).
 - deserializers: an Arrow IPC or Parquet answer must read back with pyarrow and an NDJSON one
   line by line as JSON objects, or the answer fails `response_schema_conformance` (the
   document types them as strings of bytes, which say nothing of their content).
@@ -18,7 +19,24 @@ import json
 import pyarrow.ipc
 import pyarrow.parquet
 import schemathesis
+from hypothesis.internal import lambda_sources
 from schemathesis.checks import not_a_server_error
+
+# Python 3.11.7's `ast.parse` sometimes raises SystemError ("AST constructor recursion depth
+# mismatch") on a large file parsed deep in a worker thread, as schemathesis's own
+# coverage module is when hypothesis names one of its lambdas for a strategy's repr. The
+# name is only text: it becomes "<unknown>" instead of ending the run.
+_describe_lambda = lambda_sources._lambda_description
+
+
+def _lambda_description(f):
+    try:
+        return _describe_lambda(f)
+    except SystemError:
+        return "lambda: <unknown>"
+
+
+lambda_sources._lambda_description = _lambda_description
 
 
 def _min_version_not_committed(response, case):

@@ -77,7 +77,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
 )]
 struct ApiDoc;
 
-/// Raw bytes of a body in a binary format (Arrow IPC, Parquet).
+/// Raw bytes of a body: Arrow IPC, Parquet, and uploads of CSV or NDJSON (bytes as sent, not
+/// a JSON string: any value of any type is some text on the wire).
 #[derive(ToSchema)]
 #[schema(value_type = String, format = Binary)]
 struct Binary(#[allow(dead_code)] Vec<u8>);
@@ -292,8 +293,8 @@ mod operations {
             (CreateDatasetRequest = "application/json"),
             (Binary = "application/vnd.apache.parquet"),
             (Binary = "application/vnd.apache.arrow.stream"),
-            (String = "text/csv"),
-            (String = "application/x-ndjson"),
+            (Binary = "text/csv"),
+            (Binary = "application/x-ndjson"),
         )),
         responses((status = 201, description = "Created", body = DatasetInfo)),
         security(("admin_token" = [])))]
