@@ -34,7 +34,7 @@ impl Candidates<'_> {
     }
 
     /// Live row ids, ascending.
-    fn into_rows(self, state: &DatasetState) -> Vec<u32> {
+    pub fn into_rows(self, state: &DatasetState) -> Vec<u32> {
         match self {
             Candidates::All => state.live_ids().collect(),
             Candidates::Rows(rows) => rows,
@@ -58,7 +58,15 @@ impl Probe {
     /// The probe of `plan` on `state`, or `None` if the plan needs another path (ordering,
     /// grouping, distinct, or a filter no index answers).
     pub fn of(state: &DatasetState, plan: &Plan) -> Option<Self> {
-        if !matches!(plan.shape, Shape::Rows { .. }) || !plan.order_by.is_empty() {
+        if !plan.order_by.is_empty() {
+            return None;
+        }
+        Self::of_filters(state, plan)
+    }
+
+    /// As [`Self::of`], whatever the plan's order (the ordered route sorts the candidates).
+    pub fn of_filters(state: &DatasetState, plan: &Plan) -> Option<Self> {
+        if !matches!(plan.shape, Shape::Rows { .. }) {
             return None;
         }
         let probes = |i: usize| {

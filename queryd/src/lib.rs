@@ -38,6 +38,7 @@ pub mod group;
 pub mod history;
 pub mod index;
 pub mod metrics;
+pub mod ordered;
 pub mod plan;
 pub mod query;
 pub mod route;

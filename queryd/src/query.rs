@@ -26,7 +26,7 @@ use crate::history::{self, At, History};
 use crate::plan::{self, Plan, Shape};
 use crate::route::Route;
 use crate::source::Source;
-use crate::{cold, fast, group};
+use crate::{cold, fast, group, ordered};
 
 /// Most versions one `versions` call lists (each is counted).
 const MAX_VERSIONS_LISTED: usize = 100;
@@ -364,7 +364,7 @@ impl QueryService {
     ) -> Result<(u64, u64), QueryError> {
         self.execute(name, request, |run| async move {
             let n = match &run.route {
-                Route::Index { state, probe } => {
+                Route::Index { state, probe } | Route::Ordered { state, probe } => {
                     fast::count(state, &run.plan, &probe.candidates(state, &run.plan))
                 }
                 // Boxed: see `run_page`.
@@ -487,9 +487,9 @@ impl Run {
                 Ok(Input::Groups(schema, groups))
             }
             Route::Engine { source } => Ok(Input::Dataset(source)),
-            Route::Index { .. } | Route::ColdKey { .. } => Err(QueryError::Internal(
-                "the engine was asked to answer an index route".into(),
-            )),
+            Route::Index { .. } | Route::Ordered { .. } | Route::ColdKey { .. } => Err(
+                QueryError::Internal("the engine was asked to answer an index route".into()),
+            ),
         }
     }
 
@@ -509,9 +509,16 @@ impl Run {
 /// big, and moving it through the handler and the tower layers (a memcpy each time) was
 /// most of a key lookup's instructions. `query_futures_stay_small` guards this.
 async fn run_page(run: &Run) -> Result<(SchemaRef, Vec<Selection>), QueryError> {
-    if let Route::Index { state, probe } = &run.route {
-        let rows = fast::page(state, &run.plan, &probe.candidates(state, &run.plan))?;
-        return Ok((projected_schema(&state.mem_schema, &run.plan), rows));
+    match &run.route {
+        Route::Index { state, probe } => {
+            let rows = fast::page(state, &run.plan, &probe.candidates(state, &run.plan))?;
+            return Ok((projected_schema(&state.mem_schema, &run.plan), rows));
+        }
+        Route::Ordered { state, probe } => {
+            let page = ordered::page(state, &run.plan, probe.candidates(state, &run.plan))?;
+            return Ok((page.schema(), vec![Selection::all(page)]));
+        }
+        _ => {}
     }
     let (schema, batches) = Box::pin(run_general_page(run)).await?;
     Ok((schema, batches.into_iter().map(Selection::all).collect()))
@@ -582,6 +589,17 @@ async fn produce_stream(
             let candidates = probe.candidates(state, &run.plan);
             let batches = fast::all(state, &run.plan, &candidates)?;
             let schema = projected_schema(&state.mem_schema, &run.plan);
+            (
+                schema,
+                futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
+            )
+        }
+        Route::Ordered { state, probe } => {
+            let batches = ordered::all(state, &run.plan, probe.candidates(state, &run.plan))?;
+            let schema = match batches.first() {
+                Some(batch) => batch.schema(),
+                None => ordered::schema(state, &run.plan)?,
+            };
             (
                 schema,
                 futures::stream::iter(batches.into_iter().map(Ok)).boxed(),

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`Route::Index`] | `hot` | the state's indexes find the rows ([`crate::fast`]) |
 //! | [`Route::IndexGroups`] | `hot` | a group-by on one indexed column, off its index ([`crate::group`]); `having` is the engine's |
+//! | [`Route::Ordered`] | `hot` | the indexes (or every row) find the rows, a partial sort orders the page ([`crate::ordered`]) |
 //! | [`Route::ColdKey`] | `cold` | a primary-key `eq` lookup read from the files ([`crate::cold`]) |
 //! | [`Route::Engine`] | `general`, `cold-general`, and whatever the others do not answer | the [`crate::engine::Engine`] over the dataset |
 //!
@@ -20,12 +21,17 @@ use crate::fast::Probe;
 use crate::plan::Plan;
 use crate::source::Source;
 use crate::state::DatasetState;
-use crate::{cold, group};
+use crate::{cold, group, ordered};
 
 /// How one request is answered.
 pub enum Route {
     /// In memory: the indexes find the rows.
     Index {
+        state: Arc<DatasetState>,
+        probe: Probe,
+    },
+    /// In memory: the indexes (or every row) find the rows; a partial sort orders the page.
+    Ordered {
         state: Arc<DatasetState>,
         probe: Probe,
     },
@@ -45,6 +51,12 @@ impl Route {
             source if !hot_paths => Route::Engine { source },
             Source::Memory(state) => match Probe::of(&state, plan) {
                 Some(probe) => Route::Index { state, probe },
+                None if ordered::applies(&state, plan) => match Probe::of_filters(&state, plan) {
+                    Some(probe) => Route::Ordered { state, probe },
+                    None => Route::Engine {
+                        source: Source::Memory(state),
+                    },
+                },
                 None if group::applies(&state, plan) => Route::IndexGroups { state },
                 None => Route::Engine {
                     source: Source::Memory(state),

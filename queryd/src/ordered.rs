@@ -1,0 +1,330 @@
+//! Ordered pages over an in-memory state without planning ([`crate::route::Route::Ordered`]):
+//! the candidates (every live row, or what the indexes find) are ordered by a partial sort
+//! that keeps only the first `end` rows of each chunk, then of their union. A top-50 of a
+//! million rows compares each row a few times and copies 50.
+//!
+//! The order is the engine contract's ([`crate::engine`]): the `order_by` keys (ascending
+//! with nulls last, descending with nulls first), then the primary key ascending, which
+//! makes it total — this route only runs on datasets with a primary key, so every path
+//! answers the same rows in the same order (the differential test holds it). Comparisons are
+//! arrow's (`lexsort_to_indices`), as DataFusion's sort uses.
+//!
+//! Dictionary-encoded columns (the state's low-cardinality strings) are decoded on the few
+//! rows taken from each chunk before anything is joined across chunks: chunks have their own
+//! dictionaries, and joining them could overflow the narrow keys.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::{SortColumn, SortOptions, cast, interleave, lexsort_to_indices, take};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use crate::error::QueryError;
+use crate::fast::Candidates;
+use crate::plan::{Plan, Shape};
+use crate::state::DatasetState;
+
+/// Largest `page × page_size` (or `limit`) this route orders; deeper windows go to the
+/// engine, which sorts everything anyway.
+pub const MAX_ORDERED_WINDOW: u64 = 100_000;
+
+/// Whether `plan`'s order can be taken here: row plans with `order_by` on a dataset with a
+/// primary key, every sort column of a type arrow compares, and a bounded window.
+pub fn applies(state: &DatasetState, plan: &Plan) -> bool {
+    let (skip, fetch) = plan.window();
+    matches!(plan.shape, Shape::Rows { .. })
+        && !plan.order_by.is_empty()
+        && !state.primary_key.is_empty()
+        && skip.saturating_add(fetch) <= MAX_ORDERED_WINDOW
+        && sort_keys(state, plan).is_some_and(|keys| {
+            keys.iter()
+                .all(|k| sortable(state.mem_schema.field(k.column).data_type()))
+        })
+}
+
+/// One sort key, resolved to a column of the state.
+struct Key {
+    column: usize,
+    options: SortOptions,
+}
+
+/// The plan's `order_by`, then the primary-key columns not in it (ascending).
+fn sort_keys(state: &DatasetState, plan: &Plan) -> Option<Vec<Key>> {
+    let schema = &state.mem_schema;
+    let mut keys = Vec::new();
+    for key in &plan.order_by {
+        keys.push(Key {
+            column: schema.index_of(&key.name).ok()?,
+            options: SortOptions {
+                descending: key.descending,
+                nulls_first: key.descending,
+            },
+        });
+    }
+    for &column in &state.primary_key {
+        if !keys.iter().any(|k| k.column == column) {
+            keys.push(Key {
+                column,
+                options: SortOptions {
+                    descending: false,
+                    nulls_first: false,
+                },
+            });
+        }
+    }
+    Some(keys)
+}
+
+fn sortable(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Dictionary(_, values) => sortable(values),
+        t => {
+            t.is_primitive()
+                || matches!(
+                    t,
+                    DataType::Boolean
+                        | DataType::Utf8
+                        | DataType::LargeUtf8
+                        | DataType::Utf8View
+                        | DataType::Binary
+                        | DataType::LargeBinary
+                        | DataType::BinaryView
+                        | DataType::FixedSizeBinary(_)
+                )
+        }
+    }
+}
+
+/// The plan's page of `candidates` in its order, as one batch (dictionaries decoded).
+pub fn page(
+    state: &DatasetState,
+    plan: &Plan,
+    candidates: Candidates<'_>,
+) -> Result<RecordBatch, QueryError> {
+    let (skip, fetch) = plan.window();
+    let start = usize::try_from(skip).unwrap_or(usize::MAX);
+    let end = usize::try_from(skip.saturating_add(fetch)).unwrap_or(usize::MAX);
+    let positions = ordered(state, plan, candidates, end)?;
+    let window = &positions[start.min(positions.len())..];
+    rows_at(state, plan, window)
+}
+
+/// Every candidate (within `limit`) in the plan's order, in batches of at most
+/// [`STREAM_BATCH_ROWS`] rows (dictionaries decoded).
+pub fn all(
+    state: &DatasetState,
+    plan: &Plan,
+    candidates: Candidates<'_>,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    let end = plan
+        .limit
+        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    let positions = ordered(state, plan, candidates, end)?;
+    positions
+        .chunks(STREAM_BATCH_ROWS)
+        .map(|part| rows_at(state, plan, part))
+        .collect()
+}
+
+/// Rows per batch of an ordered stream.
+const STREAM_BATCH_ROWS: usize = 8192;
+
+/// The first `end` candidates in the plan's order, as (chunk, row) positions.
+fn ordered(
+    state: &DatasetState,
+    plan: &Plan,
+    candidates: Candidates<'_>,
+    end: usize,
+) -> Result<Vec<(usize, usize)>, QueryError> {
+    let keys = sort_keys(state, plan)
+        .ok_or_else(|| QueryError::Internal("an ordered route without its columns".into()))?;
+    if end == 0 {
+        return Ok(Vec::new());
+    }
+    let every_row = matches!(candidates, Candidates::All) && state.deleted().is_none();
+    let ids = if every_row {
+        Vec::new()
+    } else {
+        candidates.into_rows(state)
+    };
+    // Each chunk's first `end` rows in order: no row past them can be in the answer.
+    let batches = state.chunks.batches();
+    let mut winners: Vec<(usize, UInt32Array)> = Vec::new();
+    let mut next = 0;
+    for (chunk, batch) in batches.iter().enumerate() {
+        let local: Option<UInt32Array> = if every_row {
+            None
+        } else {
+            let first = state.chunks.row_id(chunk, 0);
+            let last = first + batch.num_rows() as u32;
+            let from = next;
+            while next < ids.len() && ids[next] < last {
+                next += 1;
+            }
+            if from == next {
+                continue;
+            }
+            Some(ids[from..next].iter().map(|id| id - first).collect())
+        };
+        let rows = local.as_ref().map_or(batch.num_rows(), UInt32Array::len);
+        if rows == 0 {
+            continue;
+        }
+        let columns = keys
+            .iter()
+            .map(|k| {
+                let column = batch.column(k.column);
+                let values = match &local {
+                    Some(local) => take(column.as_ref(), local, None)?,
+                    None => column.clone(),
+                };
+                Ok(SortColumn {
+                    values,
+                    options: Some(k.options),
+                })
+            })
+            .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?;
+        let order = lexsort_to_indices(&columns, Some(end.min(rows)))?;
+        let top = match &local {
+            Some(local) => take(local, &order, None)?
+                .as_any()
+                .downcast_ref::<UInt32Array>()
+                .cloned()
+                .ok_or_else(|| QueryError::Internal("row ids are not u32".into()))?,
+            None => order,
+        };
+        winners.push((chunk, top));
+    }
+    // The winners of every chunk, ordered together.
+    let taken: Vec<RecordBatch> = winners
+        .iter()
+        .map(|(chunk, rows)| {
+            let columns: Vec<usize> = keys.iter().map(|k| k.column).collect();
+            decoded(&batches[*chunk].project(&columns)?, rows)
+        })
+        .collect::<Result<_, QueryError>>()?;
+    let positions: Vec<(usize, usize)> = taken
+        .iter()
+        .enumerate()
+        .flat_map(|(i, batch)| (0..batch.num_rows()).map(move |row| (i, row)))
+        .collect();
+    let columns = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let arrays: Vec<&dyn arrow::array::Array> =
+                taken.iter().map(|b| b.column(i).as_ref()).collect();
+            Ok(SortColumn {
+                values: interleave(&arrays, &positions)?,
+                options: Some(k.options),
+            })
+        })
+        .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?;
+    let order = lexsort_to_indices(&columns, Some(end.min(positions.len())))?;
+    Ok(order
+        .values()
+        .iter()
+        .map(|&i| {
+            let (winner, row) = positions[i as usize];
+            let (chunk, rows) = &winners[winner];
+            (*chunk, rows.value(row) as usize)
+        })
+        .collect())
+}
+
+/// The plan's columns of the rows at `positions`, in that order, as one batch.
+fn rows_at(
+    state: &DatasetState,
+    plan: &Plan,
+    positions: &[(usize, usize)],
+) -> Result<RecordBatch, QueryError> {
+    let Shape::Rows { columns } = &plan.shape else {
+        return Err(QueryError::Internal(
+            "an ordered route on a non-row plan".into(),
+        ));
+    };
+    let batches = state.chunks.batches();
+    // Per chunk: its rows, taken and decoded; then one interleave in the answer's order.
+    let mut slot_of_chunk = vec![usize::MAX; batches.len()];
+    let mut per_chunk: Vec<Vec<u32>> = Vec::new();
+    let mut order = Vec::with_capacity(positions.len());
+    for &(chunk, row) in positions {
+        if slot_of_chunk[chunk] == usize::MAX {
+            slot_of_chunk[chunk] = per_chunk.len();
+            per_chunk.push(Vec::new());
+        }
+        let slot = slot_of_chunk[chunk];
+        order.push((slot, per_chunk[slot].len()));
+        per_chunk[slot].push(row as u32);
+    }
+    let chunk_of_slot: Vec<usize> = {
+        let mut v = vec![0; per_chunk.len()];
+        for (chunk, &slot) in slot_of_chunk.iter().enumerate() {
+            if slot != usize::MAX {
+                v[slot] = chunk;
+            }
+        }
+        v
+    };
+    let taken: Vec<RecordBatch> = per_chunk
+        .into_iter()
+        .enumerate()
+        .map(|(slot, rows)| {
+            let batch = batches[chunk_of_slot[slot]].project(columns)?;
+            decoded(&batch, &UInt32Array::from(rows))
+        })
+        .collect::<Result<_, QueryError>>()?;
+    let schema = schema(state, plan)?;
+    if taken.is_empty() {
+        return Ok(RecordBatch::new_empty(schema));
+    }
+    let arrays = (0..schema.fields().len())
+        .map(|i| {
+            let parts: Vec<&dyn arrow::array::Array> =
+                taken.iter().map(|b| b.column(i).as_ref()).collect();
+            interleave(&parts, &order)
+        })
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    Ok(RecordBatch::try_new(schema, arrays)?)
+}
+
+/// The schema of the route's answers: the plan's columns, dictionaries decoded.
+pub fn schema(state: &DatasetState, plan: &Plan) -> Result<SchemaRef, QueryError> {
+    let Shape::Rows { columns } = &plan.shape else {
+        return Err(QueryError::Internal(
+            "an ordered route on a non-row plan".into(),
+        ));
+    };
+    Ok(decoded_schema(&state.mem_schema.project(columns)?))
+}
+
+/// `batch`'s `rows`, with dictionary columns decoded to their values.
+fn decoded(batch: &RecordBatch, rows: &UInt32Array) -> Result<RecordBatch, QueryError> {
+    let schema = decoded_schema(&batch.schema());
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            let taken = take(column.as_ref(), rows, None)?;
+            match taken.data_type() {
+                DataType::Dictionary(..) => cast(&taken, field.data_type()),
+                _ => Ok(taken),
+            }
+        })
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// `schema` with dictionary types replaced by their value types.
+fn decoded_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Dictionary(_, values) => f.as_ref().clone().with_data_type(*values.clone()),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
