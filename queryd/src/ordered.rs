@@ -14,7 +14,6 @@
 //! dictionaries, and joining them could overflow the narrow keys.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -243,16 +242,21 @@ fn ordered(
         .collect())
 }
 
-/// Most rows a [`prefilter`] keeps a heap of.
+/// Largest `end` a [`prefilter`] prunes for.
 const PREFILTER_MAX_ROWS: usize = 10_000;
 
 /// The rows of `column` that can be among its first `end` in `options`' order: those whose
-/// value is at least as good as the `end`-th best value, and the nulls when nulls come
-/// first. `None` (every row) when the column is not primitive, `end` is large, or too few
-/// rows have a value. One pass with one comparison for most rows: a top-50 of a million
-/// rows then sorts about fifty, not a million.
+/// value is at least as good as a bound no better than the `end`-th best value, and the
+/// nulls when nulls come first. `None` (every row) when the column is not primitive, `end`
+/// is large next to the column, or too few rows have a value.
+///
+/// The bound: cut the column into at least `16 × end` blocks and take the best value of
+/// each; the `end`-th best of those is a value that `end` rows (one per block) reach, so
+/// every row of the first `end` reaches it too. Two passes, one comparison per row each,
+/// whatever the order of the data (sorted keys included); a top-50 of a million random
+/// values keeps about fifty rows, of a million sorted ones a few thousand.
 fn prefilter(column: &dyn Array, options: SortOptions, end: usize) -> Option<UInt32Array> {
-    if end == 0 || end > PREFILTER_MAX_ROWS || column.len() < end.saturating_mul(4) {
+    if end == 0 || end > PREFILTER_MAX_ROWS || column.len() < end.saturating_mul(16) {
         return None;
     }
     downcast_primitive_array!(
@@ -276,24 +280,35 @@ fn prefilter_primitive<T: ArrowPrimitiveType>(
         }
     };
     let values = column.values();
-    let valid = |i: usize| column.is_valid(i);
+    let nulls = column.nulls().filter(|n| n.null_count() > 0);
+    let valid = |i: usize| nulls.is_none_or(|n| n.is_valid(i));
     if column.len() - column.null_count() < end {
         return None; // nulls may make the cut when they come last: no pruning
     }
-    // The `end` best values seen, the worst of them on top.
-    let mut heap: BinaryHeap<Worst<T::Native, _>> = BinaryHeap::with_capacity(end + 1);
-    for (i, &v) in values.iter().enumerate() {
-        if !valid(i) {
-            continue;
+    let block = (column.len() / end.saturating_mul(16)).clamp(1, 1024);
+    let mut bests: Vec<T::Native> = Vec::with_capacity(column.len() / block + 1);
+    for start in (0..column.len()).step_by(block) {
+        let mut best: Option<T::Native> = None;
+        for i in start..(start + block).min(column.len()) {
+            if valid(i) && best.is_none_or(|b| better(values[i], b)) {
+                best = Some(values[i]);
+            }
         }
-        if heap.len() < end {
-            heap.push(Worst { value: v, better });
-        } else if heap.peek().is_some_and(|top| better(v, top.value)) {
-            heap.pop();
-            heap.push(Worst { value: v, better });
-        }
+        bests.extend(best);
     }
-    let cut = heap.peek()?.value;
+    if bests.len() < end {
+        return None;
+    }
+    let rank = |a: &T::Native, b: &T::Native| {
+        if better(*a, *b) {
+            Ordering::Less
+        } else if better(*b, *a) {
+            Ordering::Greater
+        } else {
+            Ordering::Equal
+        }
+    };
+    let (_, &mut cut, _) = bests.select_nth_unstable_by(end - 1, rank);
     let keep = (0..column.len()).filter(|&i| {
         if valid(i) {
             !better(cut, values[i])
@@ -302,39 +317,6 @@ fn prefilter_primitive<T: ArrowPrimitiveType>(
         }
     });
     Some(keep.map(|i| i as u32).collect())
-}
-
-/// A value in the heap of the best ones: the heap's top is the worst of them.
-struct Worst<V, F> {
-    value: V,
-    better: F,
-}
-
-impl<V: Copy, F: Fn(V, V) -> bool> PartialEq for Worst<V, F> {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl<V: Copy, F: Fn(V, V) -> bool> Eq for Worst<V, F> {}
-
-impl<V: Copy, F: Fn(V, V) -> bool> PartialOrd for Worst<V, F> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<V: Copy, F: Fn(V, V) -> bool> Ord for Worst<V, F> {
-    /// Worse is greater, so the max-heap's top is the worst value kept.
-    fn cmp(&self, other: &Self) -> Ordering {
-        if (self.better)(self.value, other.value) {
-            Ordering::Less
-        } else if (self.better)(other.value, self.value) {
-            Ordering::Greater
-        } else {
-            Ordering::Equal
-        }
-    }
 }
 
 /// The plan's columns of the rows at `positions`, in that order, as one batch.
@@ -501,13 +483,17 @@ mod tests {
                 assert_eq!(full, pruned, "floats, descending {descending}, end {end}");
             }
         }
-        // It prunes: a top 10 of 5 000 distinct values keeps 10 rows.
-        let distinct = Int64Array::from((0..5_000).collect::<Vec<i64>>());
+        // It prunes, sorted data included: a top 10 of 100 000 ascending values keeps one
+        // block's worth per block of the bound (blocks of 625 rows here), not 100 000.
+        let distinct = Int64Array::from((0..100_000).collect::<Vec<i64>>());
         let options = SortOptions {
             descending: true,
             nulls_first: true,
         };
-        assert_eq!(prefilter(&distinct, options, 10).unwrap().len(), 10);
+        let kept = prefilter(&distinct, options, 10).unwrap();
+        assert!(kept.len() <= 10 * 625, "{}", kept.len());
+        let [full, pruned] = first(&distinct, options, 10);
+        assert_eq!(full, pruned);
         // Too few values besides nulls that come last: no pruning.
         let sparse: Int64Array = (0..100).map(|i| (i < 5).then_some(i)).collect();
         let ascending = SortOptions {
