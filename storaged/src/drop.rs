@@ -24,7 +24,7 @@ pub async fn drop_dataset(
 ) -> Result<Json<DroppedDataset>, ApiError> {
     let Path(name) = name.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let started_at = chrono::Utc::now();
-    let dropped = drop(&state, &name).await;
+    let dropped = commit_drop(&state, &name).await;
     let ended = match &dropped {
         Ok(d) => Ended::Committed {
             version: d.version,
@@ -44,7 +44,7 @@ pub async fn drop_dataset(
     Ok(Json(dropped?))
 }
 
-async fn drop(state: &AppState, name: &str) -> strata_shared::Result<DroppedDataset> {
+async fn commit_drop(state: &AppState, name: &str) -> strata_shared::Result<DroppedDataset> {
     let name = DatasetName::new(name)?;
     let table = Table::new(state.store.clone(), name.clone());
     let txn = format!("drop-{}", uuid::Uuid::now_v7());
