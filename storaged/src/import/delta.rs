@@ -124,15 +124,37 @@ fn log_file(name: &str) -> Option<LogFile> {
     }
 }
 
+/// Why a Delta table's snapshot could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaLogError {
+    /// The store failed a read: the store's problem, or the source's (the caller decides, as
+    /// for any source file).
+    #[error("{what} failed: {source}")]
+    Store {
+        what: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// The log is malformed, or uses what this reader does not support.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// Reads the snapshot of the table at `root`. The error says what is wrong or unsupported.
-pub async fn snapshot(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Snapshot, String> {
+pub async fn snapshot(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+) -> Result<Snapshot, DeltaLogError> {
     let log = log_dir(root);
     let depth = log.parts().count() + 1;
     let listed: Vec<object_store::ObjectMeta> = store
         .list(Some(&log))
         .try_collect()
         .await
-        .map_err(|e| format!("listing its _delta_log failed: {e}"))?;
+        .map_err(|source| DeltaLogError::Store {
+            what: "listing its _delta_log".into(),
+            source,
+        })?;
     let mut commits = Vec::new();
     let mut checkpoints: BTreeMap<u64, (u32, Vec<Path>)> = BTreeMap::new();
     for meta in listed {
@@ -153,7 +175,7 @@ pub async fn snapshot(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Snaps
         .last()
         .copied()
         .or_else(|| checkpoints.keys().next_back().copied())
-        .ok_or("its _delta_log holds no commits")?;
+        .ok_or_else(|| DeltaLogError::Invalid("its _delta_log holds no commits".into()))?;
     // The newest checkpoint with all its parts.
     let checkpoint = checkpoints
         .into_iter()
@@ -175,19 +197,23 @@ pub async fn snapshot(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Snaps
     };
     for version in first..=latest {
         if commits.binary_search(&version).is_err() {
-            return Err(format!(
+            return Err(DeltaLogError::Invalid(format!(
                 "its _delta_log has no commit {version} (the log runs to {latest}; cleaned \
                  up without a checkpoint?)"
-            ));
+            )));
         }
         let path = log.clone().join(format!("{version:020}.json"));
+        let reading = |source| DeltaLogError::Store {
+            what: format!("reading commit {version}"),
+            source,
+        };
         let bytes = store
             .get(&path)
             .await
-            .map_err(|e| format!("reading commit {version} failed: {e}"))?
+            .map_err(reading)?
             .bytes()
             .await
-            .map_err(|e| format!("reading commit {version} failed: {e}"))?;
+            .map_err(reading)?;
         for line in bytes.split(|b| *b == b'\n') {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -206,16 +232,16 @@ struct State {
 }
 
 impl State {
-    fn apply(&mut self, line: &[u8], at: &str) -> Result<(), String> {
-        let action: Action =
-            serde_json::from_slice(line).map_err(|e| format!("{at} does not parse: {e}"))?;
+    fn apply(&mut self, line: &[u8], at: &str) -> Result<(), DeltaLogError> {
+        let action: Action = serde_json::from_slice(line)
+            .map_err(|e| DeltaLogError::Invalid(format!("{at} does not parse: {e}")))?;
         if let Some(add) = action.add {
             if add.deletion_vector.as_ref().is_some_and(|dv| !dv.is_null()) {
-                return Err(format!(
+                return Err(DeltaLogError::Invalid(format!(
                     "file {} has a deletion vector ({at}): deletion vectors are not supported \
                      (rewrite the table without them, e.g. OPTIMIZE / REORG PURGE)",
                     add.path
-                ));
+                )));
             }
             self.files.insert(add.path, add.partition_values);
         }
@@ -231,14 +257,18 @@ impl State {
         Ok(())
     }
 
-    fn finish(self, root: &Path, version: u64) -> Result<Snapshot, String> {
-        let protocol = self.protocol.ok_or("its log has no protocol action")?;
-        let meta = self.meta_data.ok_or("its log has no metaData action")?;
+    fn finish(self, root: &Path, version: u64) -> Result<Snapshot, DeltaLogError> {
+        let protocol = self
+            .protocol
+            .ok_or_else(|| DeltaLogError::Invalid("its log has no protocol action".into()))?;
+        let meta = self
+            .meta_data
+            .ok_or_else(|| DeltaLogError::Invalid("its log has no metaData action".into()))?;
         if protocol.min_reader_version > 3 {
-            return Err(format!(
+            return Err(DeltaLogError::Invalid(format!(
                 "it needs a Delta reader of version {}; Strata reads up to 3",
                 protocol.min_reader_version
-            ));
+            )));
         }
         if let Some(unknown) = protocol
             .reader_features
@@ -246,7 +276,9 @@ impl State {
             .flatten()
             .find(|f| !KNOWN_FEATURES.contains(&f.as_str()))
         {
-            return Err(format!("reader feature {unknown:?} is not supported"));
+            return Err(DeltaLogError::Invalid(format!(
+                "reader feature {unknown:?} is not supported"
+            )));
         }
         let mapping = meta
             .configuration
@@ -254,23 +286,25 @@ impl State {
             .cloned()
             .flatten();
         if mapping.as_deref().is_some_and(|m| m != "none") {
-            return Err(format!(
+            return Err(DeltaLogError::Invalid(format!(
                 "column mapping (delta.columnMapping.mode = {:?}) is not supported",
                 mapping.unwrap_or_default()
-            ));
+            )));
         }
         let schema = table_schema(&meta.schema_string)?;
         for column in &meta.partition_columns {
             if schema.field_with_name(column).is_err() {
-                return Err(format!("partition column {column:?} is not in its schema"));
+                return Err(DeltaLogError::Invalid(format!(
+                    "partition column {column:?} is not in its schema"
+                )));
             }
         }
         let mut files = Vec::with_capacity(self.files.len());
         for (relative, values) in self.files {
             if relative.contains("://") || relative.starts_with('/') {
-                return Err(format!(
+                return Err(DeltaLogError::Invalid(format!(
                     "file {relative:?} is an absolute path (a shallow clone?): not supported"
-                ));
+                )));
             }
             let decoded = percent_decode(&relative);
             let parts = root.parts().chain(
@@ -295,9 +329,11 @@ impl State {
 async fn checkpoint_actions(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
-) -> Result<Vec<Vec<u8>>, String> {
+) -> Result<Vec<Vec<u8>>, DeltaLogError> {
     let name = path.filename().unwrap_or_default().to_owned();
-    let fail = |e: &dyn std::fmt::Display| format!("checkpoint {name} cannot be read: {e}");
+    let fail = |e: &dyn std::fmt::Display| {
+        DeltaLogError::Invalid(format!("checkpoint {name} cannot be read: {e}"))
+    };
     let mut groups = RowGroups::open(store.clone(), path, 8 * 1024)
         .await
         .map_err(|e| fail(&e))?;
@@ -339,12 +375,12 @@ struct DeltaStruct {
 }
 
 /// The Arrow schema of `metaData.schemaString`: primitive types only.
-fn table_schema(schema_string: &str) -> Result<Schema, String> {
+fn table_schema(schema_string: &str) -> Result<Schema, DeltaLogError> {
     let parsed: DeltaStruct = serde_json::from_str(schema_string)
-        .map_err(|e| format!("its schemaString does not parse: {e}"))?;
+        .map_err(|e| DeltaLogError::Invalid(format!("its schemaString does not parse: {e}")))?;
     let mut fields = Vec::with_capacity(parsed.fields.len());
     for field in parsed.fields {
-        let refuse = |why: &str| format!("column {:?}: {why}", field.name);
+        let refuse = |why: &str| DeltaLogError::Invalid(format!("column {:?}: {why}", field.name));
         let Some(name) = field.data_type.as_str() else {
             return Err(refuse(
                 "nested types (struct, array, map) are not supported",
@@ -411,6 +447,11 @@ mod tests {
         .unwrap();
         assert_eq!(s.field(1).data_type(), &DataType::Decimal128(10, 2));
         let nested = r#"{"type":"struct","fields":[{"name":"n","type":{"type":"struct","fields":[]},"nullable":true,"metadata":{}}]}"#;
-        assert!(table_schema(nested).unwrap_err().contains("nested"));
+        assert!(
+            table_schema(nested)
+                .unwrap_err()
+                .to_string()
+                .contains("nested")
+        );
     }
 }

@@ -343,11 +343,13 @@ impl Source {
     async fn open_delta(self, message_cap: usize) -> Result<Opened> {
         let snapshot = delta::snapshot(&self.store, &self.prefix)
             .await
-            .map_err(|why| {
-                Error::InvalidInput(format!(
+            .map_err(|e| match e {
+                // As for any source file: the source's problem, or a passing fault of a store.
+                delta::DeltaLogError::Store { source, .. } => self.refused(source),
+                delta::DeltaLogError::Invalid(why) => Error::InvalidInput(format!(
                     "{} is read as a Delta table (looked in {}/_delta_log): {why}",
                     self.label, self.looked_in
-                ))
+                )),
             })?;
         if snapshot.files.is_empty() {
             return Err(Error::InvalidInput(format!(
