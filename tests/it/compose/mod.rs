@@ -23,6 +23,8 @@ use serde_json::{Value, json};
 use strata_testkit::free_port;
 
 use crate::deltas_crash::Writer;
+
+mod walkthrough;
 use crate::deltas_model::{
     Client, Item, KEY_SPACE, base_items, batch, filler_items, random_request,
 };
@@ -513,112 +515,7 @@ async fn replicas_behind_the_load_balancer() {
     docker(&["start", &victim]);
     stack.wait_healthy(Duration::from_secs(120)).await;
     check_table(&stack, &base, std::slice::from_ref(&writer), 0).await;
-    cli_walkthrough(&stack, &replicas).await;
-}
-
-/// The README's walkthrough for a user with a CSV file, as the `strata` binary on this
-/// machine runs it against the deployment's load balancer: create, query, change, export,
-/// drop. The drop reaches every replica.
-async fn cli_walkthrough(stack: &Stack, replicas: &[String]) {
-    let dir = tempfile::tempdir().unwrap();
-    let strata = |args: &[&str]| {
-        let output = Command::new(strata_testkit::strata_bin())
-            .args(args)
-            .env("STRATA_URL", stack.url())
-            .env("STRATA_ADMIN_TOKEN", ADMIN)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "strata {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    };
-    let csv = dir.path().join("cities.csv");
-    std::fs::write(
-        &csv,
-        "id,city,population
-1,Lyon,522000
-2,Nantes,320000
-3,Lille,236000
-",
-    )
-    .unwrap();
-    let created: Value = serde_json::from_str(&strata(&[
-        "create",
-        "cities",
-        "--from",
-        csv.to_str().unwrap(),
-        "--primary-key",
-        "id",
-    ]))
-    .unwrap();
-    assert_eq!(created["base_rows"], 3, "{created}");
-    let big = strata(&[
-        "query",
-        "cities",
-        "--where",
-        "population gt 300000",
-        "--format",
-        "csv",
-    ]);
-    assert_eq!(big, "id,city,population\n1,Lyon,522000\n2,Nantes,320000\n");
-    let changes = dir.path().join("changes.ndjson");
-    std::fs::write(
-        &changes,
-        "{\"id\": 3, \"city\": \"Lille\", \"population\": 237000}\n\
-                              {\"id\": 4, \"city\": \"Brest\", \"population\": 139000}\n",
-    )
-    .unwrap();
-    let upserted: Value =
-        serde_json::from_str(&strata(&["upsert", "cities", changes.to_str().unwrap()])).unwrap();
-    let version = upserted["version"].as_u64().unwrap().to_string();
-    // Read your write, whichever replica answers.
-    let brest = strata(&[
-        "query",
-        "cities",
-        "--where",
-        "id eq 4",
-        "--min-version",
-        &version,
-        "--format",
-        "csv",
-    ]);
-    assert_eq!(brest, "id,city,population\n4,Brest,139000\n");
-    let out = dir.path().join("cities-export.csv");
-    strata(&[
-        "export",
-        "cities",
-        "--format",
-        "csv",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        std::fs::read_to_string(&out).unwrap(),
-        "id,city,population\n1,Lyon,522000\n2,Nantes,320000\n3,Lille,237000\n4,Brest,139000\n"
-    );
-    strata(&["drop", "cities"]);
-    // Every replica forgets it (storaged's notification, or the replica's poll).
-    for replica in replicas {
-        let mut status = 0;
-        for _ in 0..100 {
-            status = stack
-                .http
-                .get(format!("{replica}/api/v1/datasets/cities/schema"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16();
-            if status == 404 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert_eq!(status, 404, "{replica} still serves the dropped dataset");
-    }
+    walkthrough::cli_walkthrough(&stack, &replicas).await;
 }
 
 /// storaged killed in the middle of ingest and restarted, then cut off from the network for
