@@ -16,6 +16,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
 use strata_shared::parquet_io::RowGroups;
 use tokio::runtime::Handle;
 
+use super::Unreadable;
 use super::text::{TextFormat, TextRows};
 use crate::untrusted;
 
@@ -126,31 +127,31 @@ impl FileRows {
         schema: &SchemaRef,
         runtime: &Handle,
         message_cap: usize,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Unreadable> {
         match format {
             FileFormat::Parquet => {
                 let groups = runtime
                     .block_on(RowGroups::open(store.clone(), path, READ_BATCH_ROWS))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| Unreadable(e.to_string()))?;
                 Ok(FileRows::Parquet {
                     groups: Box::new(groups),
                     decoder: None,
                 })
             }
             FileFormat::Text(text) => {
-                let (reader, _) =
-                    ObjectReader::open(store, path, runtime).map_err(|e| e.to_string())?;
+                let (reader, _) = ObjectReader::open(store, path, runtime)
+                    .map_err(|e| Unreadable(e.to_string()))?;
                 let rows = TextRows::new(text, schema.clone(), Box::new(reader))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| Unreadable(e.to_string()))?;
                 Ok(FileRows::Text(Box::new(rows)))
             }
             FileFormat::Arrow => {
-                let (reader, size) =
-                    ObjectReader::open(store, path, runtime).map_err(|e| e.to_string())?;
+                let (reader, size) = ObjectReader::open(store, path, runtime)
+                    .map_err(|e| Unreadable(e.to_string()))?;
                 let checked = untrusted::CheckedIpc::new(reader, size, message_cap);
                 let stream = untrusted::contain("Arrow IPC stream", || {
                     arrow::ipc::reader::StreamReader::try_new(checked, None)
-                        .map_err(|e| invalid(e.to_string()))
+                        .map_err(|e| invalid(Unreadable(e.to_string())))
                 })
                 .map_err(|e| match e {
                     strata_shared::Error::InvalidInput(why) => why,
@@ -173,21 +174,19 @@ impl FileRows {
 
     /// The next batch, `None` after the last; decoding runs under [`untrusted::contain`]: a
     /// panic of a decoder on a corrupt file is an error, not a dead import.
-    pub fn next_batch(&mut self, runtime: &Handle) -> Result<Option<RecordBatch>, String> {
-        untrusted::contain("file", || self.next_inner(runtime).map_err(invalid)).map_err(
-            |e| match e {
-                strata_shared::Error::InvalidInput(why) => why,
-                other => other.to_string(),
-            },
-        )
+    pub fn next_batch(&mut self, runtime: &Handle) -> Result<Option<RecordBatch>, Unreadable> {
+        untrusted::contain("file", || self.next_inner(runtime).map_err(invalid))
+            .map_err(Unreadable::from)
     }
 
-    fn next_inner(&mut self, runtime: &Handle) -> Result<Option<RecordBatch>, String> {
+    fn next_inner(&mut self, runtime: &Handle) -> Result<Option<RecordBatch>, Unreadable> {
         match self {
             FileRows::Parquet { groups, decoder } => loop {
                 if let Some(reader) = decoder {
                     match reader.next() {
-                        Some(batch) => return batch.map(Some).map_err(|e| e.to_string()),
+                        Some(batch) => {
+                            return batch.map(Some).map_err(|e| Unreadable(e.to_string()));
+                        }
                         None => *decoder = None,
                     }
                     continue;
@@ -195,15 +194,18 @@ impl FileRows {
                 match runtime.block_on(groups.next()) {
                     Ok(Some(next)) => *decoder = Some(Box::new(next)),
                     Ok(None) => return Ok(None),
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(Unreadable(e.to_string())),
                 }
             },
             FileRows::Text(rows) => rows.next_batch(),
-            FileRows::Arrow(stream) => stream.next().transpose().map_err(|e| e.to_string()),
+            FileRows::Arrow(stream) => stream
+                .next()
+                .transpose()
+                .map_err(|e| Unreadable(e.to_string())),
         }
     }
 }
 
-fn invalid(reason: String) -> strata_shared::Error {
-    strata_shared::Error::InvalidInput(reason)
+fn invalid(reason: Unreadable) -> strata_shared::Error {
+    strata_shared::Error::InvalidInput(reason.0)
 }

@@ -6,6 +6,8 @@
 
 use arrow::datatypes::{DataType, Field};
 
+use super::Unreadable;
+
 /// The value Hive writes for a null partition value.
 pub const NULL_VALUE: &str = "__HIVE_DEFAULT_PARTITION__";
 
@@ -18,7 +20,7 @@ pub struct Partitions {
 /// The partitions of `files`, given as their directory segments below the source's root.
 /// `None` when no file lies in a `k=v` directory; an error when the files disagree on the
 /// partition columns (a table whose layout is not one Hive layout).
-pub fn detect(dirs: &[Vec<String>]) -> Result<Option<Partitions>, String> {
+pub fn detect(dirs: &[Vec<String>]) -> Result<Option<Partitions>, Unreadable> {
     let mut keys: Option<Vec<String>> = None;
     let mut values = Vec::with_capacity(dirs.len());
     for segments in dirs {
@@ -36,12 +38,12 @@ pub fn detect(dirs: &[Vec<String>]) -> Result<Option<Partitions>, String> {
         match &keys {
             None => keys = Some(file_keys),
             Some(first) if *first != file_keys => {
-                return Err(format!(
+                return Err(Unreadable(format!(
                     "its files lie in different partition directories ({} and {}): a \
                      Hive-partitioned source has the same k=v directories above every file",
                     describe(first),
                     describe(&file_keys)
-                ));
+                )));
             }
             Some(_) => {}
         }

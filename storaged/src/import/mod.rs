@@ -35,6 +35,34 @@ mod text;
 pub mod upload;
 mod write;
 
+/// Why a source's data cannot be read, for the client: the source wraps it with its own
+/// name (`Source::unreadable`). Messages never carry server paths (those are logged).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
+
+impl From<String> for Unreadable {
+    fn from(why: String) -> Self {
+        Self(why)
+    }
+}
+
+/// The client's message of an error met while reading (an `InvalidInput`'s own words).
+impl From<strata_shared::Error> for Unreadable {
+    fn from(e: strata_shared::Error) -> Self {
+        match e {
+            strata_shared::Error::InvalidInput(why) => Self(why),
+            other => Self(other.to_string()),
+        }
+    }
+}
+
+impl From<&str> for Unreadable {
+    fn from(why: &str) -> Self {
+        Self(why.to_owned())
+    }
+}
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

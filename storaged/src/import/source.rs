@@ -23,7 +23,7 @@ use tokio::runtime::Handle;
 
 use super::files::{FileFormat, FileRows};
 use super::text::{self, TextFormat};
-use super::{delta, hive};
+use super::{Unreadable, delta, hive};
 use crate::store;
 
 /// Where a source's files live.
@@ -415,12 +415,12 @@ impl Source {
         let whole = take == meta.size;
         let schema = tokio::task::spawn_blocking(move || {
             crate::untrusted::contain(format.name(), || {
-                text::infer(format, &sample, whole).map_err(Error::InvalidInput)
+                text::infer(format, &sample, whole).map_err(|why| Error::InvalidInput(why.0))
             })
         })
         .await
         .map_err(|e| Error::InvalidInput(format!("inferring the schema failed: {e}")))?
-        .map_err(|e| self.unreadable(first, format.name(), &reason(e)))?;
+        .map_err(|e| self.unreadable(first, format.name(), &Unreadable::from(e)))?;
         Ok(text::shared(schema))
     }
 
@@ -447,7 +447,7 @@ impl Source {
 
     /// A file of the source that cannot be read as `format`: the request's problem, named by
     /// the file's name within the source (its full path is the server's; the log has it).
-    fn unreadable(&self, file: &Path, format: &str, why: &str) -> Error {
+    fn unreadable(&self, file: &Path, format: &str, why: &Unreadable) -> Error {
         tracing::warn!(file = %file, error = %why, "reading a source file failed");
         let name = if self.upload {
             String::new()
@@ -465,13 +465,6 @@ impl Source {
             "{}:{name} is not readable as {format}: {why}",
             self.label
         ))
-    }
-}
-
-fn reason(e: Error) -> String {
-    match e {
-        Error::InvalidInput(why) => why,
-        other => other.to_string(),
     }
 }
 
@@ -509,7 +502,7 @@ impl Layout {
         &self,
         batch: &RecordBatch,
         values: &[Option<String>],
-    ) -> Result<RecordBatch, String> {
+    ) -> Result<RecordBatch, Unreadable> {
         let rows = batch.num_rows();
         let mut out: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
         for (field, col) in self.schema.fields().iter().zip(&self.columns) {
@@ -533,12 +526,16 @@ impl Layout {
             out,
             &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
         )
-        .map_err(|e| e.to_string())
+        .map_err(|e| Unreadable(e.to_string()))
     }
 }
 
 /// `rows` copies of a partition value, parsed as `data_type`.
-fn constant(value: Option<&str>, data_type: &DataType, rows: usize) -> Result<ArrayRef, String> {
+fn constant(
+    value: Option<&str>,
+    data_type: &DataType,
+    rows: usize,
+) -> Result<ArrayRef, Unreadable> {
     let Some(value) = value else {
         return Ok(new_null_array(data_type, rows));
     };
@@ -553,7 +550,7 @@ fn constant(value: Option<&str>, data_type: &DataType, rows: usize) -> Result<Ar
         ..Default::default()
     };
     arrow::compute::cast_with_options(&text, data_type, &options)
-        .map_err(|e| format!("{value:?} is not a {data_type}: {e}"))
+        .map_err(|e| Unreadable(format!("{value:?} is not a {data_type}: {e}")))
 }
 
 /// A source whose files are listed and whose first file is open.

@@ -15,6 +15,8 @@ use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use strata_storaged_api::catalog::SourceColumn;
 
+use super::Unreadable;
+
 /// How many rows of a file its column types are inferred from.
 pub const INFER_ROWS: usize = 10_000;
 /// At most this much of a file's start is read to infer its types (the rows that fit).
@@ -45,7 +47,7 @@ impl TextFormat {
 
 /// The schema of `sample`, the start of a file (`whole`: the whole file). A sample cut short
 /// is cut back to its last line, so a row cut in two does not decide a type.
-pub fn infer(format: TextFormat, sample: &[u8], whole: bool) -> Result<Schema, String> {
+pub fn infer(format: TextFormat, sample: &[u8], whole: bool) -> Result<Schema, Unreadable> {
     let sample = if whole {
         sample
     } else {
@@ -60,7 +62,7 @@ pub fn infer(format: TextFormat, sample: &[u8], whole: bool) -> Result<Schema, S
             let format = arrow::csv::reader::Format::default().with_header(true);
             let (schema, _) = format
                 .infer_schema(std::io::Cursor::new(sample), Some(INFER_ROWS))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Unreadable(e.to_string()))?;
             if schema.fields().is_empty() {
                 return Err("no header line".into());
             }
@@ -71,7 +73,7 @@ pub fn infer(format: TextFormat, sample: &[u8], whole: bool) -> Result<Schema, S
                 std::io::Cursor::new(sample),
                 Some(INFER_ROWS),
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Unreadable(e.to_string()))?;
             if schema.fields().is_empty() {
                 return Err("no rows with columns".into());
             }
@@ -82,7 +84,7 @@ pub fn infer(format: TextFormat, sample: &[u8], whole: bool) -> Result<Schema, S
 }
 
 /// The schema a request gives (`schema` of the create request), from its small vocabulary.
-pub fn explicit(columns: &[SourceColumn]) -> Result<Schema, String> {
+pub fn explicit(columns: &[SourceColumn]) -> Result<Schema, Unreadable> {
     if columns.is_empty() {
         return Err("schema lists no columns".into());
     }
@@ -98,15 +100,18 @@ pub fn explicit(columns: &[SourceColumn]) -> Result<Schema, String> {
             "date" => DataType::Date32,
             "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             other => {
-                return Err(format!(
+                return Err(Unreadable(format!(
                     "column {:?}: unknown type {other:?} (boolean, int32, int64, float32, \
                      float64, string, date, timestamp)",
                     column.name
-                ));
+                )));
             }
         };
         if fields.iter().any(|f: &Field| f.name() == &column.name) {
-            return Err(format!("column {:?} is listed twice", column.name));
+            return Err(Unreadable(format!(
+                "column {:?} is listed twice",
+                column.name
+            )));
         }
         fields.push(Field::new(&column.name, data_type, column.nullable));
     }
@@ -233,7 +238,7 @@ impl TextRows {
     }
 
     /// The next batch, `None` after the last row.
-    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>, String> {
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>, Unreadable> {
         if self.finished {
             return Ok(None);
         }
@@ -241,14 +246,16 @@ impl TextRows {
             if self.pos == self.len {
                 if self.eof {
                     // An empty decode tells the CSV decoder the last record is complete.
-                    self.decoder.decode(&[]).map_err(|e| e.to_string())?;
+                    self.decoder
+                        .decode(&[])
+                        .map_err(|e| Unreadable(e.to_string()))?;
                     self.finished = true;
-                    return self.decoder.flush().map_err(|e| e.to_string());
+                    return self.decoder.flush().map_err(|e| Unreadable(e.to_string()));
                 }
                 self.len = self
                     .input
                     .read(&mut self.buf)
-                    .map_err(|e| format!("reading failed: {e}"))?;
+                    .map_err(|e| Unreadable(format!("reading failed: {e}")))?;
                 self.pos = 0;
                 self.piece_end = 0;
                 self.eof = self.len == 0;
@@ -258,7 +265,10 @@ impl TextRows {
                 self.next_piece();
             }
             let piece = &self.buf[self.pos..self.piece_end];
-            let used = self.decoder.decode(piece).map_err(|e| e.to_string())?;
+            let used = self
+                .decoder
+                .decode(piece)
+                .map_err(|e| Unreadable(e.to_string()))?;
             self.pos += used;
             self.since_flush += used;
             self.since_boundary += used;
@@ -267,15 +277,19 @@ impl TextRows {
                 self.since_boundary = 0;
             }
             if self.since_boundary > MAX_RECORD_BYTES {
-                return Err(format!(
+                return Err(Unreadable(format!(
                     "a record longer than {} MiB (is a quote left open?)",
                     MAX_RECORD_BYTES >> 20
-                ));
+                )));
             }
             let at_boundary = self.pos == self.piece_end && self.piece_boundary;
             if batch_full || (at_boundary && self.since_flush >= BATCH_BYTES) {
                 self.since_flush = 0;
-                if let Some(batch) = self.decoder.flush().map_err(|e| e.to_string())? {
+                if let Some(batch) = self
+                    .decoder
+                    .flush()
+                    .map_err(|e| Unreadable(e.to_string()))?
+                {
                     return Ok(Some(batch));
                 }
             }
@@ -311,14 +325,14 @@ pub fn shared(schema: Schema) -> SchemaRef {
 mod tests {
     use super::*;
 
-    fn rows(format: TextFormat, text: &str) -> Result<Vec<RecordBatch>, String> {
+    fn rows(format: TextFormat, text: &str) -> Result<Vec<RecordBatch>, Unreadable> {
         let schema = shared(infer(format, text.as_bytes(), true)?);
         let mut rows = TextRows::new(
             format,
             schema,
             Box::new(std::io::Cursor::new(text.to_owned())),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Unreadable(e.to_string()))?;
         let mut out = Vec::new();
         while let Some(batch) = rows.next_batch()? {
             out.push(batch);
@@ -347,7 +361,7 @@ mod tests {
         let mut text = String::from("id,name\n1,\"");
         text.push_str(&"x\n".repeat(MAX_RECORD_BYTES / 2 + 10));
         let e = rows(TextFormat::Csv, &text).unwrap_err();
-        assert!(e.contains("record longer than"), "{e}");
+        assert!(e.0.contains("record longer than"), "{e}");
     }
 
     #[test]
@@ -368,6 +382,7 @@ mod tests {
         assert!(
             explicit(&[column("a", "int128")])
                 .unwrap_err()
+                .0
                 .contains("unknown type")
         );
     }

@@ -106,11 +106,34 @@ fn check_framing(body: &[u8]) -> Result<()> {
                     header.bodyLength()
                 ))
             })?;
-        check_message(&header, body_length, message).map_err(invalid)?;
+        check_message(&header, body_length, message).map_err(|e| invalid(e.to_string()))?;
         pos += body_length;
         message += 1;
     }
     Ok(())
+}
+
+/// What a message's checks found wrong ([`check_message`]).
+#[derive(Debug, thiserror::Error)]
+enum MessageError {
+    #[error("message {message}: {rows} rows in a body of {body_length} bytes")]
+    TooManyRows {
+        message: usize,
+        rows: i64,
+        body_length: usize,
+    },
+    #[error("message {message}: a column longer than its body")]
+    ColumnTooLong { message: usize },
+    #[error(
+        "message {message}: a buffer at {offset} of {length} bytes, outside the body of \
+         {body_length}"
+    )]
+    BufferOutside {
+        message: usize,
+        offset: i64,
+        length: i64,
+        body_length: usize,
+    },
 }
 
 /// The checks of one message whose metadata is `header` and whose body has `body_length`
@@ -119,7 +142,7 @@ fn check_message(
     header: &arrow::ipc::Message,
     body_length: usize,
     message: usize,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), MessageError> {
     let batch = header
         .header_as_record_batch()
         .or_else(|| header.header_as_dictionary_batch().and_then(|d| d.data()));
@@ -129,14 +152,15 @@ fn check_message(
     let rows_bound = body_length.saturating_mul(8).saturating_add(64);
     let too_many = |rows: i64| usize::try_from(rows).map_or(true, |r| r > rows_bound);
     if too_many(batch.length()) {
-        return Err(format!(
-            "message {message}: {} rows in a body of {body_length} bytes",
-            batch.length()
-        ));
+        return Err(MessageError::TooManyRows {
+            message,
+            rows: batch.length(),
+            body_length,
+        });
     }
     for node in batch.nodes().into_iter().flatten() {
         if too_many(node.length()) || too_many(node.null_count()) {
-            return Err(format!("message {message}: a column longer than its body"));
+            return Err(MessageError::ColumnTooLong { message });
         }
     }
     for buffer in batch.buffers().into_iter().flatten() {
@@ -145,12 +169,12 @@ fn check_message(
             .zip(usize::try_from(buffer.length()).ok())
             .and_then(|(offset, length)| offset.checked_add(length));
         if end.is_none_or(|end| end > body_length) {
-            return Err(format!(
-                "message {message}: a buffer at {} of {} bytes, outside the body of \
-                 {body_length}",
-                buffer.offset(),
-                buffer.length()
-            ));
+            return Err(MessageError::BufferOutside {
+                message,
+                offset: buffer.offset(),
+                length: buffer.length(),
+                body_length,
+            });
         }
     }
     Ok(())
@@ -271,7 +295,7 @@ impl<R: std::io::Read> CheckedIpc<R> {
                  message may have here (send smaller batches)"
             )));
         }
-        check_message(&header, body_length, message).map_err(bad)?;
+        check_message(&header, body_length, message).map_err(|e| bad(e.to_string()))?;
         self.body_left = body_length as u64;
         self.message += 1;
         Ok(())
