@@ -83,11 +83,35 @@ for s in socks:
 PYEOF
 }
 
-# orders_resident URL: true once queryd at URL holds dataset `orders` in memory.
-orders_resident() {
+# dataset_resident URL NAME: true once queryd at URL holds dataset NAME in memory.
+dataset_resident() {
     curl -sf "$1/api/v1/cache/stats" 2>/dev/null | "$PY" -c '
 import json, sys
 d = json.load(sys.stdin)
-sys.exit(0 if any(x["dataset"] == "orders" and x["residency"] == "memory" for x in d["datasets"]) else 1)
-' 2>/dev/null
+sys.exit(0 if any(x["dataset"] == sys.argv[1] and x["residency"] == "memory" for x in d["datasets"]) else 1)
+' "$2" 2>/dev/null
+}
+
+# orders_resident URL: true once queryd at URL holds dataset `orders` in memory.
+orders_resident() { dataset_resident "$1" orders; }
+
+# wait_ready NAME PID LOG CHECK_FUNCTION: polls CHECK_FUNCTION every 0.5 s (at most
+# READY_TIMEOUT s) while PID lives; prints the seconds it took.
+wait_ready() {
+    local name=$1 pid=$2 logf=$3 check=$4 start
+    start=$(date +%s.%N)
+    while ! "$check"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "$name exited before it was ready; last log lines:" >&2
+            tail -n 40 "$logf" >&2
+            exit 1
+        fi
+        if (($(date +%s) - ${start%.*} > READY_TIMEOUT)); then
+            echo "$name not ready after ${READY_TIMEOUT}s; last log lines:" >&2
+            tail -n 40 "$logf" >&2
+            exit 1
+        fi
+        sleep 0.5
+    done
+    awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }'
 }

@@ -78,26 +78,6 @@ DATAP_URL=http://127.0.0.1:$DATAP_PORT
 STRATA_URL=http://127.0.0.1:$Q_PORT
 
 
-# wait_ready NAME PID LOG CHECK_FUNCTION: polls CHECK_FUNCTION every 0.5 s.
-wait_ready() {
-    local name=$1 pid=$2 logf=$3 check=$4 start
-    start=$(date +%s.%N)
-    while ! "$check"; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "$name exited before it was ready; last log lines:" >&2
-            tail -n 40 "$logf" >&2
-            exit 1
-        fi
-        if (($(date +%s) - ${start%.*} > READY_TIMEOUT)); then
-            echo "$name not ready after ${READY_TIMEOUT}s; last log lines:" >&2
-            tail -n 40 "$logf" >&2
-            exit 1
-        fi
-        sleep 0.5
-    done
-    awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }'
-}
-
 datap_ready() {
     curl -sf "$DATAP_URL/api/v1/datasets/orders/status" 2>/dev/null | grep -q '"state":"published"'
 }

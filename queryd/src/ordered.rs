@@ -210,7 +210,8 @@ fn ordered(
         .iter()
         .map(|(chunk, rows)| {
             let columns: Vec<usize> = keys.iter().map(|k| k.column).collect();
-            decoded(&batches[*chunk].project(&columns)?, rows)
+            let batch = batches[*chunk].project(&columns)?;
+            decoded(&batch, rows, &decoded_schema(&batch.schema()))
         })
         .collect::<Result<_, QueryError>>()?;
     let positions: Vec<(usize, usize)> = taken
@@ -353,15 +354,15 @@ fn rows_at(
         }
         v
     };
+    let schema = schema(state, plan)?;
     let taken: Vec<RecordBatch> = per_chunk
         .into_iter()
         .enumerate()
         .map(|(slot, rows)| {
             let batch = batches[chunk_of_slot[slot]].project(columns)?;
-            decoded(&batch, &UInt32Array::from(rows))
+            decoded(&batch, &UInt32Array::from(rows), &schema)
         })
         .collect::<Result<_, QueryError>>()?;
-    let schema = schema(state, plan)?;
     if taken.is_empty() {
         return Ok(RecordBatch::new_empty(schema));
     }
@@ -375,19 +376,24 @@ fn rows_at(
     Ok(RecordBatch::try_new(schema, arrays)?)
 }
 
-/// The schema of the route's answers: the plan's columns, dictionaries decoded.
+/// The schema of the route's answers: the plan's columns in their logical types (the
+/// dataset's, as every path answers them).
 pub fn schema(state: &DatasetState, plan: &Plan) -> Result<SchemaRef, QueryError> {
     let Shape::Rows { columns } = &plan.shape else {
         return Err(QueryError::Internal(
             "an ordered route on a non-row plan".into(),
         ));
     };
-    Ok(decoded_schema(&state.mem_schema.project(columns)?))
+    Ok(Arc::new(state.schema.project(columns)?))
 }
 
-/// `batch`'s `rows`, with dictionary columns decoded to their values.
-fn decoded(batch: &RecordBatch, rows: &UInt32Array) -> Result<RecordBatch, QueryError> {
-    let schema = decoded_schema(&batch.schema());
+/// `batch`'s `rows` in `schema`, whose types are `batch`'s with dictionary columns decoded
+/// (to their logical types, or to their values' types).
+fn decoded(
+    batch: &RecordBatch,
+    rows: &UInt32Array,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, QueryError> {
     let columns = batch
         .columns()
         .iter()
@@ -400,7 +406,7 @@ fn decoded(batch: &RecordBatch, rows: &UInt32Array) -> Result<RecordBatch, Query
             }
         })
         .collect::<Result<Vec<ArrayRef>, _>>()?;
-    Ok(RecordBatch::try_new(schema, columns)?)
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// `schema` with dictionary types replaced by their value types.

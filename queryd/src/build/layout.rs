@@ -23,9 +23,11 @@ use crate::chunks::MAX_CHUNK_ROWS;
 use crate::error::QueryError;
 use crate::executor;
 
-/// A string column is dictionary-encoded in memory when it has at most this many distinct
-/// values and at most half as many as rows. Its logical type (schema, Arrow output) is
-/// unchanged.
+/// A string column (Utf8, LargeUtf8 or Utf8View) is dictionary-encoded in memory, with Utf8
+/// values, when it has at most this many distinct values and at most half as many as rows.
+/// Its logical type (schema, Arrow output) is unchanged. A Utf8View cell costs 16 bytes
+/// before its text: TPC-H's `l_shipmode` (7 values, 6M rows) takes 91 MiB as views and 6 MiB
+/// as 8-bit keys.
 pub const DICTIONARY_MAX_DISTINCT: usize = 1 << 16;
 
 /// Streams `files` (all of the layout's schema, in manifest order) into `layout`. I/O runs
@@ -87,11 +89,24 @@ struct Dictionary {
 }
 
 impl Dictionary {
-    /// The keys of `array`'s values, numbering new ones; `None` once the column holds more
-    /// than `cap` distinct values.
-    fn keys(&mut self, array: &StringArray, cap: usize) -> Option<Int32Array> {
-        let mut keys = Vec::with_capacity(array.len());
-        for value in array.iter() {
+    /// The keys of `array`'s values (any string type), numbering new ones; `None` once the
+    /// column holds more than `cap` distinct values.
+    fn keys(&mut self, array: &dyn Array, cap: usize) -> Option<Int32Array> {
+        match array.data_type() {
+            DataType::Utf8 => self.keys_of(array.as_string::<i32>().iter(), cap),
+            DataType::LargeUtf8 => self.keys_of(array.as_string::<i64>().iter(), cap),
+            DataType::Utf8View => self.keys_of(array.as_string_view().iter(), cap),
+            _ => None,
+        }
+    }
+
+    fn keys_of<'v>(
+        &mut self,
+        values: impl ExactSizeIterator<Item = Option<&'v str>>,
+        cap: usize,
+    ) -> Option<Int32Array> {
+        let mut keys = Vec::with_capacity(values.len());
+        for value in values {
             keys.push(match value {
                 None => None,
                 Some(v) => Some(match self.ids.get(v) {
@@ -124,8 +139,11 @@ impl MemLayout {
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                (f.data_type() == &DataType::Utf8 && !primary_key.contains(&i))
-                    .then(Dictionary::default)
+                let string = matches!(
+                    f.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                );
+                (string && !primary_key.contains(&i)).then(Dictionary::default)
             })
             .collect();
         Self {
@@ -146,14 +164,15 @@ impl MemLayout {
             let Some(dictionary) = candidate else {
                 continue;
             };
-            if let Some(keys) = dictionary.keys(columns[i].as_string::<i32>(), self.cap) {
+            if let Some(keys) = dictionary.keys(columns[i].as_ref(), self.cap) {
                 columns[i] = Arc::new(keys);
                 continue;
             }
             // Past the cap: back to plain strings, in the batches seen so far too.
             let values = dictionary.values();
+            let logical = self.schema.field(i).data_type();
             for batch in &mut self.batches {
-                batch[i] = plain(&batch[i], &values)?;
+                batch[i] = plain(&batch[i], &values, logical)?;
             }
             *candidate = None;
         }
@@ -214,11 +233,11 @@ impl MemLayout {
     }
 }
 
-/// `i32` keys into `values` as plain strings.
-fn plain(keys: &ArrayRef, values: &ArrayRef) -> Result<ArrayRef, QueryError> {
+/// `i32` keys into `values` as plain strings of the column's own type.
+fn plain(keys: &ArrayRef, values: &ArrayRef, logical: &DataType) -> Result<ArrayRef, QueryError> {
     let keys = keys.as_primitive::<Int32Type>().clone();
     let dictionary = DictionaryArray::<Int32Type>::try_new(keys, values.clone())?;
-    Ok(cast(&dictionary, &DataType::Utf8)?)
+    Ok(cast(&dictionary, logical)?)
 }
 
 /// `i32` keys narrowed to `key` over the shared `values`.
@@ -361,6 +380,55 @@ mod tests {
                 .all(|b| b.column(1).data_type() == &DataType::Utf8)
         );
         assert_eq!(tags(&batches), want);
+    }
+
+    #[test]
+    fn view_and_large_strings_are_encoded_and_fall_back_to_their_own_type() {
+        use arrow::array::{LargeStringArray, StringViewArray};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("mode", DataType::Utf8View, true),
+            Field::new("note", DataType::LargeUtf8, true),
+        ]));
+        let rows = 2_000;
+        let mode = |i: i64| (i % 9 != 0).then(|| format!("a mode longer than twelve {}", i % 7));
+        let batch = |ids: std::ops::Range<i64>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(ids.clone())),
+                    Arc::new(StringViewArray::from_iter(ids.clone().map(mode))),
+                    Arc::new(LargeStringArray::from_iter_values(
+                        ids.map(|i| format!("unique {i}")),
+                    )),
+                ],
+            )
+            .unwrap()
+        };
+        let mut layout = MemLayout::new(&schema, &[0], rows);
+        layout.push(batch(0..1_000)).unwrap();
+        layout.push(batch(1_000..2_000)).unwrap();
+        let (mem_schema, batches) = layout.finish().unwrap();
+        assert_eq!(
+            mem_schema.field(1).data_type(),
+            &DataType::Dictionary(Box::new(DataType::Int8), Box::new(DataType::Utf8)),
+            "7 values of a view column: 8-bit keys"
+        );
+        assert_eq!(
+            mem_schema.field(2).data_type(),
+            &DataType::LargeUtf8,
+            "past the cap: back to its own type"
+        );
+        for (b, part) in batches.iter().enumerate() {
+            let ids = (b as i64 * 1_000)..((b as i64 + 1) * 1_000);
+            let modes = cast(part.column(1), &DataType::Utf8View).unwrap();
+            let want: StringViewArray = ids.clone().map(mode).collect();
+            assert_eq!(modes.as_string_view(), &want);
+            assert_eq!(
+                part.column(2).as_string::<i64>().value(0),
+                format!("unique {}", ids.start)
+            );
+        }
     }
 
     #[test]
