@@ -131,7 +131,7 @@ json.dump({
     "cpu": """$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)""".strip() or "?",
     "scale": "$SCALE",
     "data": "$(basename "$DATA"), $(stat -c %s "$DATA") bytes (tpchgen-cli $TPCHGEN_VERSION, SF$SCALE)",
-    "strata_version": "\`$(curl -s "$STRATA_URL/version" || echo '?')\`, $built",
+    "strata_version": """\`$(curl -s "$STRATA_URL/version" || echo '?')\`, $built""",
     "strata_import_s": "$IMPORT_S",
     "strata_import_hwm_kb": int("${IMPORT_HWM:-0}" or 0),
     "strata_ready_s": "$READY_S",

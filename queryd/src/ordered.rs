@@ -154,11 +154,21 @@ fn ordered(
     };
     // Each chunk's first `end` rows in order: no row past them can be in the answer.
     let batches = state.chunks.batches();
+    // Every row: first drop the rows whose first key cannot make the cut.
+    let kept = if every_row {
+        let first: Vec<&dyn Array> = batches
+            .iter()
+            .map(|b| b.column(keys[0].column).as_ref())
+            .collect();
+        prefilter(&first, keys[0].options, end)
+    } else {
+        None
+    };
     let mut winners: Vec<(usize, UInt32Array)> = Vec::new();
     let mut next = 0;
     for (chunk, batch) in batches.iter().enumerate() {
         let local: Option<UInt32Array> = if every_row {
-            None
+            kept.as_ref().map(|k| k[chunk].clone())
         } else {
             let first = state.chunks.row_id(chunk, 0);
             let last = first + batch.num_rows() as u32;
@@ -170,11 +180,6 @@ fn ordered(
                 continue;
             }
             Some(ids[from..next].iter().map(|id| id - first).collect())
-        };
-        // Every row of the chunk: first drop the rows whose first key cannot make the cut.
-        let local = match local {
-            None => prefilter(batch.column(keys[0].column).as_ref(), keys[0].options, end),
-            some => some,
         };
         let rows = local.as_ref().map_or(batch.num_rows(), UInt32Array::len);
         if rows == 0 {
@@ -246,31 +251,51 @@ fn ordered(
 /// Largest `end` a [`prefilter`] prunes for.
 const PREFILTER_MAX_ROWS: usize = 10_000;
 
-/// The rows of `column` that can be among its first `end` in `options`' order: those whose
-/// value is at least as good as a bound no better than the `end`-th best value, and the
-/// nulls when nulls come first. `None` (every row) when the column is not primitive, `end`
-/// is large next to the column, or too few rows have a value.
+/// Rows per block of a [`prefilter`], at most.
+const PREFILTER_BLOCK: usize = 64;
+
+/// Per chunk, the rows of `columns` (one column, chunk by chunk) that can be among its first
+/// `end` in `options`' order: those whose value is at least as good as a bound no better
+/// than the `end`-th best value, and the nulls when nulls come first. `None` (every row)
+/// when the column is not primitive, `end` is large next to the column, or too few rows have
+/// a value.
 ///
-/// The bound: cut the column into at least `16 × end` blocks and take the best value of
-/// each; the `end`-th best of those is a value that `end` rows (one per block) reach, so
-/// every row of the first `end` reaches it too. Two passes, one comparison per row each,
-/// whatever the order of the data (sorted keys included); a top-50 of a million random
-/// values keeps about fifty rows, of a million sorted ones a few thousand.
-fn prefilter(column: &dyn Array, options: SortOptions, end: usize) -> Option<UInt32Array> {
-    if end == 0 || end > PREFILTER_MAX_ROWS || column.len() < end.saturating_mul(16) {
+/// The bound: cut the column into at least `16 × end` blocks (at most
+/// [`PREFILTER_BLOCK`] rows, never across chunks) and take the best value of each; the
+/// `end`-th best of those is a value that `end` rows (one per block) reach, so every row of
+/// the first `end` reaches it too. One pass over every value, one comparison each; the rows
+/// are then read only in the blocks whose best reaches the bound. The bound is the whole
+/// column's, not each chunk's: a top-50 of six million random values keeps about fifty rows,
+/// of six million sorted ones (a key in storage order) about fifty blocks' worth.
+fn prefilter(columns: &[&dyn Array], options: SortOptions, end: usize) -> Option<Vec<UInt32Array>> {
+    let rows: usize = columns.iter().map(|c| c.len()).sum();
+    if end == 0 || end > PREFILTER_MAX_ROWS || rows < end.saturating_mul(16) {
         return None;
     }
+    let first = *columns.first()?;
     downcast_primitive_array!(
-        column => prefilter_primitive(column, options, end),
+        first => prefilter_primitive(&like(first, columns)?, options, end),
         _ => None
     )
 }
 
+/// `columns` as primitive arrays of `first`'s type (`None` if one is not).
+fn like<'a, T: ArrowPrimitiveType>(
+    _first: &PrimitiveArray<T>,
+    columns: &[&'a dyn Array],
+) -> Option<Vec<&'a PrimitiveArray<T>>> {
+    columns
+        .iter()
+        .map(|c| c.as_any().downcast_ref::<PrimitiveArray<T>>())
+        .collect()
+}
+
+/// [`prefilter`] of one primitive type.
 fn prefilter_primitive<T: ArrowPrimitiveType>(
-    column: &PrimitiveArray<T>,
+    columns: &[&PrimitiveArray<T>],
     options: SortOptions,
     end: usize,
-) -> Option<UInt32Array> {
+) -> Option<Vec<UInt32Array>> {
     // `better(a, b)`: a sorts before b (both non-null), by arrow's total order.
     let better = |a: T::Native, b: T::Native| {
         let order = a.compare(b);
@@ -280,24 +305,38 @@ fn prefilter_primitive<T: ArrowPrimitiveType>(
             order == Ordering::Less
         }
     };
-    let values = column.values();
-    let nulls = column.nulls().filter(|n| n.null_count() > 0);
-    let valid = |i: usize| nulls.is_none_or(|n| n.is_valid(i));
-    if column.len() - column.null_count() < end {
+    let rows: usize = columns.iter().map(|c| c.len()).sum();
+    let values_count: usize = columns.iter().map(|c| c.len() - c.null_count()).sum();
+    if values_count < end {
         return None; // nulls may make the cut when they come last: no pruning
     }
-    let block = (column.len() / end.saturating_mul(16)).clamp(1, 1024);
-    let mut bests: Vec<T::Native> = Vec::with_capacity(column.len() / block + 1);
-    for start in (0..column.len()).step_by(block) {
-        let mut best: Option<T::Native> = None;
-        for i in start..(start + block).min(column.len()) {
-            if valid(i) && best.is_none_or(|b| better(values[i], b)) {
-                best = Some(values[i]);
-            }
-        }
-        bests.extend(best);
-    }
-    if bests.len() < end {
+    let block = (rows / end.saturating_mul(16)).clamp(1, PREFILTER_BLOCK);
+    // Per chunk, the best value of each block (`None`: a block of nulls).
+    let bests: Vec<Vec<Option<T::Native>>> = columns
+        .iter()
+        .map(|column| {
+            let values = column.values();
+            let nulls = column.nulls().filter(|n| n.null_count() > 0);
+            (0..column.len())
+                .step_by(block)
+                .map(|start| {
+                    let stop = (start + block).min(column.len());
+                    let pick = |best: Option<T::Native>, v: T::Native| match best {
+                        Some(b) if !better(v, b) => Some(b),
+                        _ => Some(v),
+                    };
+                    match nulls {
+                        None => values[start..stop].iter().fold(None, |b, &v| pick(b, v)),
+                        Some(n) => (start..stop)
+                            .filter(|&i| n.is_valid(i))
+                            .fold(None, |b, i| pick(b, values[i])),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let mut all: Vec<T::Native> = bests.iter().flatten().flatten().copied().collect();
+    if all.len() < end {
         return None;
     }
     let rank = |a: &T::Native, b: &T::Native| {
@@ -309,15 +348,37 @@ fn prefilter_primitive<T: ArrowPrimitiveType>(
             Ordering::Equal
         }
     };
-    let (_, &mut cut, _) = bests.select_nth_unstable_by(end - 1, rank);
-    let keep = (0..column.len()).filter(|&i| {
-        if valid(i) {
-            !better(cut, values[i])
-        } else {
-            options.nulls_first
-        }
-    });
-    Some(keep.map(|i| i as u32).collect())
+    let (_, &mut cut, _) = all.select_nth_unstable_by(end - 1, rank);
+    let kept = columns
+        .iter()
+        .zip(&bests)
+        .map(|(column, bests)| {
+            let values = column.values();
+            let mut keep = Vec::new();
+            for (b, best) in bests.iter().enumerate() {
+                let start = b * block;
+                let stop = (start + block).min(column.len());
+                // Only blocks with nulls can hold rows that sort first as nulls.
+                let null_rows = options.nulls_first && column.null_count() > 0;
+                if !null_rows && best.is_none_or(|v| better(cut, v)) {
+                    continue; // no row of the block reaches the bound
+                }
+                keep.extend(
+                    (start..stop)
+                        .filter(|&i| {
+                            if column.is_valid(i) {
+                                !better(cut, values[i])
+                            } else {
+                                options.nulls_first
+                            }
+                        })
+                        .map(|i| i as u32),
+                );
+            }
+            UInt32Array::from(keep)
+        })
+        .collect();
+    Some(kept)
 }
 
 /// The plan's columns of the rows at `positions`, in that order, as one batch.
@@ -458,8 +519,27 @@ mod tests {
                 .values()
                 .to_vec()
         };
-        let kept = prefilter(column, options, end).unwrap_or_else(|| ids.clone());
-        [sort(&ids), sort(&kept)]
+        [
+            sort(&ids),
+            sort(&kept_rows(column, options, end).unwrap_or_else(|| ids.clone())),
+        ]
+    }
+
+    /// The rows [`prefilter`] keeps of `column` cut into chunks of 700 rows, as row ids.
+    fn kept_rows(column: &dyn Array, options: SortOptions, end: usize) -> Option<UInt32Array> {
+        let starts: Vec<usize> = (0..column.len()).step_by(700).collect();
+        let chunks: Vec<ArrayRef> = starts
+            .iter()
+            .map(|&s| column.slice(s, 700.min(column.len() - s)))
+            .collect();
+        let chunks: Vec<&dyn Array> = chunks.iter().map(|c| c.as_ref()).collect();
+        let kept = prefilter(&chunks, options, end)?;
+        Some(
+            kept.iter()
+                .zip(&starts)
+                .flat_map(|(rows, &start)| rows.values().iter().map(move |r| r + start as u32))
+                .collect(),
+        )
     }
 
     #[test]
@@ -490,14 +570,15 @@ mod tests {
             }
         }
         // It prunes, sorted data included: a top 10 of 100 000 ascending values keeps one
-        // block's worth per block of the bound (blocks of 625 rows here), not 100 000.
+        // block's worth per block of the bound (blocks of 64 rows), not 100 000 or a cut per
+        // chunk.
         let distinct = Int64Array::from((0..100_000).collect::<Vec<i64>>());
         let options = SortOptions {
             descending: true,
             nulls_first: true,
         };
-        let kept = prefilter(&distinct, options, 10).unwrap();
-        assert!(kept.len() <= 10 * 625, "{}", kept.len());
+        let kept = kept_rows(&distinct, options, 10).unwrap();
+        assert!(kept.len() <= 10 * 64, "{}", kept.len());
         let [full, pruned] = first(&distinct, options, 10);
         assert_eq!(full, pruned);
         // Too few values besides nulls that come last: no pruning.
@@ -506,6 +587,6 @@ mod tests {
             descending: false,
             nulls_first: false,
         };
-        assert!(prefilter(&sparse, ascending, 10).is_none());
+        assert!(kept_rows(&sparse, ascending, 10).is_none());
     }
 }

@@ -482,7 +482,7 @@ impl Run {
     /// What the engine runs the plan over, on the routes that end in the engine.
     fn engine_input(&self) -> Result<Input<'_>, QueryError> {
         match &self.route {
-            Route::IndexGroups { state } => {
+            Route::Groups { state } => {
                 let (schema, groups) = group::grouped(state, &self.plan)?;
                 Ok(Input::Groups(schema, groups))
             }
@@ -533,7 +533,7 @@ async fn run_general_page(run: &Run) -> Result<(SchemaRef, Vec<RecordBatch>), Qu
             let row = row.filter(|_| skip == 0 && fetch > 0);
             Ok((schema, row.into_iter().collect()))
         }
-        Route::IndexGroups { state } if !has_having(&run.plan) => {
+        Route::Groups { state } if !has_having(&run.plan) => {
             let groups = group::answered(state, &run.plan)?;
             let start = usize::try_from(skip)
                 .unwrap_or(usize::MAX)

@@ -6,7 +6,7 @@
 //! | route | suite path | what answers |
 //! |---|---|---|
 //! | [`Route::Index`] | `hot` | the state's indexes find the rows ([`crate::fast`]) |
-//! | [`Route::IndexGroups`] | `hot` | a group-by on one indexed column, off its index ([`crate::group`]); `having` is the engine's |
+//! | [`Route::Groups`] | `hot` | a group-by on one indexed column, off its index, or on dictionary-encoded columns, by their keys ([`crate::group`]); `having` is the engine's |
 //! | [`Route::Ordered`] | `hot` | the indexes (or every row) find the rows, a partial sort orders the page ([`crate::ordered`]) |
 //! | [`Route::ColdKey`] | `cold` | a primary-key `eq` lookup read from the files ([`crate::cold`]) |
 //! | [`Route::Engine`] | `general`, `cold-general`, and whatever the others do not answer | the [`crate::engine::Engine`] over the dataset |
@@ -35,8 +35,9 @@ pub enum Route {
         state: Arc<DatasetState>,
         probe: Probe,
     },
-    /// In memory: the groups of one indexed column, read off its index.
-    IndexGroups { state: Arc<DatasetState> },
+    /// In memory: the groups of one indexed column, read off its index, or of dictionary
+    /// columns, by their keys.
+    Groups { state: Arc<DatasetState> },
     /// Not in memory: a primary-key `eq` lookup, read straight from the files.
     ColdKey { manifest: Arc<Manifest> },
     /// The engine over the dataset (in memory or its files).
@@ -57,7 +58,7 @@ impl Route {
                         source: Source::Memory(state),
                     },
                 },
-                None if group::applies(&state, plan) => Route::IndexGroups { state },
+                None if group::applies(&state, plan) => Route::Groups { state },
                 None => Route::Engine {
                     source: Source::Memory(state),
                 },

@@ -1,9 +1,15 @@
-//! Grouped queries on one indexed column, answered from its equality index: the index
-//! already holds every group's rows, so counts are list lengths and other aggregates read
-//! only the aggregated column. Without `having`, the groups (one row per group) are sorted
-//! here too ([`answered`]), in the order `engine::finish_groups` gives them: no query
-//! planning at all. With `having`, they go through that DataFusion tail.
+//! Grouped queries answered without planning ([`crate::route::Route::Groups`]), two ways:
+//! - on one indexed column, from its equality index (this module): the index already holds
+//!   every group's rows, so counts are list lengths and other aggregates read only the
+//!   aggregated column;
+//! - on dictionary-encoded columns, by their keys ([`dict`]), with comparison filters and
+//!   deltas.
 //!
+//! Without `having`, the groups (one row per group) are sorted here too ([`answered`]), in
+//! the order `engine::finish_groups` gives them: no query planning at all. With `having`,
+//! they go through that DataFusion tail.
+//!
+//! On the index:
 //! Taken only with no row filters and aggregates this module computes exactly like
 //! DataFusion: counts, integer sums/min/max, and averages of integers (exact sums divided
 //! once). Float sums and averages are taken too; floating-point addition is not associative,
@@ -25,10 +31,13 @@ use crate::index::{EqIndex, Postings};
 use crate::plan::{AggOp, Aggregate, Plan, Shape};
 use crate::state::DatasetState;
 
+mod dict;
+
 /// Whether this module computes `plan`'s groups on `state` (the route's choice): one group
-/// column with an equality index, no row filters, no deltas, aggregates it computes exactly.
+/// column with an equality index, no row filters, no deltas, aggregates it computes exactly;
+/// or group columns that are all dictionary-encoded ([`dict`]).
 pub fn applies(state: &DatasetState, plan: &Plan) -> bool {
-    parts(state, plan).is_some()
+    parts(state, plan).is_some() || dict::applies(state, plan)
 }
 
 /// The group column, its index, the aggregates and how each reads its column.
@@ -62,9 +71,12 @@ fn parts<'s, 'p>(
 
 /// One row per group (group column, then aggregates), unsorted. Only where [`applies`].
 pub fn grouped(state: &DatasetState, plan: &Plan) -> Result<(SchemaRef, RecordBatch), QueryError> {
-    let (column, index, aggregates, kinds) = parts(state, plan)
-        .ok_or_else(|| QueryError::Internal("index groups on a plan they do not answer".into()))?;
-    compute(state, column, index, aggregates, &kinds)
+    match parts(state, plan) {
+        Some((column, index, aggregates, kinds)) => {
+            compute(state, column, index, aggregates, &kinds)
+        }
+        None => dict::grouped(state, plan),
+    }
 }
 
 /// The whole answer of a grouped plan without `having`, where [`applies`]: the groups in
@@ -79,15 +91,20 @@ pub fn answered(state: &DatasetState, plan: &Plan) -> Result<RecordBatch, QueryE
 /// does (ascending: nulls last; descending: first).
 fn sort(batch: &RecordBatch, plan: &Plan) -> Result<RecordBatch, QueryError> {
     let schema = batch.schema();
-    // (column, descending); column 0 is the group column, unique per group, so the order
-    // is total once it is a key.
+    let Shape::Grouped { group_by, .. } = &plan.shape else {
+        return Err(QueryError::Internal("groups of a plan without them".into()));
+    };
+    // (column, descending); the group columns come first and are unique per group together,
+    // so the order is total once they are keys.
     let mut keys: Vec<(usize, bool)> = plan
         .order_by
         .iter()
         .map(|k| Ok((schema.index_of(&k.name)?, k.descending)))
         .collect::<Result<_, arrow::error::ArrowError>>()?;
-    if !keys.iter().any(|&(c, _)| c == 0) {
-        keys.push((0, false));
+    for g in 0..group_by.len() {
+        if !keys.iter().any(|&(c, _)| c == g) {
+            keys.push((g, false));
+        }
     }
     let columns: Vec<SortColumn> = keys
         .into_iter()
