@@ -115,3 +115,15 @@ wait_ready() {
     done
     awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }'
 }
+
+# stop_servers: for the EXIT trap of a script that keeps the servers it started in the indexed
+# array PIDS: sends each a TERM, waits up to 10 s, then KILLs it.
+stop_servers() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}

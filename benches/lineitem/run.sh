@@ -7,7 +7,7 @@
 # Usage: bash benches/lineitem/run.sh
 #
 # Environment:
-#   SCALE             TPC-H scale factor (default 1)
+#   SCALE             TPC-H scale factor (default 1; the dataset must fit queryd's default 4 GiB cache)
 #   ROUNDS            paired rounds (default 3); REPS requests per side and round (default 15)
 #   BENCH_TARGET_DIR  cargo target dir for the release build (default ~/.cache/strata-bench-target)
 #   BENCH_VENV        Python venv with duckdb, tpchgen-cli and pyarrow (default ~/.cache/strata-lineitem-venv)
@@ -55,16 +55,7 @@ mkdir -p "$RUN_DIR"
 log "raw results and logs in $RUN_DIR"
 
 PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
+trap stop_servers EXIT
 trap 'exit 130' INT TERM
 
 read -r Q_PORT S_PORT C_PORT <<<"$(free_ports 3)"

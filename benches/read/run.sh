@@ -61,16 +61,7 @@ log "raw results and logs in $RUN_DIR"
 
 # ---------------------------------------------------------------- servers
 PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
+trap stop_servers EXIT
 trap 'exit 130' INT TERM
 
 read -r DATAP_PORT Q_PORT S_PORT C_PORT <<<"$(free_ports 4)"
