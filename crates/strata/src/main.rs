@@ -16,18 +16,12 @@ const PURGE_DELAY_MS: std::ffi::c_long = 100;
 /// bindings name the option functions but not this value.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Allocations above this size (KiB) come from the OS directly, and go back to it when freed,
-/// whichever thread frees them. The large Arrow buffers of a dataset state (a 64 Ki-row chunk
-/// of an 8-byte column is 512 KiB) are allocated on the blocking pool and freed by whichever
-/// thread drops the state last; in mimalloc's arenas their pages stayed with the allocating
-/// thread's heap after the free, neither returned nor reused, so an evicted or replaced state
-/// kept most of its memory resident (`benches/compact`, 2026-12-03: evicting the 1M-row
-/// benchmark table returned nothing; with this setting ~33 MiB at once, and queryd's peak
-/// during the reload after a compaction fell from 1.25x to 1.02–1.19x its steady state).
-const ARENA_MAX_OBJECT_KIB: std::ffi::c_long = 256;
-/// `mi_option_arena_max_object_size` in mimalloc v3's `mi_option_e` (mimalloc.h; the
-/// `libmimalloc-sys` default, v3; v2 has no such option).
-const MI_OPTION_ARENA_MAX_OBJECT_SIZE: libmimalloc_sys::mi_option_t = 45;
+// Not set: `mi_option_arena_max_object_size` (v3), which sent allocations above 256 KiB
+// straight to the OS so that an evicted state's large buffers went back at once. With it,
+// every request that allocated such a buffer left memory behind for good: filter + order
+// pages on the 1M-row benchmark table (a 500 KiB list of candidate rows each) grew queryd by
+// ~10 KiB a request, 96 → 289 MiB in 48 s, without bound (2026-12-05). Without it the same
+// load stays flat at ~106 MiB; an evicted state's pages stay with mimalloc until reused.
 
 fn main() -> anyhow::Result<()> {
     // SAFETY: `mi_option_set` only stores an option value; mimalloc documents it as not
@@ -35,7 +29,6 @@ fn main() -> anyhow::Result<()> {
     #[allow(unsafe_code)]
     unsafe {
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
-        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_MAX_OBJECT_SIZE, ARENA_MAX_OBJECT_KIB);
     }
     strata_daemon::telemetry::init();
     tokio::runtime::Builder::new_multi_thread()

@@ -9,10 +9,9 @@
 //! the order `engine::finish_groups` gives them: no query planning at all. With `having`,
 //! they go through that DataFusion tail.
 //!
-//! On the index:
-//! Taken only with no row filters and aggregates this module computes exactly like
-//! DataFusion: counts, integer sums/min/max, and averages of integers (exact sums divided
-//! once). Float sums and averages are taken too; floating-point addition is not associative,
+//! On the index, taken only with no row filters and aggregates this module computes exactly
+//! like DataFusion: counts, integer sums/min/max, and averages of integers (exact sums
+//! divided once). Float sums and averages are taken too; floating-point addition is not associative,
 //! so they may differ from DataFusion's in the last bits — as DataFusion's own parallel
 //! aggregation differs from run to run.
 
@@ -56,8 +55,8 @@ fn parts<'s, 'p>(
     let ([column], true) = (group_by.as_slice(), plan.filters.is_empty()) else {
         return None;
     };
-    // With deltas the index lists hold replaced rows and miss the overlay's: DataFusion
-    // aggregates the merged rows instead.
+    // With deltas the index lists hold replaced rows and miss the overlay's: the dictionary
+    // groups (or DataFusion) aggregate the live rows instead.
     if state.overlay.is_some() {
         return None;
     }
