@@ -127,27 +127,44 @@ fn parts<'p>(state: &DatasetState, plan: &'p Plan) -> Option<Parts<'p>> {
 struct Values {
     ids: HashMap<String, u32>,
     values: Vec<Option<String>>,
+    /// The last dictionary numbered, and its numbers: the base's chunks share one
+    /// dictionary (`build::layout`), so it is numbered once, not once per chunk.
+    last: Option<(ArrayRef, Vec<u32>)>,
 }
 
 impl Values {
-    /// Per dictionary key of `values` (a chunk's dictionary), its number here.
-    fn numbers(&mut self, values: &dyn Array) -> Vec<u32> {
+    /// Per dictionary key of `values` (a chunk's dictionary, `Utf8` as the layout makes
+    /// them), the value's number here, after 0 for a null key.
+    fn numbers(&mut self, values: &ArrayRef) -> Result<&[u32], QueryError> {
         if self.values.is_empty() {
             self.values.push(None);
         }
-        let text = arrow::compute::cast(values, &DataType::Utf8).ok();
-        let text = text.as_ref().map(|a| a.as_string::<i32>());
-        (0..values.len())
-            .map(
-                |k| match text.filter(|a| a.is_valid(k)).map(|a| a.value(k)) {
+        if !self
+            .last
+            .as_ref()
+            .is_some_and(|(a, _)| Arc::ptr_eq(a, values))
+        {
+            let text = values.as_string_opt::<i32>().ok_or_else(|| {
+                QueryError::Internal(format!("dictionary values of type {}", values.data_type()))
+            })?;
+            let mut numbers = vec![0];
+            for v in text.iter() {
+                numbers.push(match v {
                     None => 0,
-                    Some(v) => *self.ids.entry(v.to_owned()).or_insert_with(|| {
-                        self.values.push(Some(v.to_owned()));
-                        (self.values.len() - 1) as u32
-                    }),
-                },
-            )
-            .collect()
+                    Some(v) => match self.ids.get(v) {
+                        Some(&id) => id,
+                        None => {
+                            let id = self.values.len() as u32;
+                            self.ids.insert(v.to_owned(), id);
+                            self.values.push(Some(v.to_owned()));
+                            id
+                        }
+                    },
+                });
+            }
+            self.last = Some((values.clone(), numbers));
+        }
+        Ok(self.last.as_ref().map_or(&[], |(_, n)| n.as_slice()))
     }
 }
 
@@ -199,8 +216,7 @@ pub fn grouped(state: &DatasetState, plan: &Plan) -> Result<(SchemaRef, RecordBa
                 .as_any_dictionary_opt()
                 .ok_or_else(|| QueryError::Internal("a group column is not a dictionary".into()))?;
             add_codes(dictionary.keys(), stride as u32, &mut code_of_row)?;
-            let mut per_key = vec![0];
-            per_key.extend(columns[g].numbers(dictionary.values().as_ref()));
+            let per_key = columns[g].numbers(dictionary.values())?.to_vec();
             let len = per_key.len();
             numbers.push((per_key, stride));
             stride *= len;
