@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use strata_daemon::metrics::{Histogram, HttpMetrics, write_counters, write_metric};
+use strata_daemon::metrics::{Counter, Histogram, HttpMetrics, write_counters, write_metric};
 
 /// Upper bounds (seconds) of the reload histogram buckets.
 const RELOAD_BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
@@ -16,7 +16,8 @@ pub struct Metrics {
     pub http: Arc<HttpMetrics>,
     reloads: Mutex<Histogram>,
     reload_failures: AtomicU64,
-    cache_hits: AtomicU64,
+    /// Sharded: counted on every request.
+    cache_hits: Counter,
     cache_misses: AtomicU64,
     cache_evictions: AtomicU64,
     cache_bytes: AtomicU64,
@@ -39,7 +40,7 @@ impl Metrics {
     }
 
     pub fn cache_hit(&self) {
-        self.cache_hits.fetch_add(1, Ordering::Relaxed);
+        self.cache_hits.add(1);
     }
 
     pub fn cache_miss(&self) {
@@ -72,12 +73,14 @@ impl Metrics {
     pub fn render(&self, capacity_bytes: u64) -> String {
         let mut out = String::new();
         self.http.render(&mut out);
+        write_metric(
+            &mut out,
+            "counter",
+            "strata_cache_hits_total",
+            "Requests answered from memory.",
+            self.cache_hits.get(),
+        );
         let counters = [
-            (
-                "strata_cache_hits_total",
-                "Requests answered from memory.",
-                &self.cache_hits,
-            ),
             (
                 "strata_cache_misses_total",
                 "Requests on datasets not in memory (answered from Parquet).",

@@ -210,6 +210,10 @@ fn ordered(
         };
         winners.push((chunk, top));
     }
+    if winners.is_empty() {
+        // No candidate row passed the filters (`interleave` refuses no arrays at all).
+        return Ok(Vec::new());
+    }
     // The winners of every chunk, ordered together.
     let taken: Vec<RecordBatch> = winners
         .iter()

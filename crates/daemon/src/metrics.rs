@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -39,6 +40,18 @@ impl Histogram {
         self.count += 1;
     }
 
+    /// Adds `other`'s observations (over the same bounds).
+    pub fn merge(&mut self, other: &Histogram) {
+        if self.counts.len() < other.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (total, n) in self.counts.iter_mut().zip(&other.counts) {
+            *total += n;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+
     pub fn render(&self, out: &mut String, name: &str, labels: &str, bounds: &[f64]) {
         let sep = if labels.is_empty() { "" } else { "," };
         for (i, bound) in bounds.iter().enumerate() {
@@ -69,16 +82,65 @@ struct RouteStats {
 }
 
 /// Requests by route template, method and status, and their latencies.
+///
+/// Recorded in shards, one per recording thread (modulo [`SHARDS`]), each on a cache line of
+/// its own, and merged when rendered: with one lock, queryd's two connection threads moved
+/// its line between their cores on every request.
 #[derive(Default)]
 pub struct HttpMetrics {
-    /// Route template → its counts and latencies. One lock, and no allocation once a route,
-    /// method and status have been seen.
-    routes: Mutex<BTreeMap<String, RouteStats>>,
+    shards: [Shard; SHARDS],
+}
+
+/// Shards of [`HttpMetrics`] and [`Counter`]. Threads take indices in the order they first
+/// record, process-wide (the storaged and compactord threads of `strata up` too), so two
+/// connection threads share a shard only when 15 others recorded between them.
+const SHARDS: usize = 16;
+
+/// Route template → its counts and latencies; no allocation once a route, method and status
+/// have been seen. Aligned so that no two shards share a cache line (128 bytes: adjacent
+/// lines are fetched in pairs).
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard(Mutex<BTreeMap<String, RouteStats>>);
+
+/// This thread's shard of every [`HttpMetrics`].
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    INDEX.with(|i| *i)
+}
+
+/// A counter every thread adds to in a shard of its own ([`SHARDS`], each on its own cache
+/// line), for counts taken on every request: one shared atomic moves its line between the
+/// cores that add to it.
+#[derive(Default)]
+pub struct Counter {
+    shards: [PaddedU64; SHARDS],
+}
+
+#[derive(Default)]
+#[repr(align(128))]
+struct PaddedU64(AtomicU64);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.shards[shard_index()].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 impl HttpMetrics {
     pub fn request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let shard = &self.shards[shard_index()].0;
+        let mut routes = shard.lock().unwrap_or_else(|p| p.into_inner());
         if !routes.contains_key(route) {
             routes.insert(route.to_owned(), RouteStats::default());
         }
@@ -98,11 +160,34 @@ impl HttpMetrics {
             .observe(&LATENCY_BUCKETS, elapsed.as_secs_f64());
     }
 
+    /// Every shard's requests, merged.
+    fn merged(&self) -> BTreeMap<String, RouteStats> {
+        let mut all = BTreeMap::<String, RouteStats>::new();
+        for shard in &self.shards {
+            let routes = shard.0.lock().unwrap_or_else(|p| p.into_inner());
+            for (route, stats) in routes.iter() {
+                let merged = all.entry(route.clone()).or_default();
+                for (method, status, n) in &stats.counts {
+                    match merged
+                        .counts
+                        .iter_mut()
+                        .find(|(m, s, _)| m == method && s == status)
+                    {
+                        Some((_, _, total)) => *total += n,
+                        None => merged.counts.push((method.clone(), *status, *n)),
+                    }
+                }
+                merged.latency.merge(&stats.latency);
+            }
+        }
+        all
+    }
+
     /// `strata_http_requests_total` and `strata_http_request_duration_seconds`.
     pub fn render(&self, out: &mut String) {
         out.push_str("# HELP strata_http_requests_total HTTP requests by route template, method and status.\n");
         out.push_str("# TYPE strata_http_requests_total counter\n");
-        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let routes = self.merged();
         for (route, stats) in routes.iter() {
             let mut counts = stats.counts.clone();
             counts.sort();
@@ -145,9 +230,9 @@ pub fn write_metric(
 }
 
 /// Counters, each with its HELP and TYPE lines.
-pub fn write_counters(out: &mut String, counters: &[(&str, &str, &std::sync::atomic::AtomicU64)]) {
+pub fn write_counters(out: &mut String, counters: &[(&str, &str, &AtomicU64)]) {
     for (name, help, value) in counters {
-        let value = value.load(std::sync::atomic::Ordering::Relaxed);
+        let value = value.load(Ordering::Relaxed);
         write_metric(out, "counter", name, help, value);
     }
 }
@@ -201,4 +286,41 @@ pub async fn track(
         started.elapsed(),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests recorded on several threads (so in several shards) render as one count and
+    /// one histogram per route.
+    #[test]
+    fn shards_render_merged() {
+        let http = HttpMetrics::default();
+        let hits = Counter::default();
+        std::thread::scope(|s| {
+            for t in 0..3u64 {
+                let (http, hits) = (&http, &hits);
+                s.spawn(move || {
+                    for _ in 0..=t {
+                        http.request("/q", "POST", 200, Duration::from_micros(50));
+                        hits.add(1);
+                    }
+                    http.request("/q", "POST", 404, Duration::from_secs(2));
+                });
+            }
+        });
+        assert_eq!(hits.get(), 6);
+        let mut out = String::new();
+        http.render(&mut out);
+        for line in [
+            "strata_http_requests_total{route=\"/q\",method=\"POST\",status=\"200\"} 6",
+            "strata_http_requests_total{route=\"/q\",method=\"POST\",status=\"404\"} 3",
+            "strata_http_request_duration_seconds_bucket{route=\"/q\",le=\"0.0001\"} 6",
+            "strata_http_request_duration_seconds_bucket{route=\"/q\",le=\"5\"} 9",
+            "strata_http_request_duration_seconds_count{route=\"/q\"} 9",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} not in:\n{out}");
+        }
+    }
 }

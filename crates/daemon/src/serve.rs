@@ -62,7 +62,8 @@ pub async fn serve(
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests, on `threads`
-/// single-threaded runtimes (queryd's read path).
+/// single-threaded runtimes (queryd's read path), each with the router `router()` makes it
+/// (so that what its requests clone is not shared with another core).
 ///
 /// Each runtime has an OS thread of its own (`http-0`, `http-1`, …); a connection stays on
 /// the thread it is placed on, so its requests are read, handled and answered on one thread,
@@ -79,7 +80,7 @@ pub async fn serve(
 /// thread's runtime at shutdown).
 pub async fn serve_per_core(
     listener: TcpListener,
-    router: Router,
+    router: impl Fn() -> Router,
     threads: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -96,7 +97,7 @@ pub async fn serve_per_core(
         let thread = Thread {
             index,
             connections,
-            router: router.clone(),
+            router: router(),
             open: open.clone(),
             stopped: stopped.clone(),
         };
@@ -459,7 +460,7 @@ mod tests {
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(serve_per_core(
             listener,
-            router(Duration::from_millis(300)),
+            || router(Duration::from_millis(300)),
             2,
             async {
                 let _ = stopped.await;

@@ -16,7 +16,7 @@
 //!   up before it publishes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -63,6 +63,9 @@ pub struct Memcache {
     configured: HashMap<String, Declared>,
     slots: RwLock<HashMap<DatasetName, Arc<Slot>>>,
     lru: Mutex<Lru>,
+    /// The slot (its address) at the front of `lru`, or 0 when not known: `touch` skips the
+    /// lock for it. Set by `touch`; reset by every other change of `lru`, under its lock.
+    most_recent: AtomicUsize,
     evictions: AtomicU64,
     /// Set once the store's list of datasets has been read (readiness).
     catalog_read: AtomicBool,
@@ -124,6 +127,7 @@ impl Memcache {
                 order: LruCache::unbounded(),
                 used: 0,
             }),
+            most_recent: AtomicUsize::new(0),
             evictions: AtomicU64::new(0),
             catalog_read: AtomicBool::new(false),
             metrics,
@@ -272,12 +276,16 @@ impl Memcache {
     /// loads in the background.
     pub async fn source(self: &Arc<Self>, name: &str) -> Result<Source, QueryError> {
         let slot = self.slot(name).await?;
-        slot.last_access_ms
-            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        // Written only when it changed (once a millisecond under load): a store on every
+        // request would move the line between the cores serving it.
+        let now = chrono::Utc::now().timestamp_millis();
+        if slot.last_access_ms.load(Ordering::Relaxed) != now {
+            slot.last_access_ms.store(now, Ordering::Relaxed);
+        }
         if let Some(state) = slot.resident() {
-            slot.hits.fetch_add(1, Ordering::Relaxed);
+            slot.hits.add(1);
             self.metrics.cache_hit();
-            self.touch(&slot.name);
+            self.touch(&slot);
             return Ok(Source::Memory(state));
         }
         slot.misses.fetch_add(1, Ordering::Relaxed);
@@ -311,9 +319,23 @@ impl Memcache {
         }
     }
 
-    fn touch(&self, name: &DatasetName) {
+    /// The LRU order, locked to be changed (the front `touch` knows is forgotten).
+    fn change_lru(&self) -> std::sync::MutexGuard<'_, Lru> {
+        let lru = self.lru.lock().unwrap_or_else(|p| p.into_inner());
+        self.most_recent.store(0, Ordering::Relaxed);
+        lru
+    }
+
+    /// Makes `slot` the most recently used, unless it is already (then without the lock: a
+    /// dataset read by every request would otherwise take it on every request).
+    fn touch(&self, slot: &Arc<Slot>) {
+        let id = Arc::as_ptr(slot) as usize;
+        if self.most_recent.load(Ordering::Relaxed) == id {
+            return;
+        }
         let mut lru = self.lru.lock().unwrap_or_else(|p| p.into_inner());
-        lru.order.promote(name);
+        lru.order.promote(&slot.name);
+        self.most_recent.store(id, Ordering::Relaxed);
     }
 
     /// Loads (or reloads) the newest version of `slot`'s dataset and publishes it. A state in
@@ -490,7 +512,7 @@ impl Memcache {
     /// capacity. A state bigger than the whole cache is not kept unless pinned.
     fn admit(&self, slot: &Arc<Slot>, state: Arc<DatasetState>) {
         let bytes = state.bytes as u64;
-        let mut lru = self.lru.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lru = self.change_lru();
         if bytes > self.capacity && !slot.pinned() {
             tracing::info!(dataset = %slot.name, bytes, capacity = self.capacity,
                 "dataset is bigger than the cache: served from Parquet");
@@ -559,7 +581,7 @@ impl Memcache {
     pub async fn unpin(&self, name: &str) -> Result<CacheEntry, QueryError> {
         let slot = self.slot(name).await?;
         slot.pinned.store(false, Ordering::Relaxed);
-        let mut lru = self.lru.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lru = self.change_lru();
         self.evict_over_capacity(&mut lru, &slot.name);
         self.metrics.set_cache_bytes(lru.used);
         Ok(slot.stats())
@@ -579,7 +601,7 @@ impl Memcache {
     /// Drops `slot`'s state from memory; requests in flight keep theirs, and its memory goes
     /// with the last of them. True if it was resident.
     fn release(&self, slot: &Slot) -> bool {
-        let mut lru = self.lru.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lru = self.change_lru();
         let released = lru.order.pop(&slot.name);
         if let Some(bytes) = released {
             lru.used -= bytes;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use strata_daemon::metrics::Counter;
 use strata_queryd_api::CacheEntry;
 use strata_shared::layout::DatasetName;
 use strata_shared::manifest::Manifest;
@@ -57,7 +58,8 @@ pub struct Slot {
     pub(super) pinned: AtomicBool,
     /// Version found too big for the cache (not retried until a newer version).
     pub(super) too_big_version: AtomicI64,
-    pub(super) hits: AtomicU64,
+    /// Sharded: counted on every request.
+    pub(super) hits: Counter,
     pub(super) misses: AtomicU64,
     pub(super) last_access_ms: AtomicI64,
     /// When the last load finished (ms since the epoch, -1 never) and how long it took.
@@ -78,7 +80,7 @@ impl Slot {
             loading: AtomicBool::new(false),
             pinned: AtomicBool::new(pinned),
             too_big_version: AtomicI64::new(-1),
-            hits: AtomicU64::new(0),
+            hits: Counter::default(),
             misses: AtomicU64::new(0),
             last_access_ms: AtomicI64::new(-1),
             last_load_ms: AtomicI64::new(-1),
@@ -158,7 +160,7 @@ impl Slot {
             bytes,
             residency: self.residency().as_str().to_owned(),
             pinned: self.pinned(),
-            hits: self.hits.load(Ordering::Relaxed),
+            hits: self.hits.get(),
             misses: self.misses.load(Ordering::Relaxed),
             last_access: (last >= 0)
                 .then(|| chrono::DateTime::from_timestamp_millis(last))

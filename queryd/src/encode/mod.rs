@@ -155,9 +155,60 @@ fn write_rows(
     };
     match &selection.ids {
         None => (0..batch.num_rows()).for_each(&mut write_row),
-        Some(ids) => ids.iter().for_each(|&i| write_row(i as usize)),
+        Some(ids) => {
+            for rows in ids.chunks(TOUCH_ROWS) {
+                touch_rows(batch.columns(), rows);
+                rows.iter().for_each(|&i| write_row(i as usize));
+            }
+        }
     }
     Ok(())
+}
+
+/// Rows of a selection whose values are loaded ahead of writing them ([`touch_rows`]).
+const TOUCH_ROWS: usize = 16;
+
+/// Loads the values at `rows` of each column and does nothing with them. Scattered rows (a
+/// key lookup, an index page) miss the cache in every column; these loads do not depend on
+/// each other, so the core waits for all the misses at once, and the writers then find the
+/// lines in cache, instead of waiting for one column's miss after another.
+fn touch_rows(columns: &[ArrayRef], rows: &[u32]) {
+    use std::hint::black_box;
+    let rows = || rows.iter().map(|&r| r as usize);
+    for array in columns {
+        if let Some(nulls) = array.nulls() {
+            rows().for_each(|r| {
+                black_box(nulls.is_valid(r));
+            });
+        }
+        arrow::array::downcast_primitive_array!(
+            array => rows().for_each(|r| { black_box(array.values()[r]); }),
+            DataType::Boolean => {
+                let values = array.as_boolean().values();
+                rows().for_each(|r| { black_box(values.value(r)); });
+            }
+            DataType::Utf8 => {
+                let offsets = array.as_string::<i32>().value_offsets();
+                rows().for_each(|r| { black_box(offsets[r]); });
+            }
+            DataType::LargeUtf8 => {
+                let offsets = array.as_string::<i64>().value_offsets();
+                rows().for_each(|r| { black_box(offsets[r]); });
+            }
+            DataType::Utf8View => {
+                let views = array.as_string_view().views();
+                rows().for_each(|r| { black_box(views[r]); });
+            }
+            DataType::Dictionary(_, _) => arrow::array::downcast_dictionary_array!(
+                array => {
+                    let keys = array.keys().values();
+                    rows().for_each(|r| { black_box(keys[r]); });
+                }
+                _ => {}
+            ),
+            _ => {}
+        );
+    }
 }
 
 type ValueWriter<'a> = Box<dyn Fn(usize, &mut Vec<u8>) + 'a>;

@@ -445,17 +445,25 @@ impl Sampler<'_> {
 
     pub fn query(&self, rng: &mut StdRng) -> Query {
         let n = COLUMNS.len();
+        let shape_roll = rng.random_range(0..100);
+        // About a third of the grouped requests group by dictionary-encoded string columns
+        // with comparison filters on other columns only: the shape the dictionary route
+        // (`group::dict`) answers, which the unbiased mix reaches a few times a run.
+        let dictionary = shape_roll >= 70 && rng.random_bool(0.35);
         let mut filters = Vec::new();
         // Key lookups (hot and cold key paths) in about one request of six.
-        if rng.random_bool(0.16) {
+        if !dictionary && rng.random_bool(0.16) {
             filters.push(self.key_pred(rng));
         }
         let extra = *[0, 0, 1, 1, 1, 2, 2, 3].choose(rng).unwrap();
         for _ in 0..extra {
-            let column = rng.random_range(1..n);
-            filters.extend(self.pred(rng, column));
+            if dictionary {
+                filters.extend(self.comparison(rng));
+            } else {
+                let column = rng.random_range(1..n);
+                filters.extend(self.pred(rng, column));
+            }
         }
-        let shape_roll = rng.random_range(0..100);
         let mut query = Query {
             columns: None,
             filters,
@@ -511,7 +519,7 @@ impl Sampler<'_> {
             );
             query.columns = Some(columns);
         } else {
-            query.shape = self.grouped(rng);
+            query.shape = self.grouped(rng, dictionary);
             if let Shape::Grouped { group, aggs, .. } = &query.shape {
                 let outputs: Vec<String> = group
                     .iter()
@@ -598,16 +606,42 @@ impl Sampler<'_> {
         Some(Pred { column, op, values })
     }
 
-    fn grouped(&self, rng: &mut StdRng) -> Shape {
+    /// A comparison on a column that is not a string (see [`Sampler::query`]'s `dictionary`).
+    fn comparison(&self, rng: &mut StdRng) -> Option<Pred> {
+        let columns: Vec<usize> = (0..COLUMNS.len())
+            .filter(|&c| !COLUMNS[c].kind.is_string())
+            .collect();
+        let column = *columns.choose(rng).unwrap();
+        let op = *["eq", "neq", "gt", "gte", "lt", "lte"].choose(rng).unwrap();
+        Some(Pred {
+            column,
+            op,
+            values: vec![self.value(rng, column)?],
+        })
+    }
+
+    /// A grouped shape; `dictionary`: by dictionary-encoded string columns, with the
+    /// aggregates the dictionary route computes (counts, sums and averages of numbers, and
+    /// the minimum and maximum of integers and decimals).
+    fn grouped(&self, rng: &mut StdRng, dictionary: bool) -> Shape {
         let n = COLUMNS.len();
-        let groupable: Vec<usize> = (1..n).filter(|&c| COLUMNS[c].kind.groupable()).collect();
+        let groupable: Vec<usize> = (1..n)
+            .filter(|&c| match COLUMNS[c].kind {
+                Kind::Pool(_) | Kind::Cased => true,
+                kind => !dictionary && kind.groupable(),
+            })
+            .collect();
         let count = *[1, 1, 1, 2].choose(rng).unwrap();
         let group: Vec<usize> = groupable.choose_multiple(rng, count).copied().collect();
         let mut aggs: Vec<Agg> = Vec::new();
         for _ in 0..rng.random_range(0..4) {
             let column = rng.random_range(1..n);
             let kind = COLUMNS[column].kind;
-            let mut ops = vec!["count", "min", "max"];
+            let mut ops = match dictionary {
+                false => vec!["count", "min", "max"],
+                true if kind.is_integer() || kind == Kind::Dec => vec!["count", "min", "max"],
+                true => vec!["count"],
+            };
             if kind.is_numeric() {
                 ops.extend(["sum", "sum", "avg", "avg"]);
             }
