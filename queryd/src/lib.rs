@@ -204,7 +204,10 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
     })))
 }
 
-/// The cores this process may use: the default count of connection threads and query threads.
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+/// The cores this process may use: the default count of connection threads and query
+/// threads, and the threads an ordered page's prefilter is split between. Read once: the
+/// standard library reads the cgroup's CPU quota from files on every call.
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }

@@ -298,11 +298,6 @@ fn like<'a, T: ArrowPrimitiveType>(
 /// milliseconds, a thread starts in tens of microseconds.
 const PARALLEL_MIN_ROWS: usize = 1_000_000;
 
-/// The cores this process may use.
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// `f` of each item, in order, computed in up to `parts` contiguous runs of items on as many
 /// threads (the caller's and scoped ones).
 fn in_parts<I: Sync, R: Send>(items: &[I], parts: usize, f: impl Fn(&I) -> R + Sync) -> Vec<R> {
@@ -374,7 +369,7 @@ fn prefilter_primitive<T: ArrowPrimitiveType>(
     // The pass over every value is most of an ordered page's time: on a large table the
     // chunks are split between the cores.
     let parts = if rows >= PARALLEL_MIN_ROWS {
-        cores()
+        crate::cores()
     } else {
         1
     };
