@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
 
@@ -92,6 +92,11 @@ impl Chunks {
 
 /// Bytes of the distinct buffers behind `batches`: slices of one buffer count once.
 pub fn buffer_bytes(batches: &[RecordBatch]) -> usize {
+    arrays_buffer_bytes(batches.iter().flat_map(|b| b.columns()))
+}
+
+/// Bytes of the distinct buffers behind `arrays`: slices of one buffer count once.
+pub fn arrays_buffer_bytes<'a>(arrays: impl IntoIterator<Item = &'a ArrayRef>) -> usize {
     fn visit(data: &arrow::array::ArrayData, seen: &mut HashSet<usize>, total: &mut usize) {
         for buffer in data.buffers() {
             if seen.insert(buffer.data_ptr().as_ptr() as usize) {
@@ -110,10 +115,8 @@ pub fn buffer_bytes(batches: &[RecordBatch]) -> usize {
     }
     let mut seen = HashSet::new();
     let mut total = 0;
-    for batch in batches {
-        for column in batch.columns() {
-            visit(&column.to_data(), &mut seen, &mut total);
-        }
+    for array in arrays {
+        visit(&array.to_data(), &mut seen, &mut total);
     }
     total
 }

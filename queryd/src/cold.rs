@@ -1,6 +1,6 @@
-//! The cold path's one hot path: a primary-key `eq` lookup on a dataset that is not in memory
-//! (never loaded, evicted, too big for the cache, or being rebuilt after a compaction) is
-//! answered from its files without DataFusion. The key's newest delta entry decides if there
+//! The cold path's one hot path: a primary-key lookup (`eq` on each key column) on a dataset
+//! that is not in memory (never loaded, evicted, too big for the cache, or being rebuilt after
+//! a compaction) is answered from its files without DataFusion. The key's newest delta entry decides if there
 //! is one (an upsert is the row, a delete means no row); otherwise the base files are searched
 //! with [`parquet_io::read_equal`], which skips row groups by their statistics and decodes the
 //! other columns only for the matching row; footers are parsed once per file ([`Footers`]).
@@ -15,7 +15,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, RecordBatch, Scalar};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, Scalar};
+use arrow::compute::and;
 use arrow::compute::kernels::cmp::eq;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
@@ -31,27 +32,31 @@ use crate::deltas::LoadedDelta;
 use crate::error::QueryError;
 use crate::plan::{CmpOp, FilterOp, Plan, Shape};
 
-/// The looked-up key column and value, if `plan` is a lookup of a one-column primary key by
-/// `eq` (nothing else filtered, no order).
-fn key_value<'p>(manifest: &Manifest, plan: &'p Plan) -> Option<(usize, &'p ScalarValue)> {
+/// The key's columns and their looked-up values, in key order, if `plan` is a lookup of the
+/// whole primary key by `eq` on each of its columns (nothing else filtered, no order).
+fn key_values<'p>(manifest: &Manifest, plan: &'p Plan) -> Option<Vec<(usize, &'p ScalarValue)>> {
     let Shape::Rows { .. } = &plan.shape else {
         return None;
     };
     let key = keys::key_indices(&manifest.arrow_schema(), &manifest.primary_key).ok()?;
-    match (key.as_slice(), plan.filters.as_slice()) {
-        ([key], [filter]) if filter.column == *key && plan.order_by.is_empty() => {
+    // As many filters as key columns, and one on each: exactly one per key column.
+    if key.is_empty() || plan.filters.len() != key.len() || !plan.order_by.is_empty() {
+        return None;
+    }
+    key.iter()
+        .map(|&column| {
+            let filter = plan.filters.iter().find(|f| f.column == column)?;
             match &filter.op {
-                FilterOp::Cmp(CmpOp::Eq, value) if !value.is_null() => Some((*key, value)),
+                FilterOp::Cmp(CmpOp::Eq, value) if !value.is_null() => Some((column, value)),
                 _ => None,
             }
-        }
-        _ => None,
-    }
+        })
+        .collect()
 }
 
 /// Whether `plan` is a key lookup this module answers (the route's choice).
 pub fn applies(manifest: &Manifest, plan: &Plan) -> bool {
-    key_value(manifest, plan).is_some()
+    key_values(manifest, plan).is_some()
 }
 
 /// The row a key lookup ([`applies`]) finds, projected to the plan's columns, with their
@@ -62,39 +67,36 @@ pub async fn key_row(
     manifest: &Manifest,
     plan: &Plan,
 ) -> Result<(SchemaRef, Option<RecordBatch>), QueryError> {
-    let (Shape::Rows { columns }, Some((key, value))) = (&plan.shape, key_value(manifest, plan))
-    else {
+    let (Shape::Rows { columns }, Some(key)) = (&plan.shape, key_values(manifest, plan)) else {
         return Err(QueryError::Internal(
             "a cold key lookup of another plan".into(),
         ));
     };
     let schema = manifest.arrow_schema();
     let projected = Arc::new(schema.project(columns)?);
-    let row = find(deltas, footers, manifest, &schema, key, value).await?;
+    let row = find(deltas, footers, manifest, &schema, &key).await?;
     Ok((projected, row.map(|r| r.project(columns)).transpose()?))
 }
 
-/// The live row holding `value` in the key column `key`, in the table schema.
+/// The live row whose key columns hold the `key` values (in key order), in the table schema.
 async fn find(
     cache: &DeltaCache,
     footers: &Footers,
     manifest: &Manifest,
     schema: &SchemaRef,
-    key: usize,
-    value: &ScalarValue,
+    key: &[(usize, &ScalarValue)],
 ) -> Result<Option<RecordBatch>, QueryError> {
-    let wanted = value.to_array()?;
+    let wanted = key
+        .iter()
+        .map(|(column, value)| Ok((*column, value.to_array()?)))
+        .collect::<Result<Vec<_>, QueryError>>()?;
     if !manifest.deltas.is_empty() {
         // The key's entries in the delta files (at most one per file): the newest wins. No
         // combining of every delta row (a sort of all of them) for one key.
         let deltas = cache.read(&manifest.deltas).await?;
-        let name = schema.field(key).name();
         let mut newest: Option<(u64, &LoadedDelta, usize)> = None;
         for d in &deltas {
-            let column = d.batch.column_by_name(name).ok_or_else(|| {
-                QueryError::Internal(format!("delta {} has no column {name}", d.path))
-            })?;
-            let hits = eq(column, &Scalar::new(wanted.clone()))?;
+            let hits = matching(d, schema, &wanted)?;
             if let Some(r) = (0..hits.len()).find(|&r| hits.is_valid(r) && hits.value(r))
                 && newest.is_none_or(|(seq, _, _)| supersedes(d.seq, seq))
             {
@@ -112,11 +114,17 @@ async fn find(
             )?));
         }
     }
-    for file in manifest.base_files.iter().filter(|f| may_hold(f, value)) {
+    // A file's recorded key range is ordered by the key's first column: its bounds there
+    // exclude what lies outside them.
+    let first = key.first().map(|(_, value)| *value);
+    for file in manifest
+        .base_files
+        .iter()
+        .filter(|f| first.is_none_or(|v| may_hold(f, v)))
+    {
         let path = Path::parse(&file.path).map_err(strata_shared::Error::from)?;
         let batches =
-            parquet_io::read_equal(cache.store().clone(), footers, &path, key, wanted.clone())
-                .await?;
+            parquet_io::read_equal(cache.store().clone(), footers, &path, &wanted).await?;
         if let Some(batch) = batches.first() {
             return Ok(Some(RecordBatch::try_new(
                 schema.clone(),
@@ -125,6 +133,23 @@ async fn find(
         }
     }
     Ok(None)
+}
+
+/// The rows of delta `d` whose key columns hold the `wanted` values.
+fn matching(
+    d: &LoadedDelta,
+    schema: &SchemaRef,
+    wanted: &[(usize, ArrayRef)],
+) -> Result<BooleanArray, QueryError> {
+    let mut hits = BooleanArray::from(vec![true; d.batch.num_rows()]);
+    for (column, value) in wanted {
+        let name = schema.field(*column).name();
+        let values = d.batch.column_by_name(name).ok_or_else(|| {
+            QueryError::Internal(format!("delta {} has no column {name}", d.path))
+        })?;
+        hits = and(&hits, &eq(values, &Scalar::new(value.clone()))?)?;
+    }
+    Ok(hits)
 }
 
 /// False when the file's recorded key range excludes `value` (integer and string keys);
@@ -160,7 +185,46 @@ fn may_hold(file: &DataFile, value: &ScalarValue) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use arrow::datatypes::{DataType, Field, Schema};
+    use serde_json::json;
+    use strata_shared::layout::DatasetName;
+
     use super::*;
+
+    #[test]
+    fn a_lookup_names_each_key_column_once_by_eq_and_nothing_else() {
+        let schema = Schema::new(vec![
+            Field::new("a", DataType::Int32, false),
+            Field::new("b", DataType::Int64, false),
+            Field::new("v", DataType::Utf8, true),
+        ]);
+        let key = vec!["a".to_owned(), "b".to_owned()];
+        let name = DatasetName::new("t").unwrap();
+        let manifest = Manifest::initial(name, schema.clone(), key, vec![], "test");
+        let lookup = |body: serde_json::Value| {
+            let request = serde_json::from_value(body).unwrap();
+            applies(
+                &manifest,
+                &crate::plan::plan(&request, &schema, 1000).unwrap(),
+            )
+        };
+        let eq = |col: &str, val: i64| json!({"col": col, "op": "eq", "val": val});
+        assert!(lookup(json!({"predicates": [eq("a", 1), eq("b", 2)]})));
+        assert!(lookup(
+            json!({"predicates": [eq("b", 2), eq("a", 1)], "columns": ["v"]})
+        ));
+        // Part of the key, a column twice, a range, another filter, an order: not lookups.
+        assert!(!lookup(json!({"predicates": [eq("a", 1)]})));
+        assert!(!lookup(json!({"predicates": [eq("a", 1), eq("a", 2)]})));
+        let range = json!({"col": "b", "op": "gt", "val": 2});
+        assert!(!lookup(json!({"predicates": [eq("a", 1), range]})));
+        let other = json!({"col": "v", "op": "eq", "val": "x"});
+        assert!(!lookup(
+            json!({"predicates": [eq("a", 1), eq("b", 2), other]})
+        ));
+        let ordered = json!({"predicates": [eq("a", 1), eq("b", 2)], "order_by": [{"col": "v"}]});
+        assert!(!lookup(ordered));
+    }
 
     fn file(min: serde_json::Value, max: serde_json::Value) -> DataFile {
         DataFile {

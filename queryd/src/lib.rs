@@ -182,9 +182,14 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
         timeout: q.request_timeout,
         hot_paths: q.hot_paths,
     };
+    let spool_dir = q.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let runtime = engine::datafusion::Runtime::new(
+        deltas,
+        usize::try_from(q.query_memory_bytes).unwrap_or(usize::MAX),
+        spool_dir.clone(),
+    )?;
     // Grouped, distinct and sorted plans use every core.
-    let engine =
-        engine::datafusion::DataFusion::new(engine::datafusion::Runtime::new(deltas)?, threads);
+    let engine = engine::datafusion::DataFusion::new(runtime, threads);
     let service = Arc::new(query::QueryService::new(
         cache,
         Arc::new(engine),
@@ -196,11 +201,7 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
         forward: Arc::new(forward::Forwarder::new(config)),
         metrics,
         instance: q.instance().into(),
-        spool: spool::ExportSpool::new(
-            q.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
-            q.export_spool_bytes,
-        )
-        .map(Arc::new),
+        spool: spool::ExportSpool::new(spool_dir, q.export_spool_bytes).map(Arc::new),
     })))
 }
 

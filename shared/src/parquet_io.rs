@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::array::{Array, ArrayRef, BooleanArray, Scalar};
+use arrow::compute::and;
 use arrow::compute::kernels::cmp::{eq, gt_eq, lt_eq};
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
@@ -159,37 +160,46 @@ impl Footers {
     }
 }
 
-/// The rows of a Parquet object whose column `column` (a top-level column) equals `value`, a
-/// one-element array of that column's type. Row groups whose statistics exclude the value are
-/// not read, and the comparison runs while that column decodes, so the other columns decode
-/// only the matching rows (with the page index, only their pages are fetched). For point
-/// lookups on a file: a few small reads and a few KiB decoded, not whole row groups.
+/// The rows of a Parquet object whose columns equal the given values: `wanted` pairs a
+/// top-level column with a one-element array of its type (a primary key's columns, say).
+/// Row groups whose statistics exclude any value are not read, and the comparison runs while
+/// those columns decode, so the other columns decode only the matching rows (with the page
+/// index, only their pages are fetched). For point lookups on a file: a few small reads and a
+/// few KiB decoded, not whole row groups.
 pub async fn read_equal(
     store: Arc<dyn ObjectStore>,
     footers: &Footers,
     path: &Path,
-    column: usize,
-    value: ArrayRef,
+    wanted: &[(usize, ArrayRef)],
 ) -> Result<Vec<RecordBatch>> {
     let meta = footers.get(&store, path).await?;
     let reader = ParquetObjectReader::new(store, path.clone());
-    let name = meta.schema().field(column).name().clone();
-    let stats = StatisticsConverter::try_new(&name, meta.schema(), meta.parquet_schema())?;
     let groups = meta.metadata().row_groups();
-    let wanted = Scalar::new(value.clone());
     // A missing statistic (null) excludes nothing.
     let holds = |b: &BooleanArray, g: usize| b.is_null(g) || b.value(g);
-    let from_min = lt_eq(&stats.row_group_mins(groups)?, &wanted)?;
-    let to_max = gt_eq(&stats.row_group_maxes(groups)?, &wanted)?;
-    let candidates: Vec<usize> = (0..groups.len())
-        .filter(|&g| holds(&from_min, g) && holds(&to_max, g))
-        .collect();
+    let mut candidates: Vec<usize> = (0..groups.len()).collect();
+    for (column, value) in wanted {
+        let name = meta.schema().field(*column).name();
+        let stats = StatisticsConverter::try_new(name, meta.schema(), meta.parquet_schema())?;
+        let value = Scalar::new(value.clone());
+        let from_min = lt_eq(&stats.row_group_mins(groups)?, &value)?;
+        let to_max = gt_eq(&stats.row_group_maxes(groups)?, &value)?;
+        candidates.retain(|&g| holds(&from_min, g) && holds(&to_max, g));
+    }
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    let mask = ProjectionMask::roots(meta.parquet_schema(), [column]);
+    // The predicate's batch holds the masked columns in the file's order.
+    let mut wanted = wanted.to_vec();
+    wanted.sort_by_key(|(column, _)| *column);
+    let mask = ProjectionMask::roots(meta.parquet_schema(), wanted.iter().map(|(c, _)| *c));
+    let values: Vec<ArrayRef> = wanted.into_iter().map(|(_, value)| value).collect();
     let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-        eq(batch.column(0), &Scalar::new(value.clone()))
+        let mut matches = BooleanArray::from(vec![true; batch.num_rows()]);
+        for (column, value) in batch.columns().iter().zip(&values) {
+            matches = and(&matches, &eq(column, &Scalar::new(value.clone()))?)?;
+        }
+        Ok(matches)
     });
     let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
         .with_row_groups(candidates)
@@ -285,7 +295,7 @@ mod tests {
         let footers = Footers::default();
         for id in [0_i64, 131_071, 131_072, 299_999] {
             let value: ArrayRef = Arc::new(Int64Array::from(vec![id]));
-            let rows = read_equal(store.clone(), &footers, &path, 0, value)
+            let rows = read_equal(store.clone(), &footers, &path, &[(0, value)])
                 .await
                 .unwrap();
             assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1, "{id}");
@@ -297,11 +307,28 @@ mod tests {
         }
         let missing: ArrayRef = Arc::new(Int64Array::from(vec![300_000]));
         assert!(
-            read_equal(store.clone(), &footers, &path, 0, missing)
+            read_equal(store.clone(), &footers, &path, &[(0, missing)])
                 .await
                 .unwrap()
                 .is_empty()
         );
+        // Several columns (a composite key), named in any order: every one must match.
+        let (id, note) = (131_072_i64, "note number 131072");
+        let both = |note: &str| -> Vec<(usize, ArrayRef)> {
+            vec![
+                (1, Arc::new(StringArray::from(vec![note.to_owned()]))),
+                (0, Arc::new(Int64Array::from(vec![id]))),
+            ]
+        };
+        let rows = read_equal(store.clone(), &footers, &path, &both(note))
+            .await
+            .unwrap();
+        assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        assert_eq!(rows[0].column(0).as_primitive::<Int64Type>().value(0), id);
+        let other = read_equal(store.clone(), &footers, &path, &both("note number 7"))
+            .await
+            .unwrap();
+        assert!(other.is_empty(), "the id matches, the note does not");
         assert_eq!(footers.lock().len(), 1, "one footer read, then reused");
     }
 

@@ -95,8 +95,8 @@ pub async fn create_dataset(
 }
 
 /// Commits one delta directly in `store`, as storaged's ingest writes it: `table` holds full
-/// rows for `upserts` (the table's columns) and `deletes` are keys (one column key). Returns
-/// the new version.
+/// rows for `upserts` (the table's columns) and `deletes` are keys (every key column takes the
+/// same integer). Returns the new version.
 pub async fn commit_delta(
     store: &Arc<dyn ObjectStore>,
     name: &str,
@@ -117,7 +117,8 @@ pub async fn commit_delta(
     for (i, field) in schema.fields().iter().enumerate() {
         let up = upserts.column(i).clone();
         let del = if manifest.primary_key.contains(field.name()) {
-            Arc::new(Int64Array::from(deletes.to_vec())) as arrow::array::ArrayRef
+            let keys = Int64Array::from(deletes.to_vec());
+            arrow::compute::cast(&keys, field.data_type()).unwrap()
         } else {
             new_null_array(field.data_type(), deletes.len())
         };

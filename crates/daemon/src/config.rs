@@ -180,8 +180,14 @@ pub struct QuerydConfig {
     /// such as DuckDB and Polars read a remote Parquet file in ranges). Least recently used
     /// go first.
     pub export_spool_bytes: u64,
-    /// Where spooled exports are written (default: the OS temp directory).
+    /// Where spooled exports are written (default: the OS temp directory); the engine's
+    /// spill files go there too.
     pub spool_dir: Option<PathBuf>,
+    /// Memory the query engine may hold for all requests at once, outside the memcache
+    /// (default 1 GiB): sorts and aggregations past their share spill to `spool_dir`; an
+    /// operator that cannot spill and needs more fails its request (503
+    /// `resources_exhausted`) rather than grow queryd past its budget.
+    pub query_memory_bytes: u64,
 }
 
 /// How queryd moves a dataset in memory to a version whose base files changed, which it must
@@ -217,6 +223,7 @@ impl Default for QuerydConfig {
             instance: None,
             export_spool_bytes: 1 << 30,
             spool_dir: None,
+            query_memory_bytes: 1 << 30,
         }
     }
 }

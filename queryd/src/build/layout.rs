@@ -19,7 +19,7 @@ use strata_shared::manifest::DataFile;
 use strata_shared::parquet_io::RowGroups;
 use tokio::runtime::Handle;
 
-use crate::chunks::MAX_CHUNK_ROWS;
+use crate::chunks::{MAX_CHUNK_ROWS, arrays_buffer_bytes};
 use crate::error::QueryError;
 use crate::executor;
 
@@ -32,12 +32,15 @@ pub const DICTIONARY_MAX_DISTINCT: usize = 1 << 16;
 
 /// Streams `files` (all of the layout's schema, in manifest order) into `layout`. I/O runs
 /// here; decoding and encoding each row group run on `compute` ([`executor::compute`]).
+/// `None` once the layout holds more than `limit` bytes ([`MemLayout::min_bytes`]): the state
+/// would not fit, and reading on would only hold more of it.
 pub(crate) async fn read_base(
     store: &Arc<dyn ObjectStore>,
     files: &[DataFile],
     mut layout: MemLayout,
     compute: &Handle,
-) -> Result<MemLayout, QueryError> {
+    limit: Option<usize>,
+) -> Result<Option<MemLayout>, QueryError> {
     for file in files {
         let path = Path::parse(&file.path).map_err(strata_shared::Error::from)?;
         let mut groups = RowGroups::open(store.clone(), &path, MAX_CHUNK_ROWS).await?;
@@ -49,9 +52,12 @@ pub(crate) async fn read_base(
                 Ok(layout)
             })
             .await?;
+            if limit.is_some_and(|limit| layout.min_bytes > limit) {
+                return Ok(None);
+            }
         }
     }
-    Ok(layout)
+    Ok(Some(layout))
 }
 
 /// Batches of one schema, collected in their in-memory layout: low-cardinality string
@@ -79,6 +85,10 @@ pub(crate) struct MemLayout {
     /// The columns of every batch pushed so far (candidates as `i32` keys into their
     /// [`Dictionary`]).
     batches: Vec<Vec<ArrayRef>>,
+    /// A lower bound of the finished chunks' bytes: plain columns' buffers, and a byte per
+    /// row of each candidate (its narrowest keys). A load past a limit stops on it, so it must
+    /// never exceed what [`Self::finish`] holds: a state that fits is never refused.
+    pub min_bytes: usize,
 }
 
 /// The distinct values of one column, numbered in order of first appearance.
@@ -151,6 +161,7 @@ impl MemLayout {
             cap: DICTIONARY_MAX_DISTINCT.min(rows / 2),
             dictionaries,
             batches: Vec::new(),
+            min_bytes: 0,
         }
     }
 
@@ -172,11 +183,21 @@ impl MemLayout {
             let values = dictionary.values();
             let logical = self.schema.field(i).data_type();
             for batch in &mut self.batches {
+                let keys = batch[i].len();
                 batch[i] = plain(&batch[i], &values, logical)?;
+                self.min_bytes += arrays_buffer_bytes([&batch[i]]).saturating_sub(keys);
             }
             *candidate = None;
         }
         if columns.first().is_some_and(|c| !c.is_empty()) {
+            self.min_bytes += columns
+                .iter()
+                .zip(&self.dictionaries)
+                .map(|(column, candidate)| match candidate {
+                    Some(_) => column.len(),
+                    None => arrays_buffer_bytes([column]),
+                })
+                .sum::<usize>();
             self.batches.push(columns);
         }
         Ok(())
@@ -361,6 +382,45 @@ mod tests {
         let mixed = arrow::compute::interleave(&columns, &picks).unwrap();
         assert_eq!(mixed.len(), 20);
         assert_eq!(tags(&batches), want);
+    }
+
+    #[test]
+    fn min_bytes_never_exceeds_the_finished_chunks() {
+        // A load stops once `min_bytes` passes the cache: it must be a lower bound of what
+        // `finish` holds (else a state that fits is refused), and near it (keys wider than a
+        // byte are counted as one).
+        let scenarios: [(&str, Vec<RecordBatch>); 3] = [
+            (
+                "8-bit keys",
+                vec![batch(0..50_000, |i| format!("t{}", i % 7))],
+            ),
+            (
+                "widened keys",
+                vec![
+                    batch(0..10_000, |i| format!("t{}", i % 100)),
+                    batch(10_000..40_000, |i| format!("t{}", i % 300)),
+                ],
+            ),
+            (
+                "past the cap",
+                vec![
+                    batch(0..10_000, |i| format!("t{}", i % 3)),
+                    batch(10_000..20_000, |i| format!("unique {i}")),
+                ],
+            ),
+        ];
+        for (name, parts) in scenarios {
+            let rows = parts.iter().map(|b| b.num_rows()).sum();
+            let mut layout = MemLayout::new(&schema(), &[0], rows);
+            for part in parts {
+                layout.push(part).unwrap();
+            }
+            let bound = layout.min_bytes;
+            let (_, batches) = layout.finish().unwrap();
+            let held = crate::chunks::buffer_bytes(&batches);
+            assert!(bound <= held, "{name}: {bound} > {held}");
+            assert!(bound * 5 >= held * 4, "{name}: {bound} is far below {held}");
+        }
     }
 
     #[test]

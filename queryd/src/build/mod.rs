@@ -43,11 +43,16 @@ pub async fn load(
     manifest: &Manifest,
     spec: &IndexSpec,
     compute: &tokio::runtime::Handle,
-) -> Result<DatasetState, QueryError> {
+    limit: Option<usize>,
+) -> Result<Option<DatasetState>, QueryError> {
     let schema = manifest.arrow_schema();
     let primary_key = strata_shared::keys::key_indices(&schema, &manifest.primary_key)?;
     let layout = MemLayout::new(&schema, &primary_key, manifest.base_rows() as usize);
-    let layout = layout::read_base(deltas.store(), &manifest.base_files, layout, compute).await?;
+    let files = &manifest.base_files;
+    let Some(layout) = layout::read_base(deltas.store(), files, layout, compute, limit).await?
+    else {
+        return Ok(None);
+    };
     let deltas = deltas.read(&manifest.deltas).await?;
     let base_files: Arc<[String]> = manifest.base_files.iter().map(|f| f.path.clone()).collect();
     let (manifest, spec) = (manifest.clone(), spec.clone());
@@ -59,9 +64,9 @@ pub async fn load(
             ..base
         };
         if deltas.is_empty() {
-            return Ok(base);
+            return Ok(Some(base));
         }
-        apply(&base, &manifest, deltas)
+        apply(&base, &manifest, deltas).map(Some)
     })
     .await
 }

@@ -305,15 +305,19 @@ impl Memcache {
     }
 
     /// Starts a background load of a dataset not in memory, unless one is running or it was
-    /// found too big for the cache (at this version, or at any with [`Retry::Never`]): a
+    /// found too big for the cache (and its base has not shrunk since, or at all with
+    /// [`Retry::Never`]): a
     /// dataset that fits is loaded as soon as it is read, created or changed, not by the
     /// request that waits for it.
     fn load_unless_loading(self: &Arc<Self>, slot: &Arc<Slot>, retry: Retry) {
-        let too_big = slot.too_big_version.load(Ordering::Relaxed);
-        let skip = match retry {
-            Retry::NewVersion => too_big == slot.manifest().version as i64,
-            Retry::Never => too_big >= 0,
-        };
+        let too_big = slot.too_big_base_rows.load(Ordering::Relaxed);
+        let skip = too_big >= 0
+            && match retry {
+                // Deltas only add to a state's memory (a deleted base row stays until a
+                // rebuild): only a smaller base (a compaction that dropped rows) may fit.
+                Retry::NewVersion => slot.manifest().base_rows() as i64 >= too_big,
+                Retry::Never => true,
+            };
         if !skip && !slot.loading.swap(true, Ordering::AcqRel) {
             self.load_in_background(slot);
         }
@@ -391,7 +395,13 @@ impl Memcache {
                     // Now answered cold: the manifest's version and row count.
                     return Ok(slot.version_rows());
                 }
-                _ => self.build(slot, manifest).await?,
+                _ => match self.build(slot, manifest).await? {
+                    Some(state) => state,
+                    None => {
+                        self.release(slot);
+                        return Ok(slot.version_rows());
+                    }
+                },
             };
             self.publish(slot, state).await
         }
@@ -468,16 +478,28 @@ impl Memcache {
         Ok(Arc::new(applied))
     }
 
-    /// Builds the state of `manifest` from its files.
+    /// Builds the state of `manifest` from its files; `None` when it proved bigger than the
+    /// whole cache while loading (unless pinned), so the load stopped at the cache's size
+    /// instead of holding the whole table first. The slot then knows `manifest` and remembers
+    /// its base as too big ([`Slot::too_big_base_rows`]).
     async fn build(
         &self,
         slot: &Slot,
         manifest: Manifest,
-    ) -> Result<Arc<DatasetState>, QueryError> {
-        let state = build::load(&self.deltas, &manifest, &slot.spec, &self.compute).await?;
+    ) -> Result<Option<Arc<DatasetState>>, QueryError> {
+        let limit = (!slot.pinned()).then(|| usize::try_from(self.capacity).unwrap_or(usize::MAX));
+        let state = build::load(&self.deltas, &manifest, &slot.spec, &self.compute, limit).await?;
+        let Some(state) = state else {
+            tracing::info!(dataset = %slot.name, capacity = self.capacity,
+                "dataset is bigger than the cache: served from Parquet");
+            slot.too_big_base_rows
+                .store(manifest.base_rows() as i64, Ordering::Relaxed);
+            slot.advance_manifest(manifest);
+            return Ok(None);
+        };
         self.metrics.state_built();
         slot.advance_manifest(manifest);
-        Ok(Arc::new(state))
+        Ok(Some(Arc::new(state)))
     }
 
     /// Publishes `state`, first bringing it up to the slot's manifest, which may have moved on
@@ -495,7 +517,13 @@ impl Memcache {
                     self.catch_up_state(slot, state, (*newest).clone()).await?
                 } else {
                     drop(state); // not published: free it before building the next
-                    self.build(slot, (*newest).clone()).await?
+                    match self.build(slot, (*newest).clone()).await? {
+                        Some(state) => state,
+                        None => {
+                            self.release(slot);
+                            return Ok(slot.version_rows());
+                        }
+                    }
                 };
                 continue;
             }
@@ -516,8 +544,8 @@ impl Memcache {
         if bytes > self.capacity && !slot.pinned() {
             tracing::info!(dataset = %slot.name, bytes, capacity = self.capacity,
                 "dataset is bigger than the cache: served from Parquet");
-            slot.too_big_version
-                .store(state.version as i64, Ordering::Relaxed);
+            slot.too_big_base_rows
+                .store(slot.manifest().base_rows() as i64, Ordering::Relaxed);
             if let Some(old) = lru.order.pop(&slot.name) {
                 lru.used -= old;
             }
@@ -774,7 +802,7 @@ impl Memcache {
 /// Whether a load of a dataset once found too big for the cache is tried again.
 #[derive(Clone, Copy)]
 enum Retry {
-    /// At a newer version (it may have shrunk): a read.
+    /// At a version with a smaller base (a compaction dropped rows): a read.
     NewVersion,
     /// Not by this caller: a write's notification (they come often).
     Never,

@@ -56,8 +56,9 @@ pub struct Slot {
     pub(super) publish: Mutex<()>,
     pub(super) loading: AtomicBool,
     pub(super) pinned: AtomicBool,
-    /// Version found too big for the cache (not retried until a newer version).
-    pub(super) too_big_version: AtomicI64,
+    /// Base rows of the newest version found bigger than the whole cache (-1: none). Not
+    /// loaded again until a version's base is smaller (see `Memcache::load_unless_loading`).
+    pub(super) too_big_base_rows: AtomicI64,
     /// Sharded: counted on every request.
     pub(super) hits: Counter,
     pub(super) misses: AtomicU64,
@@ -79,7 +80,7 @@ impl Slot {
             publish: Mutex::new(()),
             loading: AtomicBool::new(false),
             pinned: AtomicBool::new(pinned),
-            too_big_version: AtomicI64::new(-1),
+            too_big_base_rows: AtomicI64::new(-1),
             hits: Counter::default(),
             misses: AtomicU64::new(0),
             last_access_ms: AtomicI64::new(-1),

@@ -8,6 +8,7 @@
 //!   there is none, where tied rows are indistinguishable anyway), so pages are stable;
 //! - grouped and distinct queries without `order_by` are sorted by their group columns.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -15,6 +16,7 @@ use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::MemTable;
 use datafusion::common::ScalarValue;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::functions_aggregate::expr_fn::{avg, count, max, min, sum};
 use datafusion::logical_expr::{Expr, JoinType, SortExpr, ident, lit};
@@ -48,11 +50,21 @@ pub struct Runtime {
 const METADATA_CACHE_BYTES: usize = 32 << 20;
 
 impl Runtime {
-    pub fn new(deltas: Arc<DeltaCache>) -> Result<Self, QueryError> {
+    /// `memory`: what every query's operators may hold together (sorts, aggregations and
+    /// joins reserve from it); `spill_dir`: where sorts and aggregations past their share
+    /// write their runs. A fair pool: each spilling operator gets an equal share of what the
+    /// others do not hold, so one deep sort cannot starve the requests beside it.
+    pub fn new(
+        deltas: Arc<DeltaCache>,
+        memory: usize,
+        spill_dir: PathBuf,
+    ) -> Result<Self, QueryError> {
         let env = RuntimeEnvBuilder::new()
             .with_cache_manager(
                 CacheManagerConfig::default().with_metadata_cache_limit(METADATA_CACHE_BYTES),
             )
+            .with_memory_pool(Arc::new(FairSpillPool::new(memory)))
+            .with_temp_file_path(spill_dir)
             .build_arc()?;
         let url = Url::parse(STORE_URL).map_err(|e| QueryError::Internal(e.to_string()))?;
         env.register_object_store(&url, deltas.store().clone());
@@ -538,7 +550,10 @@ mod tests {
             })
             .collect();
         let deltas = DeltaCache::new(Arc::new(InMemory::new()), 0, Arc::default());
-        let session = Session::new(&Runtime::new(Arc::new(deltas)).unwrap(), 1);
+        let session = Session::new(
+            &Runtime::new(Arc::new(deltas), 64 << 20, std::env::temp_dir()).unwrap(),
+            1,
+        );
         let frame = || session.table(schema.clone(), batches.clone()).unwrap();
 
         let page = collect_window(frame(), 150, 100).await.unwrap();

@@ -16,7 +16,6 @@ use std::fs::File;
 use std::io::BufReader;
 
 use arrow::array::{ArrayRef, RecordBatch};
-use arrow::compute::interleave_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::StreamReader;
 use arrow::row::{RowConverter, Rows, SortField};
@@ -143,7 +142,7 @@ impl Merge {
 
     fn build(&self, picks: &[(usize, usize)]) -> Result<RecordBatch> {
         let batches: Vec<&RecordBatch> = self.cursors.iter().map(|c| &c.batch).collect();
-        Ok(interleave_record_batch(&batches, picks)?)
+        super::sort::interleave(&batches, picks)
     }
 
     /// Cursor `a`'s current key sorts before `b`'s; equal keys by run order, so the merge is

@@ -22,10 +22,10 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayData, ArrayRef, RecordBatch};
+use arrow::array::{Array, ArrayData, ArrayRef, AsArray, RecordBatch};
 use arrow::buffer::ScalarBuffer;
 use arrow::compute::{SortColumn, concat, interleave_record_batch, lexsort_to_indices};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::ipc::writer::StreamWriter;
 use arrow::row::{RowConverter, SortField};
 use strata_shared::{Error, keys};
@@ -325,8 +325,33 @@ impl MemoryRun {
             })
             .collect();
         let batches: Vec<&RecordBatch> = self.batches.iter().collect();
-        Ok(interleave_record_batch(&batches, &picks)?)
+        interleave(&batches, &picks)
     }
+}
+
+/// `interleave_record_batch` with view columns (Utf8View, BinaryView) compacted: an
+/// interleaved view column points into every source batch's data buffers, and a spill file
+/// or an accounting of the batch would carry those whole. Without it, lineitem SF1 (1.25 GB
+/// as Arrow) spilled 2.1 GB of runs.
+pub(super) fn interleave(
+    batches: &[&RecordBatch],
+    picks: &[(usize, usize)],
+) -> Result<RecordBatch> {
+    let batch = interleave_record_batch(batches, picks)?;
+    let view = |t: &DataType| matches!(t, DataType::Utf8View | DataType::BinaryView);
+    if !batch.columns().iter().any(|c| view(c.data_type())) {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            DataType::Utf8View => Arc::new(c.as_string_view().gc()) as ArrayRef,
+            DataType::BinaryView => Arc::new(c.as_binary_view().gc()),
+            _ => c.clone(),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 /// The sorted rows, in batches of about [`Limits::batch_bytes`], each checked by [`Unique`].

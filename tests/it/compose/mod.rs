@@ -407,27 +407,8 @@ async fn replicas_behind_the_load_balancer() {
     check_table(&stack, &base, std::slice::from_ref(&writer), 0).await;
 
     // Caches are per replica: an evict on one leaves the others resident, and says where.
-    let stats = |replica: String| async move {
-        let stats: Value = reqwest::get(format!("{replica}/api/v1/cache/stats"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        stats
-    };
-    let residency = |stats: &Value| {
-        stats["datasets"][0]["residency"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
     for replica in &replicas {
-        while residency(&stats(replica.clone()).await) != "memory" {
-            assert!(Instant::now() < deadline, "{replica} never loaded items");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_resident(replica).await;
     }
     let evicted = http
         .post(format!("{}/api/v1/cache/evict", replicas[0]))
@@ -441,10 +422,10 @@ async fn replicas_behind_the_load_balancer() {
         .to_str()
         .unwrap()
         .to_owned();
-    let first = stats(replicas[0].clone()).await;
+    let first = cache_stats(&replicas[0]).await;
     assert_eq!(first["instance"], evicted_by.as_str());
     assert_ne!(residency(&first), "memory", "{first}");
-    assert_eq!(residency(&stats(replicas[1].clone()).await), "memory");
+    assert_eq!(residency(&cache_stats(&replicas[1]).await), "memory");
 
     // The demo profile: a one-shot container uploads the demo dataset through lb.
     stack.compose_ok(&["--profile", "demo", "run", "--rm", "demo"]);
@@ -559,6 +540,15 @@ async fn storaged_killed_and_partitioned_under_writes() {
         &storaged,
     ]);
     let network = network.trim();
+    // Reads during the cut are answered from queryd's memory, so the cut starts with `items`
+    // in memory and no compaction about to commit. Under the default `rebuild =
+    // "release_first"`, a compaction committed just before the cut would leave the dataset
+    // cold until its rebuild reads the new base files, which only storaged serves: cold reads
+    // then wait for storaged like writes do (docs/decisions.md, "Compose"). compactord is
+    // paused for the cut (it could not commit during it anyway) and resumed after.
+    let compactord = stack.container("compactord");
+    docker(&["pause", &compactord]);
+    wait_resident(&stack.url()).await;
     docker(&["network", "disconnect", network, &storaged]);
     let cut = Instant::now();
     // One write of our own while storaged is away, beside the writers: a clear 503, at once
@@ -608,6 +598,7 @@ async fn storaged_killed_and_partitioned_under_writes() {
     docker(&[
         "network", "connect", "--alias", "storaged", network, &storaged,
     ]);
+    docker(&["unpause", &compactord]);
     // Writers carry on (their retries succeed now) for a while before they stop.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (models, version) = writers.finish().await;
@@ -735,4 +726,31 @@ async fn compactord_killed_and_paused_under_writes() {
     // Everything was merged: another compaction has nothing to do.
     let again = compact(stack.url()).await.unwrap();
     assert_eq!(again["outcome"], "noop", "{again}");
+}
+
+/// `GET /api/v1/cache/stats` of the queryd at `url`.
+async fn cache_stats(url: &str) -> Value {
+    reqwest::get(format!("{url}/api/v1/cache/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The residency of the first (only) dataset in `stats`.
+fn residency(stats: &Value) -> String {
+    stats["datasets"][0]["residency"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Waits until the queryd at `url` holds its dataset in memory.
+async fn wait_resident(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while residency(&cache_stats(url).await) != "memory" {
+        assert!(Instant::now() < deadline, "{url} never loaded its dataset");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
