@@ -8,6 +8,7 @@
 //!   there is none, where tied rows are indistinguishable anyway), so pages are stable;
 //! - grouped and distinct queries without `order_by` are sorted by their group columns.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::MemTable;
 use datafusion::common::ScalarValue;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
-use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::memory_pool::TrackConsumersPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::functions_aggregate::expr_fn::{avg, count, max, min, sum};
 use datafusion::logical_expr::{Expr, JoinType, SortExpr, ident, lit};
@@ -27,6 +28,7 @@ use futures::stream::BoxStream;
 use strata_shared::manifest::Manifest;
 use url::Url;
 
+use super::pool::HalfSpillPool;
 use super::{Batches, EXACT_SUM, Engine, Input, Query, narrow_sums};
 use crate::delta_cache::DeltaCache;
 use crate::deltas;
@@ -44,7 +46,14 @@ const STORE_URL: &str = "strata://store";
 pub struct Runtime {
     env: Arc<RuntimeEnv>,
     deltas: Arc<DeltaCache>,
+    /// What each sort partition reserves up front to merge its spilled runs: DataFusion's
+    /// 10 MiB, or less under a small pool. The reservation cannot spill, so a fixed 10 MiB a
+    /// partition made a sort under a 32 MiB pool fail (found by the differential test).
+    sort_merge_bytes: usize,
 }
+
+/// A refusal of the engine's memory names its biggest holders, for whoever reads the 503.
+const TRACKED_CONSUMERS: NonZeroUsize = NonZeroUsize::MIN.saturating_add(2);
 
 /// Bound of the Parquet metadata cache (least recently used entries go first).
 const METADATA_CACHE_BYTES: usize = 32 << 20;
@@ -52,8 +61,8 @@ const METADATA_CACHE_BYTES: usize = 32 << 20;
 impl Runtime {
     /// `memory`: what every query's operators may hold together (sorts, aggregations and
     /// joins reserve from it); `spill_dir`: where sorts and aggregations past their share
-    /// write their runs. A fair pool: each spilling operator gets an equal share of what the
-    /// others do not hold, so one deep sort cannot starve the requests beside it.
+    /// write their runs. Spilling operators share half of it equally ([`HalfSpillPool`]), so
+    /// one deep sort neither starves the requests beside it nor what cannot spill.
     pub fn new(
         deltas: Arc<DeltaCache>,
         memory: usize,
@@ -63,12 +72,19 @@ impl Runtime {
             .with_cache_manager(
                 CacheManagerConfig::default().with_metadata_cache_limit(METADATA_CACHE_BYTES),
             )
-            .with_memory_pool(Arc::new(FairSpillPool::new(memory)))
+            .with_memory_pool(Arc::new(TrackConsumersPool::new(
+                HalfSpillPool::new(memory),
+                TRACKED_CONSUMERS,
+            )))
             .with_temp_file_path(spill_dir)
             .build_arc()?;
         let url = Url::parse(STORE_URL).map_err(|e| QueryError::Internal(e.to_string()))?;
         env.register_object_store(&url, deltas.store().clone());
-        Ok(Self { env, deltas })
+        Ok(Self {
+            env,
+            deltas,
+            sort_merge_bytes: (memory / 32).min(10 << 20),
+        })
     }
 }
 
@@ -186,6 +202,7 @@ impl Session {
             .with_target_partitions(partitions.max(1))
             .with_batch_size(8192)
             .with_information_schema(false)
+            .with_sort_spill_reservation_bytes(runtime.sort_merge_bytes)
             // The cold path's anti-join keeps the base's order only on its probe side
             // (`parquet_frame`): the optimizer must not swap the sides.
             .set_bool("datafusion.optimizer.join_reordering", false);

@@ -18,6 +18,7 @@
 //! - `limit` caps the rows before paging; `skip`/`fetch` is the page window after it.
 
 pub mod datafusion;
+pub mod pool;
 
 use std::sync::Arc;
 

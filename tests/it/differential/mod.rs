@@ -10,7 +10,7 @@
 //! - `cold`: never in memory (`cache_bytes = 1`): the cold key path and DataFusion over
 //!   Parquet;
 //! - `cold-general`: never in memory, every request through DataFusion over Parquet, with
-//!   the engine's memory (`query_memory_bytes`) far below the table's, so whole-table sorts
+//!   the engine's memory (`query_memory_bytes`, 256 MiB) below the table's, so whole-table sorts
 //!   and large aggregations spill to disk.
 //!
 //! The requests run in phases: the imported base; after deltas (upserts of existing keys,
@@ -76,7 +76,9 @@ async fn start(dir: &Path) -> TestCluster {
         let settings = match *path {
             "general" => "hot_paths = false\n",
             "cold" => "cache_bytes = 1\n",
-            "cold-general" => "cache_bytes = 1\nhot_paths = false\nquery_memory_bytes = 33554432\n",
+            "cold-general" => {
+                "cache_bytes = 1\nhot_paths = false\nquery_memory_bytes = 268435456\n"
+            }
             _ => "",
         };
         builder = builder.queryd_toml(index, &format!("[queryd]\n{settings}"));
