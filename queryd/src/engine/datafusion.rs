@@ -104,17 +104,19 @@ impl DataFusion {
     }
 
     /// The plan (without paging) as a frame over `input`. `wide_keys`: dictionary columns of
-    /// an in-memory dataset with 32-bit keys (`DatasetState::live_batches`).
+    /// an in-memory dataset with 32-bit keys (`DatasetState::live_batches`). `ordered`: the
+    /// rows' order matters (pages and streams; a count's does not).
     async fn frame(
         &self,
         input: Input<'_>,
         query: Query<'_>,
         wide_keys: bool,
+        ordered: bool,
     ) -> Result<DataFrame, QueryError> {
-        // Row scans stay in one partition so storage order is kept; grouped, distinct and
-        // sorted plans use every core.
+        // Row scans whose order matters stay in one partition so storage order is kept;
+        // grouped, distinct and sorted plans, and counts, use every core.
         let partitions = match query.plan.shape {
-            Shape::Rows { .. } if query.plan.order_by.is_empty() => 1,
+            Shape::Rows { .. } if ordered && query.plan.order_by.is_empty() => 1,
             _ => self.partitions,
         };
         let session = Session::new(&self.runtime, partitions);
@@ -143,7 +145,7 @@ impl Engine for DataFusion {
         Box::pin(async move {
             let window = skip.saturating_add(fetch);
             let top_k = sorted(query.plan) && window <= MAX_ENGINE_LIMIT;
-            let frame = self.frame(input, query, top_k).await?;
+            let frame = self.frame(input, query, top_k, true).await?;
             let frame = if top_k {
                 frame.limit(0, Some(window as usize))?
             } else {
@@ -166,7 +168,11 @@ impl Engine for DataFusion {
         query: Query<'a>,
     ) -> BoxFuture<'a, Result<u64, QueryError>> {
         Box::pin(async move {
-            let n = self.frame(input, query, false).await?.count().await? as u64;
+            let n = self
+                .frame(input, query, false, false)
+                .await?
+                .count()
+                .await? as u64;
             Ok(query.plan.limit.map_or(n, |l| l.min(n)))
         })
     }
@@ -177,7 +183,7 @@ impl Engine for DataFusion {
         query: Query<'a>,
     ) -> BoxFuture<'a, Result<(SchemaRef, Batches), QueryError>> {
         Box::pin(async move {
-            let frame = self.frame(input, query, false).await?;
+            let frame = self.frame(input, query, false, true).await?;
             let (schema, batches) = stream(frame, query.plan.limit).await?;
             let schema = narrow_sums(RecordBatch::new_empty(schema), query.plan)?.schema();
             let plan = query.plan.clone();
@@ -203,6 +209,11 @@ impl Session {
             .with_batch_size(8192)
             .with_information_schema(false)
             .with_sort_spill_reservation_bytes(runtime.sort_merge_bytes)
+            // The cold path: filters run while Parquet decodes (late materialization), so a
+            // page of a selective filter decodes its other columns for matching rows only,
+            // and a top-K's growing threshold skips what cannot enter it.
+            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+            .set_bool("datafusion.execution.parquet.reorder_filters", true)
             // The cold path's anti-join keeps the base's order only on its probe side
             // (`parquet_frame`): the optimizer must not swap the sides.
             .set_bool("datafusion.optimizer.join_reordering", false);
