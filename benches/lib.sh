@@ -70,6 +70,17 @@ ensure_orders() {
     echo $(($(date +%s) - start))
 }
 
+# ensure_lineitem DIR SCALE: prints the path of TPC-H lineitem at SCALE under DIR
+# (DIR/sfSCALE/lineitem.parquet), generated first by the venv's tpchgen-cli if missing.
+ensure_lineitem() {
+    local data=$1/sf$2/lineitem.parquet
+    if [ ! -f "$data" ]; then
+        log "generating lineitem SF$2 with tpchgen-cli"
+        "$BENCH_VENV/bin/tpchgen-cli" parquet -s "$2" --tables=lineitem --output-dir="$1/sf$2" >&2
+    fi
+    echo "$data"
+}
+
 # free_ports N: prints N distinct free TCP ports on 127.0.0.1.
 free_ports() {
     "$PY" - "$1" <<'PYEOF'

@@ -44,11 +44,7 @@ build_strata
 
 mkdir -p "$WORKDIR"
 WORKDIR=$(cd "$WORKDIR" && pwd)
-DATA=$WORKDIR/sf$SCALE/lineitem.parquet
-if [ ! -f "$DATA" ]; then
-    log "generating lineitem SF$SCALE with tpchgen-cli $TPCHGEN_VERSION"
-    "$BENCH_VENV/bin/tpchgen-cli" parquet -s "$SCALE" --tables=lineitem --output-dir="$WORKDIR/sf$SCALE"
-fi
+DATA=$(ensure_lineitem "$WORKDIR" "$SCALE")
 
 RUN_DIR=$WORKDIR/run-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RUN_DIR"

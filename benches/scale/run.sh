@@ -109,11 +109,7 @@ build_strata
 mkdir -p "$LINEITEM_DIR" "$WORKDIR"
 LINEITEM_DIR=$(cd "$LINEITEM_DIR" && pwd)
 WORKDIR=$(cd "$WORKDIR" && pwd)
-DATA=$LINEITEM_DIR/sf$SCALE/lineitem.parquet
-if [ ! -f "$DATA" ]; then
-    log "generating lineitem SF$SCALE with tpchgen-cli $TPCHGEN_VERSION"
-    "$BENCH_VENV/bin/tpchgen-cli" parquet -s "$SCALE" --tables=lineitem --output-dir="$LINEITEM_DIR/sf$SCALE"
-fi
+DATA=$(ensure_lineitem "$LINEITEM_DIR" "$SCALE")
 
 RUN_DIR=$WORKDIR/run-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RUN_DIR/spill" "$RUN_DIR/spool"

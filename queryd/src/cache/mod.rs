@@ -306,9 +306,8 @@ impl Memcache {
 
     /// Starts a background load of a dataset not in memory, unless one is running or it was
     /// found too big for the cache (and its base has not shrunk since, or at all with
-    /// [`Retry::Never`]): a
-    /// dataset that fits is loaded as soon as it is read, created or changed, not by the
-    /// request that waits for it.
+    /// [`Retry::Never`]): a dataset that fits is loaded as soon as it is read, created or
+    /// changed, not by the request that waits for it.
     fn load_unless_loading(self: &Arc<Self>, slot: &Arc<Slot>, retry: Retry) {
         let too_big = slot.too_big_base_rows.load(Ordering::Relaxed);
         let skip = too_big >= 0
@@ -397,10 +396,7 @@ impl Memcache {
                 }
                 _ => match self.build(slot, manifest).await? {
                     Some(state) => state,
-                    None => {
-                        self.release(slot);
-                        return Ok(slot.version_rows());
-                    }
+                    None => return Ok(self.serve_cold(slot)),
                 },
             };
             self.publish(slot, state).await
@@ -502,6 +498,13 @@ impl Memcache {
         Ok(Some(Arc::new(state)))
     }
 
+    /// After a version proved too big ([`Self::build`]): a state of an older version goes too
+    /// (it cannot be brought up to it), and the slot answers cold. Its version and rows.
+    fn serve_cold(&self, slot: &Slot) -> (u64, u64) {
+        self.release(slot);
+        slot.version_rows()
+    }
+
     /// Publishes `state`, first bringing it up to the slot's manifest, which may have moved on
     /// while it was built (a cold slot follows new versions without waiting for the build):
     /// by new deltas, or by a rebuild if the base files changed again.
@@ -519,10 +522,7 @@ impl Memcache {
                     drop(state); // not published: free it before building the next
                     match self.build(slot, (*newest).clone()).await? {
                         Some(state) => state,
-                        None => {
-                            self.release(slot);
-                            return Ok(slot.version_rows());
-                        }
+                        None => return Ok(self.serve_cold(slot)),
                     }
                 };
                 continue;
