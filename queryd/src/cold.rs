@@ -15,9 +15,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, Scalar};
-use arrow::compute::and;
-use arrow::compute::kernels::cmp::eq;
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use object_store::path::Path;
@@ -141,15 +139,20 @@ fn matching(
     schema: &SchemaRef,
     wanted: &[(usize, ArrayRef)],
 ) -> Result<BooleanArray, QueryError> {
-    let mut hits = BooleanArray::from(vec![true; d.batch.num_rows()]);
-    for (column, value) in wanted {
-        let name = schema.field(*column).name();
-        let values = d.batch.column_by_name(name).ok_or_else(|| {
-            QueryError::Internal(format!("delta {} has no column {name}", d.path))
-        })?;
-        hits = and(&hits, &eq(values, &Scalar::new(value.clone()))?)?;
-    }
-    Ok(hits)
+    let columns = wanted
+        .iter()
+        .map(|(column, _)| {
+            let name = schema.field(*column).name();
+            d.batch.column_by_name(name).ok_or_else(|| {
+                QueryError::Internal(format!("delta {} has no column {name}", d.path))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let values = wanted.iter().map(|(_, value)| value);
+    Ok(keys::rows_equal(
+        d.batch.num_rows(),
+        columns.into_iter().zip(values),
+    )?)
 }
 
 /// False when the file's recorded key range excludes `value` (integer and string keys);

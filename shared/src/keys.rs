@@ -1,13 +1,28 @@
 //! Primary-key helpers: resolve key columns, sort by key, prove keys non-null and unique,
 //! and describe key values for error messages and manifest key ranges.
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar};
+use arrow::compute::kernels::cmp::eq;
+use arrow::compute::{SortColumn, and, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{DataType, Schema};
+use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::{Error, Result};
+
+/// The rows (of `rows`) where every column of `pairs` equals its value, a one-element array
+/// of the column's type: a composite key's lookup mask.
+pub fn rows_equal<'a>(
+    rows: usize,
+    pairs: impl IntoIterator<Item = (&'a ArrayRef, &'a ArrayRef)>,
+) -> std::result::Result<BooleanArray, ArrowError> {
+    let mut matches = BooleanArray::from(vec![true; rows]);
+    for (column, value) in pairs {
+        matches = and(&matches, &eq(column, &Scalar::new(value.clone()))?)?;
+    }
+    Ok(matches)
+}
 
 /// Indices of the key columns in `schema`, in key order.
 pub fn key_indices(schema: &Schema, primary_key: &[String]) -> Result<Vec<usize>> {

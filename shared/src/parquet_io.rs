@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::array::{Array, ArrayRef, BooleanArray, Scalar};
-use arrow::compute::and;
-use arrow::compute::kernels::cmp::{eq, gt_eq, lt_eq};
+use arrow::compute::kernels::cmp::{gt_eq, lt_eq};
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -195,11 +194,7 @@ pub async fn read_equal(
     let mask = ProjectionMask::roots(meta.parquet_schema(), wanted.iter().map(|(c, _)| *c));
     let values: Vec<ArrayRef> = wanted.into_iter().map(|(_, value)| value).collect();
     let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-        let mut matches = BooleanArray::from(vec![true; batch.num_rows()]);
-        for (column, value) in batch.columns().iter().zip(&values) {
-            matches = and(&matches, &eq(column, &Scalar::new(value.clone()))?)?;
-        }
-        Ok(matches)
+        crate::keys::rows_equal(batch.num_rows(), batch.columns().iter().zip(&values))
     });
     let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
         .with_row_groups(candidates)
