@@ -9,7 +9,10 @@ use crate::error::ErrorBody;
 /// The error of a typed client call.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("request to {url} failed: {source}")]
+    /// The call got no answer. The message carries the whole cause chain (reqwest's own
+    /// says only "error sending request", whether the connection was refused, reset or
+    /// closed mid-body).
+    #[error("request to {url} failed: {}", causes(source))]
     Transport {
         url: String,
         #[source]
@@ -24,6 +27,18 @@ pub enum ClientError {
     },
     #[error("invalid response from {url}: {message}")]
     InvalidResponse { url: String, message: String },
+}
+
+/// `error` and its sources, outermost first, joined by ": ".
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 impl ClientError {
@@ -89,4 +104,26 @@ pub async fn send_json<T: DeserializeOwned>(
             url: url.to_owned(),
             message: e.to_string(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_that_gets_no_answer_says_why() {
+        // Nothing listens on the discard port of loopback.
+        let url = "http://127.0.0.1:9/health";
+        let error = send(reqwest::Client::new().get(url), url)
+            .await
+            .expect_err("nothing answers on port 9");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!("request to {url} failed: ")),
+            "{message}"
+        );
+        // reqwest's own message ends at "error sending request for url (…)"; the cause
+        // chain names the refusal.
+        assert!(message.to_lowercase().contains("refused"), "{message}");
+    }
 }

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod json_text;
 pub mod metrics;

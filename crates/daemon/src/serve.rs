@@ -18,10 +18,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tower::ServiceExt;
 
+use crate::drain::drain_refused_bodies;
 use crate::error::{json_errors, route_not_found};
 
 /// Adds what every daemon's router has: health, readiness (ready once serving) and version
-/// routes, JSON 404/405 answers.
+/// routes, JSON 404/405 answers, refusals that reach a client still sending its body
+/// ([`drain`](crate::drain)).
 pub fn finish(service: &'static str, router: Router) -> Router {
     let ready = move || async move { axum::Json(json!({"status": "ok", "service": service})) };
     finish_with(service, json!({}), router.route("/readyz", get(ready)))
@@ -48,6 +50,7 @@ pub fn finish_with(service: &'static str, version: serde_json::Value, router: Ro
         )
         .fallback(route_not_found)
         .layer(axum::middleware::from_fn(json_errors))
+        .layer(axum::middleware::from_fn(drain_refused_bodies))
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests, on the calling runtime
