@@ -18,6 +18,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use strata_shared::delta::{self, Op};
 use strata_shared::keys;
@@ -74,6 +75,126 @@ pub async fn key_row(
     let projected = Arc::new(schema.project(columns)?);
     let row = find(deltas, footers, manifest, &schema, &key).await?;
     Ok((projected, row.map(|r| r.project(columns)).transpose()?))
+}
+
+/// The most rows a late top-K page ([`top_k_columns`]) reads by key, and the deepest its
+/// ranking may go (`skip + fetch`): within them the engine ranks with a top-K heap.
+pub const TOP_K_ROWS: u64 = 100;
+pub const TOP_K_WINDOW: u64 = 1_000;
+
+/// Base rows per row read by key below which a top-K page is not materialized late: each
+/// lookup costs ~3 ms, the ranking saves in proportion to the rows. lineitem top-50 cold:
+/// 6M rows 350 → 441 ms late (slower), 60M rows 1,357 → 816 ms (`benches/scale`,
+/// 2026-12-05).
+pub const TOP_K_ROWS_PER_LOOKUP: u64 = 200_000;
+
+/// Key lookups of a late top-K page in flight at once.
+const TOP_K_LOOKUPS: usize = 8;
+
+/// The columns a top-K page of a cold dataset is ranked by before its rows are read by key
+/// ([`rows_by_key`]): the order's, then the primary key's. Only for a page of at most
+/// [`TOP_K_ROWS`] rows within the first [`TOP_K_WINDOW`] of an `order_by`, of rows with more
+/// columns than those, on a dataset with a primary key none of whose columns is floating
+/// point (its rows are found again by equality) and with [`TOP_K_ROWS_PER_LOOKUP`] base rows
+/// per row of the page.
+///
+/// Why: a top-K over every column decodes the pages of every column wherever a row passes
+/// the heap's threshold, and early in a scan most rows do. lineitem SF10 read from Parquet,
+/// top-50 by `l_extendedprice`: 1.36 s, 2.5x DuckDB's Parquet scan, which materializes late
+/// itself; 816 ms late (`benches/scale`, 2026-12-05).
+pub fn top_k_columns(manifest: &Manifest, plan: &Plan) -> Option<Vec<usize>> {
+    let Shape::Rows { columns } = &plan.shape else {
+        return None;
+    };
+    let (skip, fetch) = plan.window();
+    let base_rows: u64 = manifest.base_files.iter().map(|f| f.rows).sum();
+    if plan.order_by.is_empty()
+        || fetch > TOP_K_ROWS
+        || skip.saturating_add(fetch) > TOP_K_WINDOW
+        || base_rows < fetch.saturating_mul(TOP_K_ROWS_PER_LOOKUP)
+    {
+        return None;
+    }
+    let schema = manifest.arrow_schema();
+    let key = keys::key_indices(&schema, &manifest.primary_key).ok()?;
+    if key.is_empty()
+        || key
+            .iter()
+            .any(|&c| schema.field(c).data_type().is_floating())
+    {
+        return None;
+    }
+    let mut narrow = Vec::new();
+    for k in &plan.order_by {
+        narrow.push(schema.index_of(&k.name).ok()?);
+    }
+    narrow.extend(key);
+    let mut seen = std::collections::HashSet::new();
+    narrow.retain(|c| seen.insert(*c));
+    columns
+        .iter()
+        .any(|c| !narrow.contains(c))
+        .then_some(narrow)
+}
+
+/// The rows of a late top-K page ([`top_k_columns`]): `ranked` holds the page as the
+/// engine ranked it, in the `narrow` columns; each row is read again by its key, as a key
+/// lookup reads it, and answered in the ranked order with `plan`'s columns.
+///
+/// Same answer as the engine's: a key names one row of a version, and the lookups read the
+/// manifest the ranking read.
+pub async fn rows_by_key(
+    deltas: &DeltaCache,
+    footers: &Footers,
+    manifest: &Manifest,
+    plan: &Plan,
+    narrow: &[usize],
+    ranked: &[RecordBatch],
+) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    let Shape::Rows { columns } = &plan.shape else {
+        return Err(QueryError::Internal("a late top-K of another plan".into()));
+    };
+    let schema = manifest.arrow_schema();
+    let key = keys::key_indices(&schema, &manifest.primary_key)?;
+    // Where each key column is among the ranked columns.
+    let at =
+        key.iter()
+            .map(|c| {
+                narrow.iter().position(|n| n == c).ok_or_else(|| {
+                    QueryError::Internal("a late top-K ranked without its key".into())
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+    let mut wanted = Vec::new();
+    for batch in ranked {
+        for row in 0..batch.num_rows() {
+            let values = at
+                .iter()
+                .map(|&a| ScalarValue::try_from_array(batch.column(a), row))
+                .collect::<Result<Vec<_>, _>>()?;
+            wanted.push(values);
+        }
+    }
+    let (key, schema_ref) = (&key, &schema);
+    let found: Vec<Option<RecordBatch>> = futures::stream::iter(wanted)
+        .map(|values| async move {
+            let key: Vec<(usize, &ScalarValue)> = key.iter().copied().zip(&values).collect();
+            find(deltas, footers, manifest, schema_ref, &key).await
+        })
+        .buffered(TOP_K_LOOKUPS)
+        .try_collect()
+        .await?;
+    let projected = Arc::new(schema.project(columns)?);
+    let rows = found
+        .into_iter()
+        .map(|row| {
+            row.ok_or_else(|| QueryError::Internal("a ranked row was not found by its key".into()))?
+                .project(columns)
+                .map_err(QueryError::from)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let page = arrow::compute::concat_batches(&projected, &rows)?;
+    Ok((projected, vec![page]))
 }
 
 /// The live row whose key columns hold the `key` values (in key order), in the table schema.
@@ -227,6 +348,59 @@ mod tests {
         ));
         let ordered = json!({"predicates": [eq("a", 1), eq("b", 2)], "order_by": [{"col": "v"}]});
         assert!(!lookup(ordered));
+    }
+
+    #[test]
+    fn a_top_k_page_of_few_rows_with_more_columns_is_ranked_first_then_read_by_key() {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("price", DataType::Float64, true),
+            Field::new("note", DataType::Utf8, true),
+        ]);
+        let name = DatasetName::new("t").unwrap();
+        let mut manifest =
+            Manifest::initial(name, schema.clone(), vec!["id".into()], vec![], "test");
+        manifest.base_files = vec![DataFile {
+            rows: 50 * TOP_K_ROWS_PER_LOOKUP,
+            ..file(0.into(), 1.into())
+        }];
+        let narrow = |manifest: &Manifest, body: serde_json::Value| {
+            let request = serde_json::from_value(body).unwrap();
+            top_k_columns(
+                manifest,
+                &crate::plan::plan(&request, &schema, 1000).unwrap(),
+            )
+        };
+        let by_price = json!([{"col": "price", "dir": "desc"}]);
+        // Ranked by the order's and the key's columns.
+        assert_eq!(
+            narrow(&manifest, json!({"order_by": by_price, "page_size": 50})),
+            Some(vec![1, 0])
+        );
+        // Nothing to read by key: the page has no other column.
+        let narrow_only =
+            json!({"order_by": by_price, "page_size": 50, "columns": ["price", "id"]});
+        assert_eq!(narrow(&manifest, narrow_only), None);
+        // No order; too many rows; too deep; too few base rows per row read.
+        assert_eq!(narrow(&manifest, json!({"page_size": 50})), None);
+        assert_eq!(
+            narrow(&manifest, json!({"order_by": by_price, "page_size": 51})),
+            None
+        );
+        let deep = json!({"order_by": by_price, "page_size": 50, "page": 21});
+        assert_eq!(narrow(&manifest, deep), None);
+        manifest.base_files[0].rows -= 1;
+        assert_eq!(
+            narrow(&manifest, json!({"order_by": by_price, "page_size": 50})),
+            None
+        );
+        // A floating-point key is never looked up again by equality.
+        manifest.base_files[0].rows += 1;
+        let by_id = json!({"order_by": [{"col": "id"}], "page_size": 5});
+        assert_eq!(narrow(&manifest, by_id.clone()), Some(vec![0]));
+        let mut float_key = manifest.clone();
+        float_key.primary_key = vec!["price".into()];
+        assert_eq!(narrow(&float_key, by_id), None);
     }
 
     fn file(min: serde_json::Value, max: serde_json::Value) -> DataFile {

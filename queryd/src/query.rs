@@ -486,7 +486,7 @@ impl Run {
                 let (schema, groups) = group::grouped(state, &self.plan)?;
                 Ok(Input::Groups(schema, groups))
             }
-            Route::Engine { source } => Ok(Input::Dataset(source)),
+            Route::Engine { source } | Route::ColdTopK { source, .. } => Ok(Input::Dataset(source)),
             Route::Index { .. } | Route::Ordered { .. } | Route::ColdKey { .. } => Err(
                 QueryError::Internal("the engine was asked to answer an index route".into()),
             ),
@@ -532,6 +532,39 @@ async fn run_general_page(run: &Run) -> Result<(SchemaRef, Vec<RecordBatch>), Qu
             let (schema, row) = run.cold_row().await?;
             let row = row.filter(|_| skip == 0 && fetch > 0);
             Ok((schema, row.into_iter().collect()))
+        }
+        Route::ColdTopK {
+            source: source @ Source::Cold(manifest),
+            narrow,
+        } => {
+            let ranking = Plan {
+                shape: Shape::Rows {
+                    columns: narrow.clone(),
+                },
+                ..run.plan.clone()
+            };
+            let query = engine::Query {
+                plan: &ranking,
+                ..run.query()
+            };
+            let (_, ranked) = run
+                .engine
+                .page(Input::Dataset(source), query, skip, fetch)
+                .await?;
+            tracing::debug!(
+                dataset = %manifest.dataset,
+                rows = ranked.iter().map(RecordBatch::num_rows).sum::<usize>(),
+                "late top-K: ranked, reading the rows by key"
+            );
+            cold::rows_by_key(
+                &run.deltas,
+                &run.footers,
+                manifest,
+                &run.plan,
+                narrow,
+                &ranked,
+            )
+            .await
         }
         Route::Groups { state } if !has_having(&run.plan) => {
             let groups = group::answered(state, &run.plan)?;

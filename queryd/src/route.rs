@@ -9,6 +9,7 @@
 //! | [`Route::Groups`] | `hot` | a group-by on one indexed column, off its index, or on dictionary-encoded columns, by their keys ([`crate::group`]); `having` is the engine's |
 //! | [`Route::Ordered`] | `hot` | the indexes (or every row) find the rows, a partial sort orders the page ([`crate::ordered`]) |
 //! | [`Route::ColdKey`] | `cold` | a primary-key `eq` lookup read from the files ([`crate::cold`]) |
+//! | [`Route::ColdTopK`] | `cold` | a top-K page of few rows: the engine ranks the order's and the key's columns, the rows are read by key ([`crate::cold`]); its counts and streams are the engine's |
 //! | [`Route::Engine`] | `general`, `cold-general`, and whatever the others do not answer | the [`crate::engine::Engine`] over the dataset |
 //!
 //! Every route answers the same rows in the same order (the engine contract's order rules).
@@ -40,6 +41,10 @@ pub enum Route {
     Groups { state: Arc<DatasetState> },
     /// Not in memory: a primary-key `eq` lookup, read straight from the files.
     ColdKey { manifest: Arc<Manifest> },
+    /// Not in memory: a top-K page of few rows, materialized late. The engine ranks the
+    /// `narrow` columns (the order's and the key's) over `source`, then the page's rows are
+    /// read by key ([`cold::rows_by_key`]).
+    ColdTopK { source: Source, narrow: Vec<usize> },
     /// The engine over the dataset (in memory or its files).
     Engine { source: Source },
 }
@@ -64,7 +69,15 @@ impl Route {
                 },
             },
             Source::Cold(manifest) if cold::applies(&manifest, plan) => Route::ColdKey { manifest },
-            source => Route::Engine { source },
+            Source::Cold(manifest) => match cold::top_k_columns(&manifest, plan) {
+                Some(narrow) => Route::ColdTopK {
+                    source: Source::Cold(manifest),
+                    narrow,
+                },
+                None => Route::Engine {
+                    source: Source::Cold(manifest),
+                },
+            },
         }
     }
 

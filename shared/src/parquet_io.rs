@@ -16,7 +16,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
-    ParquetRecordBatchReaderBuilder, RowFilter,
+    ParquetRecordBatchReaderBuilder, RowFilter, RowSelection, RowSelector,
 };
 use parquet::arrow::async_reader::{
     ParquetObjectReader, ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder,
@@ -39,10 +39,18 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// (about a third of compactord's CPU). Row-group statistics are unaffected.
 pub const DICTIONARY_PAGE_BYTES: usize = 64 * 1024;
 
+/// Rows per data page (at most; a page also ends at parquet's 1 MiB). A reader that needs a
+/// few rows of a row group — a key lookup, a selective filter's other columns, a top-K past
+/// its threshold — decompresses and decodes only the pages holding them (the page index
+/// says where they are). With the byte limit alone, a numeric column's row group was one
+/// page, so one wanted row cost the whole column chunk of every column.
+pub const PAGE_ROWS: usize = 8 * 1024;
+
 pub fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
         .build()
 }
@@ -188,6 +196,16 @@ pub async fn read_equal(
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
+    // Within those, the pages whose statistics may hold the first column's value: the key's
+    // first column, sorted in a base file, so one page of each column is decoded, not the
+    // row group's whole column chunks.
+    let selection = match wanted.first() {
+        Some((column, value)) => page_selection(&meta, &candidates, *column, value)?,
+        None => None,
+    };
+    if selection.as_ref().is_some_and(|s| !s.selects_any()) {
+        return Ok(Vec::new());
+    }
     // The predicate's batch holds the masked columns in the file's order.
     let mut wanted = wanted.to_vec();
     wanted.sort_by_key(|(column, _)| *column);
@@ -196,12 +214,53 @@ pub async fn read_equal(
     let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
         crate::keys::rows_equal(batch.num_rows(), batch.columns().iter().zip(&values))
     });
-    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
+    let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
         .with_row_groups(candidates)
-        .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
-        .build()?;
-    let batches: Vec<RecordBatch> = stream.try_collect().await?;
+        .with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+    if let Some(selection) = selection {
+        builder = builder.with_row_selection(selection);
+    }
+    let batches: Vec<RecordBatch> = builder.build()?.try_collect().await?;
     Ok(batches.into_iter().filter(|b| b.num_rows() > 0).collect())
+}
+
+/// The rows of the `candidates` row groups (ascending) whose data pages may hold `value` in
+/// `column`, by the page index (the pages' min and max); `None` when the file has no page
+/// index for it. A page without statistics is kept.
+fn page_selection(
+    meta: &ArrowReaderMetadata,
+    candidates: &[usize],
+    column: usize,
+    value: &ArrayRef,
+) -> Result<Option<RowSelection>> {
+    let file = meta.metadata();
+    let (Some(pages), Some(offsets)) = (file.column_index(), file.offset_index()) else {
+        return Ok(None);
+    };
+    let name = meta.schema().field(column).name();
+    let stats = StatisticsConverter::try_new(name, meta.schema(), meta.parquet_schema())?;
+    let Some(rows) = stats.data_page_row_counts(offsets, file.row_groups(), candidates)? else {
+        return Ok(None);
+    };
+    let mins = stats.data_page_mins(pages, offsets, candidates)?;
+    let maxes = stats.data_page_maxes(pages, offsets, candidates)?;
+    if rows.null_count() > 0 || mins.len() != rows.len() || maxes.len() != rows.len() {
+        return Ok(None);
+    }
+    let value = Scalar::new(value.clone());
+    let (from_min, to_max) = (lt_eq(&mins, &value)?, gt_eq(&maxes, &value)?);
+    let holds = |b: &BooleanArray, p: usize| b.is_null(p) || b.value(p);
+    let selectors: Vec<RowSelector> = (0..rows.len())
+        .map(|p| {
+            let n = usize::try_from(rows.value(p)).unwrap_or(usize::MAX);
+            if holds(&from_min, p) && holds(&to_max, p) {
+                RowSelector::select(n)
+            } else {
+                RowSelector::skip(n)
+            }
+        })
+        .collect();
+    Ok(Some(RowSelection::from(selectors)))
 }
 
 /// Writes an immutable object: put-if-absent, so nothing is ever overwritten (invariant 1).
@@ -288,7 +347,19 @@ mod tests {
         let path = Path::from("t/part-0.parquet");
         big_file(&store, &path).await;
         let footers = Footers::default();
-        for id in [0_i64, 131_071, 131_072, 299_999] {
+        // Rows at row group boundaries, and at page boundaries (pages of PAGE_ROWS rows),
+        // where the page index picks the page.
+        let page = PAGE_ROWS as i64;
+        let ids = [
+            0_i64,
+            131_071,
+            131_072,
+            299_999,
+            page - 1,
+            page,
+            131_072 + page,
+        ];
+        for id in ids {
             let value: ArrayRef = Arc::new(Int64Array::from(vec![id]));
             let rows = read_equal(store.clone(), &footers, &path, &[(0, value)])
                 .await
@@ -325,6 +396,27 @@ mod tests {
             .unwrap();
         assert!(other.is_empty(), "the id matches, the note does not");
         assert_eq!(footers.lock().len(), 1, "one footer read, then reused");
+    }
+
+    #[tokio::test]
+    async fn a_lookup_reads_only_the_page_that_may_hold_the_key() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let path = Path::from("t/part-0.parquet");
+        big_file(&store, &path).await;
+        let meta = Footers::default().get(&store, &path).await.unwrap();
+        let id = 131_072 + PAGE_ROWS as i64 + 5;
+        let value: ArrayRef = Arc::new(Int64Array::from(vec![id]));
+        let selection = page_selection(&meta, &[1], 0, &value)
+            .unwrap()
+            .expect("the writer writes a page index");
+        assert_eq!(
+            selection.row_count(),
+            PAGE_ROWS,
+            "one page of the row group"
+        );
+        let absent: ArrayRef = Arc::new(Int64Array::from(vec![-1]));
+        let none = page_selection(&meta, &[0, 1], 0, &absent).unwrap().unwrap();
+        assert!(!none.selects_any());
     }
 
     #[tokio::test]

@@ -122,3 +122,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    # deltalake 1.6.6 (delta-rs) aborts at interpreter teardown in about one run of ten
+    # ("terminate called without an active exception", exit 134), after the table was written
+    # and the answer printed: leave without the teardown.
+    sys.stdout.flush()
+    os._exit(0)

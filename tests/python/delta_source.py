@@ -10,6 +10,7 @@ replay the checkpoint, then the JSON commits after it. Prints one JSON object:
 """
 
 import json
+import os
 import sys
 
 import pyarrow as pa
@@ -51,3 +52,8 @@ def main():
 
 if __name__ == "__main__":
     main()
+    # deltalake 1.6.6 (delta-rs) aborts at interpreter teardown in about one run of ten
+    # ("terminate called without an active exception", exit 134), after the table was written
+    # and the answer printed: leave without the teardown.
+    sys.stdout.flush()
+    os._exit(0)

@@ -115,11 +115,13 @@ impl DataFusion {
     ) -> Result<DataFrame, QueryError> {
         // Row scans whose order matters stay in one partition so storage order is kept;
         // grouped, distinct and sorted plans, and counts, use every core.
-        let partitions = match query.plan.shape {
-            Shape::Rows { .. } if ordered && query.plan.order_by.is_empty() => 1,
-            _ => self.partitions,
+        let rows = matches!(query.plan.shape, Shape::Rows { .. }) && ordered;
+        let partitions = if rows && query.plan.order_by.is_empty() {
+            1
+        } else {
+            self.partitions
         };
-        let session = Session::new(&self.runtime, partitions);
+        let session = Session::new(&self.runtime, partitions, rows);
         match input {
             Input::Groups(schema, batch) => finish_groups(
                 session.table(schema, vec![batch])?,
@@ -203,16 +205,22 @@ struct Session {
 
 impl Session {
     /// `partitions`: 1 for order-preserving row queries, the core count for aggregations.
-    fn new(runtime: &Runtime, partitions: usize) -> Self {
+    /// `late`: filters run while Parquet decodes, and the other columns are decoded for the
+    /// matching rows only (late materialization).
+    ///
+    /// On for pages and streams of rows: a page of a selective filter decodes its other
+    /// columns for 50 rows, and a top-K's growing threshold skips what cannot enter it
+    /// (lineitem SF1 cold: filter page 632 → 48 ms, top-50 632 → 435 ms). Off for counts and
+    /// aggregations, which read few columns beyond the filters' and most rows: building the
+    /// row selections cost more than the decoding they saved (count 157 → 103 ms, Q1 367 →
+    /// 268 ms; `benches/scale`, 2026-12-05).
+    fn new(runtime: &Runtime, partitions: usize, late: bool) -> Self {
         let config = SessionConfig::new()
             .with_target_partitions(partitions.max(1))
             .with_batch_size(8192)
             .with_information_schema(false)
             .with_sort_spill_reservation_bytes(runtime.sort_merge_bytes)
-            // The cold path: filters run while Parquet decodes (late materialization), so a
-            // page of a selective filter decodes its other columns for matching rows only,
-            // and a top-K's growing threshold skips what cannot enter it.
-            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+            .set_bool("datafusion.execution.parquet.pushdown_filters", late)
             .set_bool("datafusion.execution.parquet.reorder_filters", true)
             // The cold path's anti-join keeps the base's order only on its probe side
             // (`parquet_frame`): the optimizer must not swap the sides.
@@ -581,6 +589,7 @@ mod tests {
         let session = Session::new(
             &Runtime::new(Arc::new(deltas), 64 << 20, std::env::temp_dir()).unwrap(),
             1,
+            true,
         );
         let frame = || session.table(schema.clone(), batches.clone()).unwrap();
 
