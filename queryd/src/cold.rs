@@ -107,11 +107,10 @@ pub fn top_k_columns(manifest: &Manifest, plan: &Plan) -> Option<Vec<usize>> {
         return None;
     };
     let (skip, fetch) = plan.window();
-    let base_rows: u64 = manifest.base_files.iter().map(|f| f.rows).sum();
     if plan.order_by.is_empty()
         || fetch > TOP_K_ROWS
         || skip.saturating_add(fetch) > TOP_K_WINDOW
-        || base_rows < fetch.saturating_mul(TOP_K_ROWS_PER_LOOKUP)
+        || manifest.base_rows() < fetch.saturating_mul(TOP_K_ROWS_PER_LOOKUP)
     {
         return None;
     }
