@@ -45,6 +45,13 @@ pub enum QueryError {
     Internal(String),
 }
 
+/// Parquet's errors are the table format's (queryd's own scans read its files).
+impl From<parquet::errors::ParquetError> for QueryError {
+    fn from(e: parquet::errors::ParquetError) -> Self {
+        QueryError::Shared(e.into())
+    }
+}
+
 impl QueryError {
     /// The dataset is not in the store (never created, or dropped).
     pub fn is_dataset_not_found(&self) -> bool {

@@ -33,6 +33,7 @@ pub mod engine;
 pub mod error;
 pub mod executor;
 pub mod fast;
+pub mod filter;
 pub mod forward;
 pub mod group;
 pub mod history;
@@ -206,7 +207,8 @@ pub fn app_state(config: &Config, store: Arc<dyn ObjectStore>) -> Result<AppStat
 }
 
 /// The cores this process may use: the default count of connection threads and query
-/// threads, and the threads an ordered page's prefilter is split between. Read once: the
+/// threads, and the threads an ordered page's prefilter and the tasks a cold count
+/// ([`cold::count`]) are split between. Read once: the
 /// standard library reads the cgroup's CPU quota from files on every call.
 pub(crate) fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();

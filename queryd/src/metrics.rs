@@ -1,11 +1,14 @@
 //! queryd's Prometheus metrics (`strata_daemon::metrics` keeps the HTTP ones and the
 //! format), rendered at `GET /metrics`.
 
+use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strata_daemon::metrics::{Counter, Histogram, HttpMetrics, write_counters, write_metric};
+
+use crate::route::ROUTE_NAMES;
 
 /// Upper bounds (seconds) of the reload histogram buckets.
 const RELOAD_BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
@@ -24,6 +27,9 @@ pub struct Metrics {
     delta_files_read: AtomicU64,
     states_built: AtomicU64,
     compactions_carried: AtomicU64,
+    /// Queries by the route that answered them ([`ROUTE_NAMES`]). Sharded: counted on every
+    /// request.
+    routes: [Counter; ROUTE_NAMES.len()],
 }
 
 impl Metrics {
@@ -63,6 +69,13 @@ impl Metrics {
     /// A resident state moved to a compacted version without reading its files.
     pub fn compaction_carried(&self) {
         self.compactions_carried.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A query took route `index` ([`crate::route::Route::index`]).
+    pub fn routed(&self, index: usize) {
+        if let Some(counter) = self.routes.get(index) {
+            counter.add(1);
+        }
     }
 
     pub fn set_cache_bytes(&self, bytes: u64) {
@@ -128,6 +141,17 @@ impl Metrics {
         for (name, help, value) in gauges {
             write_metric(&mut out, "gauge", name, help, value);
         }
+        out.push_str(
+            "# HELP strata_query_routes_total Queries (pages, counts, streams) by the path \
+             that answered them.\n# TYPE strata_query_routes_total counter\n",
+        );
+        for (name, counter) in ROUTE_NAMES.iter().zip(&self.routes) {
+            let _ = writeln!(
+                out,
+                "strata_query_routes_total{{route=\"{name}\"}} {}",
+                counter.get()
+            );
+        }
         out.push_str("# HELP strata_reload_duration_seconds Dataset load and reload durations.\n");
         out.push_str("# TYPE strata_reload_duration_seconds histogram\n");
         self.reloads
@@ -169,8 +193,12 @@ mod tests {
             Duration::from_micros(50),
         );
         m.cache_hit();
+        m.routed(5);
+        m.routed(5);
         m.reload(Duration::from_millis(70), true);
         let text = m.render(1024);
+        assert!(text.contains("strata_query_routes_total{route=\"cold_count\"} 2"));
+        assert!(text.contains("strata_query_routes_total{route=\"engine\"} 0"));
         assert!(text.contains(
             "strata_http_requests_total{route=\"/api/v1/datasets/{name}/query\",method=\"POST\",status=\"200\"} 2"
         ));

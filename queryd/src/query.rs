@@ -311,6 +311,7 @@ impl QueryService {
         let dataset = Dataset::of(&source);
         let plan = plan::plan(request, &dataset.schema, self.limits.max_page_size)?;
         let route = Route::decide(source, &plan, self.limits.hot_paths);
+        self.cache.metrics().routed(route.index());
         Ok(Run {
             dataset,
             plan,
@@ -486,7 +487,9 @@ impl Run {
                 let (schema, groups) = group::grouped(state, &self.plan)?;
                 Ok(Input::Groups(schema, groups))
             }
-            Route::Engine { source } | Route::ColdTopK { source, .. } => Ok(Input::Dataset(source)),
+            Route::Engine { source }
+            | Route::ColdTopK { source, .. }
+            | Route::ColdCount { source } => Ok(Input::Dataset(source)),
             Route::Index { .. } | Route::Ordered { .. } | Route::ColdKey { .. } => Err(
                 QueryError::Internal("the engine was asked to answer an index route".into()),
             ),
@@ -590,6 +593,19 @@ async fn count_general(run: &Run) -> Result<u64, QueryError> {
     match &run.route {
         Route::ColdKey { .. } => {
             let n = u64::from(run.cold_row().await?.1.is_some());
+            Ok(run.plan.limit.map_or(n, |l| l.min(n)))
+        }
+        Route::ColdCount {
+            source: Source::Cold(manifest),
+        } => {
+            let n = cold::count::count(
+                &run.deltas,
+                &run.footers,
+                manifest,
+                &run.plan,
+                crate::cores(),
+            )
+            .await?;
             Ok(run.plan.limit.map_or(n, |l| l.min(n)))
         }
         _ => run.engine.count(run.engine_input()?, run.query()).await,

@@ -10,6 +10,7 @@
 //! | [`Route::Ordered`] | `hot` | the indexes (or every row) find the rows, a partial sort orders the page ([`crate::ordered`]) |
 //! | [`Route::ColdKey`] | `cold` | a primary-key `eq` lookup read from the files ([`crate::cold`]) |
 //! | [`Route::ColdTopK`] | `cold` | a top-K page of few rows: the engine ranks the order's and the key's columns, the rows are read by key ([`crate::cold`]); its counts and streams are the engine's |
+//! | [`Route::ColdCount`] | `cold` | rows under filters arrow's kernels evaluate: a count is Strata's scan of the filter columns ([`crate::cold::count`]); pages and streams are the engine's |
 //! | [`Route::Engine`] | `general`, `cold-general`, and whatever the others do not answer | the [`crate::engine::Engine`] over the dataset |
 //!
 //! Every route answers the same rows in the same order (the engine contract's order rules).
@@ -45,9 +46,24 @@ pub enum Route {
     /// `narrow` columns (the order's and the key's) over `source`, then the page's rows are
     /// read by key ([`cold::rows_by_key`]).
     ColdTopK { source: Source, narrow: Vec<usize> },
+    /// Not in memory: rows under filters [`cold::count`] evaluates. A count is its scan of
+    /// the filter columns; pages and streams are the engine's over `source`.
+    ColdCount { source: Source },
     /// The engine over the dataset (in memory or its files).
     Engine { source: Source },
 }
+
+/// The routes' names, as the `strata_query_routes_total` metric labels them, at
+/// [`Route::index`].
+pub const ROUTE_NAMES: [&str; 7] = [
+    "index",
+    "ordered",
+    "groups",
+    "cold_key",
+    "cold_top_k",
+    "cold_count",
+    "engine",
+];
 
 impl Route {
     /// The route of `plan` over `source`; with `hot_paths` off (a setting, and the suite's
@@ -74,10 +90,26 @@ impl Route {
                     source: Source::Cold(manifest),
                     narrow,
                 },
+                None if cold::count::applies(&manifest, plan) => Route::ColdCount {
+                    source: Source::Cold(manifest),
+                },
                 None => Route::Engine {
                     source: Source::Cold(manifest),
                 },
             },
+        }
+    }
+
+    /// This route's place in [`ROUTE_NAMES`].
+    pub fn index(&self) -> usize {
+        match self {
+            Route::Index { .. } => 0,
+            Route::Ordered { .. } => 1,
+            Route::Groups { .. } => 2,
+            Route::ColdKey { .. } => 3,
+            Route::ColdTopK { .. } => 4,
+            Route::ColdCount { .. } => 5,
+            Route::Engine { .. } => 6,
         }
     }
 

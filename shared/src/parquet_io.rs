@@ -123,7 +123,7 @@ impl RowGroups {
 }
 
 /// Parsed footers, page indexes included, of Parquet objects by path, for repeated point
-/// reads ([`read_equal`]). Objects are immutable (invariant 1), so an entry never goes stale.
+/// reads ([`read_equal`]) and queryd's own scans. Objects are immutable (invariant 1), so an entry never goes stale.
 /// Bounded by [`MAX_FOOTERS`] entries: when full it starts over (simple; the next reads parse
 /// their footers again).
 #[derive(Default)]
@@ -138,7 +138,11 @@ pub const MAX_FOOTERS: usize = 256;
 impl Footers {
     /// The footer of `path`, read (HEAD for the size, then the footer and page index) unless
     /// known.
-    async fn get(&self, store: &Arc<dyn ObjectStore>, path: &Path) -> Result<ArrowReaderMetadata> {
+    pub async fn get(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        path: &Path,
+    ) -> Result<ArrowReaderMetadata> {
         let known = self.lock().get(path).cloned();
         if let Some(meta) = known {
             return Ok(meta);

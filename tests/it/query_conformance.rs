@@ -5,7 +5,8 @@
 //! - `hot`: in memory, hot paths on (indexes, direct pages, O(1) counts);
 //! - `general`: in memory, every query through DataFusion;
 //! - `cold`: not in memory (the cache is too small): primary-key `eq` lookups read the files
-//!   directly (`queryd::cold`), everything else runs in DataFusion over the Parquet files;
+//!   directly (`queryd::cold`), counts under simple filters are Strata's own scan
+//!   (`queryd::cold::count`), everything else runs in DataFusion over the Parquet files;
 //! - `cold-general`: not in memory, every query through DataFusion.
 //!
 //! Each case checks the JSON page, the same page as Arrow IPC, `…/count` and `…/query/stream`

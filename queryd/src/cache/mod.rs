@@ -141,6 +141,10 @@ impl Memcache {
         self.deltas.store()
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The decoded delta files (shared with the cold paths).
     pub fn deltas(&self) -> &Arc<DeltaCache> {
         &self.deltas

@@ -15,16 +15,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, ArrowPrimitiveType, AsArray, BooleanArray, Decimal128Array, Float64Array,
-    Int64Array, PrimitiveArray, RecordBatch, Scalar, StringArray,
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, Decimal128Array, Float64Array, Int64Array,
+    PrimitiveArray, RecordBatch, StringArray,
 };
 use arrow::buffer::BooleanBuffer;
-use arrow::compute::kernels::cmp;
 use arrow::datatypes::{self as t, DataType, Field, Schema, SchemaRef};
 
 use crate::engine::EXACT_SUM;
 use crate::error::QueryError;
-use crate::plan::{AggOp, Aggregate, CmpOp, Filter, FilterOp, Plan, Shape};
+use crate::plan::{AggOp, Aggregate, Filter, FilterOp, Plan, Shape};
 use crate::state::DatasetState;
 
 /// Most combinations of dictionary keys (nulls included) a chunk may have: the table that
@@ -300,26 +299,7 @@ fn kept(
     let rows = batch.num_rows();
     let mut keep = BooleanBuffer::new_set(rows);
     for filter in filters {
-        let FilterOp::Cmp(op, value) = &filter.op else {
-            return Err(QueryError::Internal(
-                "a filter dictionary groups do not take".into(),
-            ));
-        };
-        let column = batch.column(filter.column);
-        let literal = Scalar::new(value.to_array()?);
-        let matched: BooleanArray = match op {
-            CmpOp::Eq => cmp::eq(column, &literal)?,
-            CmpOp::NotEq => cmp::neq(column, &literal)?,
-            CmpOp::Gt => cmp::gt(column, &literal)?,
-            CmpOp::GtEq => cmp::gt_eq(column, &literal)?,
-            CmpOp::Lt => cmp::lt(column, &literal)?,
-            CmpOp::LtEq => cmp::lt_eq(column, &literal)?,
-        };
-        // A comparison with null is not true: the row goes.
-        keep = match matched.nulls() {
-            Some(nulls) => &(&keep & matched.values()) & nulls.inner(),
-            None => &keep & matched.values(),
-        };
+        keep = &keep & &crate::filter::truth(batch.column(filter.column), &filter.op)?;
     }
     if let Some(deleted) = deleted {
         let start = state.chunks.row_id(chunk, 0);

@@ -7,8 +7,8 @@
 //!
 //! - `hot`: in memory, index hot paths on;
 //! - `general`: in memory, every request through DataFusion;
-//! - `cold`: never in memory (`cache_bytes = 1`): the cold key path and DataFusion over
-//!   Parquet;
+//! - `cold`: never in memory (`cache_bytes = 1`): the cold key path, late top-K pages,
+//!   Strata's own counts (`queryd::cold::count`) and DataFusion over Parquet;
 //! - `cold-general`: never in memory, every request through DataFusion over Parquet, with
 //!   the engine's memory (`query_memory_bytes`, 256 MiB) below the table's, so whole-table sorts
 //!   and large aggregations spill to disk.
@@ -21,6 +21,10 @@
 //! (`tests/python/duckdb_oracle.py`) reads the same source and delta Parquet files and
 //! applies the same changes. Each request is checked as a JSON page and, in turn, as an
 //! Arrow page, a count or a stream. The rules the SQL encodes are in [`request`]'s doc.
+//!
+//! At the end, each queryd's route counters (`strata_query_routes_total`) must show every
+//! route its path exists for, and none it must not take: a comparison covers a route only if
+//! requests reach it.
 //!
 //! `STRATA_DIFF_SEED` (default 1) and `STRATA_DIFF_QUERIES` (default 1024, spread over the
 //! phases and paths) run longer campaigns. A failure prints a reproducer: its number, the
@@ -303,6 +307,57 @@ async fn every_path_answers_like_duckdb() {
         "every shape is drawn: {tally:?}"
     );
     assert!(tally.filtered * 2 > n, "most requests filter: {tally:?}");
+    // Each path answered through the routes it exists for (queryd's route counters): the
+    // comparison above covers a route only if requests reached it.
+    for (path, url) in &queryds {
+        let taken = routes(&http, url).await;
+        eprintln!("differential: routes of {path}: {taken:?}");
+        // Routes each path must have taken, and routes it must never take.
+        let (must, never): (&[&str], &[&str]) = match *path {
+            "hot" => (&["index", "ordered", "groups", "engine"], &[]),
+            "cold" => (
+                &["cold_key", "cold_top_k", "cold_count", "engine"],
+                &["index", "ordered", "groups"],
+            ),
+            _ => (
+                &["engine"],
+                &[
+                    "index",
+                    "ordered",
+                    "groups",
+                    "cold_key",
+                    "cold_top_k",
+                    "cold_count",
+                ],
+            ),
+        };
+        let n = |route: &str| taken.get(route).copied().unwrap_or(0);
+        for route in must {
+            assert!(n(route) > 0, "{path} never took route {route}: {taken:?}");
+        }
+        for route in never {
+            assert_eq!(n(route), 0, "{path} took route {route}: {taken:?}");
+        }
+    }
+}
+
+/// queryd's `strata_query_routes_total` by route.
+async fn routes(http: &reqwest::Client, url: &str) -> std::collections::BTreeMap<String, u64> {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("strata_query_routes_total{route=\""))
+        .filter_map(|rest| {
+            let (route, n) = rest.split_once("\"} ")?;
+            Some((route.to_owned(), n.parse().ok()?))
+        })
+        .collect()
 }
 
 /// POSTs `body` with the admin token; the JSON answer, which must be a success.

@@ -1,3 +1,6 @@
+//! The cold path's own answers, besides the engine's: key lookups and late top-K pages here,
+//! counts in [`count`].
+//!
 //! The cold path's one hot path: a primary-key lookup (`eq` on each key column) on a dataset
 //! that is not in memory (never loaded, evicted, too big for the cache, or being rebuilt after
 //! a compaction) is answered from its files without DataFusion. The key's newest delta entry decides if there
@@ -30,6 +33,9 @@ use crate::delta_cache::DeltaCache;
 use crate::deltas::LoadedDelta;
 use crate::error::QueryError;
 use crate::plan::{CmpOp, FilterOp, Plan, Shape};
+
+pub mod count;
+mod pages;
 
 /// The key's columns and their looked-up values, in key order, if `plan` is a lookup of the
 /// whole primary key by `eq` on each of its columns (nothing else filtered, no order).
