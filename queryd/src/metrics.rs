@@ -27,7 +27,7 @@ pub struct Metrics {
     delta_files_read: AtomicU64,
     states_built: AtomicU64,
     compactions_carried: AtomicU64,
-    /// Queries by the route that answered them ([`ROUTE_NAMES`]). Sharded: counted on every
+    /// Queries by the route decided for them ([`ROUTE_NAMES`]). Sharded: counted on every
     /// request.
     routes: [Counter; ROUTE_NAMES.len()],
 }
@@ -142,8 +142,10 @@ impl Metrics {
             write_metric(&mut out, "gauge", name, help, value);
         }
         out.push_str(
-            "# HELP strata_query_routes_total Queries (pages, counts, streams) by the path \
-             that answered them.\n# TYPE strata_query_routes_total counter\n",
+            "# HELP strata_query_routes_total Queries (pages, counts, streams) by the route \
+             decided for them (the engine answers a cold_top_k route's counts and streams and \
+             a cold_count route's pages and streams).\n# TYPE strata_query_routes_total \
+             counter\n",
         );
         for (name, counter) in ROUTE_NAMES.iter().zip(&self.routes) {
             let _ = writeln!(
