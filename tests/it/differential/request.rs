@@ -444,6 +444,11 @@ impl Sampler<'_> {
     }
 
     pub fn query(&self, rng: &mut StdRng) -> Query {
+        // One request in twenty is a bare key lookup (the whole key by `eq`, rows, no order):
+        // the shape the cold key path answers, which the mix below reaches a few times a run.
+        if rng.random_bool(0.05) {
+            return self.lookup(rng);
+        }
         let n = COLUMNS.len();
         let shape_roll = rng.random_range(0..100);
         // About a third of the grouped requests group by dictionary-encoded string columns
@@ -546,12 +551,38 @@ impl Sampler<'_> {
         all.choose_multiple(rng, count).copied().collect()
     }
 
-    fn key_pred(&self, rng: &mut StdRng) -> Pred {
-        let key = |rng: &mut StdRng| match self.value(rng, 0) {
-            // Sometimes a key that is not there.
+    /// A key lookup alone: some of the columns, maybe a page of it.
+    fn lookup(&self, rng: &mut StdRng) -> Query {
+        let columns = rng.random_bool(0.5).then(|| {
+            let count = rng.random_range(1..4);
+            self.columns(rng, count)
+        });
+        Query {
+            columns,
+            filters: vec![Pred {
+                column: 0,
+                op: "eq",
+                values: vec![self.key(rng)],
+            }],
+            shape: Shape::Rows,
+            order_by: Vec::new(),
+            limit: None,
+            page: rng.random_bool(0.2).then(|| rng.random_range(0..3)),
+            page_size: None,
+            upper: false,
+        }
+    }
+
+    /// A key of the table, or sometimes one that is not there.
+    fn key(&self, rng: &mut StdRng) -> Cell {
+        match self.value(rng, 0) {
             Some(Cell::Int(k)) if rng.random_bool(0.9) => Cell::Int(k),
             _ => Cell::Int(rng.random_range(-(1i128 << 43)..(1i128 << 43))),
-        };
+        }
+    }
+
+    fn key_pred(&self, rng: &mut StdRng) -> Pred {
+        let key = |rng: &mut StdRng| self.key(rng);
         if rng.random_bool(0.7) {
             Pred {
                 column: 0,
