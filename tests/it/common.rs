@@ -233,3 +233,14 @@ impl Queryd {
         self.send(request.body(body)).await
     }
 }
+
+/// A daemon's `GET /metrics` text.
+pub async fn metrics_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

@@ -183,14 +183,7 @@ async fn the_read_api_over_the_real_binary() {
         .unwrap();
     assert_eq!(unauthenticated.status(), 401);
 
-    let metrics = client
-        .get(format!("{q}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::common::metrics_text(&client, q).await;
     assert!(metrics.contains("strata_cache_hits_total"), "{metrics}");
     assert!(
         metrics.contains("route=\"/api/v1/datasets/{name}/count\""),

@@ -129,14 +129,7 @@ async fn a_restarted_queryd_serves_and_converges_under_writes() {
     // Each delta file was read from the store once, by the lookups and the rebuild together
     // (before, every cold lookup read every delta file of its version: 1 000 versions of
     // writes made the first lookup after a restart a 504 at a 5 s timeout, and every one after).
-    let metrics = http
-        .get(format!("{reads_url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::common::metrics_text(&http, &reads_url).await;
     let files_read: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("strata_delta_files_read_total "))

@@ -346,15 +346,9 @@ async fn every_path_answers_like_duckdb() {
 
 /// queryd's `strata_query_routes_total` by route.
 async fn routes(http: &reqwest::Client, url: &str) -> std::collections::BTreeMap<String, u64> {
-    let text = http
-        .get(format!("{url}/metrics"))
-        .send()
+    crate::common::metrics_text(http, url)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter_map(|line| line.strip_prefix("strata_query_routes_total{route=\""))
         .filter_map(|rest| {
             let (route, n) = rest.split_once("\"} ")?;
