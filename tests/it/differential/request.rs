@@ -526,10 +526,17 @@ impl Sampler<'_> {
         } else {
             query.shape = self.grouped(rng, dictionary);
             if let Shape::Grouped { group, aggs, .. } = &query.shape {
+                // Not by an aggregate added in floating point: two groups equal but for the
+                // rounding of their summation order (which neither engine fixes, and a
+                // parallel aggregation varies) may come in either order.
                 let outputs: Vec<String> = group
                     .iter()
                     .map(|&c| COLUMNS[c].name.to_owned())
-                    .chain(aggs.iter().map(Agg::name))
+                    .chain(
+                        aggs.iter()
+                            .filter(|a| a.mode() != Mode::Approx)
+                            .map(Agg::name),
+                    )
                     .collect();
                 query.order_by = self.output_keys(rng, &outputs);
             }
