@@ -52,6 +52,9 @@ use super::pages;
 /// dictionary value); longer lists are the engine's, which hashes them.
 const MAX_IN_VALUES: usize = 16;
 
+/// Footers fetched at once by a count's first look at its files.
+const FOOTERS_IN_FLIGHT: usize = 8;
+
 /// Whether `plan` is a count this module answers over `manifest`'s files: rows (not groups or
 /// distinct values), every filter one of [`evaluable`]'s.
 pub fn applies(manifest: &Manifest, plan: &Plan) -> bool {
@@ -112,9 +115,22 @@ pub async fn count(
     let scan = Arc::new(Scan::new(&schema, &plan.filters, &key, shadowed));
     let mut units = Vec::new();
     let mut counted = 0u64;
-    for file in &manifest.base_files {
-        let path = Path::parse(&file.path).map_err(strata_shared::Error::from)?;
-        let meta = footers.get(deltas.store(), &path).await?;
+    // The files' footers, a few fetched at once (after the first count they are known).
+    let paths = manifest
+        .base_files
+        .iter()
+        .map(|file| Path::parse(&file.path).map_err(strata_shared::Error::from))
+        .collect::<Result<Vec<_>, _>>()?;
+    let store = deltas.store();
+    let footed: Vec<(Path, ArrowReaderMetadata)> = futures::stream::iter(paths)
+        .map(|path| async move {
+            let meta = footers.get(store, &path).await?;
+            Ok::<_, QueryError>((path, meta))
+        })
+        .buffered(FOOTERS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    for (path, meta) in footed {
         let verdicts = scan.verdicts(&meta)?;
         for (group, verdict) in verdicts.into_iter().enumerate() {
             match verdict {
