@@ -166,39 +166,35 @@ fn compute(
     let mut columns: Vec<ArrayRef> = vec![interleave(&sources, &picks)?];
     let mut fields = vec![state.mem_schema.field(column).clone()];
 
+    let postings: Vec<Postings<'_>> = groups.iter().map(|&(_, rows)| rows).collect();
     for (a, kind) in aggregates.iter().zip(kinds) {
         let values = a.column.map(|c| Values::new(chunks, c));
         let array: ArrayRef = match (kind, a.op, &values) {
             (Kind::CountRows, _, _) => Arc::new(Int64Array::from_iter_values(
-                groups.iter().map(|&(_, rows)| rows.len() as i64),
+                postings.iter().map(|rows| rows.len() as i64),
             )),
-            (Kind::CountValues, _, Some(v)) => Arc::new(Int64Array::from_iter_values(
-                groups.iter().map(|&(_, rows)| v.count(rows) as i64),
-            )),
+            (Kind::CountValues, _, Some(v)) => {
+                Arc::new(Int64Array::from_iter_values(v.count(&postings)))
+            }
             (Kind::Int, op, Some(v)) => {
                 match op {
-                    AggOp::Avg => Arc::new(Float64Array::from_iter(
-                        groups.iter().map(|&(_, rows)| v.int_avg(rows)),
-                    )),
+                    AggOp::Avg => Arc::new(Float64Array::from_iter(v.int_avg(&postings))),
                     // Exact, as on the DataFusion path: `engine::narrow_sums`.
                     AggOp::Sum => Arc::new(
-                        Decimal128Array::from_iter(groups.iter().map(|&(_, rows)| v.int_sum(rows)))
-                            .with_data_type(EXACT_SUM),
+                        Decimal128Array::from_iter(v.int_sum(&postings)).with_data_type(EXACT_SUM),
                     ),
                     // min/max keep the column's type (read exactly, as i128: a uint64
                     // beyond i64::MAX too).
                     _ => {
-                        let exact = Decimal128Array::from_iter(
-                            groups.iter().map(|&(_, rows)| v.int_extreme(rows, op)),
-                        )
-                        .with_data_type(EXACT_SUM);
+                        let exact = Decimal128Array::from_iter(v.int_extreme(&postings, op))
+                            .with_data_type(EXACT_SUM);
                         arrow::compute::cast(&exact, &a.data_type)?
                     }
                 }
             }
-            (Kind::Float, op, Some(v)) => Arc::new(Float64Array::from_iter(
-                groups.iter().map(|&(_, rows)| v.float_fold(rows, op)),
-            )),
+            (Kind::Float, op, Some(v)) => {
+                Arc::new(Float64Array::from_iter(v.float_fold(&postings, op)))
+            }
             _ => return Err(QueryError::Internal("aggregate without its column".into())),
         };
         fields.push(Field::new(&a.alias, array.data_type().clone(), true));
@@ -209,28 +205,38 @@ fn compute(
 }
 
 /// One column's values, read through the index's postings: each chunk's array is downcast
-/// once per group, and its values read in a typed loop (a group of a million rows is a
-/// million slice reads, not a million calls through a boxed reader).
+/// once, and its values read in a typed loop (a million rows are a million slice reads, not
+/// a million calls through a boxed reader).
 struct Values<'a> {
     arrays: Vec<&'a ArrayRef>,
 }
 
-/// Calls `f` with each non-null value at `rows` of the `T`-typed chunks `arrays`.
+/// Calls `f(group, value)` with each non-null value at each group's rows of the `T`-typed
+/// chunks `arrays`.
+///
+/// Chunk by chunk, then group by group: a chunk's values stay in cache while every group
+/// reads its rows of them (group by group, each group would read the whole column from
+/// memory again: 20 groups, 20 passes). Each group still sees its values in ascending row
+/// order, so a float sum adds them in the same order either way.
 fn each_value<T: ArrowPrimitiveType>(
     arrays: &[&ArrayRef],
-    rows: Postings<'_>,
-    mut f: impl FnMut(T::Native),
+    groups: &[Postings<'_>],
+    mut f: impl FnMut(usize, T::Native),
 ) {
-    for (chunk, offsets) in rows.runs() {
-        let array = arrays[chunk].as_primitive::<T>();
+    for (chunk, array) in arrays.iter().enumerate() {
+        let array = array.as_primitive::<T>();
         let values = array.values();
-        match array.nulls().filter(|n| n.null_count() > 0) {
-            None => offsets.iter().for_each(|&r| f(values[usize::from(r)])),
-            Some(nulls) => offsets
-                .iter()
-                .map(|&r| usize::from(r))
-                .filter(|&r| nulls.is_valid(r))
-                .for_each(|r| f(values[r])),
+        let nulls = array.nulls().filter(|n| n.null_count() > 0);
+        for (g, rows) in groups.iter().enumerate() {
+            let offsets = rows.in_chunk(chunk);
+            match nulls {
+                None => offsets.iter().for_each(|&r| f(g, values[usize::from(r)])),
+                Some(nulls) => offsets
+                    .iter()
+                    .map(|&r| usize::from(r))
+                    .filter(|&r| nulls.is_valid(r))
+                    .for_each(|r| f(g, values[r])),
+            }
         }
     }
 }
@@ -242,26 +248,32 @@ impl<'a> Values<'a> {
         }
     }
 
-    fn count(&self, rows: Postings<'_>) -> usize {
-        rows.runs()
-            .map(|(chunk, offsets)| {
-                match self.arrays[chunk].nulls().filter(|n| n.null_count() > 0) {
-                    Some(nulls) => offsets
-                        .iter()
-                        .filter(|&&r| nulls.is_valid(usize::from(r)))
-                        .count(),
-                    None => offsets.len(),
-                }
+    /// Each group's count of non-null values.
+    fn count(&self, groups: &[Postings<'_>]) -> Vec<i64> {
+        groups
+            .iter()
+            .map(|rows| {
+                rows.runs()
+                    .map(|(chunk, offsets)| {
+                        match self.arrays[chunk].nulls().filter(|n| n.null_count() > 0) {
+                            Some(nulls) => offsets
+                                .iter()
+                                .filter(|&&r| nulls.is_valid(usize::from(r)))
+                                .count(),
+                            None => offsets.len(),
+                        }
+                    })
+                    .sum::<usize>() as i64
             })
-            .sum()
+            .collect()
     }
 
-    /// Calls `f` with each non-null value at `rows`, exactly, as i128 (`Kind::of` admits only
-    /// integer columns here; a uint64 beyond i64::MAX stays exact).
-    fn ints(&self, rows: Postings<'_>, mut f: impl FnMut(i128)) {
+    /// Calls `f(group, value)` with each non-null value of each group, exactly, as i128
+    /// (`Kind::of` admits only integer columns here; a uint64 beyond i64::MAX stays exact).
+    fn ints(&self, groups: &[Postings<'_>], mut f: impl FnMut(usize, i128)) {
         macro_rules! ints {
             ($t:ty) => {
-                each_value::<$t>(&self.arrays, rows, |v| f(v as i128))
+                each_value::<$t>(&self.arrays, groups, |g, v| f(g, v as i128))
             };
         }
         match self.arrays.first().map(|a| a.data_type()) {
@@ -277,41 +289,43 @@ impl<'a> Values<'a> {
         }
     }
 
-    /// Calls `f` with each non-null value at `rows` as f64 (`Kind::of` admits only float
-    /// columns here).
-    fn floats(&self, rows: Postings<'_>, mut f: impl FnMut(f64)) {
+    /// Calls `f(group, value)` with each non-null value of each group as f64 (`Kind::of`
+    /// admits only float columns here).
+    fn floats(&self, groups: &[Postings<'_>], mut f: impl FnMut(usize, f64)) {
         match self.arrays.first().map(|a| a.data_type()) {
             Some(DataType::Float16) => {
-                each_value::<t::Float16Type>(&self.arrays, rows, |v| f(v.to_f64()))
+                each_value::<t::Float16Type>(&self.arrays, groups, |g, v| f(g, v.to_f64()))
             }
             Some(DataType::Float32) => {
-                each_value::<t::Float32Type>(&self.arrays, rows, |v| f(f64::from(v)))
+                each_value::<t::Float32Type>(&self.arrays, groups, |g, v| f(g, f64::from(v)))
             }
-            Some(_) => each_value::<t::Float64Type>(&self.arrays, rows, f),
+            Some(_) => each_value::<t::Float64Type>(&self.arrays, groups, f),
             None => {}
         }
     }
 
-    fn int_sum(&self, rows: Postings<'_>) -> Option<i128> {
-        let mut sum: Option<i128> = None;
-        self.ints(rows, |v| *sum.get_or_insert(0) += v);
-        sum
+    fn int_sum(&self, groups: &[Postings<'_>]) -> Vec<Option<i128>> {
+        let mut sums: Vec<Option<i128>> = vec![None; groups.len()];
+        self.ints(groups, |g, v| *sums[g].get_or_insert(0) += v);
+        sums
     }
 
     /// Avg of an integer column (exact sum, one division, as DataFusion).
-    fn int_avg(&self, rows: Postings<'_>) -> Option<f64> {
-        let (mut sum, mut n) = (0i128, 0u64);
-        self.ints(rows, |v| {
-            sum += v;
-            n += 1;
+    fn int_avg(&self, groups: &[Postings<'_>]) -> Vec<Option<f64>> {
+        let mut sums = vec![(0i128, 0u64); groups.len()];
+        self.ints(groups, |g, v| {
+            sums[g].0 += v;
+            sums[g].1 += 1;
         });
-        (n > 0).then(|| sum as f64 / n as f64)
+        sums.into_iter()
+            .map(|(sum, n)| (n > 0).then(|| sum as f64 / n as f64))
+            .collect()
     }
 
-    fn int_extreme(&self, rows: Postings<'_>, op: AggOp) -> Option<i128> {
-        let mut best: Option<i128> = None;
-        self.ints(rows, |v| {
-            best = Some(match (best, op) {
+    fn int_extreme(&self, groups: &[Postings<'_>], op: AggOp) -> Vec<Option<i128>> {
+        let mut best: Vec<Option<i128>> = vec![None; groups.len()];
+        self.ints(groups, |g, v| {
+            best[g] = Some(match (best[g], op) {
                 (None, _) => v,
                 (Some(b), AggOp::Min) => b.min(v),
                 (Some(b), _) => b.max(v),
@@ -320,16 +334,18 @@ impl<'a> Values<'a> {
         best
     }
 
-    fn float_fold(&self, rows: Postings<'_>, op: AggOp) -> Option<f64> {
-        let (mut sum, mut n) = (0f64, 0u64);
-        self.floats(rows, |v| {
-            sum += v;
-            n += 1;
+    fn float_fold(&self, groups: &[Postings<'_>], op: AggOp) -> Vec<Option<f64>> {
+        let mut sums = vec![(0f64, 0u64); groups.len()];
+        self.floats(groups, |g, v| {
+            sums[g].0 += v;
+            sums[g].1 += 1;
         });
-        match op {
-            _ if n == 0 => None,
-            AggOp::Avg => Some(sum / n as f64),
-            _ => Some(sum),
-        }
+        sums.into_iter()
+            .map(|(sum, n)| match op {
+                _ if n == 0 => None,
+                AggOp::Avg => Some(sum / n as f64),
+                _ => Some(sum),
+            })
+            .collect()
     }
 }

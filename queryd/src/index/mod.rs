@@ -607,6 +607,17 @@ impl<'a> Postings<'a> {
             })
     }
 
+    /// The offsets in chunk `c` (empty past the last chunk).
+    pub fn in_chunk(self, c: usize) -> &'a [u16] {
+        match self.bounds.get(c..c + 2) {
+            Some(&[from, to]) => {
+                let base = self.bounds[0];
+                &self.rows[(from - base) as usize..(to - base) as usize]
+            }
+            _ => &[],
+        }
+    }
+
     /// (row id of the chunk's first row, the offsets in it), chunk by chunk.
     pub fn chunk_runs(self) -> impl Iterator<Item = (u32, &'a [u16])> {
         let starts = self.starts;

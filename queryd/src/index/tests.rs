@@ -234,4 +234,15 @@ fn large_batches_are_cut_into_chunks_the_index_lists_cross() {
             "{start}..{end}"
         );
     }
+    // Each group's rows chunk by chunk (the group-by's reading order) are its rows.
+    for (_, rows) in index.groups(&chunks) {
+        let by_chunk: Vec<u32> = (0..chunks.batches().len())
+            .flat_map(|c| {
+                let start = chunks.row_id(c, 0);
+                rows.in_chunk(c).iter().map(move |&r| start + u32::from(r))
+            })
+            .collect();
+        assert_eq!(by_chunk, rows.ids().collect::<Vec<_>>());
+        assert!(rows.in_chunk(chunks.batches().len()).is_empty());
+    }
 }
